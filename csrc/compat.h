@@ -64,6 +64,20 @@ static inline int wxhw_compat_isinteger(lua_State *L, int i) {
 }
 #define lua_isinteger wxhw_compat_isinteger
 
+/* luaL_Buffer in 5.1 has no sized variant: a scratch userdata stands in. As
+ * in 5.4, nothing may be pushed between init and pushresultsize. */
+static inline char *wxhw_compat_buffinitsize(lua_State *L, luaL_Buffer *B, size_t sz) {
+  B->L = L;
+  return (char *)lua_newuserdata(L, sz ? sz : 1);
+}
+#define luaL_buffinitsize wxhw_compat_buffinitsize
+static inline void wxhw_compat_pushresultsize(luaL_Buffer *B, size_t sz) {
+  lua_State *L = B->L;
+  lua_pushlstring(L, (const char *)lua_touserdata(L, -1), sz);
+  lua_remove(L, -2);
+}
+#define luaL_pushresultsize wxhw_compat_pushresultsize
+
 /* 5.1 lua_getfield/lua_rawgeti return void; 5.4 returns the type. */
 static inline int wxhw_compat_getfield(lua_State *L, int i, const char *k) {
   lua_getfield(L, i, k);
