@@ -1,7 +1,345 @@
-/* Placeholder until the http primitive lands; keeps the core linkable. */
-#include "wxhw.h"
+/* wxhw.http: an HTTP client on libcurl. One wxhw.Http object holds a curl
+ * share handle (connection cache, DNS, TLS sessions), a reused easy handle for
+ * sequential requests and reused slots for the multi interface, so repeated
+ * calls to one host ride the same connection. All memory hangs off the
+ * userdata: a Lua error at any point leaks nothing. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "http_xfer.h"
+
+#define HTTP_CLASS "wxhw.Http"
+#define DEFAULT_TIMEOUT_MS 10000L
+#define DEFAULT_CONNECT_TIMEOUT_MS 5000L
+#define DEFAULT_MAX_BODY ((size_t)16 * 1024 * 1024)
+#define DEFAULT_MAX_CONNECTIONS 32L
+#define DEFAULT_CONCURRENCY 16L
+#define MAX_CONCURRENCY 1024L
+
+typedef struct {
+  CURLSH *share;
+  CURLM *multi;
+  wxhw_http_conf conf;
+  wxhw_xfer single;   /* for request() */
+  wxhw_xfer *slots;   /* for batch(): one per request in flight */
+  size_t nslots;
+  lua_Integer requests;
+} wxhw_http;
+
+static wxhw_http *check_open(lua_State *L) {
+  wxhw_http *h = luaL_checkudata(L, 1, HTTP_CLASS);
+  if (!h->share) luaL_error(L, "wxhw.Http: the client is closed");
+  return h;
+}
+
+/* Removes batch slots that a Lua error left inside the multi handle. */
+static void detach_slots(wxhw_http *h) {
+  size_t i;
+  for (i = 0; i < h->nslots; i++) {
+    if (h->slots[i].active) {
+      curl_multi_remove_handle(h->multi, h->slots[i].easy);
+      h->slots[i].active = 0;
+    }
+  }
+}
+
+static void http_release(wxhw_http *h) {
+  size_t i;
+  if (h->multi) detach_slots(h);
+  for (i = 0; i < h->nslots; i++) wxhw_xfer_free(&h->slots[i]);
+  free(h->slots);
+  h->slots = NULL;
+  h->nslots = 0;
+  wxhw_xfer_free(&h->single);
+  if (h->multi) curl_multi_cleanup(h->multi);
+  h->multi = NULL;
+  if (h->share) curl_share_cleanup(h->share); /* after every easy handle is gone */
+  h->share = NULL;
+  free(h->conf.proxy);
+  free(h->conf.proxy_safe);
+  free(h->conf.ca_file);
+  free(h->conf.user_agent);
+  memset(&h->conf, 0, sizeof h->conf);
+}
+
+static int http_gc(lua_State *L) {
+  http_release(luaL_checkudata(L, 1, HTTP_CLASS));
+  return 0;
+}
+
+static int http_tostring(lua_State *L) {
+  wxhw_http *h = luaL_checkudata(L, 1, HTTP_CLASS);
+  if (!h->share) {
+    lua_pushfstring(L, HTTP_CLASS " (closed) %p", (void *)h);
+    return 1;
+  }
+  lua_pushfstring(L, HTTP_CLASS " (timeout=%fs connect_timeout=%fs max_body=%d max_connections=%d http2=%s",
+                  (lua_Number)h->conf.timeout_ms / 1000, (lua_Number)h->conf.connect_timeout_ms / 1000,
+                  (int)h->conf.max_body, (int)h->conf.max_connections, h->conf.http2 ? "on" : "off");
+  if (h->conf.proxy_safe) lua_pushfstring(L, " proxy=%s", h->conf.proxy_safe);
+  else lua_pushliteral(L, "");
+  if (h->conf.ca_file) lua_pushfstring(L, " ca_file=%s", h->conf.ca_file);
+  else lua_pushliteral(L, "");
+  lua_pushfstring(L, " requests=%d) %p", (int)h->requests, (void *)h);
+  lua_concat(L, 4);
+  return 1;
+}
+
+/* ---- construction --------------------------------------------------------- */
+
+static char *dup_or_raise(lua_State *L, const char *s) {
+  char *d = strdup(s);
+  if (!d) luaL_error(L, "out of memory");
+  return d;
+}
+
+static long opt_ms(lua_State *L, const char *name, long dflt) {
+  double v;
+  if (wxhw_getfield(L, 1, name) == LUA_TNIL) {
+    lua_pop(L, 1);
+    return dflt;
+  }
+  if (!lua_isnumber(L, -1)) luaL_error(L, "wxhw.http.new: %s must be a number of seconds", name);
+  v = lua_tonumber(L, -1);
+  if (!(v > 0 && v < 1e6)) luaL_error(L, "wxhw.http.new: %s must be > 0", name);
+  lua_pop(L, 1);
+  return v * 1000 < 1 ? 1 : (long)(v * 1000);
+}
+
+static lua_Integer opt_int(lua_State *L, const char *name, lua_Integer dflt, lua_Integer max) {
+  lua_Integer v;
+  if (wxhw_getfield(L, 1, name) == LUA_TNIL) {
+    lua_pop(L, 1);
+    return dflt;
+  }
+  v = lua_isinteger(L, -1) ? lua_tointeger(L, -1) : 0;
+  if (v <= 0 || v > max) luaL_error(L, "wxhw.http.new: %s must be an integer in 1..%d", name, (int)max);
+  lua_pop(L, 1);
+  return v;
+}
+
+static const char *opt_str(lua_State *L, const char *name) {
+  const char *s = NULL;
+  int t = wxhw_getfield(L, 1, name);
+  if (t == LUA_TSTRING) s = lua_tostring(L, -1);
+  else if (t != LUA_TNIL) luaL_error(L, "wxhw.http.new: %s must be a string", name);
+  lua_pop(L, 1); /* the options table keeps the string alive */
+  return s;
+}
+
+static const char *const known_options[] = {
+    "timeout", "connect_timeout", "proxy", "ca_file", "max_connections", "http2",
+    "user_agent", "max_body", "max_idle", NULL};
+
+static void check_option_names(lua_State *L) {
+  lua_pushnil(L);
+  while (lua_next(L, 1)) {
+    int i, ok = 0;
+    const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "";
+    for (i = 0; known_options[i]; i++) ok |= strcmp(k, known_options[i]) == 0;
+    if (!ok) luaL_error(L, "wxhw.http.new: unknown option '%s'", k);
+    lua_pop(L, 1);
+  }
+}
+
+/* The proxy URL without user:password, for printing. */
+static char *proxy_for_display(const char *proxy) {
+  CURLU *u = curl_url();
+  char *out = NULL, *tmp = NULL;
+  if (u && curl_url_set(u, CURLUPART_URL, proxy, CURLU_GUESS_SCHEME | CURLU_NON_SUPPORT_SCHEME) == CURLUE_OK) {
+    curl_url_set(u, CURLUPART_USER, NULL, 0);
+    curl_url_set(u, CURLUPART_PASSWORD, NULL, 0);
+    curl_url_set(u, CURLUPART_OPTIONS, NULL, 0);
+    if (curl_url_get(u, CURLUPART_URL, &tmp, 0) == CURLUE_OK) out = strdup(tmp);
+    curl_free(tmp);
+  }
+  curl_url_cleanup(u);
+  return out ? out : strdup("(unparsable)");
+}
+
+static int http_new(lua_State *L) {
+  wxhw_http *h;
+  const char *s;
+  FILE *f;
+  if (lua_isnoneornil(L, 1)) {
+    lua_settop(L, 0);
+    lua_newtable(L);
+  }
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_settop(L, 1);
+  check_option_names(L);
+  /* born closed: if anything below raises, __gc finds nothing to free */
+  h = lua_newuserdatauv(L, sizeof *h, 0);
+  memset(h, 0, sizeof *h);
+  luaL_setmetatable(L, HTTP_CLASS);
+
+  h->conf.timeout_ms = opt_ms(L, "timeout", DEFAULT_TIMEOUT_MS);
+  h->conf.connect_timeout_ms = opt_ms(L, "connect_timeout", DEFAULT_CONNECT_TIMEOUT_MS);
+  h->conf.max_idle_s = (long)opt_int(L, "max_idle", 0, 86400);
+  h->conf.max_connections = (long)opt_int(L, "max_connections", DEFAULT_MAX_CONNECTIONS, 65536);
+  h->conf.max_body = (size_t)opt_int(L, "max_body", (lua_Integer)DEFAULT_MAX_BODY, (lua_Integer)1 << 30);
+  if (wxhw_getfield(L, 1, "http2") != LUA_TNIL) {
+    if (!lua_isboolean(L, -1)) luaL_error(L, "wxhw.http.new: http2 must be a boolean");
+    h->conf.http2 = lua_toboolean(L, -1);
+  }
+  lua_pop(L, 1);
+  if ((s = opt_str(L, "proxy")) != NULL && *s) {
+    h->conf.proxy = dup_or_raise(L, s);
+    h->conf.proxy_safe = proxy_for_display(s);
+    if (!h->conf.proxy_safe) luaL_error(L, "out of memory");
+  }
+  if ((s = opt_str(L, "ca_file")) != NULL) {
+    if ((f = fopen(s, "rb")) == NULL)
+      return wxhw_fail(L, "input", "ca_file %s cannot be read", s);
+    fclose(f);
+    h->conf.ca_file = dup_or_raise(L, s);
+  }
+  s = opt_str(L, "user_agent");
+  if (s) {
+    size_t i;
+    for (i = 0; s[i]; i++)
+      if (s[i] == '\r' || s[i] == '\n') return wxhw_fail(L, "input", "user_agent contains CR or LF");
+    h->conf.user_agent = dup_or_raise(L, s);
+  } else {
+    char ua[96];
+    snprintf(ua, sizeof ua, "wxhw/0.1 libcurl/%s", curl_version_info(CURLVERSION_NOW)->version);
+    h->conf.user_agent = dup_or_raise(L, ua);
+  }
+
+  h->share = curl_share_init();
+  if (!h->share) luaL_error(L, "curl_share_init failed");
+  if (curl_share_setopt(h->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT) != CURLSHE_OK ||
+      curl_share_setopt(h->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS) != CURLSHE_OK ||
+      curl_share_setopt(h->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION) != CURLSHE_OK)
+    luaL_error(L, "libcurl cannot share connections (needs libcurl >= 7.57)");
+  return 1;
+}
+
+/* ---- requests ------------------------------------------------------------- */
+
+static int http_request(lua_State *L) {
+  wxhw_http *h = check_open(L);
+  CURLcode code;
+  luaL_checktype(L, 2, LUA_TTABLE);
+  lua_settop(L, 2);
+  if (wxhw_xfer_prepare(L, &h->single, 2, h->share, &h->conf)) {
+    lua_pushnil(L);
+    lua_insert(L, -2);
+    return 2;
+  }
+  h->requests++;
+  code = curl_easy_perform(h->single.easy);
+  if (wxhw_xfer_push_result(L, &h->single, code)) {
+    wxhw_xfer_clear(&h->single);
+    return 1;
+  }
+  wxhw_xfer_clear(&h->single);
+  lua_pushnil(L);
+  lua_insert(L, -2);
+  return 2;
+}
+
+static void ensure_multi(lua_State *L, wxhw_http *h, size_t nslots) {
+  if (!h->multi) {
+    h->multi = curl_multi_init();
+    if (!h->multi) luaL_error(L, "curl_multi_init failed");
+    curl_multi_setopt(h->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, h->conf.max_connections);
+  }
+  if (nslots > h->nslots) {
+    wxhw_xfer *s = realloc(h->slots, nslots * sizeof *s);
+    if (!s) luaL_error(L, "out of memory");
+    memset(s + h->nslots, 0, (nslots - h->nslots) * sizeof *s);
+    h->slots = s;
+    h->nslots = nslots;
+  }
+}
+
+/* client:batch(requests[, {concurrency=N}]) -> results, in request order; each
+ * result is a response table or an error object (wxhw.errors.is). */
+static int http_batch(lua_State *L) {
+  wxhw_http *h = check_open(L);
+  lua_Integer n, next = 1, done = 0, conc = DEFAULT_CONCURRENCY;
+  size_t i, nslots, active = 0;
+  luaL_checktype(L, 2, LUA_TTABLE);
+  if (!lua_isnoneornil(L, 3)) {
+    luaL_checktype(L, 3, LUA_TTABLE);
+    if (wxhw_getfield(L, 3, "concurrency") != LUA_TNIL) {
+      conc = lua_isinteger(L, -1) ? lua_tointeger(L, -1) : 0;
+      if (conc < 1 || conc > MAX_CONCURRENCY)
+        luaL_error(L, "batch: concurrency must be an integer in 1..%d", (int)MAX_CONCURRENCY);
+    }
+    lua_pop(L, 1);
+  }
+  lua_settop(L, 2);
+  n = (lua_Integer)lua_rawlen(L, 2);
+  for (i = 1; i <= (size_t)n; i++) { /* misuse raises before any request is sent */
+    if (wxhw_rawgeti(L, 2, (lua_Integer)i) != LUA_TTABLE) luaL_error(L, "batch: requests[%d] is not a table", (int)i);
+    lua_pop(L, 1);
+  }
+  lua_createtable(L, (int)n, 0); /* results, index 3 */
+  if (n == 0) return 1;
+  nslots = (size_t)(n < conc ? n : conc);
+  ensure_multi(L, h, nslots);
+  detach_slots(h);
+
+  while (done < n) {
+    CURLMsg *msg;
+    int running, left;
+    for (i = 0; i < nslots && next <= n; i++) {
+      wxhw_xfer *x = &h->slots[i];
+      while (!x->active && next <= n) {
+        wxhw_rawgeti(L, 2, next);
+        x->index = next++;
+        if (wxhw_xfer_prepare(L, x, -1, h->share, &h->conf)) { /* refused locally */
+          lua_rawseti(L, 3, (int)x->index);
+          lua_pop(L, 1);
+          done++;
+          continue;
+        }
+        lua_pop(L, 1);
+        if (curl_multi_add_handle(h->multi, x->easy) != CURLM_OK) luaL_error(L, "curl_multi_add_handle failed");
+        x->active = 1;
+        active++;
+        h->requests++;
+      }
+    }
+    if (active == 0) continue;
+    if (curl_multi_perform(h->multi, &running) != CURLM_OK) luaL_error(L, "curl_multi_perform failed");
+    left = 0;
+    while ((msg = curl_multi_info_read(h->multi, &left)) != NULL) {
+      wxhw_xfer *x = NULL;
+      if (msg->msg != CURLMSG_DONE) continue;
+      curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&x);
+      curl_multi_remove_handle(h->multi, msg->easy_handle);
+      x->active = 0;
+      active--;
+      wxhw_xfer_push_result(L, x, msg->data.result);
+      lua_rawseti(L, 3, (int)x->index);
+      wxhw_xfer_clear(x);
+      done++;
+    }
+    if (active > 0 && running > 0 && curl_multi_poll(h->multi, NULL, 0, 1000, NULL) != CURLM_OK)
+      luaL_error(L, "curl_multi_poll failed");
+  }
+  return 1;
+}
+
+static int http_close(lua_State *L) {
+  http_release(luaL_checkudata(L, 1, HTTP_CLASS));
+  return 0;
+}
 
 int wxhw_open_http(lua_State *L) {
-  lua_newtable(L);
+  static const luaL_Reg methods[] = {
+      {"request", http_request}, {"batch", http_batch}, {"close", http_close}, {NULL, NULL}};
+  static const luaL_Reg metamethods[] = {
+      {"__gc", http_gc}, {"__close", http_gc}, {"__tostring", http_tostring}, {NULL, NULL}};
+  static const luaL_Reg funcs[] = {{"new", http_new}, {NULL, NULL}};
+  curl_global_init(CURL_GLOBAL_DEFAULT); /* reference counted by libcurl */
+  wxhw_newclass(L, HTTP_CLASS, methods, metamethods);
+  luaL_newlib(L, funcs);
+  lua_pushstring(L, curl_version_info(CURLVERSION_NOW)->version);
+  lua_setfield(L, -2, "curl_version");
   return 1;
 }

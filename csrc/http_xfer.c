@@ -1,0 +1,454 @@
+/* One HTTP transfer: validates a request table, configures a reused easy
+ * handle, collects the response and classifies failures. */
+#include <ctype.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "http_xfer.h"
+
+#define BODY_KEEP (256 * 1024) /* buffers above this are released after use */
+
+void wxhw_http_push_error(lua_State *L, const char *kind, const char *reason,
+                          const char *fmt, ...) {
+  char msg[400];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  wxhw_fail(L, kind, "%s", msg);
+  lua_remove(L, -2); /* the nil */
+  if (reason) {
+    lua_pushstring(L, reason);
+    lua_setfield(L, -2, "reason");
+  }
+}
+
+/* ---- buffers and callbacks ------------------------------------------------ */
+
+static int buf_add(wxhw_buf *b, const char *p, size_t n) {
+  if (n > b->cap - b->len) {
+    size_t cap = b->cap ? b->cap : 1024;
+    char *d;
+    while (cap - b->len < n) {
+      if (cap > ((size_t)-1) / 2) return -1;
+      cap *= 2;
+    }
+    d = realloc(b->data, cap);
+    if (!d) return -1;
+    b->data = d;
+    b->cap = cap;
+  }
+  memcpy(b->data + b->len, p, n);
+  b->len += n;
+  return 0;
+}
+
+static size_t on_body(char *p, size_t size, size_t n, void *ud) {
+  wxhw_xfer *x = ud;
+  size_t len = size * n;
+  if (len > x->max_body - x->body.len) {
+    x->too_large = 1;
+    return 0; /* aborts with CURLE_WRITE_ERROR */
+  }
+  return buf_add(&x->body, p, len) == 0 ? len : 0;
+}
+
+static size_t trim_end(const char *p, size_t n) {
+  while (n > 0 && (p[n - 1] == '\r' || p[n - 1] == '\n' || p[n - 1] == ' ' || p[n - 1] == '\t')) n--;
+  return n;
+}
+
+/* Keeps only the headers of the final response: a new status line (after a
+ * 1xx or a proxy CONNECT) starts the list again. */
+static size_t on_header(char *p, size_t size, size_t n, void *ud) {
+  wxhw_xfer *x = ud;
+  size_t len = size * n, end = trim_end(p, len), i, colon;
+  const char nul = 0;
+  if (end >= 5 && memcmp(p, "HTTP/", 5) == 0) {
+    x->hdrs.len = 0;
+    return len;
+  }
+  if (end == 0 || p[0] == ' ' || p[0] == '\t') return len; /* end, or obsolete folding */
+  for (colon = 0; colon < end && p[colon] != ':'; colon++) {}
+  if (colon == 0 || colon == end) return len;
+  for (i = 0; i < colon; i++) {
+    char c = (char)tolower((unsigned char)p[i]);
+    if (buf_add(&x->hdrs, &c, 1) != 0) return 0;
+  }
+  if (buf_add(&x->hdrs, &nul, 1) != 0) return 0;
+  for (i = colon + 1; i < end && (p[i] == ' ' || p[i] == '\t'); i++) {}
+  if (buf_add(&x->hdrs, p + i, end - i) != 0 || buf_add(&x->hdrs, &nul, 1) != 0) return 0;
+  return len;
+}
+
+/* ---- request validation --------------------------------------------------- */
+
+static int is_tchar(unsigned char c) {
+  return isalnum(c) || (c && strchr("!#$%&'*+-.^_`|~", c) != NULL);
+}
+
+static int valid_token(const char *s, size_t n) {
+  size_t i;
+  if (n == 0) return 0;
+  for (i = 0; i < n; i++)
+    if (!is_tchar((unsigned char)s[i])) return 0;
+  return 1;
+}
+
+static int valid_value(const char *s, size_t n) {
+  size_t i;
+  for (i = 0; i < n; i++)
+    if (s[i] == '\r' || s[i] == '\n' || s[i] == '\0') return 0;
+  return 1;
+}
+
+static double opt_seconds(lua_State *L, int t, const char *field) {
+  double v = -1;
+  if (wxhw_getfield(L, t, field) != LUA_TNIL) {
+    if (!lua_isnumber(L, -1)) luaL_error(L, "request.%s must be a number of seconds", field);
+    v = lua_tonumber(L, -1);
+    if (!(v > 0 && v < 1e6)) luaL_error(L, "request.%s must be > 0", field);
+  }
+  lua_pop(L, 1);
+  return v;
+}
+
+/* Appends "Name: value" to the list; returns 0, or 1 after pushing an error. */
+static int add_header(lua_State *L, wxhw_xfer *x, const char *name, size_t nlen, int vidx) {
+  size_t vlen;
+  const char *v = lua_tolstring(L, vidx, &vlen);
+  char *line;
+  struct curl_slist *l;
+  if (!valid_token(name, nlen)) {
+    wxhw_http_push_error(L, "input", "header", "header name %.60s is not a valid HTTP token",
+                         valid_value(name, nlen) ? name : "(with CR/LF)");
+    return 1;
+  }
+  if (!valid_value(v, vlen)) {
+    wxhw_http_push_error(L, "input", "header",
+                         "header %.60s: value contains CR, LF or NUL (refused)", name);
+    return 1;
+  }
+  line = malloc(nlen + vlen + 3);
+  if (!line) luaL_error(L, "out of memory");
+  memcpy(line, name, nlen);
+  /* "Name;" is curl's spelling of a header with an empty value */
+  if (vlen == 0) {
+    line[nlen] = ';';
+    line[nlen + 1] = '\0';
+  } else {
+    line[nlen] = ':';
+    line[nlen + 1] = ' ';
+    memcpy(line + nlen + 2, v, vlen);
+    line[nlen + 2 + vlen] = '\0';
+  }
+  l = curl_slist_append(x->req_headers, line);
+  free(line);
+  if (!l) luaL_error(L, "out of memory");
+  x->req_headers = l;
+  return 0;
+}
+
+static int read_headers(lua_State *L, wxhw_xfer *x, int req) {
+  int t;
+  if (wxhw_getfield(L, req, "headers") == LUA_TNIL) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  if (!lua_istable(L, -1)) luaL_error(L, "request.headers must be a table");
+  t = lua_gettop(L);
+  lua_pushnil(L);
+  while (lua_next(L, t)) {
+    size_t nlen;
+    const char *name;
+    if (lua_type(L, -2) != LUA_TSTRING) luaL_error(L, "request.headers: names must be strings");
+    name = lua_tolstring(L, -2, &nlen);
+    if (lua_type(L, -1) == LUA_TTABLE) {
+      lua_Integer i, n = (lua_Integer)lua_rawlen(L, -1);
+      for (i = 1; i <= n; i++) {
+        int ty = wxhw_rawgeti(L, -1, i);
+        if (ty != LUA_TSTRING && ty != LUA_TNUMBER)
+          luaL_error(L, "request.headers[%s]: values must be strings", name);
+        if (add_header(L, x, name, nlen, -1)) return 1;
+        lua_pop(L, 1);
+      }
+    } else if (lua_type(L, -1) == LUA_TSTRING || lua_type(L, -1) == LUA_TNUMBER) {
+      if (add_header(L, x, name, nlen, -1)) return 1;
+    } else if (lua_type(L, -1) != LUA_TBOOLEAN || lua_toboolean(L, -1)) {
+      luaL_error(L, "request.headers[%s] must be a string or a list of strings", name);
+    } /* false: leave the header out */
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  return 0;
+}
+
+/* Returns 0 when url is an absolute http(s) URL, else pushes an error. */
+static int check_url(lua_State *L, const char *url) {
+  CURLU *u = curl_url();
+  char *scheme = NULL;
+  CURLUcode rc;
+  int bad = 0;
+  if (!u) luaL_error(L, "out of memory");
+  rc = curl_url_set(u, CURLUPART_URL, url, CURLU_NON_SUPPORT_SCHEME);
+  if (rc != CURLUE_OK) {
+    wxhw_http_push_error(L, "input", "url", "bad URL (%s)", curl_url_strerror(rc));
+    bad = 1;
+  } else if (curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
+             (strcmp(scheme, "http") != 0 && strcmp(scheme, "https") != 0)) {
+    wxhw_http_push_error(L, "input", "scheme", "unsupported URL scheme %.20s (use http or https)",
+                         scheme ? scheme : "(none)");
+    bad = 1;
+  }
+  curl_free(scheme);
+  curl_url_cleanup(u);
+  return bad;
+}
+
+#define SETOPT(opt, val)                                                      \
+  do {                                                                        \
+    if (curl_easy_setopt(e, opt, val) != CURLE_OK)                            \
+      return luaL_error(L, "libcurl refused option " #opt), 1;                \
+  } while (0)
+
+int wxhw_xfer_prepare(lua_State *L, wxhw_xfer *x, int req, CURLSH *share,
+                      const wxhw_http_conf *conf) {
+  CURL *e;
+  const char *url, *method = "GET", *body = NULL;
+  size_t mlen = 3, blen = 0;
+  double timeout, connect_timeout;
+
+  req = lua_absindex(L, req);
+  luaL_checktype(L, req, LUA_TTABLE);
+  wxhw_xfer_clear(x);
+  if (wxhw_getfield(L, req, "url") != LUA_TSTRING) luaL_error(L, "request.url must be a string");
+  url = lua_tostring(L, -1); /* stays referenced by the request table */
+  lua_pop(L, 1);
+  if (wxhw_getfield(L, req, "method") != LUA_TNIL) {
+    if (lua_type(L, -1) != LUA_TSTRING) luaL_error(L, "request.method must be a string");
+    method = lua_tolstring(L, -1, &mlen);
+  }
+  lua_pop(L, 1);
+  if (wxhw_getfield(L, req, "body") != LUA_TNIL) {
+    if (lua_type(L, -1) != LUA_TSTRING) luaL_error(L, "request.body must be a string");
+    body = lua_tolstring(L, -1, &blen);
+  }
+  lua_pop(L, 1);
+  timeout = opt_seconds(L, req, "timeout");
+  connect_timeout = opt_seconds(L, req, "connect_timeout");
+  x->max_body = conf->max_body;
+  if (wxhw_getfield(L, req, "max_body") != LUA_TNIL) {
+    lua_Integer mb = lua_tointeger(L, -1);
+    if (mb <= 0) luaL_error(L, "request.max_body must be a positive integer");
+    x->max_body = (size_t)mb;
+  }
+  lua_pop(L, 1);
+
+  if (!valid_token(method, mlen)) {
+    wxhw_http_push_error(L, "input", "method", "bad HTTP method");
+    return 1;
+  }
+  if (check_url(L, url)) return 1;
+  if (read_headers(L, x, req)) {
+    wxhw_xfer_clear(x);
+    return 1;
+  }
+  /* curl would otherwise add these on its own */
+  x->req_headers = curl_slist_append(x->req_headers, "Expect:");
+  if (!x->req_headers) luaL_error(L, "out of memory");
+
+  if (!x->easy) {
+    x->easy = curl_easy_init();
+    if (!x->easy) luaL_error(L, "curl_easy_init failed");
+  } else {
+    curl_easy_reset(x->easy); /* keeps live connections and caches */
+  }
+  e = x->easy;
+  x->errbuf[0] = '\0';
+  SETOPT(CURLOPT_SHARE, share);
+  SETOPT(CURLOPT_ERRORBUFFER, x->errbuf);
+  SETOPT(CURLOPT_NOSIGNAL, 1L);
+  SETOPT(CURLOPT_URL, url);
+  SETOPT(CURLOPT_PROTOCOLS_STR, "http,https");
+  SETOPT(CURLOPT_SSL_VERIFYPEER, 1L);
+  SETOPT(CURLOPT_SSL_VERIFYHOST, 2L);
+  if (conf->ca_file) SETOPT(CURLOPT_CAINFO, conf->ca_file);
+  if (conf->proxy) SETOPT(CURLOPT_PROXY, conf->proxy);
+  SETOPT(CURLOPT_USERAGENT, conf->user_agent);
+  SETOPT(CURLOPT_HTTP_VERSION, conf->http2 ? (long)CURL_HTTP_VERSION_2TLS : (long)CURL_HTTP_VERSION_1_1);
+  SETOPT(CURLOPT_TIMEOUT_MS, timeout > 0 ? (long)(timeout * 1000) : conf->timeout_ms);
+  SETOPT(CURLOPT_CONNECTTIMEOUT_MS,
+         connect_timeout > 0 ? (long)(connect_timeout * 1000) : conf->connect_timeout_ms);
+  if (conf->max_idle_s > 0) SETOPT(CURLOPT_MAXAGE_CONN, conf->max_idle_s);
+  SETOPT(CURLOPT_MAXCONNECTS, conf->max_connections);
+  SETOPT(CURLOPT_TCP_KEEPALIVE, 1L);
+  SETOPT(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)x->max_body);
+  SETOPT(CURLOPT_WRITEFUNCTION, on_body);
+  SETOPT(CURLOPT_WRITEDATA, x);
+  SETOPT(CURLOPT_HEADERFUNCTION, on_header);
+  SETOPT(CURLOPT_HEADERDATA, x);
+  SETOPT(CURLOPT_HTTPHEADER, x->req_headers);
+  SETOPT(CURLOPT_PRIVATE, x);
+
+  if (mlen == 4 && memcmp(method, "HEAD", 4) == 0) {
+    SETOPT(CURLOPT_NOBODY, 1L);
+  } else if (body) {
+    SETOPT(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)blen);
+    SETOPT(CURLOPT_POSTFIELDS, body); /* the request table keeps it alive */
+    if (!(mlen == 4 && memcmp(method, "POST", 4) == 0)) SETOPT(CURLOPT_CUSTOMREQUEST, method);
+  } else if (mlen == 3 && memcmp(method, "GET", 3) == 0) {
+    SETOPT(CURLOPT_HTTPGET, 1L);
+  } else if (mlen == 4 && memcmp(method, "POST", 4) == 0) {
+    SETOPT(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)0);
+    SETOPT(CURLOPT_POSTFIELDS, "");
+  } else {
+    SETOPT(CURLOPT_CUSTOMREQUEST, method);
+  }
+  return 0;
+}
+
+/* ---- results -------------------------------------------------------------- */
+
+static void push_headers(lua_State *L, const wxhw_xfer *x) {
+  size_t off = 0;
+  lua_newtable(L);
+  while (off < x->hdrs.len) {
+    const char *name = x->hdrs.data + off;
+    const char *value = name + strlen(name) + 1;
+    off = (size_t)(value - x->hdrs.data) + strlen(value) + 1;
+    switch (wxhw_getfield(L, -1, name)) {
+    case LUA_TNIL: /* first occurrence: a string */
+      lua_pop(L, 1);
+      lua_pushstring(L, value);
+      lua_setfield(L, -2, name);
+      break;
+    case LUA_TSTRING: /* second: becomes a list, in order */
+      lua_createtable(L, 2, 0);
+      lua_insert(L, -2);
+      lua_rawseti(L, -2, 1);
+      lua_pushstring(L, value);
+      lua_rawseti(L, -2, 2);
+      lua_setfield(L, -2, name);
+      break;
+    default:
+      lua_pushstring(L, value);
+      lua_rawseti(L, -2, (int)lua_rawlen(L, -2) + 1);
+      lua_pop(L, 1);
+    }
+  }
+}
+
+typedef struct {
+  const char *reason;
+  int retryable;
+} classification;
+
+static classification classify(CURLcode c, int too_large) {
+  classification r = {"protocol", 0};
+  if (too_large) c = CURLE_FILESIZE_EXCEEDED;
+  switch (c) {
+  case CURLE_COULDNT_RESOLVE_HOST:
+  case CURLE_COULDNT_RESOLVE_PROXY: r.reason = "dns"; r.retryable = 1; break;
+  case CURLE_COULDNT_CONNECT: r.reason = "connect"; r.retryable = 1; break;
+  case CURLE_OPERATION_TIMEDOUT: r.reason = "timeout"; r.retryable = 1; break;
+  case CURLE_SEND_ERROR:
+  case CURLE_RECV_ERROR:
+  case CURLE_GOT_NOTHING:
+  case CURLE_PARTIAL_FILE: r.reason = "reset"; r.retryable = 1; break;
+  case CURLE_FILESIZE_EXCEEDED: r.reason = "too_large"; break;
+  case CURLE_SSL_CONNECT_ERROR:
+  case CURLE_PEER_FAILED_VERIFICATION:
+  case CURLE_SSL_CACERT_BADFILE:
+  case CURLE_SSL_CERTPROBLEM:
+  case CURLE_SSL_CIPHER:
+  case CURLE_SSL_ISSUER_ERROR:
+  case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+  case CURLE_SSL_INVALIDCERTSTATUS:
+  case CURLE_SSL_CRL_BADFILE:
+  case CURLE_SSL_ENGINE_NOTFOUND:
+  case CURLE_SSL_ENGINE_SETFAILED:
+  case CURLE_SSL_ENGINE_INITFAILED:
+  case CURLE_SSL_SHUTDOWN_FAILED:
+  case CURLE_USE_SSL_FAILED: r.reason = "tls"; break;
+  case CURLE_URL_MALFORMAT:
+  case CURLE_UNSUPPORTED_PROTOCOL: r.reason = "url"; break;
+  default: break;
+  }
+  return r;
+}
+
+int wxhw_xfer_push_result(lua_State *L, wxhw_xfer *x, CURLcode code) {
+  long status = 0;
+  double total = 0;
+  curl_off_t req_size = 0;
+  x->code = code;
+  curl_easy_getinfo(x->easy, CURLINFO_TOTAL_TIME, &total);
+  if (code == CURLE_OK) {
+    long httpver = 0;
+    curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
+    curl_easy_getinfo(x->easy, CURLINFO_HTTP_VERSION, &httpver);
+    lua_createtable(L, 0, 5);
+    lua_pushinteger(L, status);
+    lua_setfield(L, -2, "status");
+    push_headers(L, x);
+    lua_setfield(L, -2, "headers");
+    lua_pushlstring(L, x->body.data ? x->body.data : "", x->body.len);
+    lua_setfield(L, -2, "body");
+    lua_pushnumber(L, total);
+    lua_setfield(L, -2, "time");
+    lua_pushstring(L, httpver == CURL_HTTP_VERSION_2_0 ? "2" : httpver == CURL_HTTP_VERSION_1_0 ? "1.0" : "1.1");
+    lua_setfield(L, -2, "http_version");
+    return 1;
+  } else {
+    classification c;
+    if (code == CURLE_FILESIZE_EXCEEDED) x->too_large = 1;
+    c = classify(code, x->too_large);
+    const char *detail = x->errbuf[0] ? x->errbuf : curl_easy_strerror(code);
+    curl_easy_getinfo(x->easy, CURLINFO_REQUEST_SIZE, &req_size);
+    if (x->too_large)
+      wxhw_http_push_error(L, "http", c.reason, "too_large: response body exceeds %zu bytes",
+                           x->max_body);
+    else
+      wxhw_http_push_error(L, strcmp(c.reason, "url") == 0 ? "input" : "http", c.reason,
+                           "%s: %s", c.reason, detail);
+    lua_pushstring(L, detail);
+    lua_setfield(L, -2, "detail");
+    lua_pushinteger(L, (lua_Integer)code);
+    lua_setfield(L, -2, "curl_code");
+    lua_pushboolean(L, c.retryable);
+    lua_setfield(L, -2, "retryable");
+    /* whether any request bytes left: a POST that never went out may be repeated */
+    lua_pushboolean(L, req_size > 0);
+    lua_setfield(L, -2, "sent");
+    lua_pushnumber(L, total);
+    lua_setfield(L, -2, "time");
+    return 0;
+  }
+}
+
+void wxhw_xfer_clear(wxhw_xfer *x) {
+  if (x->req_headers) {
+    curl_slist_free_all(x->req_headers);
+    x->req_headers = NULL;
+  }
+  if (x->body.cap > BODY_KEEP) {
+    free(x->body.data);
+    x->body.data = NULL;
+    x->body.cap = 0;
+  }
+  x->body.len = 0;
+  x->hdrs.len = 0;
+  x->too_large = 0;
+}
+
+void wxhw_xfer_free(wxhw_xfer *x) {
+  wxhw_xfer_clear(x);
+  free(x->body.data);
+  free(x->hdrs.data);
+  x->body.data = x->hdrs.data = NULL;
+  x->body.cap = x->hdrs.cap = 0;
+  if (x->easy) curl_easy_cleanup(x->easy);
+  x->easy = NULL;
+}
