@@ -1,0 +1,106 @@
+--- `wxhw emulator`: run the offline WeChat / WeCom / WeChat Pay emulator.
+-- The first line on stdout is machine readable: "WXHW_EMULATOR <base_url> <pid>".
+local M = {}
+
+local usage = [[
+usage: wxhw emulator [--host 127.0.0.1] [--port N] [--state FILE] [--seed N]
+                     [--iot-devices N] [--keys-dir DIR] [--parent-pid PID] [--quiet]
+  --port 0 picks a free port; the first output line is
+  "WXHW_EMULATOR http://HOST:PORT PID" for scripts that start it as a subprocess.
+  --parent-pid PID   exit when that process is gone (used by spec/support/emulator.lua)]]
+
+local function parse(args)
+  local o = {}
+  local i = 1
+  while i <= #args do
+    local a = args[i]
+    local k, v = a:match("^%-%-([%w%-]+)=(.*)$")
+    if not k then k = a:match("^%-%-([%w%-]+)$") end
+    if not k then return nil, "unexpected argument '" .. a .. "'" end
+    if k == "quiet" or k == "help" then o[k] = true
+    else
+      if v == nil then i = i + 1; v = args[i] end
+      if v == nil then return nil, "--" .. k .. " needs a value" end
+      o[k] = v
+    end
+    i = i + 1
+  end
+  return o
+end
+
+local function num(o, k, min, max)
+  if o[k] == nil then return true end
+  local n = tonumber(o[k])
+  if not n or n ~= math.floor(n) or n < min or n > max then
+    return nil, "--" .. k .. " must be an integer in " .. min .. ".." .. max
+  end
+  o[k] = math.floor(n)
+  return true
+end
+
+function M.run(args)
+  local o, err = parse(args)
+  if o and o.help then print(usage); return 0 end
+  if o then
+    for _, spec in ipairs{ { "port", 0, 65535 }, { "seed", 0, 2^31 }, { "iot-devices", 0, 10000000 },
+                           { "parent-pid", 1, 2^22 } } do
+      local ok, e = num(o, spec[1], spec[2], spec[3])
+      if not ok then o, err = nil, e; break end
+    end
+  end
+  if not o then
+    io.stderr:write("wxhw emulator: ", err, "\n", usage, "\n")
+    return 2
+  end
+  local emulator = require "wxhw.emulator"
+  local ok, emu = pcall(emulator.start, {
+    host = o.host or "127.0.0.1", port = o.port or 0, state = o.state, seed = o.seed,
+    iot_devices = o["iot-devices"], keys_dir = o["keys-dir"], quiet = o.quiet,
+  })
+  if not ok then
+    io.stderr:write("wxhw emulator: cannot start: ", tostring(emu), "\n")
+    return 1
+  end
+  local pid = (function()
+    local f = io.open("/proc/self/stat"); if not f then return 0 end
+    local s = f:read("l"); f:close(); return tonumber(s:match("^(%d+)")) or 0
+  end)()
+  io.stdout:write("WXHW_EMULATOR ", emu.base_url, " ", pid, "\n")
+  if not o.quiet then
+    local c = emu.credentials
+    local lines = {
+      "wxhw emulator listening on " .. emu.base_url .. " (pid " .. pid .. ", seed " .. emu.seed .. ")",
+      "  WeChat  base_url  " .. emu.base_url .. "   (instead of https://api.weixin.qq.com)",
+      "  WeCom   base_url  " .. emu.base_url .. "   (instead of https://qyapi.weixin.qq.com)",
+      "  Pay     base_url  " .. emu.base_url .. "   (instead of https://api.mch.weixin.qq.com)",
+      "  control           " .. emu.base_url .. "/__emulator/  (credentials, counters, clock, faults)",
+      "  Mini Program  appid " .. c.mp.appid .. "  secret " .. c.mp.secret .. "  model_id " .. c.mp.model_id,
+      "  Mobile app    appid " .. c.host_app.appid .. "  secret " .. c.host_app.secret,
+      "  WeCom corpid " .. c.wecom.corpid .. "  corpsecret " .. c.wecom.corpsecret,
+      "  WeCom openhw model_id " .. c.openhw.model_id .. "  model_secret " .. c.openhw.model_secret,
+    }
+    if emu.pay then
+      local p = emu.pay:credentials()
+      lines[#lines + 1] = "  Pay mchid " .. p.mchid .. "  APIv3 key " .. p.apiv3_key .. "  merchant serial " .. p.merchant_serial_no
+      lines[#lines + 1] = "  Pay merchant private key " .. p.merchant_private_key_path
+      lines[#lines + 1] = "  Pay platform public key " .. p.platform_public_key_path .. "  id " .. p.public_key_id
+      lines[#lines + 1] = "  Pay platform certificate " .. p.platform_certificate_path .. "  serial " .. p.platform_serial_no
+    end
+    for _, l in ipairs(lines) do io.stdout:write(l, "\n") end
+  end
+  io.stdout:flush()
+  if o["parent-pid"] then
+    local ppid = o["parent-pid"]
+    local function watch()
+      local f = io.open("/proc/" .. ppid .. "/stat")
+      if not f then emu:stop(); return end
+      f:close()
+      emu.srv:after(1, watch)
+    end
+    emu.srv:after(1, watch)
+  end
+  emu:run()
+  return 0
+end
+
+return M

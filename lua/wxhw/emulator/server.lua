@@ -1,0 +1,338 @@
+--- A small HTTP/1.1 server and client on one select() loop (luasocket,
+-- non-blocking sockets). Keep-alive, many connections, timers, delayed
+-- responses, connection resets and truncated bodies for fault injection.
+local socket = require "socket"
+
+local M = {}
+local Server = {}
+Server.__index = Server
+
+local MAX_HEADER = 64 * 1024
+local MAX_BODY = 16 * 1024 * 1024
+local REASONS = {
+  [200] = "OK", [201] = "Created", [204] = "No Content", [400] = "Bad Request",
+  [401] = "Unauthorized", [403] = "Forbidden", [404] = "Not Found", [405] = "Method Not Allowed",
+  [408] = "Request Timeout", [413] = "Payload Too Large", [429] = "Too Many Requests",
+  [431] = "Request Header Fields Too Large", [500] = "Internal Server Error",
+  [502] = "Bad Gateway", [503] = "Service Unavailable", [504] = "Gateway Timeout",
+}
+
+local now = socket.gettime
+local concat, insert, remove = table.concat, table.insert, table.remove
+
+function M.new(opts)
+  local self = setmetatable({
+    host = opts.host or "127.0.0.1", port = opts.port or 0, handler = assert(opts.handler),
+    conns = {}, nconns = 0, timers = {}, clients = {}, log = opts.log,
+    max_conns = opts.max_conns or 900, -- select() is limited to FD_SETSIZE
+  }, Server)
+  local srv = assert(socket.bind(self.host, self.port, 1024))
+  srv:settimeout(0)
+  self.srv = srv
+  local _, port = srv:getsockname()
+  self.port = tonumber(port)
+  return self
+end
+
+--- Call fn() after `delay` seconds of real time.
+function Server:after(delay, fn)
+  local t = { at = now() + delay, fn = fn }
+  local timers = self.timers
+  local i = #timers
+  while i > 0 and timers[i].at > t.at do i = i - 1 end
+  insert(timers, i + 1, t)
+  return t
+end
+
+local function close_conn(self, c)
+  if c.closed then return end
+  c.closed = true
+  c.sock:close()
+  self.conns[c.sock] = nil
+  self.nconns = self.nconns - 1
+end
+
+local function flush(self, c)
+  while c.out[1] do
+    local data = c.out[1]
+    local last, err, partial = c.sock:send(data, c.outpos)
+    if last then
+      remove(c.out, 1); c.outpos = 1
+    elseif err == "timeout" then
+      c.outpos = partial + 1
+      return
+    else
+      close_conn(self, c); return
+    end
+  end
+  if c.close_after_flush then close_conn(self, c) end
+end
+
+local function status_line(status)
+  return "HTTP/1.1 " .. status .. " " .. (REASONS[status] or "Status") .. "\r\n"
+end
+
+local function serialize(res, keepalive)
+  local body = res.body or ""
+  local h = { status_line(res.status or 200) }
+  local headers = res.headers or {}
+  local has_ct = false
+  for k, v in pairs(headers) do
+    if k:lower() == "content-type" then has_ct = true end
+    h[#h + 1] = k .. ": " .. v .. "\r\n"
+  end
+  if not has_ct and body ~= "" then h[#h + 1] = "Content-Type: application/json; charset=utf-8\r\n" end
+  h[#h + 1] = "Content-Length: " .. #body .. "\r\n"
+  h[#h + 1] = keepalive and "Connection: keep-alive\r\n\r\n" or "Connection: close\r\n\r\n"
+  return concat(h), body
+end
+
+local process -- forward
+
+local function deliver(self, c, res, keepalive)
+  if c.closed then return end
+  if res.reset then
+    -- SO_LINGER 0 makes close() send RST: a "connection reset by peer".
+    c.sock:setoption("linger", { on = true, timeout = 0 })
+    close_conn(self, c)
+    return
+  end
+  local head, body = serialize(res, keepalive and not res.truncate)
+  if res.truncate then
+    body = body:sub(1, math.floor(#body / 2))
+    c.close_after_flush = true
+  elseif not keepalive then
+    c.close_after_flush = true
+  end
+  c.out[#c.out + 1] = head .. body
+  c.waiting = false
+  flush(self, c)
+  if not c.closed and not c.close_after_flush then process(self, c) end
+end
+
+local function bad(self, c, status, msg)
+  deliver(self, c, { status = status, body = '{"errcode":47001,"errmsg":"' .. msg .. '"}' }, false)
+end
+
+local function decode_chunked(buf, start)
+  -- returns body, next_pos | nil (need more) | false (malformed)
+  local parts, pos = {}, start
+  while true do
+    local e = buf:find("\r\n", pos, true)
+    if not e then return nil end
+    local size = tonumber(buf:sub(pos, e - 1):match("^%x+"), 16)
+    if not size then return false end
+    pos = e + 2
+    if size == 0 then
+      local fin = buf:find("\r\n\r\n", pos - 2, true)
+      if not fin then return nil end
+      return concat(parts), fin + 4
+    end
+    if #buf < pos + size + 1 then return nil end
+    parts[#parts + 1] = buf:sub(pos, pos + size - 1)
+    pos = pos + size + 2
+  end
+end
+
+-- Parse and answer as many complete requests as the buffer holds.
+function process(self, c)
+  while not c.waiting and not c.closed do
+    local buf = c.buf
+    local he = buf:find("\r\n\r\n", 1, true)
+    if not he then
+      if #buf > MAX_HEADER then bad(self, c, 431, "header too large") end
+      return
+    end
+    local method, target, version = buf:match("^(%u+) (%S+) HTTP/(%d%.%d)\r\n")
+    if not method then return bad(self, c, 400, "bad request line") end
+    local headers = {}
+    for k, v in buf:sub(1, he + 1):gmatch("\n([^:\r\n]+):[ \t]*([^\r\n]*)") do
+      headers[k:lower()] = v
+    end
+    local body, nextpos = "", he + 4
+    if headers["transfer-encoding"] and headers["transfer-encoding"]:lower():find("chunked", 1, true) then
+      local b, np = decode_chunked(buf, he + 4)
+      if b == false then return bad(self, c, 400, "bad chunked body") end
+      if not b then return end
+      body, nextpos = b, np
+    elseif headers["content-length"] then
+      local n = tonumber(headers["content-length"])
+      if not n or n < 0 then return bad(self, c, 400, "bad content-length") end
+      if n > MAX_BODY then return bad(self, c, 413, "body too large") end
+      if #buf < he + 3 + n then return end
+      body = buf:sub(he + 4, he + 3 + n)
+      nextpos = he + 4 + n
+    end
+    c.buf = buf:sub(nextpos)
+    local conn_h = (headers["connection"] or ""):lower()
+    local keepalive
+    if version == "1.0" then keepalive = conn_h:find("keep-alive", 1, true) ~= nil
+    else keepalive = not conn_h:find("close", 1, true) end
+    local path, query = target:match("^([^?]*)%??(.*)$")
+    local req = {
+      method = method, target = target, path = path, query = query, headers = headers,
+      body = body, peer = c.peer, version = version,
+    }
+    local ok, res = pcall(self.handler, req)
+    if not ok then
+      io.stderr:write("wxhw emulator: handler error: ", tostring(res), "\n")
+      res = { status = 500, body = '{"errcode":-1,"errmsg":"system error"}' }
+    end
+    if res.delay and res.delay > 0 then
+      c.waiting = true
+      self:after(res.delay, function() deliver(self, c, res, keepalive) end)
+      return
+    end
+    deliver(self, c, res, keepalive)
+  end
+end
+
+local function accept(self)
+  for _ = 1, 64 do
+    local s = self.srv:accept()
+    if not s then return end
+    if self.nconns >= self.max_conns then s:close()
+    else
+      s:settimeout(0)
+      s:setoption("tcp-nodelay", true)
+      local c = { sock = s, buf = "", out = {}, outpos = 1, peer = (s:getpeername()) }
+      self.conns[s] = c
+      self.nconns = self.nconns + 1
+    end
+  end
+end
+
+local function on_readable(self, c)
+  local data, err, partial = c.sock:receive(65536)
+  data = data or partial
+  if data and data ~= "" then
+    c.buf = c.buf .. data
+    process(self, c)
+  end
+  if err == "closed" and not c.closed then
+    if c.waiting or c.out[1] then c.close_after_flush = true; c.peer_closed = true
+    else close_conn(self, c) end
+  end
+end
+
+------------------------------------------------------------------ client
+-- A one-shot HTTP/1.1 client (Connection: close) used for callbacks to the
+-- vendor. cb(res | nil, err) with res = {status, headers, body, elapsed}.
+function Server:request(opts, cb)
+  local host, port, path = opts.url:match("^http://([^/:]+):?(%d*)(.*)$")
+  if not host then return cb(nil, "only http:// callback URLs are supported") end
+  port = tonumber(port) or 80
+  if path == "" then path = "/" end
+  local body = opts.body or ""
+  local h = { (opts.method or "POST") .. " " .. path .. " HTTP/1.1\r\n",
+    "Host: " .. host .. ":" .. port .. "\r\n", "Connection: close\r\n",
+    "User-Agent: wxhw-emulator\r\n", "Content-Length: " .. #body .. "\r\n" }
+  for k, v in pairs(opts.headers or {}) do h[#h + 1] = k .. ": " .. v .. "\r\n" end
+  h[#h + 1] = "\r\n"
+  local s = socket.tcp()
+  s:settimeout(0)
+  local ok, err = s:connect(host, port)
+  if not ok and err ~= "timeout" and err ~= "Operation already in progress" then
+    s:close()
+    return cb(nil, "connect: " .. tostring(err))
+  end
+  local job = { sock = s, out = concat(h) .. body, pos = 1, buf = {}, cb = cb,
+    started = now(), deadline = now() + (opts.timeout or 5) }
+  self.clients[s] = job
+end
+
+local function client_done(self, job, res, err)
+  self.clients[job.sock] = nil
+  job.sock:close()
+  if res then res.elapsed = now() - job.started end
+  job.cb(res, err)
+end
+
+local function parse_response(raw)
+  local he = raw:find("\r\n\r\n", 1, true)
+  if not he then return nil end
+  local status = tonumber(raw:match("^HTTP/%d%.%d (%d+)"))
+  local headers = {}
+  for k, v in raw:sub(1, he + 1):gmatch("\n([^:\r\n]+):[ \t]*([^\r\n]*)") do headers[k:lower()] = v end
+  local body = raw:sub(he + 4)
+  if (headers["transfer-encoding"] or ""):lower():find("chunked", 1, true) then
+    body = decode_chunked(raw, he + 4) or body
+  elseif headers["content-length"] then
+    body = body:sub(1, tonumber(headers["content-length"]) or #body)
+  end
+  return { status = status, headers = headers, body = body }
+end
+
+local function client_io(self, job, writable, readable)
+  if job.pos <= #job.out and writable then
+    local last, err, partial = job.sock:send(job.out, job.pos)
+    if last then job.pos = last + 1
+    elseif err == "timeout" then job.pos = (partial or job.pos - 1) + 1
+    else return client_done(self, job, nil, "send: " .. tostring(err)) end
+  end
+  if readable then
+    local data, err, partial = job.sock:receive(65536)
+    data = data or partial
+    if data and data ~= "" then job.buf[#job.buf + 1] = data end
+    local raw = concat(job.buf)
+    -- Answer as soon as a complete response is in (some peers keep the socket open).
+    local res = parse_response(raw)
+    if res and res.headers["content-length"] and #res.body >= (tonumber(res.headers["content-length"]) or 0) then
+      return client_done(self, job, res)
+    end
+    if err == "closed" then
+      if res then return client_done(self, job, res) end
+      return client_done(self, job, nil, raw == "" and "connection closed without response" or "malformed response")
+    elseif err and err ~= "timeout" then
+      return client_done(self, job, nil, "receive: " .. tostring(err))
+    end
+  end
+end
+
+------------------------------------------------------------------ loop
+function Server:step(max_wait)
+  local t = now()
+  local timers = self.timers
+  while timers[1] and timers[1].at <= t do
+    local tm = remove(timers, 1)
+    local ok, err = pcall(tm.fn)
+    if not ok then io.stderr:write("wxhw emulator: timer error: ", tostring(err), "\n") end
+  end
+  for _, job in pairs(self.clients) do
+    if t > job.deadline then client_done(self, job, nil, "timeout") end
+  end
+  local recvt, sendt = { self.srv }, {}
+  for s, c in pairs(self.conns) do
+    if not c.waiting and not c.peer_closed then recvt[#recvt + 1] = s end
+    if c.out[1] then sendt[#sendt + 1] = s end
+  end
+  for s, job in pairs(self.clients) do
+    if job.pos <= #job.out then sendt[#sendt + 1] = s end
+    recvt[#recvt + 1] = s
+  end
+  local wait = max_wait or 0.2
+  if timers[1] then wait = math.max(0, math.min(wait, timers[1].at - t)) end
+  local r, w = socket.select(recvt, sendt, wait)
+  for _, s in ipairs(w) do
+    local c = self.conns[s]
+    if c then flush(self, c)
+    elseif self.clients[s] then client_io(self, self.clients[s], true, false) end
+  end
+  for _, s in ipairs(r) do
+    if s == self.srv then accept(self)
+    else
+      local c = self.conns[s]
+      if c then if not c.closed then on_readable(self, c) end
+      elseif self.clients[s] then client_io(self, self.clients[s], false, true) end
+    end
+  end
+end
+
+function Server:close()
+  for _, c in pairs(self.conns) do c.sock:close() end
+  for _, j in pairs(self.clients) do j.sock:close() end
+  self.conns, self.clients = {}, {}
+  self.srv:close()
+end
+
+return M

@@ -1,0 +1,209 @@
+--- Access tokens: /cgi-bin/token (5-minute overlap after a new fetch),
+-- /cgi-bin/stable_token (normal mode keeps the token until 5 minutes before
+-- expiry; force_refresh 20/day, 30 s apart), WeCom /cgi-bin/gettoken, and the
+-- token registry every other module checks requests against.
+local M = {}
+local T = {}
+T.__index = T
+
+local LIFETIME = 7200
+local OVERLAP = 300
+
+local function china_day(t) return math.floor((t + 8 * 3600) / 86400) end
+
+--- Issue a token of `kind` for `owner` (appid, corpid:secret, model id ...).
+function T:issue(kind, owner, ttl, extra)
+  local emu = self.emu
+  local now = emu:now()
+  local prefix = ({ mp = "MP", wecom = "WC", model = "MD", device = "DV", stable = "ST" })[kind] or "TK"
+  local value = prefix .. emu:next_seq() .. "_" .. emu.rng:alnum(136)
+  local rec = { kind = kind, owner = owner, issued = now, expires = now + (ttl or LIFETIME) }
+  rec.valid_until = rec.expires
+  if extra then for k, v in pairs(extra) do rec[k] = v end end
+  emu.state.tokens[value] = rec
+  emu:touch()
+  return value, rec
+end
+
+--- Check a token for an API. kinds: set of accepted kinds ({mp=true}).
+-- Returns rec or nil, errcode.
+function T:check(value, kinds)
+  if value == nil or value == "" then return nil, 41001 end
+  local rec = self.emu.state.tokens[value]
+  if not rec then return nil, 40001 end
+  if kinds and not kinds[rec.kind] then return nil, 40001 end
+  local now = self.emu:now()
+  if now >= rec.expires then return nil, 42001 end
+  if now >= rec.valid_until then return nil, 40001 end
+  return rec
+end
+
+--- The request's token for a WeChat-style API, or a ready error response.
+function T:require(req, kinds, param)
+  local rec, code = self:check(req.q[param or "access_token"], kinds)
+  if not rec then return nil, self.emu:err(code) end
+  return rec
+end
+
+function T:invalidate(value)
+  local rec = self.emu.state.tokens[value]
+  if rec then
+    rec.valid_until = math.min(rec.valid_until, self.emu:now())
+    self.emu:touch()
+    return true
+  end
+  return false
+end
+
+function T:invalidate_request_token(req)
+  for _, p in ipairs{ "access_token", "model_access_token", "device_access_token" } do
+    if req.q[p] then self:invalidate(req.q[p]) end
+  end
+end
+
+--- Invalidate every live token of an owner (appid, corpid ...).
+function T:invalidate_owner(owner)
+  local n = 0
+  for v, rec in pairs(self.emu.state.tokens) do
+    if rec.owner == owner and self:check(v) then self:invalidate(v); n = n + 1 end
+  end
+  return n
+end
+
+local function window_count(self, key, span, limit)
+  local now = self.emu:now()
+  local slot = math.floor(now / span)
+  local w = self.windows[key]
+  if not w or w.slot ~= slot then w = { slot = slot, n = 0 }; self.windows[key] = w end
+  w.n = w.n + 1
+  return w.n <= limit
+end
+
+---------------------------------------------------------------- /cgi-bin/token
+local function get_token(emu, req)
+  local self = emu.tokens
+  local q = req.q
+  if q.grant_type ~= "client_credential" then return emu:err(40002) end
+  if not q.appid or q.appid == "" then return emu:err(41002) end
+  local app = emu.state.apps[q.appid]
+  if not app then return emu:err(40013) end
+  if not q.secret or q.secret == "" then return emu:err(41004) end
+  if q.secret ~= app.secret then return emu:err(40125) end
+  local day = china_day(emu:now())
+  local used = self.daily[q.appid]
+  if not used or used.day ~= day then used = { day = day, n = 0 }; self.daily[q.appid] = used end
+  if used.n >= self.token_daily_limit then return emu:err(45009) end
+  used.n = used.n + 1
+  emu:count("token_fetches", "token:" .. q.appid)
+  local cur = emu.state.current.token[q.appid] or {}
+  local now = emu:now()
+  -- Only the previous token survives a new fetch, and only for 5 minutes.
+  if cur.prev then self:invalidate(cur.prev) end
+  if cur.cur then
+    local rec = emu.state.tokens[cur.cur]
+    if rec then rec.valid_until = math.min(rec.valid_until, now + OVERLAP) end
+  end
+  local value = self:issue("mp", q.appid, LIFETIME, { via = "token" })
+  emu.state.current.token[q.appid] = { cur = value, prev = cur.cur }
+  return emu:json({ access_token = value, expires_in = LIFETIME })
+end
+
+---------------------------------------------------------------- stable_token
+local function stable_token(emu, req)
+  local self = emu.tokens
+  local b, e = emu:body_json(req)
+  if not b then return e end
+  if b.grant_type ~= "client_credential" then return emu:err(40002) end
+  if type(b.appid) ~= "string" or b.appid == "" then return emu:err(41002) end
+  local app = emu.state.apps[b.appid]
+  if not app then return emu:err(40013) end
+  if type(b.secret) ~= "string" or b.secret == "" then return emu:err(41004) end
+  if b.secret ~= app.secret then return emu:err(40125) end
+  if b.force_refresh ~= nil and type(b.force_refresh) ~= "boolean" then
+    return emu:err(47001, "data format error hint: force_refresh must be a boolean")
+  end
+  if not window_count(self, "stable_min:" .. b.appid, 60, 10000) then return emu:err(45011) end
+  if not window_count(self, "stable_day:" .. b.appid, 86400, 500000) then return emu:err(45009) end
+  local now = emu:now()
+  local cur = emu.state.current.stable[b.appid]
+  local rec = cur and emu.state.tokens[cur]
+  if b.force_refresh then
+    local log = emu.state.force_log[b.appid] or {}
+    local day, today, last = china_day(now), 0, nil
+    for _, t in ipairs(log) do
+      if china_day(t) == day then today = today + 1 end
+      last = t
+    end
+    if today >= 20 then return emu:err(45009, "reach max api daily quota limit (force_refresh 20/day)") end
+    if last and now - last < 30 then
+      return emu:err(45011, "api minute-quota reach limit (force_refresh at least 30 s apart)")
+    end
+    local keep = {}
+    for _, t in ipairs(log) do if china_day(t) == day then keep[#keep + 1] = t end end
+    keep[#keep + 1] = now
+    emu.state.force_log[b.appid] = keep
+    if cur then self:invalidate(cur) end
+    rec = nil
+  elseif rec and self:check(cur) and now < rec.expires - OVERLAP then
+    emu:count("token_fetches", "stable_cached:" .. b.appid)
+    return emu:json({ access_token = cur, expires_in = math.floor(rec.expires - now + 0.5) })
+  end
+  -- Normal mode in the last 5 minutes rotates; the old token lives to its expiry.
+  emu:count("token_fetches", "stable:" .. b.appid)
+  local value = self:issue("mp", b.appid, LIFETIME, { via = "stable_token" })
+  emu.state.current.stable[b.appid] = value
+  return emu:json({ access_token = value, expires_in = LIFETIME })
+end
+
+---------------------------------------------------------------- WeCom gettoken
+local function wecom_gettoken(emu, req)
+  local self = emu.tokens
+  local q = req.q
+  if not q.corpid or q.corpid == "" then return emu:err(41002, "corpid missing") end
+  local corp = self.corps[q.corpid]
+  if not corp then return emu:err(40013, "invalid corpid") end
+  if not q.corpsecret or q.corpsecret == "" then return emu:err(41004, "corpsecret missing") end
+  if not corp[q.corpsecret] then return emu:err(40001, "invalid credential (corpsecret)") end
+  if not window_count(self, "gettoken:" .. q.corpid .. q.corpsecret, 60, self.gettoken_per_minute) then
+    return emu:err(45009, "api freq out of limit")
+  end
+  emu:count("token_fetches", "gettoken:" .. q.corpid)
+  local owner = q.corpid .. ":" .. q.corpsecret:sub(1, 8)
+  local now = emu:now()
+  local cur = emu.state.current.wecom[owner]
+  -- Within validity the same token comes back with its remaining lifetime.
+  if cur and self:check(cur) then
+    local rec = emu.state.tokens[cur]
+    return emu:json({ errcode = 0, errmsg = "ok", access_token = cur, expires_in = math.floor(rec.expires - now + 0.5) })
+  end
+  local value = self:issue("wecom", owner, LIFETIME, { corpid = q.corpid })
+  emu.state.current.wecom[owner] = value
+  return emu:json({ errcode = 0, errmsg = "ok", access_token = value, expires_in = LIFETIME })
+end
+
+function T:reset()
+  self.daily, self.windows = {}, {}
+end
+
+-- Drop records that expired more than a day ago so long runs stay small.
+function T:tick()
+  self.ticks = (self.ticks or 0) + 1
+  if self.ticks % 60 ~= 0 then return end
+  local now = self.emu:now()
+  for v, rec in pairs(self.emu.state.tokens) do
+    if rec.expires < now - 86400 then self.emu.state.tokens[v] = nil end
+  end
+end
+
+function M.install(emu)
+  local c = emu.credentials
+  local self = setmetatable({ emu = emu, daily = {}, windows = {}, token_daily_limit = 10000,
+    gettoken_per_minute = 600,
+    corps = { [c.wecom.corpid] = { [c.wecom.corpsecret] = { agentid = c.wecom.agentid } } } }, T)
+  emu:route("/cgi-bin/token", get_token)
+  emu:route("/cgi-bin/stable_token", stable_token)
+  emu:route("/cgi-bin/gettoken", wecom_gettoken)
+  return self
+end
+
+return M
