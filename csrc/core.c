@@ -19,6 +19,7 @@ static const struct {
     {"http", wxhw_open_http},
     {"tokenstore", wxhw_open_tokenstore},
     {"media", wxhw_open_media},
+    {"clock", wxhw_open_clock},
 };
 
 void wxhw_newclass(lua_State *L, const char *name, const luaL_Reg *methods,
