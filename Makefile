@@ -6,11 +6,12 @@
 #   make bench | fuzz | install PREFIX=... | lint | clean
 
 LUA      ?= 5.4
+comma    := ,
 PREFIX   ?= /usr/local
 CC       ?= cc
 SAN      ?=
 
-ifeq ($(LUA),luajit)
+ifneq ($(filter luajit 5.1,$(LUA)),)
   LUA_PC   := luajit
   LUA_ABI  := 5.1
 else
@@ -25,7 +26,6 @@ PKGS     := libcrypto libcurl hiredis
 WARN     := -Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wcast-qual \
             -Wmissing-prototypes -Wstrict-prototypes -Wvla -Wformat=2
 OPT      := $(if $(SAN),-O1 -g -fno-omit-frame-pointer -fsanitize=address$(comma)undefined -fno-sanitize-recover=undefined,-O2 -g)
-comma    := ,
 CFLAGS   ?=
 CFLAGS   += -std=c11 -D_GNU_SOURCE -fPIC -fvisibility=hidden $(OPT) $(WARN) \
             $(shell pkg-config --cflags $(LUA_PC) $(PKGS))
@@ -74,14 +74,18 @@ bench: bootstrap all
 fuzz: bootstrap
 	@$(MAKE) --no-print-directory -C fuzz
 
+INSTALL_LIB   ?= $(PREFIX)/lib/lua/$(LUA_ABI)
+INSTALL_SHARE ?= $(PREFIX)/share/lua/$(LUA_ABI)
+INSTALL_BIN   ?= $(PREFIX)/bin
+
 install: all
-	install -d $(DESTDIR)$(PREFIX)/lib/lua/$(LUA_ABI)/wxhw $(DESTDIR)$(PREFIX)/share/lua/$(LUA_ABI)
-	install -m 0755 $(CORE) $(DESTDIR)$(PREFIX)/lib/lua/$(LUA_ABI)/wxhw/core.so
-	cd lua && find wxhw -name '*.lua' -exec install -D -m 0644 {} $(DESTDIR)$(PREFIX)/share/lua/$(LUA_ABI)/{} \;
-	install -D -m 0755 bin/wxhw $(DESTDIR)$(PREFIX)/bin/wxhw
+	install -d $(DESTDIR)$(INSTALL_LIB)/wxhw $(DESTDIR)$(INSTALL_SHARE)
+	install -m 0755 $(CORE) $(DESTDIR)$(INSTALL_LIB)/wxhw/core.so
+	cd lua && find wxhw -name '*.lua' -exec install -D -m 0644 {} $(DESTDIR)$(INSTALL_SHARE)/{} \;
+	install -D -m 0755 bin/wxhw $(DESTDIR)$(INSTALL_BIN)/wxhw
 
 lint:
-	luarocks lint wxhw-0.1.0-1.rockspec
+	luarocks --lua-version 5.4 lint wxhw-0.1.0-1.rockspec
 
 clean:
 	rm -rf build

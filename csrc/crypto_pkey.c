@@ -139,6 +139,16 @@ static int l_generate_ec_key(lua_State *L) {
   return 1;
 }
 
+static int l_generate_rsa_key(lua_State *L) {
+  lua_Integer bits = luaL_optinteger(L, 1, 2048);
+  pkey_box *box;
+  luaL_argcheck(L, bits >= 2048 && bits <= 8192, 1, "RSA key size must be 2048..8192 bits");
+  box = new_box(L, KEY_CLASS);
+  box->pkey = EVP_RSA_gen((unsigned int)bits);
+  if (!box->pkey) return wxhw_raise_ssl(L, "generate_rsa_key: key generation failed");
+  return 1;
+}
+
 static int setup_ctx(pkey_box *box, int sign) {
   EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_pkey(NULL, box->pkey, NULL);
   if (!ctx) return 0;
@@ -317,6 +327,7 @@ void wxhw_crypto_pkey_register(lua_State *L) {
       {"private_key", l_private_key},
       {"public_key", l_public_key},
       {"generate_ec_key", l_generate_ec_key},
+      {"generate_rsa_key", l_generate_rsa_key},
       {NULL, NULL},
   };
   wxhw_newclass(L, KEY_CLASS, key_methods, key_meta);
