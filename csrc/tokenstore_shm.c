@@ -53,6 +53,7 @@ typedef struct {
   uint32_t header_size, slot_size, nslots;
   int32_t dirty; /* slot being written (or -1), repaired after EOWNERDEAD */
   uint64_t next_lease_id;
+  uint64_t recoveries; /* locks taken over from a dead holder */
   pthread_mutex_t mu;
 } header_t;
 
@@ -101,6 +102,7 @@ static int shm_lock(shm_t *s) {
       clear_record(sl);
     }
     s->h->dirty = -1;
+    s->h->recoveries++;
     pthread_mutex_consistent(&s->h->mu);
     rc = 0;
   }
@@ -257,7 +259,8 @@ static int l_shm_tostring(lua_State *L) {
     return 1;
   }
   for (i = 0; i < s->h->nslots; i++) used += s->slots[i].keylen != 0;
-  lua_pushfstring(L, "wxhw.TokenShm %s (%d of %d slots used)", s->path, (int)used, (int)s->h->nslots);
+  lua_pushfstring(L, "wxhw.TokenShm %s (%d of %d slots used, %d lock recoveries)", s->path, (int)used,
+                  (int)s->h->nslots, (int)s->h->recoveries);
   return 1;
 }
 

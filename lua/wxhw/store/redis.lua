@@ -1,0 +1,146 @@
+--- Token store for many hosts: Redis through hiredis (C, csrc/tokenstore_redis.c).
+-- Every multi-step change runs as one server-side script (EVALSHA), so
+-- compare-and-invalidate, lease checks and commits are atomic across hosts.
+--
+-- Layout per token key K (readable by other programs, nothing JSON-quoted):
+--   K        hash  access_token, expires_at, fetched_at (manager clock, s), gen
+--   K:lease  string owner id, PX = lease ttl (refresh lease)
+--   K:force  hash  day, count, last (explicit force refreshes)
+local core = require "wxhw.core"
+local crypto = require "wxhw.crypto"
+require "wxhw.errors" -- __tostring for errors made in C
+
+local M = {}
+M.__index = M
+
+local scripts = {
+  commit = [[
+local holder = redis.call('GET', KEYS[2])
+if ARGV[1] ~= '' and holder and holder ~= ARGV[1] then return false end
+if holder and holder == ARGV[1] then redis.call('DEL', KEYS[2]) end
+local gen = redis.call('HINCRBY', KEYS[1], 'gen', 1)
+redis.call('HSET', KEYS[1], 'access_token', ARGV[2], 'expires_at', ARGV[3], 'fetched_at', ARGV[4])
+if tonumber(ARGV[5]) > 0 then redis.call('EXPIRE', KEYS[1], ARGV[5]) end
+return gen]],
+  release = [[
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0]],
+  invalidate = [[
+if redis.call('HGET', KEYS[1], 'access_token') == ARGV[1] then
+  redis.call('HDEL', KEYS[1], 'access_token')
+  redis.call('HSET', KEYS[1], 'expires_at', 0)
+  redis.call('HINCRBY', KEYS[1], 'gen', 1)
+  return 1
+end
+return 0]],
+  force = [[
+local now, day, per_day, spacing = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
+local f = redis.call('HMGET', KEYS[1], 'day', 'count', 'last')
+local count, last = tonumber(f[2]) or 0, tonumber(f[3]) or 0
+if f[1] ~= day then count = 0 end
+if count >= per_day then return {0, 'daily', '0'} end
+if last > 0 and now - last < spacing then return {0, 'spacing', tostring(spacing - (now - last))} end
+redis.call('HSET', KEYS[1], 'day', day, 'count', count + 1, 'last', ARGV[1])
+redis.call('EXPIRE', KEYS[1], 172800)
+return {1}]],
+}
+
+local shas = {}
+for name, src in pairs(scripts) do shas[name] = crypto.hex(crypto.sha1(src)) end
+
+local seq = 0
+local function owner_id()
+  seq = seq + 1
+  return string.format("%d-%d-%s", core.tokenstore.pid(), seq, crypto.nonce(12))
+end
+
+--- opts: host, port, db, password, timeout (s), or conn (an existing
+-- wxhw.TokenRedis). A down server at creation is an error; later outages
+-- come back as kind="store" errors and heal on the next call.
+function M.new(opts)
+  opts = opts or {}
+  local conn, err = opts.conn
+  if not conn then
+    conn, err = core.tokenstore.redis_connect{ host = opts.host, port = opts.port, db = opts.db,
+                                               password = opts.password, timeout = opts.timeout }
+    if not conn then return nil, err end
+  end
+  return setmetatable({ kind = "redis", shared = true, conn = conn }, M)
+end
+
+-- EVALSHA, loading the script once if the server does not know it (new
+-- server, SCRIPT FLUSH, restart).
+local function eval(self, name, nkeys, ...)
+  local res, err = self.conn:command("EVALSHA", shas[name], nkeys, ...)
+  if res == nil and err.redis_error and tostring(err.message):find("NOSCRIPT", 1, true) then
+    local _, lerr = self.conn:command("SCRIPT", "LOAD", scripts[name])
+    if lerr then return nil, lerr end
+    res, err = self.conn:command("EVALSHA", shas[name], nkeys, ...)
+  end
+  return res, err
+end
+
+function M:get(key)
+  local r, err = self.conn:command("HMGET", key, "access_token", "expires_at", "fetched_at", "gen")
+  if not r then return nil, err end
+  return { token = r[1] or false, expires_at = tonumber(r[2]) or 0, fetched_at = tonumber(r[3]) or 0,
+           gen = tonumber(r[4]) or 0 }
+end
+
+-- No cheap generation check across hosts: the manager re-reads (or uses its
+-- local_ttl) instead.
+function M:peeker() return nil end
+
+function M:lease(key, ttl)
+  local id = owner_id()
+  local r, err = self.conn:command("SET", key .. ":lease", id, "NX", "PX", math.max(1, math.floor(ttl * 1000)))
+  if r == nil then return nil, err end
+  if r == false then
+    local left = self.conn:command("PTTL", key .. ":lease")
+    return false, "another host", (tonumber(left) or 0) / 1000
+  end
+  return id
+end
+
+function M:release(key, lease)
+  local r, err = eval(self, "release", 1, key .. ":lease", lease)
+  if r == nil then return nil, err end
+  return r == 1
+end
+
+function M:commit(key, lease, token, expires_at, fetched_at)
+  local keep = math.max(0, math.floor(expires_at - fetched_at)) + 3600
+  local r, err = eval(self, "commit", 2, key, key .. ":lease", lease or "", token,
+                      string.format("%.3f", expires_at), string.format("%.3f", fetched_at), keep)
+  if r == nil then return nil, err end
+  if r == false then return false, "lease lost" end
+  return r
+end
+
+function M:invalidate(key, failed)
+  local r, err = eval(self, "invalidate", 1, key, failed)
+  if r == nil then return nil, err end
+  return r == 1
+end
+
+function M:force_permit(key, now, day, per_day, spacing)
+  local r, err = eval(self, "force", 1, key .. ":force", string.format("%.3f", now), day, per_day, spacing)
+  if r == nil then return nil, err end
+  if r[1] == 1 then return true end
+  return false, r[2], tonumber(r[3]) or 0
+end
+
+function M:info(key)
+  local rec, err = self:get(key)
+  if not rec then return nil, err end
+  local left = self.conn:command("PTTL", key .. ":lease")
+  return { key = key, expires_at = rec.expires_at, fetched_at = rec.fetched_at, gen = rec.gen,
+           has_token = rec.token and true or false,
+           lease_left = (tonumber(left) or -1) > 0 and left / 1000 or 0 }
+end
+
+function M:close() self.conn:close() end
+function M:__tostring() return tostring(self.conn) end
+
+M.scripts = scripts
+return M

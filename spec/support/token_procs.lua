@@ -1,0 +1,36 @@
+--- OS processes for the token specs: run a Lua chunk in a fresh interpreter
+-- of the current runtime (lua5.4 or luajit) and learn its pid.
+--
+--   local procs = require "support.token_procs"
+--   local p = procs.spawn(code, arg1, arg2)   -- p.pid
+--   p.line()                                  -- next line of its output
+--   local out = p.wait()                      -- the rest of stdout+stderr
+--   p.kill()                                  -- SIGKILL
+local M = {}
+
+M.lua = os.getenv("WXHW_RUNTIME") == "luajit" and "luajit" or "lua5.4"
+
+local function quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+
+function M.spawn(code, ...)
+  local path = os.tmpname()
+  local f = assert(io.open(path, "w"))
+  f:write(code)
+  f:close()
+  local args = {}
+  for i, a in ipairs{ ... } do args[i] = quote(a) end
+  local h = io.popen("echo $$; exec " .. M.lua .. " " .. quote(path) .. " " .. table.concat(args, " ") .. " 2>&1")
+  local p = { pid = tonumber(h:read("*l")) }
+  function p.wait()
+    if p.out then return p.out end
+    p.out = h:read("*a")
+    h:close()
+    os.remove(path)
+    return p.out
+  end
+  function p.line() return h:read("*l") end
+  function p.kill() os.execute("kill -9 " .. p.pid .. " 2>/dev/null") end
+  return p
+end
+
+return M
