@@ -15,7 +15,7 @@ local function china_day(t) return math.floor((t + 8 * 3600) / 86400) end
 function T:issue(kind, owner, ttl, extra)
   local emu = self.emu
   local now = emu:now()
-  local prefix = ({ mp = "MP", wecom = "WC", model = "MD", device = "DV", stable = "ST" })[kind] or "TK"
+  local prefix = ({ mp = "MP", app = "AP", wecom = "WC", model = "MD", device = "DV" })[kind] or "TK"
   local value = prefix .. emu:next_seq() .. "_" .. emu.rng:alnum(136)
   local rec = { kind = kind, owner = owner, issued = now, expires = now + (ttl or LIFETIME) }
   rec.valid_until = rec.expires
@@ -103,7 +103,7 @@ local function get_token(emu, req)
     local rec = emu.state.tokens[cur.cur]
     if rec then rec.valid_until = math.min(rec.valid_until, now + OVERLAP) end
   end
-  local value = self:issue("mp", q.appid, LIFETIME, { via = "token" })
+  local value = self:issue(app.kind or "mp", q.appid, LIFETIME, { via = "token" })
   emu.state.current.token[q.appid] = { cur = value, prev = cur.cur }
   return emu:json({ access_token = value, expires_in = LIFETIME })
 end
@@ -150,7 +150,7 @@ local function stable_token(emu, req)
   end
   -- Normal mode in the last 5 minutes rotates; the old token lives to its expiry.
   emu:count("token_fetches", "stable:" .. b.appid)
-  local value = self:issue("mp", b.appid, LIFETIME, { via = "stable_token" })
+  local value = self:issue(app.kind or "mp", b.appid, LIFETIME, { via = "stable_token" })
   emu.state.current.stable[b.appid] = value
   return emu:json({ access_token = value, expires_in = LIFETIME })
 end

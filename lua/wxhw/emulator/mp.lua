@@ -1,0 +1,293 @@
+--- Mini Program hardware-device APIs (wechat-api.md §2): getsnticket,
+-- device subscribe messages, device groups, and the server-initiated VoIP call.
+-- What a user does on the phone (subscribe, authorise VoIP) is simulated
+-- through the control API.
+local util = require "wxhw.emulator.util"
+
+local M = {}
+local MP = {}
+MP.__index = MP
+
+local MP_TOKEN = { mp = true }
+local TICKET_TTL = 300
+local GROUP_DEFAULT, GROUP_EXPANDED = 50, 200
+
+--- sn rules: ≤128 bytes of [0-9A-Za-z_-]; returns errcode or nil.
+local function sn_error(sn)
+  if type(sn) ~= "string" or sn == "" then return 47001 end
+  if #sn > 128 then return 9800001 end
+  if sn:find("[^%w_%-]") then return 9800002 end
+end
+M.sn_error = sn_error
+
+local ERR = {
+  [9800001] = "sn length exceeds 128 bytes", [9800002] = "sn contains illegal characters",
+  [9800003] = "model_id check failed", [9800006] = "订阅model_id和sn关系检查失败",
+  [9800010] = "user has not authorised VoIP for this device",
+  [9800012] = "group_name length must be 1-32 bytes", [9800013] = "invalid group_id",
+  [9800014] = "device model_type does not match the group", [9800015] = "device already in a group",
+  [9800016] = "group is full",
+}
+
+local function err(emu, code, msg) return emu:err(code, msg or ERR[code]) end
+
+function MP:model(model_id)
+  return type(model_id) == "string" and self.models[model_id] or nil
+end
+
+local function with_token(fn)
+  return function(emu, req)
+    local _, e = emu.tokens:require(req, MP_TOKEN)
+    if e then return e end
+    local b, e2 = emu:body_json(req)
+    if not b then return e2 end
+    return fn(emu, emu.mp, b, req)
+  end
+end
+
+------------------------------------------------------------------ getsnticket
+local function getsnticket(emu, self, b)
+  local e = sn_error(b.sn)
+  if e then return err(emu, e) end
+  if not self:model(b.model_id) then return err(emu, 9800003) end
+  local ticket = "SNT" .. emu:next_seq() .. emu.rng:alnum(40)
+  emu.state.snticket[ticket] = { sn = b.sn, model_id = b.model_id, expires = emu:now() + TICKET_TTL }
+  emu:touch()
+  return emu:json({ errcode = 0, errmsg = "ok", sn_ticket = ticket })
+end
+
+--- Is the ticket valid for (sn, model_id) at emulator time? Returns rec or nil, reason.
+function MP:check_ticket(ticket, sn, model_id)
+  local t = type(ticket) == "string" and self.emu.state.snticket[ticket]
+  if not t then return nil, "unknown sn_ticket" end
+  if self.emu:now() >= t.expires then return nil, "sn_ticket expired" end
+  if (sn and t.sn ~= sn) or (model_id and t.model_id ~= model_id) then
+    return nil, "sn_ticket was issued for another sn/model_id"
+  end
+  return t
+end
+
+------------------------------------------------------------------ messages
+local function subscribe_send(emu, self, b)
+  local model_id = b.modelId or b.model_id
+  if type(b.template_id) ~= "string" or b.template_id == "" then return err(emu, 47001, "data format error hint: template_id") end
+  local e = sn_error(b.sn)
+  if e then return err(emu, e) end
+  if not self:model(model_id) then return err(emu, 9800003) end
+  if type(b.to_openid_list) ~= "table" or #b.to_openid_list == 0 then
+    return err(emu, 47001, "data format error hint: to_openid_list")
+  end
+  if type(b.data) ~= "table" then return err(emu, 47001, "data format error hint: data") end
+  for k, v in pairs(b.data) do
+    if type(v) ~= "table" or type(v.value) ~= "string" then
+      return err(emu, 47001, "data format error hint: data." .. tostring(k) .. ".value")
+    end
+  end
+  if b.lang and not ({ zh_CN = 1, en_US = 1, zh_HK = 1, zh_TW = 1 })[b.lang] then
+    return err(emu, 47001, "data format error hint: lang")
+  end
+  if b.miniprogram_state and not ({ developer = 1, trial = 1, formal = 1 })[b.miniprogram_state] then
+    return err(emu, 47001, "data format error hint: miniprogram_state")
+  end
+  for _, openid in ipairs(b.to_openid_list) do
+    local key = openid .. "|" .. b.sn .. "|" .. model_id .. "|" .. b.template_id
+    if not self.subscriptions[key] then return err(emu, 9800006) end
+  end
+  local sent = self.sent
+  sent[#sent + 1] = { template_id = b.template_id, sn = b.sn, model_id = model_id,
+    to_openid_list = b.to_openid_list, data = b.data, page = b.page, time = emu:now() }
+  if #sent > 1000 then table.remove(sent, 1) end
+  return emu:json({ errcode = 0, errmsg = "ok" })
+end
+
+------------------------------------------------------------------ groups
+local function group(emu, id)
+  return type(id) == "string" and emu.state.groups[id] or nil
+end
+
+local function createid(emu, self, b)
+  local m = self:model(b.model_id)
+  if not m then return err(emu, 9800003) end
+  if type(b.group_name) ~= "string" or #b.group_name < 1 or #b.group_name > 32 then return err(emu, 9800012) end
+  local id = "emugroup" .. emu:next_seq() .. emu.rng:alnum(12)
+  emu.state.groups[id] = { group_name = b.group_name, model_id = b.model_id, model_type = m.model_type,
+    max = GROUP_DEFAULT, devices = {} }
+  emu:touch()
+  return emu:json({ errcode = 0, errmsg = "ok", group_id = id })
+end
+
+local function getinfo(emu, _, b)
+  local g = group(emu, b.group_id)
+  if not g then return err(emu, 9800013) end
+  local list = util.array()
+  for i, d in ipairs(g.devices) do list[i] = { model_id = d.model_id, sn = d.sn } end
+  return emu:json({ errcode = 0, errmsg = "ok", group_name = g.group_name, model_id = g.model_id,
+    model_type = g.model_type, device_list = list })
+end
+
+local function device_list(b)
+  if type(b.device_list) ~= "table" or #b.device_list == 0 or #b.device_list > GROUP_EXPANDED then return nil end
+  for _, d in ipairs(b.device_list) do if type(d) ~= "table" then return nil end end
+  return b.device_list
+end
+
+local function index_of(g, key)
+  for i, d in ipairs(g.devices) do if d.model_id .. "|" .. d.sn == key then return i end end
+end
+
+local function adddevice(emu, self, b)
+  local g = group(emu, b.group_id)
+  if not g then return err(emu, 9800013) end
+  local list = device_list(b)
+  if not list then return err(emu, 47001, "data format error hint: device_list (1-200 objects)") end
+  if b.force_add ~= nil and type(b.force_add) ~= "boolean" then return err(emu, 47001, "data format error hint: force_add") end
+  local out = util.array()
+  for i, d in ipairs(list) do
+    local code = sn_error(d.sn) or (not self:model(d.model_id) and 9800003) or nil
+    local key = tostring(d.model_id) .. "|" .. tostring(d.sn)
+    if not code and self.models[d.model_id].model_type ~= g.model_type then code = 9800014 end
+    if not code then
+      local cur = emu.state.group_of[key]
+      if cur == b.group_id then code = 9800015
+      elseif cur and not b.force_add then code = 9800015
+      elseif #g.devices >= g.max then code = 9800016
+      else
+        if cur then -- force_add: move it out of its old group
+          local old = emu.state.groups[cur]
+          local j = old and index_of(old, key)
+          if j then table.remove(old.devices, j) end
+        end
+        g.devices[#g.devices + 1] = { model_id = d.model_id, sn = d.sn }
+        emu.state.group_of[key] = b.group_id
+        code = 0
+      end
+    end
+    out[i] = { model_id = d.model_id, sn = d.sn, errcode = code }
+  end
+  emu:touch()
+  return emu:json({ errcode = 0, errmsg = "ok", device_list = out })
+end
+
+local function removedevice(emu, _, b)
+  local g = group(emu, b.group_id)
+  if not g then return err(emu, 9800013) end
+  local list = device_list(b)
+  if not list then return err(emu, 47001, "data format error hint: device_list (1-200 objects)") end
+  local out = util.array()
+  for i, d in ipairs(list) do
+    local code = sn_error(d.sn) or 0
+    if code == 0 then
+      local key = tostring(d.model_id) .. "|" .. d.sn
+      local j = index_of(g, key)
+      -- Removing a device that is not in the group is idempotent (errcode 0).
+      if j then table.remove(g.devices, j); emu.state.group_of[key] = nil end
+    end
+    out[i] = { model_id = d.model_id, sn = d.sn, errcode = code }
+  end
+  emu:touch()
+  return emu:json({ errcode = 0, errmsg = "ok", device_list = out })
+end
+
+local function expand(emu, _, b)
+  local g = group(emu, b.group_id)
+  if not g then return err(emu, 9800013) end
+  if b.max_device_count ~= GROUP_EXPANDED then
+    return err(emu, 47001, "data format error hint: max_device_count must be 200")
+  end
+  if type(b.province_name) ~= "string" or type(b.city_name) ~= "string" then
+    return err(emu, 47001, "data format error hint: province_name and city_name")
+  end
+  g.max = GROUP_EXPANDED
+  emu:touch()
+  return emu:json({ errcode = 0, errmsg = "ok", group_id = b.group_id })
+end
+
+------------------------------------------------------------------ VoIP call
+local function voip_call(emu, self, b, req)
+  local e = sn_error(b.sn)
+  if e then return err(emu, e) end
+  if not self:model(b.model_id) then return err(emu, 9800003) end
+  if type(b.openid) ~= "string" or b.openid == "" then return err(emu, 47001, "data format error hint: openid") end
+  if b.room_type ~= "video" and b.room_type ~= "voice" then return err(emu, 47001, "data format error hint: room_type") end
+  if not self.voip_auth[b.openid .. "|" .. b.sn .. "|" .. b.model_id] then return err(emu, 9800010) end
+  local rec = emu.tokens:check(req.q.access_token)
+  local appid = rec and rec.owner or emu.credentials.mp.appid
+  local room = "wxf830863afde621ebWmpfVoip" .. emu:next_seq() .. emu.rng:int(100000000, 999999999)
+  local call = { RoomId = room, SessionKey = emu.rng:alnum(32), ServerToken = emu.rng:alnum(44),
+    Payload = b.payload or "", ModelId = b.model_id, Sn = b.sn, openid = b.openid, appid = appid }
+  self.calls[#self.calls + 1] = call
+  if emu.callbacks then emu.callbacks:voip_notify(call) end
+  return emu:json({ errcode = 0, errmsg = "ok", roomid = room })
+end
+
+------------------------------------------------------------------ control
+local function control_routes(emu)
+  local r = emu.control_routes
+  r["POST /__emulator/mp/models"] = function(_, _, b)
+    if type(b.model_id) ~= "string" then return nil, "need model_id" end
+    emu.mp.models[b.model_id] = { model_type = b.model_type or "设备" }
+    return { ok = true }
+  end
+  -- The user taps "subscribe" (wx.requestSubscribeDeviceMessage).
+  r["POST /__emulator/mp/subscribe"] = function(_, _, b)
+    local self = emu.mp
+    if type(b.openid) ~= "string" or type(b.sn) ~= "string" or type(b.model_id) ~= "string" then
+      return nil, "need openid, sn, model_id, template_id (or template_ids)"
+    end
+    if b.sn_ticket then
+      local ok, why = self:check_ticket(b.sn_ticket, b.sn, b.model_id)
+      if not ok then return nil, why end
+    end
+    local ids = b.template_ids or { b.template_id }
+    if #ids == 0 or #ids > 3 then return nil, "1-3 template ids" end
+    for _, t in ipairs(ids) do
+      self.subscriptions[b.openid .. "|" .. b.sn .. "|" .. b.model_id .. "|" .. t] = true
+    end
+    return { ok = true }
+  end
+  -- The user accepts wx.requestDeviceVoIP for a device.
+  r["POST /__emulator/mp/voip_authorize"] = function(_, _, b)
+    local self = emu.mp
+    if type(b.openid) ~= "string" or type(b.sn) ~= "string" or type(b.model_id) ~= "string" then
+      return nil, "need openid, sn, model_id"
+    end
+    if b.sn_ticket then
+      local ok, why = self:check_ticket(b.sn_ticket, b.sn, b.model_id)
+      if not ok then return nil, why end
+    end
+    self.voip_auth[b.openid .. "|" .. b.sn .. "|" .. b.model_id] = b.revoke ~= true or nil
+    return { ok = true }
+  end
+  r["GET /__emulator/mp/snticket"] = function(_, req)
+    local t, why = emu.mp:check_ticket(req.q.ticket, req.q.sn, req.q.model_id)
+    if not t then return { valid = false, reason = why } end
+    return { valid = true, sn = t.sn, model_id = t.model_id, expires_in = t.expires - emu:now() }
+  end
+  r["GET /__emulator/mp/messages"] = function() return { messages = util.array(emu.mp.sent) } end
+  r["GET /__emulator/mp/calls"] = function() return { calls = util.array(emu.mp.calls) } end
+end
+
+function MP:reset()
+  self.subscriptions, self.voip_auth, self.sent, self.calls = {}, {}, {}, {}
+end
+
+function M.install(emu)
+  local c = emu.credentials.mp
+  local self = setmetatable({ emu = emu, models = {
+    [c.model_id] = { model_type = c.model_type },
+    [c.other_model_id] = { model_type = c.other_model_type },
+  } }, MP)
+  self:reset()
+  emu:route("/wxa/getsnticket", with_token(getsnticket))
+  emu:route("/cgi-bin/message/device/subscribe/send", with_token(subscribe_send))
+  emu:route("/wxa/business/group/createid", with_token(createid))
+  emu:route("/wxa/business/group/getinfo", with_token(getinfo))
+  emu:route("/wxa/business/group/adddevice", with_token(adddevice))
+  emu:route("/wxa/business/group/removedevice", with_token(removedevice))
+  emu:route("/wxa/business/group/expand", with_token(expand))
+  emu:route("/wxa/business/iot/voip/call", with_token(voip_call))
+  control_routes(emu)
+  return self
+end
+
+return M
