@@ -1,4 +1,5 @@
 # wxhw — build, test, bench, install.
+#   make run             the main job (README), against the built-in emulator
 #   make                 build build/5.4/wxhw/core.so against Lua 5.4
 #   make LUA=luajit      build build/luajit/wxhw/core.so against LuaJIT 2.1 (OpenResty)
 #   make test            busted specs under Lua 5.4 and, where present, LuaJIT
@@ -36,7 +37,7 @@ SRCS     := $(wildcard csrc/*.c) $(wildcard csrc/media/*.c)
 OBJS     := $(SRCS:%.c=$(BUILD)/obj/%.o)
 DEPS     := $(OBJS:.o=.d)
 
-.PHONY: all test check bench fuzz install lint clean bootstrap demo
+.PHONY: all test check bench fuzz install lint clean bootstrap demo run
 
 all: $(CORE)
 
@@ -56,6 +57,10 @@ bootstrap:
 	@bin/bootstrap
 
 demo: bootstrap all
+	@bin/wxhw demo
+
+# The main job: what a vendor runs (see README).
+run: bootstrap all
 	@bin/wxhw demo
 
 test: bootstrap
