@@ -1,0 +1,16 @@
+--- Mini Program / Official Account `GET /cgi-bin/token` (wechat-api.md §1.1).
+-- Every fetch rotates the token (the old one lives 5 more minutes). The WMPF
+-- host-app token is the same API with the mobile app's appid.
+return {
+  name = "token",
+  product = "mp",
+  method = "GET",
+  path = "/cgi-bin/token",
+  query = { grant_type = "client_credential", appid = "$appid", secret = "$secret" },
+  required = { "appid", "secret" },
+  token_field = "access_token",
+  ids = { "appid" },
+  secrets = { "secret" },
+  -- force_refresh just fetches again; spaced like stable_token so a loop cannot burn the quota
+  force_limits = { per_day = 20, spacing = 30 },
+}

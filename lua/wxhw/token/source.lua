@@ -1,0 +1,136 @@
+--- Turns a declarative token-source description (lua/wxhw/token/<name>.lua)
+-- into a source object for the manager: `src:fetch(force)` -> token,
+-- expires_in | nil, err and `src:key()` -> "<name>:<ids>:<secret hash>".
+--
+-- Description fields:
+--   name, product ("mp"|"wecom": base URL from the client), method, path
+--   query / json    request templates; "$field" is replaced by the credential
+--                   `field` (a function is called each time, e.g. the latest
+--                   model_ticket; a token manager gives its :token()), "$force"
+--                   by the force flag
+--   required        credentials that must be present
+--   token_field     where the token is in the answer (expires_in beside it)
+--   ids, secrets    credentials shown in the key / hashed into it
+--   force_limits    { per_day =, spacing = } for explicit force_refresh
+--   parent          credential holding a token manager this source calls with;
+--                   a 40001/40014/42001 invalidates that token and retries once
+local crypto = require "wxhw.crypto"
+local errors = require "wxhw.errors"
+
+local M = {}
+
+M.NAMES = {
+  token = "mp_token", access_token = "mp_token",
+  stable_token = "stable_token", wmpf = "stable_token",
+  wecom = "wecom_gettoken", gettoken = "wecom_gettoken",
+  model_token = "wecom_model_token", device_token = "wecom_device_token",
+}
+
+local Source = {}
+Source.__index = Source
+
+local TOKEN_ERRCODES = { [40001] = true, [40014] = true, [42001] = true }
+
+-- Resolves "$name" templates; returns the filled copy, or nil, err.
+local function fill(template, creds, force, parent_token)
+  if template == nil then return nil end
+  local out = {}
+  for k, v in pairs(template) do
+    if type(v) == "string" and v:sub(1, 1) == "$" then
+      local name = v:sub(2)
+      if name == "force" then
+        v = force and true or false
+      else
+        v = creds[name]
+        if type(v) == "function" then
+          v = v()
+        elseif type(v) == "table" and v.token then
+          v = parent_token
+        end
+        if v == nil or v == "" then
+          return nil, errors.new("input", "token source needs `" .. name .. "` (got none)")
+        end
+      end
+    end
+    out[k] = v
+  end
+  return out
+end
+
+local function client_for(opts)
+  local c = opts.client
+  if c and not c.token_provider then return c end
+  local client = require "wxhw.client"
+  local o = { base_urls = opts.base_urls, transport = c and c.transport or opts.transport }
+  if opts.base_url then o.base_urls = { mp = opts.base_url, wmpf = opts.base_url, wecom = opts.base_url } end
+  if c and not o.base_urls then o.base_urls = c.base_urls end
+  -- A client without a token provider: fetching a token never needs one.
+  return assert(client.new(o))
+end
+
+--- new(name_or_description, opts): opts carries the credentials (appid,
+-- secret, corpid, corpsecret, model_id, model_secret, model_ticket, device_sn,
+-- device_secret, model_token) and client / base_url / base_urls / transport.
+function M.new(desc, opts)
+  opts = opts or {}
+  if type(desc) == "string" then
+    local file = M.NAMES[desc]
+    if not file then error("wxhw.token: unknown token source '" .. desc .. "'", 3) end
+    desc = require("wxhw.token." .. file)
+  end
+  local creds = opts.credentials or opts
+  for _, f in ipairs(desc.required or {}) do
+    if creds[f] == nil or creds[f] == "" then
+      error("wxhw.token: source " .. desc.name .. " needs `" .. f .. "`", 3)
+    end
+  end
+  return setmetatable({ desc = desc, name = desc.name, creds = creds, opts = opts,
+                        force_limits = desc.force_limits }, Source)
+end
+
+function Source:key()
+  local parts = { self.desc.name }
+  for _, f in ipairs(self.desc.ids or {}) do parts[#parts + 1] = tostring(self.creds[f]) end
+  local h = {}
+  for _, f in ipairs(self.desc.secrets or {}) do h[#h + 1] = tostring(self.creds[f]) end
+  if #h > 0 then parts[#parts + 1] = crypto.hex(crypto.sha256(table.concat(h, "\0"))):sub(1, 16) end
+  return table.concat(parts, ":")
+end
+
+function Source:_once(force, parent_token)
+  local d = self.desc
+  local query, err = fill(d.query, self.creds, force, parent_token)
+  if err then return nil, err end
+  local json
+  json, err = fill(d.json, self.creds, force, parent_token)
+  if err then return nil, err end
+  self.client = self.client or client_for(self.opts)
+  local data
+  data, err = self.client:call{ product = d.product, method = d.method, path = d.path, query = query, json = json }
+  if not data then return nil, err end
+  local tok = data[d.token_field]
+  if type(tok) ~= "string" or tok == "" then
+    return errors.fail("token", d.name .. ": the answer has no " .. d.token_field)
+  end
+  return tok, tonumber(data.expires_in) or 7200
+end
+
+--- One upstream fetch (plus one retry when a parent token was stale).
+function Source:fetch(force)
+  local parent = self.desc.parent and self.creds[self.desc.parent]
+  if not parent then return self:_once(force) end
+  local ptok, perr = parent:token()
+  if not ptok then return nil, perr end
+  local tok, res = self:_once(force, ptok)
+  if not tok and errors.is(res) and TOKEN_ERRCODES[res.errcode] then
+    parent:invalidate(ptok)
+    ptok, perr = parent:token()
+    if not ptok then return nil, perr end
+    tok, res = self:_once(force, ptok)
+  end
+  return tok, res
+end
+
+function Source:__tostring() return "wxhw token source " .. self:key() end
+
+return M
