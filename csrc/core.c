@@ -20,6 +20,7 @@ static const struct {
     {"tokenstore", wxhw_open_tokenstore},
     {"media", wxhw_open_media},
     {"clock", wxhw_open_clock},
+    {"fileio", wxhw_open_fileio},
 };
 
 void wxhw_newclass(lua_State *L, const char *name, const luaL_Reg *methods,
