@@ -1,0 +1,409 @@
+--- Callback gateway: plain request handlers for what WeChat, WeCom and WeChat
+-- Pay push to a vendor. Each constructor returns a function
+--
+--     handler(method, query, headers, raw_body) --> status, headers, body
+--
+-- that any server can call: the OpenResty adapter (wxhw.callback.ngx), the
+-- small Lua 5.4 server (wxhw.httpserver), or a test. `query` is a table of
+-- decoded query parameters, `headers` a table (any key case), `raw_body` the
+-- exact bytes received (signatures are checked on them).
+--
+--   callback.mini_program{ token, encoding_aes_key, appid, handlers = {...} }
+--   callback.wecom{ token, encoding_aes_key, receive_id, handlers = {...} }
+--   callback.pay{ pay = wxhw.pay client, handler = function(notification) end }
+--   callback.router{ ["/path"] = handler, ... }
+--
+-- See docs/callback.md for reply conventions and status codes.
+local cjson = require "cjson.safe"
+local msgcrypt = require "wxhw.msgcrypt"
+local errors = require "wxhw.errors"
+local dedup_mod = require "wxhw.callback.dedup"
+local clock = require "wxhw.clock"
+
+local M = {}
+
+local TEXT = { ["Content-Type"] = "text/plain; charset=utf-8" }
+local JSON = { ["Content-Type"] = "application/json" }
+local XML = { ["Content-Type"] = "application/xml" }
+
+local function plain(status, msg) return status, TEXT, msg end
+
+-- helpers ---------------------------------------------------------------
+
+local function unescape(s)
+  s = s:gsub("+", " ")
+  return (s:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
+end
+
+--- "a=1&b=%2F" --> { a = "1", b = "/" } (first value wins for repeated keys).
+function M.parse_query(qs)
+  local t = {}
+  if not qs or qs == "" then return t end
+  for pair in qs:gmatch("[^&]+") do
+    local k, v = pair:match("^([^=]*)=?(.*)$")
+    k = unescape(k)
+    if t[k] == nil then t[k] = unescape(v) end
+  end
+  return t
+end
+
+--- Header lookup in any case.
+local function header(headers, name)
+  if not headers then return nil end
+  local v = headers[name]
+  if v == nil then
+    local lname = name:lower()
+    for k, val in pairs(headers) do
+      if type(k) == "string" and k:lower() == lname then v = val; break end
+    end
+  end
+  if type(v) == "table" then v = v[1] end
+  return v
+end
+M.header = header
+
+local function unwrap(v)
+  local c = v:match("^%s*<!%[CDATA%[(.-)%]%]>%s*$")
+  if c then return c end
+  return (v:gsub("&lt;", "<"):gsub("&gt;", ">"):gsub("&quot;", '"'):gsub("&apos;", "'"):gsub("&amp;", "&"))
+end
+
+--- Flat XML (<xml><A>..</A><B><![CDATA[..]]></B></xml>) --> table of strings.
+-- Nested elements are kept as their inner XML text.
+function M.parse_xml(s)
+  local inner = s:match("^%s*<xml>(.*)</xml>%s*$")
+  if not inner then return nil end
+  local t, n, pos = {}, 0, 1
+  while true do
+    local a, b, name = inner:find("<([%w_]+)>", pos)
+    if not a then break end
+    local close = "</" .. name .. ">"
+    local c, d = inner:find(close, b + 1, true)
+    if not c then return nil end
+    t[name] = unwrap(inner:sub(b + 1, c - 1))
+    n, pos = n + 1, d + 1
+  end
+  if n == 0 then return nil end
+  return t
+end
+
+local function cdata(s) return "<![CDATA[" .. tostring(s):gsub("%]%]>", "]]]]><![CDATA[>") .. "]]>" end
+
+--- Flat table --> <xml>…</xml> (keys sorted so replies are reproducible).
+function M.encode_xml(t)
+  local keys = {}
+  for k in pairs(t) do keys[#keys + 1] = k end
+  table.sort(keys)
+  local out = { "<xml>" }
+  for _, k in ipairs(keys) do
+    local v = t[k]
+    if type(v) == "number" then out[#out + 1] = "<" .. k .. ">" .. tostring(v) .. "</" .. k .. ">"
+    else out[#out + 1] = "<" .. k .. ">" .. cdata(v) .. "</" .. k .. ">" end
+  end
+  out[#out + 1] = "</xml>"
+  return table.concat(out)
+end
+
+local function decode_message(plaintext)
+  local first = plaintext:match("^%s*(.)")
+  if first == "{" then
+    local t = cjson.decode(plaintext)
+    if type(t) == "table" then return t, "json" end
+  elseif first == "<" then
+    local t = M.parse_xml(plaintext)
+    if t then return t, "xml" end
+  end
+  return nil
+end
+
+local function skew_ok(o, ts)
+  if not o.max_skew then return true end
+  local n = tonumber(ts)
+  if not n then return false end
+  return math.abs(o.clock() - n) <= o.max_skew
+end
+
+local function make_dedup(o)
+  if o.dedup == false then return nil end
+  if getmetatable(o.dedup) == dedup_mod then return o.dedup end
+  return dedup_mod.new(o.dedup or {})
+end
+
+local function emit(o, info)
+  if o.on_event then pcall(o.on_event, info) end
+end
+
+-- Runs a handler once per distinct push. `run()` returns status, ctype, body
+-- and `cache` (false for failures the sender should retry).
+local function once(o, dd, key, info, run)
+  if not dd then
+    local status, ctype, body = run()
+    return status, ctype, body
+  end
+  local state, a, b, c = dd:claim(key)
+  if state == "dup" then
+    info.duplicate = true
+    return a, b, c
+  elseif state == "busy" then
+    info.duplicate = true
+    return 503, TEXT["Content-Type"], "duplicate push still being handled"
+  elseif state == nil then
+    return 500, TEXT["Content-Type"], "de-duplication store failed"
+  end
+  local ok, status, ctype, body, cache = pcall(run)
+  if not ok then
+    dd:abandon(key)
+    info.error = tostring(status)
+    return 500, TEXT["Content-Type"], "handler failed"
+  end
+  if cache == false then dd:abandon(key) else dd:done(key, status, ctype, body) end
+  return status, ctype, body
+end
+
+local function with_ctype(status, ctype, body)
+  return status, ctype and { ["Content-Type"] = ctype } or {}, body
+end
+
+local function common_opts(o, name)
+  if type(o) ~= "table" then error(name .. ": options table required", 3) end
+  o.clock = o.clock or os.time
+  if o.max_skew == nil then o.max_skew = 300 end
+  o.handlers = o.handlers or {}
+  o.unknown = o.unknown or "reject"
+  if o.unknown ~= "reject" and o.unknown ~= "ack" then error(name .. ": unknown must be 'reject' or 'ack'", 3) end
+end
+
+local function mc_or_raise(o, rid, name)
+  local mc, err = msgcrypt.new{ token = o.token, encoding_aes_key = o.encoding_aes_key, receive_id = rid }
+  if not mc then error(name .. ": " .. err.message, 3) end
+  return mc
+end
+
+-- Result of a handler --> status, ctype, plaintext-or-nil, cache.
+-- nil/true: acknowledged; string/table: a reply to encrypt; false or
+-- nil, err: failure, not cached, so WeChat's retransmission runs it again.
+local function handler_result(ok_or_reply, err, fmt)
+  if ok_or_reply == false or (ok_or_reply == nil and err ~= nil) then return "fail" end
+  if ok_or_reply == nil or ok_or_reply == true then return "ack" end
+  if type(ok_or_reply) == "string" then return "reply", ok_or_reply end
+  if type(ok_or_reply) == "table" then
+    if fmt == "xml" then return "reply", M.encode_xml(ok_or_reply) end
+    return "reply", assert(cjson.encode(ok_or_reply))
+  end
+  error("callback handler returned a " .. type(ok_or_reply), 0)
+end
+
+-- Mini Program message push -----------------------------------------------
+
+--- opts: token, encoding_aes_key, appid; handlers = { [Event or MsgType] =
+-- function(msg, ctx) ... end, default = ... }; allow_plaintext (false);
+-- max_skew (300 s, false = off); clock; dedup ({store, ttl, wait, sleep} |
+-- false); unknown ("reject" | "ack"); on_event(info).
+function M.mini_program(o)
+  common_opts(o, "callback.mini_program")
+  local mc = mc_or_raise(o, o.appid, "callback.mini_program")
+  local dd = make_dedup(o)
+  return function(method, query, headers, raw_body)
+    query = query or {}
+    local info = { kind = "mp" }
+    local status, h, body = (function()
+      if not skew_ok(o, query.timestamp) then return plain(403, "stale or missing timestamp") end
+      if method == "GET" then
+        if not query.echostr then return plain(400, "missing echostr") end
+        if not mc:verify_url(query.signature, query.timestamp, query.nonce) then
+          return plain(403, "signature mismatch")
+        end
+        info.event = "url_verification"
+        return 200, TEXT, query.echostr
+      elseif method ~= "POST" then
+        return plain(405, "method not allowed")
+      end
+      if type(raw_body) ~= "string" or raw_body == "" then return plain(400, "empty body") end
+      local secure = query.encrypt_type == "aes" or query.msg_signature ~= nil
+      local plaintext, fmt
+      if secure then
+        if not query.msg_signature or not query.nonce then return plain(400, "missing msg_signature or nonce") end
+        local msg, err = mc:open(query, raw_body)
+        if not msg then
+          info.reason = err.reason
+          return plain(err.reason == "validate_signature" and 403 or
+                       err.reason == "validate_receive_id" and 403 or 400, err.message)
+        end
+        plaintext, fmt = msg, err
+      else
+        if not o.allow_plaintext then return plain(403, "plaintext pushes are not accepted (use secure mode)") end
+        if not mc:verify_url(query.signature, query.timestamp, query.nonce) then
+          return plain(403, "signature mismatch")
+        end
+        plaintext = raw_body
+      end
+      local msg, mfmt = decode_message(plaintext)
+      if not msg then return plain(400, "decrypted message is neither JSON nor XML") end
+      fmt = mfmt
+      local event = msg.MsgType == "event" and msg.Event or msg.MsgType
+      info.event = event
+      if type(event) ~= "string" or event == "" then return plain(400, "message has no MsgType/Event") end
+      if event == "iot_voip_notify" and not secure then
+        return plain(403, "iot_voip_notify must arrive in secure mode")
+      end
+      local fn = o.handlers[event] or o.handlers.default
+      if not fn then
+        info.unknown = true
+        if o.unknown == "ack" then return 200, TEXT, "success" end
+        return plain(400, "no handler for event " .. event)
+      end
+      local key = dedup_mod.key("mp", msg.MsgId, plaintext)
+      return with_ctype(once(o, dd, key, info, function()
+        local ctx = { kind = "mp", format = fmt, query = query, headers = headers, plaintext = plaintext,
+                      secure = secure }
+        local t0 = clock.monotonic()
+        local r1, r2 = fn(msg, ctx)
+        local what, reply = handler_result(r1, r2, fmt)
+        info.handler_ms = (clock.monotonic() - t0) * 1000
+        info.dispatched = true
+        if what == "fail" then return 500, TEXT["Content-Type"], "handler failed", false end
+        if what == "ack" or reply == "" or reply == "success" or not secure then
+          return 200, TEXT["Content-Type"], reply or "success"
+        end
+        local rbody, err = mc:reply(reply, fmt == "xml" and "xml" or "mp_json", o.clock())
+        if not rbody then return 500, TEXT["Content-Type"], err.message, false end
+        return 200, (fmt == "xml" and XML or JSON)["Content-Type"], rbody
+      end))
+    end)()
+    info.status = status
+    emit(o, info)
+    return status, h, body
+  end
+end
+
+-- WeCom hardware (openhw) callbacks ----------------------------------------
+
+M.wecom_deadlines = { model_ticket = 1.0, bind = 3.0, unbind = 1.0 }
+
+--- opts: token, encoding_aes_key, receive_id (the service corpid / suite id
+-- the callback is encrypted for); handlers = { model_ticket, bind, unbind,
+-- default }; as for mini_program otherwise. A handler that runs past the
+-- event's deadline is reported with info.late = true.
+function M.wecom(o)
+  common_opts(o, "callback.wecom")
+  local mc = mc_or_raise(o, o.receive_id, "callback.wecom")
+  local dd = make_dedup(o)
+  local deadlines = setmetatable(o.deadlines or {}, { __index = M.wecom_deadlines })
+  return function(method, query, headers, raw_body)
+    query = query or {}
+    local info = { kind = "wecom" }
+    local status, h, body = (function()
+      if not query.msg_signature or not query.nonce then return plain(400, "missing msg_signature or nonce") end
+      if not skew_ok(o, query.timestamp) then return plain(403, "stale or missing timestamp") end
+      if method == "GET" then
+        if not query.echostr then return plain(400, "missing echostr") end
+        local echo, err = mc:decrypt(query.msg_signature, query.timestamp, query.nonce, query.echostr)
+        if not echo then
+          return plain(err.reason == "validate_signature" and 403 or 400, err.message)
+        end
+        info.event = "url_verification"
+        return 200, TEXT, echo
+      elseif method ~= "POST" then
+        return plain(405, "method not allowed")
+      end
+      if type(raw_body) ~= "string" or raw_body == "" then return plain(400, "empty body") end
+      local plaintext, err = mc:open(query, raw_body)
+      if not plaintext then
+        info.reason = err.reason
+        return plain((err.reason == "validate_signature" or err.reason == "validate_receive_id") and 403 or 400,
+                     err.message)
+      end
+      local msg, fmt = decode_message(plaintext)
+      if not msg then return plain(400, "decrypted message is neither JSON nor XML") end
+      local ev = type(msg.event) == "table" and msg.event.event_type or msg.Event or msg.event
+      if type(ev) ~= "string" then return plain(400, "message has no event type") end
+      info.event = ev
+      local fn = o.handlers[ev] or o.handlers.default
+      if not fn then
+        info.unknown = true
+        if o.unknown == "ack" then return 200, TEXT, "success" end
+        return plain(400, "no handler for event " .. ev)
+      end
+      local base = type(msg.base_info) == "table" and msg.base_info or {}
+      local key = dedup_mod.key("wecom", base.req_id, plaintext)
+      return with_ctype(once(o, dd, key, info, function()
+        local ctx = { kind = "wecom", format = fmt, query = query, headers = headers, plaintext = plaintext,
+                      deadline = deadlines[ev] }
+        local t0 = clock.monotonic()
+        local r1, r2 = fn(msg, ctx)
+        local what, reply = handler_result(r1, r2, fmt)
+        local took = clock.monotonic() - t0
+        info.handler_ms, info.dispatched = took * 1000, true
+        if deadlines[ev] and took > deadlines[ev] then info.late = true end
+        if what == "fail" then return 500, TEXT["Content-Type"], "handler failed", false end
+        if what == "ack" or reply == "" or reply == "success" then return 200, TEXT["Content-Type"], "success" end
+        local rbody, rerr = mc:reply(reply, fmt == "xml" and "xml" or "wecom_json", o.clock())
+        if not rbody then return 500, TEXT["Content-Type"], rerr.message, false end
+        return 200, (fmt == "xml" and XML or JSON)["Content-Type"], rbody
+      end))
+    end)()
+    info.status = status
+    emit(o, info)
+    return status, h, body
+  end
+end
+
+-- WeChat Pay notifications ---------------------------------------------------
+
+local function pay_fail(status, message)
+  return status, JSON, cjson.encode({ code = "FAIL", message = message })
+end
+
+--- opts: pay (a wxhw.pay client: pay:notification(headers, raw_body) -->
+-- notification | nil, err), handler(notification, ctx) (nil/true = handled;
+-- false or nil, err = failed, WeChat Pay retries), dedup, on_event.
+-- Verification (signature, serial, skew, SIGNTEST probes, replays) is the
+-- Pay module's; this adapter only maps its outcome to HTTP.
+function M.pay(o)
+  if type(o) ~= "table" or o.pay == nil or type(o.handler) ~= "function" then
+    error("callback.pay: options { pay = client, handler = function } required", 2)
+  end
+  local dd = make_dedup(o)
+  return function(method, _, headers, raw_body)
+    local info = { kind = "pay" }
+    local status, h, body = (function()
+      if method ~= "POST" then return pay_fail(405, "method not allowed") end
+      if type(raw_body) ~= "string" or raw_body == "" then return pay_fail(400, "empty body") end
+      local n, err = o.pay:notification(headers or {}, raw_body)
+      if not n then
+        info.reason = errors.is(err) and (err.reason or err.kind) or tostring(err)
+        local kind = errors.is(err) and err.kind
+        return pay_fail(kind == "input" and 400 or 401,
+                        errors.is(err) and err.message or "notification rejected")
+      end
+      info.event = type(n) == "table" and n.event_type or nil
+      local key = dedup_mod.key("pay", type(n) == "table" and n.id or nil, raw_body)
+      return with_ctype(once(o, dd, key, info, function()
+        local r1, r2 = o.handler(n, { kind = "pay", headers = headers, raw_body = raw_body })
+        local what = handler_result(r1, r2)
+        info.dispatched = true
+        if what == "fail" then
+          return 500, JSON["Content-Type"], cjson.encode({ code = "FAIL", message = "handler failed" }), false
+        end
+        return 204, nil, ""
+      end))
+    end)()
+    info.status = status
+    emit(o, info)
+    return status, h, body
+  end
+end
+
+-- routing ---------------------------------------------------------------
+
+--- routes: { ["/path"] = handler }. Returns handler(method, path, query,
+-- headers, raw_body); unknown paths get 404.
+function M.router(routes)
+  return function(method, path, query, headers, raw_body)
+    local fn = routes[path]
+    if not fn then return 404, TEXT, "not found" end
+    return fn(method, query, headers, raw_body)
+  end
+end
+
+return M
