@@ -1,0 +1,511 @@
+--- The request pipeline every API call goes through: base URL per product,
+-- access-token injection, JSON in and out (big integers kept exact), errcode →
+-- error table, retries with backoff, rate limits and daily quotas, hooks with
+-- secrets redacted. See docs/http.md.
+--
+--   local c = require("wxhw.client").new{ token_provider = tp }
+--   local data, err = c:call{ product = "mp", method = "POST", path = "/wxa/getsnticket",
+--                             json = { sn = "X" }, token = true }
+local cjson = require "cjson"
+local errors = require "wxhw.errors"
+local transport = require "wxhw.transport"
+local ratelimit = require "wxhw.ratelimit"
+
+local M = {}
+
+-- ---------------------------------------------------------------- products
+
+M.BASE_URLS = {
+  mp = "https://api.weixin.qq.com",
+  wmpf = "https://api.weixin.qq.com",
+  wecom = "https://qyapi.weixin.qq.com",
+  pay = "https://api.mch.weixin.qq.com",
+}
+
+--- Tried after a connection failure that never reached the primary host.
+M.BACKUP_URLS = {
+  pay = "https://api2.mch.weixin.qq.com",
+}
+
+-- ------------------------------------------------------------------- JSON
+
+local json = cjson.new()
+json.encode_number_precision(14)
+json.encode_sparse_array(true)
+M.null = json.null
+
+-- cjson escapes control characters, so the marker is printable and unguessable.
+local BIG_TAG = ("wxhwint%06x%06x"):format(math.random(0, 0xffffff), math.floor(os.clock() * 1e6) % 0xffffff)
+local BIG_MARK = BIG_TAG .. ":"
+local BIG_PATTERN = '"' .. BIG_TAG .. ':(%-?%d+)"'
+
+--- Marks a decimal string to be written as a bare JSON integer.
+function M.bigint(s)
+  s = tostring(s)
+  if not s:match("^%-?%d+$") then error("wxhw.client.bigint: not an integer: " .. s, 2) end
+  return setmetatable({ s }, M.BigInt)
+end
+M.BigInt = { __tostring = function(self) return self[1] end }
+
+-- Integers cjson 2.1 would print in exponent form are passed as marked strings.
+local function prepare(v, seen)
+  local t = type(v)
+  if t == "number" then
+    if v == math.floor(v) and (v >= 1e14 or v <= -1e14) and v > -2 ^ 63 and v < 2 ^ 63 then
+      if math.type and math.type(v) == "integer" then return BIG_MARK .. tostring(v) end
+      return BIG_MARK .. ("%.0f"):format(v)
+    end
+    return v
+  elseif t ~= "table" then
+    return v
+  end
+  if getmetatable(v) == M.BigInt then return BIG_MARK .. v[1] end
+  seen = seen or {}
+  if seen[v] then error("wxhw.client: cannot encode a cycle", 3) end
+  seen[v] = true
+  local out = {}
+  for k, x in pairs(v) do out[k] = prepare(x, seen) end
+  seen[v] = nil
+  return out
+end
+
+--- JSON encode with integers beyond 14 digits written exactly.
+function M.json_encode(v)
+  local s = json.encode(prepare(v))
+  if s:find(BIG_TAG, 1, true) then s = s:gsub(BIG_PATTERN, "%1") end
+  return s
+end
+
+local LIMIT = "9007199254740992"
+
+local function too_big(digits)
+  if #digits ~= #LIMIT then return #digits > #LIMIT end
+  return digits > LIMIT
+end
+
+-- Quotes integer literals beyond 2^53 so cjson keeps every digit (cjson 2.1.0
+-- has no decode_big_numbers_as_strings). Strings are skipped, escapes honoured.
+local function quote_big_integers(s)
+  if not s:find("%d%d%d%d%d%d%d%d%d%d%d%d%d%d%d%d") then return s end
+  local out, n, i, last = {}, 0, 1, 1
+  while true do
+    local p = s:find('["%-%d]', i)
+    if not p then break end
+    if s:byte(p) == 34 then -- a string: find its closing quote
+      local q = p + 1
+      while true do
+        local r = s:find('["\\]', q)
+        if not r then return s end -- unterminated: let cjson report it
+        if s:byte(r) == 92 then q = r + 2 else q = r + 1; break end
+      end
+      i = q
+    else
+      local num, e = s:match("^(%-?%d+)()", p)
+      local nextc = s:sub(e, e)
+      if nextc ~= "." and nextc ~= "e" and nextc ~= "E" and too_big((num:gsub("^%-", ""))) then
+        n = n + 1; out[n] = s:sub(last, p - 1)
+        n = n + 1; out[n] = '"' .. num .. '"'
+        last = e
+      end
+      i = e
+      if nextc == "." or nextc == "e" or nextc == "E" then
+        local _, fe = s:find("^[%.%deE%+%-]*", e)
+        i = fe + 1
+      end
+    end
+  end
+  if n == 0 then return s end
+  out[n + 1] = s:sub(last)
+  return table.concat(out)
+end
+
+--- JSON decode; integers beyond 2^53 (product_id, MsgId ...) become decimal
+-- strings so no digit is lost, on Lua 5.4 and LuaJIT alike.
+function M.json_decode(s)
+  local ok, v = pcall(json.decode, quote_big_integers(s))
+  if not ok then return nil, errors.new("http", "response is not valid JSON", { reason = "protocol" }) end
+  return v
+end
+
+-- --------------------------------------------------------- errcode classes
+
+--- wechat-api.md §1.3, as data. `refresh`: invalidate the token and retry
+-- once; `retry`: back off and retry; `wait = "minute"`: not before the next minute.
+M.ERRCODES = {
+  [-1] = { class = "busy", retry = true },
+  [40001] = { class = "token_invalid", refresh = true },
+  [40014] = { class = "token_invalid", refresh = true },
+  [42001] = { class = "token_invalid", refresh = true },
+  [45011] = { class = "minute_quota", retry = true, wait = "minute" },
+  [45009] = { class = "daily_quota" },
+  [48001] = { class = "permission" },
+  [40164] = { class = "permission" },
+  [61004] = { class = "permission" },
+  [40013] = { class = "permission" },
+  [41001] = { class = "bad_request" },
+  [40002] = { class = "bad_request" },
+  [43002] = { class = "bad_request" },
+  [43003] = { class = "bad_request" },
+  [44002] = { class = "bad_request" },
+  [45002] = { class = "bad_request" },
+  [47001] = { class = "bad_request" },
+}
+
+-- ---------------------------------------------------------------- redaction
+
+M.REDACT = {
+  access_token = true, secret = true, corpsecret = true, appsecret = true,
+  suite_access_token = true, component_access_token = true, provider_access_token = true,
+  suite_secret = true, provider_secret = true, signature = true, sign = true,
+  msg_signature = true, paysign = true, authorization = true, ticket = true,
+}
+
+local function redacted_map(t)
+  if not t then return nil end
+  local out = {}
+  for k, v in pairs(t) do out[k] = M.REDACT[tostring(k):lower()] and "***" or v end
+  return out
+end
+M.redact = redacted_map
+
+--- A URL or query string with secret parameters replaced by ***.
+function M.redact_url(s)
+  return (s:gsub("([%w_]+)=([^&#]*)", function(k, v)
+    if M.REDACT[k:lower()] then return k .. "=***" end
+  end))
+end
+
+-- ------------------------------------------------------------------- helpers
+
+local function urlencode(s)
+  return (tostring(s):gsub("[^%w%-%._~]", function(c) return ("%%%02X"):format(c:byte()) end))
+end
+M.urlencode = urlencode
+
+--- Query string with keys sorted (stable for signatures and caches).
+function M.encode_query(q)
+  local keys = {}
+  for k in pairs(q) do keys[#keys + 1] = k end
+  table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
+  local parts = {}
+  for _, k in ipairs(keys) do
+    local v = q[k]
+    if v ~= nil and v ~= false then
+      if getmetatable(v) == M.BigInt then v = v[1] end
+      parts[#parts + 1] = urlencode(k) .. "=" .. urlencode(v)
+    end
+  end
+  return table.concat(parts, "&")
+end
+
+local function header(res, name)
+  local v = res and res.headers and res.headers[name]
+  if type(v) == "table" then v = v[#v] end
+  return v
+end
+
+-- Retry-After as seconds (delta form; an HTTP date is ignored).
+local function retry_after(res)
+  local v = header(res, "retry-after")
+  return v and tonumber(v:match("^%s*(%d+%.?%d*)%s*$")) or nil
+end
+
+local function request_id(res, body)
+  local id = header(res, "request-id") or header(res, "x-request-id")
+  if id then return id end
+  local msg = type(body) == "table" and body.errmsg
+  if type(msg) == "string" then
+    return msg:match("rid:%s*([%w%-]+)") or msg:match("hint:%s*%[([^%]]+)%]")
+  end
+end
+
+-- -------------------------------------------------------------------- client
+
+local Client = {}
+Client.__index = Client
+
+local NO_RULE = {}
+
+local HOOKS = { on_request = true, on_response = true, on_retry = true }
+
+local function default_logger(event, info)
+  local parts = { "wxhw", event, info.method, info.path }
+  for _, k in ipairs { "status", "errcode", "latency", "request_id", "attempt", "delay" } do
+    if info[k] ~= nil then
+      local v = info[k]
+      if type(v) == "number" and v ~= math.floor(v) then v = ("%.3f"):format(v) end
+      parts[#parts + 1] = k .. "=" .. tostring(v)
+    end
+  end
+  if info.error then parts[#parts + 1] = "error=" .. tostring(info.error) end
+  io.stderr:write(table.concat(parts, " "), "\n")
+end
+
+--- Options:
+--   base_urls = { mp = url, ... }      overrides M.BASE_URLS (emulator, tests)
+--   backup_urls = { pay = url } | false
+--   transport = object | { transport.new options }
+--   token_provider = { token = fn(self) -> token | nil, err, invalidate = fn(self, failed) }
+--   retry = { attempts = 3, base_delay = 0.2, max_delay = 5, max_total = 15 }
+--   rate_limits = { ["mp /path"] = { rate =, burst =, daily = } | false, ... }  (merged over defaults)
+--   limiter = ratelimit.new{...}        (shared backends), limiter_namespace = "appid:"
+--   rate_wait = seconds                 how long to wait for a bucket before failing (default 1)
+--   hooks = { on_request = fn, on_response = fn, on_retry = fn }
+--   log = true | fn(event, info)        default logger off unless set (or WXHW_LOG=1)
+--   random = fn() -> [0,1)              jitter source (tests)
+function M.new(o)
+  o = o or {}
+  local t = o.transport
+  if t == nil or (type(t) == "table" and not t.request) then
+    local err
+    t, err = transport.new(t or {})
+    if not t then return nil, err end
+  end
+  local self = setmetatable({
+    transport = t,
+    base_urls = setmetatable(o.base_urls or {}, { __index = M.BASE_URLS }),
+    backup_urls = o.backup_urls == false and {} or setmetatable(o.backup_urls or {}, { __index = M.BACKUP_URLS }),
+    token_provider = o.token_provider,
+    retry = {
+      attempts = 3, base_delay = 0.2, max_delay = 5, max_total = 15,
+    },
+    rules = setmetatable({}, { __index = ratelimit.DEFAULTS }),
+    limiter = o.limiter or ratelimit.new{ now = t.now, sleep = t.sleep },
+    namespace = o.limiter_namespace or "",
+    rate_wait = o.rate_wait or 1,
+    hooks = { on_request = {}, on_response = {}, on_retry = {} },
+    random = o.random or math.random,
+    now = t.now, sleep = t.sleep,
+  }, Client)
+  for k, v in pairs(o.retry or {}) do self.retry[k] = v end
+  for k, v in pairs(o.rate_limits or {}) do self.rules[k] = v end
+  for name, fn in pairs(o.hooks or {}) do self:hook(name, fn) end
+  local log = o.log
+  if log == nil and os.getenv("WXHW_LOG") == "1" then log = true end
+  if log then
+    local fn = type(log) == "function" and log or default_logger
+    self:hook("on_request", function(i) fn("request", i) end)
+    self:hook("on_response", function(i) fn("response", i) end)
+    self:hook("on_retry", function(i) fn("retry", i) end)
+  end
+  return self
+end
+
+--- Adds a hook; each receives one info table (method, path, product, status,
+-- errcode, latency, request_id, attempt, query/headers redacted).
+function Client:hook(name, fn)
+  if not HOOKS[name] then error("wxhw.client: unknown hook " .. tostring(name), 2) end
+  if type(fn) ~= "function" then error("wxhw.client: hook must be a function", 2) end
+  local list = self.hooks[name]
+  list[#list + 1] = fn
+end
+
+function Client:_emit(name, info)
+  for _, fn in ipairs(self.hooks[name]) do
+    local ok, err = pcall(fn, info)
+    if not ok and io and io.stderr then io.stderr:write("wxhw: hook ", name, " failed: ", tostring(err), "\n") end
+  end
+end
+
+function Client:__tostring()
+  return ("wxhw.Client (transport=%s, retry attempts=%d, token_provider=%s)"):format(
+    tostring(self.transport.kind), self.retry.attempts, self.token_provider and "yes" or "no")
+end
+
+local function host_of(url)
+  return url:match("^%a+://([^/?#]+)") or url
+end
+
+-- Decides what a finished attempt means. Returns data (success) or
+-- nil, err, action where action is "refresh" | "retry" | nil.
+local function interpret(self, spec, res, terr, idempotent)
+  if not res then
+    local retry = terr.retryable and (idempotent or terr.sent == false)
+    return nil, terr, retry and "retry" or nil
+  end
+  local status = res.status
+  if spec.raw then
+    if status >= 500 or status == 429 then
+      local err = errors.new("http", "HTTP " .. status, {
+        reason = "status", http_status = status, retryable = true, request_id = request_id(res),
+        retry_after = retry_after(res), response = res })
+      return nil, err, (status == 429 or idempotent) and "retry" or nil
+    end
+    return res
+  end
+  local body, derr
+  if res.body == "" then
+    body = {}
+  else
+    body, derr = M.json_decode(res.body)
+  end
+  local rid = request_id(res, body)
+  if spec.product == "pay" then
+    if status < 300 and body then return body end
+    local err = errors.new("pay", (body and body.message) or ("HTTP " .. status), {
+      errcode = body and body.code, errmsg = body and body.message, http_status = status,
+      request_id = rid, retryable = status >= 500 or status == 429, retry_after = retry_after(res) })
+    return nil, err, (status == 429 or (status >= 500 and idempotent)) and "retry" or nil
+  end
+  if not body then
+    derr.http_status = status
+    derr.request_id = rid
+    if status >= 500 or status == 429 then
+      derr.message = "HTTP " .. status .. " with a non-JSON body"
+      derr.retryable = true
+      derr.retry_after = retry_after(res)
+      return nil, derr, (status == 429 or idempotent) and "retry" or nil
+    end
+    return nil, derr
+  end
+  local errcode = type(body) == "table" and tonumber(body.errcode) or 0
+  if errcode == 0 and status < 400 then return body end
+  if errcode == 0 then
+    local retry = status >= 500 or status == 429
+    return nil, errors.new("http", "HTTP " .. status, {
+      reason = "status", http_status = status, retryable = retry, request_id = rid,
+      retry_after = retry_after(res) }), (status == 429 or (retry and idempotent)) and "retry" or nil
+  end
+  local c = M.ERRCODES[errcode] or { class = "other" }
+  local err = errors.new("wx", ("%s %s failed: %s"):format(spec.method or "GET", spec.path, tostring(body.errmsg)), {
+    errcode = errcode, errmsg = body.errmsg, class = c.class, http_status = status,
+    request_id = rid, retryable = c.retry or false, retry_after = retry_after(res) })
+  if c.wait == "minute" then
+    err.retry_after = math.max(err.retry_after or 0, 60 - (self.now() % 60) + 0.05)
+  end
+  if c.refresh then return nil, err, "refresh" end
+  return nil, err, c.retry and "retry" or nil
+end
+
+--- One API call. spec:
+--   product = "mp"|"wmpf"|"wecom"|"pay", or base_url = "https://..."
+--   method = "GET"|"POST"..., path = "/cgi-bin/...", query = { k = v }
+--   json = table (encoded with big integers exact) | body = string
+--   headers = { ... }, token = true (inject access_token via token_provider)
+--   idempotent = bool (default: not POST/PATCH), timeout = seconds
+--   raw = true: return the response table (status, headers, body) undecoded
+--   sign = fn(method, path_with_query, body) -> headers (called per attempt)
+-- Returns the decoded table, or nil, err.
+function Client:call(spec)
+  if type(spec) ~= "table" then error("wxhw.client:call expects a table", 2) end
+  local method = spec.method or "GET"
+  local path = spec.path
+  if type(path) ~= "string" or path:sub(1, 1) ~= "/" then error("wxhw.client:call: path must start with /", 2) end
+  local base = spec.base_url or self.base_urls[spec.product or ""]
+  if not base then error("wxhw.client:call: unknown product " .. tostring(spec.product), 2) end
+  local backup = not spec.base_url and self.backup_urls[spec.product or ""] or nil
+  if spec.token and not self.token_provider then
+    return errors.fail("token", "this call needs an access token but the client has no token_provider")
+  end
+  local idempotent = spec.idempotent
+  if idempotent == nil then idempotent = method ~= "POST" and method ~= "PATCH" end
+
+  local body = spec.body
+  local headers = {}
+  for k, v in pairs(spec.headers or {}) do headers[k] = v end
+  if spec.json ~= nil then
+    body = M.json_encode(spec.json)
+    if headers["Content-Type"] == nil then headers["Content-Type"] = "application/json" end
+  end
+  if headers["Accept"] == nil then headers["Accept"] = "application/json" end
+
+  local key_host = host_of(base)
+  local limit_key = self.namespace .. key_host .. path
+  local rule = spec.rate_limit
+  if rule == nil then rule = self.rules[(spec.product or "") .. " " .. path] end
+  if rule == nil then rule = NO_RULE end -- still honours a 45009 seen earlier
+
+  local retry = self.retry
+  local start = self.now()
+  local attempt, refreshed, use_backup = 0, false, false
+  local query = {}
+  for k, v in pairs(spec.query or {}) do query[k] = v end
+
+  while true do
+    attempt = attempt + 1
+    local token
+    if spec.token then
+      local terr
+      token, terr = self.token_provider:token()
+      if not token then
+        if not errors.is(terr) then terr = errors.new("token", tostring(terr or "no token")) end
+        return nil, terr
+      end
+      query.access_token = token
+    end
+    local qs = M.encode_query(query)
+    local target = path .. (qs ~= "" and ("?" .. qs) or "")
+    local url = (use_backup and backup or base) .. target
+    if rule then
+      local ok, qerr = self.limiter:acquire(limit_key, rule, self.rate_wait)
+      if not ok then
+        qerr.path, qerr.method = path, method
+        return nil, qerr
+      end
+    end
+    local req_headers = headers
+    if spec.sign then
+      req_headers = {}
+      for k, v in pairs(headers) do req_headers[k] = v end
+      for k, v in pairs(spec.sign(method, target, body or "") or {}) do req_headers[k] = v end
+    end
+    local info = {
+      product = spec.product, method = method, path = path, host = host_of(url), attempt = attempt,
+      query = redacted_map(query), headers = redacted_map(req_headers),
+    }
+    self:_emit("on_request", info)
+    local t0 = self.now()
+    local res, terr = self.transport:request{
+      method = method, url = url, headers = req_headers, body = body, timeout = spec.timeout,
+    }
+    local latency = self.now() - t0
+    local data, err, action = interpret(self, spec, res, terr, idempotent)
+    self:_emit("on_response", {
+      product = spec.product, method = method, path = path, host = info.host, attempt = attempt,
+      status = res and res.status, errcode = err and err.errcode or (type(data) == "table" and tonumber(data.errcode)) or (data and 0),
+      latency = latency, request_id = err and err.request_id or (res and request_id(res)),
+      error = err,
+    })
+    if data ~= nil then return data end
+    err.path, err.method, err.attempts = err.path or path, err.method or method, attempt
+    if err.class == "daily_quota" and rule ~= false then self.limiter:exhaust(limit_key) end
+
+    if action == "refresh" and not refreshed then
+      refreshed = true
+      attempt = attempt - 1 -- the one token retry is not a backoff retry
+      if self.token_provider.invalidate then self.token_provider:invalidate(token) end
+      self:_emit("on_retry", {
+        product = spec.product, method = method, path = path, attempt = attempt + 1,
+        errcode = err.errcode, delay = 0, reason = "token", error = err, request_id = err.request_id })
+    elseif action == "retry" and attempt < retry.attempts then
+      local cap = math.min(retry.max_delay, retry.base_delay * 2 ^ (attempt - 1))
+      local delay = self.random() * cap -- full jitter
+      if err.retry_after then delay = math.max(delay, err.retry_after) end
+      local elapsed = self.now() - start
+      if elapsed + delay + latency > retry.max_total then return nil, err end
+      if backup and res == nil and err.sent == false then use_backup = true end
+      self:_emit("on_retry", {
+        product = spec.product, method = method, path = path, attempt = attempt + 1,
+        errcode = err.errcode, status = err.http_status, delay = delay, reason = err.reason or err.class,
+        error = err, request_id = err.request_id })
+      if delay > 0 then self.sleep(delay) end
+    else
+      return nil, err
+    end
+  end
+end
+
+--- Shorthands.
+function Client:get(product, path, query, o)
+  local spec = { product = product, method = "GET", path = path, query = query }
+  for k, v in pairs(o or {}) do spec[k] = v end
+  return self:call(spec)
+end
+
+function Client:post(product, path, body, o)
+  local spec = { product = product, method = "POST", path = path, json = body }
+  for k, v in pairs(o or {}) do spec[k] = v end
+  return self:call(spec)
+end
+
+return M
