@@ -21,6 +21,7 @@ static const struct {
     {"media", wxhw_open_media},
     {"clock", wxhw_open_clock},
     {"fileio", wxhw_open_fileio},
+    {"seen", wxhw_open_seen},
 };
 
 void wxhw_newclass(lua_State *L, const char *name, const luaL_Reg *methods,

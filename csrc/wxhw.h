@@ -17,6 +17,7 @@ int wxhw_open_tokenstore(lua_State *L);
 int wxhw_open_media(lua_State *L);
 int wxhw_open_clock(lua_State *L);
 int wxhw_open_fileio(lua_State *L);
+int wxhw_open_seen(lua_State *L);
 
 /* Creates (or reuses) the metatable `name` with `methods` as __index and the
  * metamethods set; leaves nothing on the stack. */
