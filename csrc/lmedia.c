@@ -1,7 +1,519 @@
-/* Placeholder until the media binding lands; keeps the core linkable. */
+/* wxhw.media: Lua binding of the pure C engines in csrc/media/. Packers and
+ * parsers write into a reusable wxhw.media.Buffer (one C call per frame or
+ * packet, no per-packet Lua strings); every call resets that buffer and
+ * returns how many items it now holds. */
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "media/media.h"
 #include "wxhw.h"
 
-int wxhw_open_media(lua_State *L) {
+#define BUFFER "wxhw.media.Buffer"
+#define PACKETIZER "wxhw.media.Packetizer"
+#define DEPACKETIZER "wxhw.media.Depacketizer"
+#define RECEIVER "wxhw.media.Receiver"
+
+static void *grow(void *ud, void *ptr, size_t size) {
+  (void)ud;
+  if (size == 0) {
+    free(ptr);
+    return NULL;
+  }
+  return realloc(ptr, size);
+}
+
+/* ---- options ------------------------------------------------------------ */
+static lua_Integer opt_int(lua_State *L, int t, const char *k, lua_Integer def, lua_Integer lo,
+                           lua_Integer hi) {
+  lua_Integer v = def;
+  if (!lua_isnoneornil(L, t)) {
+    if (wxhw_getfield(L, t, k) != LUA_TNIL) {
+      if (!lua_isinteger(L, -1)) luaL_error(L, "option '%s' must be an integer", k);
+      v = lua_tointeger(L, -1);
+      if (v < lo || v > hi) luaL_error(L, "option '%s' must be in %d..%d", k, (int)lo, (int)hi);
+    }
+    lua_pop(L, 1);
+  }
+  return v;
+}
+
+static int opt_bool(lua_State *L, int t, const char *k, int def) {
+  int v = def;
+  if (!lua_isnoneornil(L, t)) {
+    if (wxhw_getfield(L, t, k) != LUA_TNIL) v = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+  }
+  return v;
+}
+
+static int opt_codec(lua_State *L, int t) {
+  static const char *const names[] = {"h264", "h265", NULL};
+  int c = WM_H264;
+  if (!lua_isnoneornil(L, t)) {
+    if (wxhw_getfield(L, t, "codec") != LUA_TNIL) c = luaL_checkoption(L, -1, NULL, names);
+    lua_pop(L, 1);
+  }
+  return c;
+}
+
+static uint32_t random32(void) {
+  uint32_t v = 0;
+  if (getrandom(&v, sizeof v, 0) != (ssize_t)sizeof v) v = (uint32_t)(uintptr_t)&v ^ 0x9e3779b9u;
+  return v;
+}
+
+static void check_table_or_none(lua_State *L, int i) {
+  if (!lua_isnoneornil(L, i)) luaL_checktype(L, i, LUA_TTABLE);
+}
+
+/* ---- Buffer ------------------------------------------------------------- */
+static wm_out *check_buffer(lua_State *L, int i) { return luaL_checkudata(L, i, BUFFER); }
+
+static int buffer_new(lua_State *L) {
+  wm_out *o = lua_newuserdatauv(L, sizeof *o, 0);
+  memset(o, 0, sizeof *o);
+  o->grow = grow;
+  luaL_setmetatable(L, BUFFER);
+  return 1;
+}
+
+static int buffer_gc(lua_State *L) {
+  wm_out_free(check_buffer(L, 1));
+  return 0;
+}
+
+static size_t check_item(lua_State *L, wm_out *o, int arg) {
+  lua_Integer i = luaL_checkinteger(L, arg);
+  luaL_argcheck(L, i >= 1 && (size_t)i <= o->n, arg, "item index out of range");
+  return (size_t)i - 1;
+}
+
+static int buffer_len(lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)check_buffer(L, 1)->n);
+  return 1;
+}
+
+static int buffer_bytes(lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)check_buffer(L, 1)->len);
+  return 1;
+}
+
+static int buffer_get(lua_State *L) {
+  wm_out *o = check_buffer(L, 1);
+  size_t i = check_item(L, o, 2);
+  lua_pushlstring(L, (const char *)o->data + o->off[i], wm_out_item_len(o, i));
+  return 1;
+}
+
+static int buffer_span(lua_State *L) {
+  wm_out *o = check_buffer(L, 1);
+  size_t i = check_item(L, o, 2);
+  lua_pushinteger(L, (lua_Integer)o->off[i]);
+  lua_pushinteger(L, (lua_Integer)wm_out_item_len(o, i));
+  return 2;
+}
+
+static int buffer_meta(lua_State *L) {
+  wm_out *o = check_buffer(L, 1);
+  size_t i = check_item(L, o, 2);
+  const wm_meta *m = &o->meta[i];
+  lua_createtable(L, 0, 8);
+  lua_pushinteger(L, (lua_Integer)m->ts);
+  lua_setfield(L, -2, "ts");
+  lua_pushinteger(L, m->seq);
+  lua_setfield(L, -2, "seq");
+  lua_pushinteger(L, m->type);
+  lua_setfield(L, -2, "type");
+  lua_pushinteger(L, m->stream);
+  lua_setfield(L, -2, "stream");
+  lua_pushinteger(L, (lua_Integer)m->flags);
+  lua_setfield(L, -2, "flags");
+  lua_pushboolean(L, (m->flags & WM_F_MARKER) != 0);
+  lua_setfield(L, -2, "marker");
+  lua_pushboolean(L, (m->flags & WM_F_KEY) != 0);
+  lua_setfield(L, -2, "key");
+  lua_pushboolean(L, (m->flags & WM_F_GAP) != 0);
+  lua_setfield(L, -2, "gap");
+  lua_pushboolean(L, (m->flags & WM_F_CONFIG) != 0);
+  lua_setfield(L, -2, "config");
+  return 1;
+}
+
+/* ts of item i without building a table (hot path) */
+static int buffer_ts(lua_State *L) {
+  wm_out *o = check_buffer(L, 1);
+  size_t i = check_item(L, o, 2);
+  lua_pushinteger(L, (lua_Integer)o->meta[i].ts);
+  lua_pushinteger(L, (lua_Integer)o->meta[i].flags);
+  return 2;
+}
+
+static int buffer_data(lua_State *L) {
+  wm_out *o = check_buffer(L, 1);
+  lua_pushlstring(L, o->data ? (const char *)o->data : "", o->len);
+  return 1;
+}
+
+static int buffer_clear(lua_State *L) {
+  wm_out_reset(check_buffer(L, 1));
+  return 0;
+}
+
+static int buffer_tostring(lua_State *L) {
+  wm_out *o = check_buffer(L, 1);
+  lua_pushfstring(L, BUFFER " (%d items, %d bytes)", (int)o->n, (int)o->len);
+  return 1;
+}
+
+static int nomem(lua_State *L) { return luaL_error(L, "wxhw.media: out of memory"); }
+
+/* ---- Annex-B ------------------------------------------------------------ */
+/* nal_spans(s) -> { off1, len1, off2, len2, ... } (1-based offsets) */
+static int l_nal_spans(lua_State *L) {
+  size_t len, pos = 0;
+  const uint8_t *s = (const uint8_t *)luaL_checklstring(L, 1, &len);
+  wm_nal nal;
+  lua_Integer k = 0;
   lua_newtable(L);
+  while (wm_annexb_next(s, len, &pos, &nal)) {
+    lua_pushinteger(L, (lua_Integer)(nal.p - s) + 1);
+    lua_rawseti(L, -2, (int)++k);
+    lua_pushinteger(L, (lua_Integer)nal.len);
+    lua_rawseti(L, -2, (int)++k);
+  }
+  return 1;
+}
+
+/* nal_count(s) -> number of NALs (scanner speed in benchmarks) */
+static int l_nal_count(lua_State *L) {
+  size_t len, pos = 0;
+  const uint8_t *s = (const uint8_t *)luaL_checklstring(L, 1, &len);
+  wm_nal nal;
+  lua_Integer k = 0;
+  while (wm_annexb_next(s, len, &pos, &nal)) k++;
+  lua_pushinteger(L, k);
+  return 1;
+}
+
+/* ---- RTP header --------------------------------------------------------- */
+static int l_rtp_parse(lua_State *L) {
+  size_t n, i;
+  const uint8_t *p = (const uint8_t *)luaL_checklstring(L, 1, &n);
+  const char *why = NULL;
+  wm_rtp h;
+  if (wm_rtp_parse(p, n, &h, &why) != WM_OK) return wxhw_fail(L, "input", "%s", why);
+  lua_createtable(L, 0, 12);
+  lua_pushinteger(L, h.pt), lua_setfield(L, -2, "pt");
+  lua_pushboolean(L, h.marker), lua_setfield(L, -2, "marker");
+  lua_pushinteger(L, h.seq), lua_setfield(L, -2, "seq");
+  lua_pushinteger(L, (lua_Integer)h.ts), lua_setfield(L, -2, "ts");
+  lua_pushinteger(L, (lua_Integer)h.ssrc), lua_setfield(L, -2, "ssrc");
+  lua_pushboolean(L, h.padding), lua_setfield(L, -2, "padding");
+  lua_createtable(L, h.cc, 0);
+  for (i = 0; i < h.cc; i++) {
+    lua_pushinteger(L, (lua_Integer)h.csrc[i]);
+    lua_rawseti(L, -2, (int)i + 1);
+  }
+  lua_setfield(L, -2, "csrc");
+  if (h.extension) {
+    lua_pushinteger(L, h.ext_profile), lua_setfield(L, -2, "ext_profile");
+    lua_pushlstring(L, (const char *)h.ext, h.ext_len), lua_setfield(L, -2, "ext");
+  }
+  lua_pushinteger(L, (lua_Integer)h.header_len), lua_setfield(L, -2, "header_len");
+  lua_pushlstring(L, (const char *)h.payload, h.payload_len), lua_setfield(L, -2, "payload");
+  return 1;
+}
+
+/* rtp_build{pt=, seq=, ts=, ssrc=, marker=, csrc={...}, ext_profile=, ext=, padding=}, payload */
+static int l_rtp_build(lua_State *L) {
+  wm_rtp h;
+  size_t plen, elen = 0, hl;
+  const char *payload;
+  lua_Integer pad;
+  char *w;
+  int i, cc;
+  luaL_checktype(L, 1, LUA_TTABLE);
+  payload = luaL_optlstring(L, 2, "", &plen);
+  memset(&h, 0, sizeof h);
+  h.pt = (uint8_t)opt_int(L, 1, "pt", 96, 0, 127);
+  h.seq = (uint16_t)opt_int(L, 1, "seq", 0, 0, 65535);
+  h.ts = (uint32_t)opt_int(L, 1, "ts", 0, 0, 4294967295LL);
+  h.ssrc = (uint32_t)opt_int(L, 1, "ssrc", 0, 0, 4294967295LL);
+  h.marker = (uint8_t)opt_bool(L, 1, "marker", 0);
+  pad = opt_int(L, 1, "padding", 0, 0, 255);
+  if (wxhw_getfield(L, 1, "csrc") == LUA_TTABLE) {
+    cc = (int)lua_rawlen(L, -1);
+    luaL_argcheck(L, cc <= 15, 1, "at most 15 CSRCs");
+    for (i = 0; i < cc; i++) {
+      wxhw_rawgeti(L, -1, i + 1);
+      h.csrc[i] = (uint32_t)luaL_checkinteger(L, -1);
+      lua_pop(L, 1);
+    }
+    h.cc = (uint8_t)cc;
+  }
+  lua_pop(L, 1);
+  if (wxhw_getfield(L, 1, "ext") == LUA_TSTRING) {
+    h.ext = (const uint8_t *)lua_tolstring(L, -1, &elen);
+    luaL_argcheck(L, elen <= 65535 * 4, 1, "extension too long");
+    h.ext_len = elen;
+    h.ext_profile = (uint16_t)opt_int(L, 1, "ext_profile", 0xBEDE, 0, 65535);
+  }
+  hl = 12 + 4 * h.cc + (h.ext ? 4 + (elen + 3) / 4 * 4 : 0);
+  w = lua_newuserdatauv(L, hl + plen + (size_t)pad, 0); /* scratch */
+  wm_rtp_write((uint8_t *)w, &h);
+  if (pad) w[0] |= 0x20;
+  memcpy(w + hl, payload, plen);
+  if (pad) {
+    memset(w + hl + plen, 0, (size_t)pad);
+    w[hl + plen + (size_t)pad - 1] = (char)pad;
+  }
+  lua_pushlstring(L, w, hl + plen + (size_t)pad);
+  return 1;
+}
+
+/* ---- Packetizer --------------------------------------------------------- */
+static int packetizer_new(lua_State *L) {
+  wm_vpack *pk;
+  check_table_or_none(L, 1);
+  pk = lua_newuserdatauv(L, sizeof *pk, 0);
+  memset(pk, 0, sizeof *pk);
+  luaL_setmetatable(L, PACKETIZER);
+  pk->codec = opt_codec(L, 1);
+  pk->mtu = (size_t)opt_int(L, 1, "mtu", 1200, 17, 65535);
+  pk->pt = (uint8_t)opt_int(L, 1, "pt", 96, 0, 127);
+  pk->ssrc = (uint32_t)opt_int(L, 1, "ssrc", random32(), 0, 4294967295LL);
+  pk->seq = (uint16_t)opt_int(L, 1, "seq", random32() & 0xffff, 0, 65535);
+  pk->aggregate = opt_bool(L, 1, "aggregate", 1);
+  return 1;
+}
+
+/* pk:pack(au, ts, buf) -> packets written into buf (buf is reset first) */
+static int packetizer_pack(lua_State *L) {
+  wm_vpack *pk = luaL_checkudata(L, 1, PACKETIZER);
+  size_t len;
+  const uint8_t *au = (const uint8_t *)luaL_checklstring(L, 2, &len);
+  uint32_t ts = (uint32_t)luaL_checkinteger(L, 3);
+  wm_out *o = check_buffer(L, 4);
+  int n;
+  wm_out_reset(o);
+  n = wm_vpack_au(pk, au, len, ts, o);
+  if (n < 0) return nomem(L);
+  lua_pushinteger(L, n);
+  return 1;
+}
+
+static int packetizer_state(lua_State *L) {
+  wm_vpack *pk = luaL_checkudata(L, 1, PACKETIZER);
+  lua_pushinteger(L, pk->seq);
+  lua_pushinteger(L, (lua_Integer)pk->ssrc);
+  return 2;
+}
+
+static int packetizer_tostring(lua_State *L) {
+  wm_vpack *pk = luaL_checkudata(L, 1, PACKETIZER);
+  lua_pushfstring(L, PACKETIZER " (%s, mtu %d, pt %d)", pk->codec == WM_H265 ? "h265" : "h264",
+                  (int)pk->mtu, (int)pk->pt);
+  return 1;
+}
+
+/* ---- Depacketizer ------------------------------------------------------- */
+static int depacketizer_new(lua_State *L) {
+  wm_vdepack *d;
+  int codec, wait;
+  check_table_or_none(L, 1);
+  codec = opt_codec(L, 1);
+  wait = opt_bool(L, 1, "wait_keyframe", 1);
+  d = lua_newuserdatauv(L, sizeof *d, 0);
+  wm_vdepack_init(d, codec, wait);
+  luaL_setmetatable(L, DEPACKETIZER);
+  return 1;
+}
+
+static wm_vdepack *check_depack(lua_State *L) { return luaL_checkudata(L, 1, DEPACKETIZER); }
+
+static int depacketizer_gc(lua_State *L) {
+  wm_vdepack_free(check_depack(L));
+  return 0;
+}
+
+/* dp:push(packet, buf) -> frames written into buf [, err when rejected] */
+static int depacketizer_push(lua_State *L) {
+  wm_vdepack *d = check_depack(L);
+  size_t len;
+  const uint8_t *p = (const uint8_t *)luaL_checklstring(L, 2, &len);
+  wm_out *o = check_buffer(L, 3);
+  int n;
+  wm_out_reset(o);
+  n = wm_vdepack_push(d, p, len, o);
+  if (n < 0) return nomem(L);
+  lua_pushinteger(L, n);
+  if (d->why) {
+    wxhw_fail(L, "input", "%s", d->why);
+    lua_remove(L, -2);
+    return 2;
+  }
+  return 1;
+}
+
+static int depacketizer_flush(lua_State *L) {
+  wm_vdepack *d = check_depack(L);
+  wm_out *o = check_buffer(L, 2);
+  int n;
+  wm_out_reset(o);
+  if ((n = wm_vdepack_flush(d, o)) < 0) return nomem(L);
+  lua_pushinteger(L, n);
+  return 1;
+}
+
+static void setnum(lua_State *L, const char *k, uint64_t v) {
+  lua_pushinteger(L, (lua_Integer)v);
+  lua_setfield(L, -2, k);
+}
+
+static int depacketizer_stats(lua_State *L) {
+  wm_vdepack *d = check_depack(L);
+  lua_createtable(L, 0, 5);
+  setnum(L, "frames", d->frames);
+  setnum(L, "dropped_frames", d->dropped_frames);
+  setnum(L, "malformed", d->malformed);
+  setnum(L, "gaps", d->gaps);
+  lua_pushboolean(L, d->wait_key);
+  lua_setfield(L, -2, "waiting_keyframe");
+  return 1;
+}
+
+static int depacketizer_tostring(lua_State *L) {
+  wm_vdepack *d = check_depack(L);
+  lua_pushfstring(L, DEPACKETIZER " (%s, %d frames)", d->codec == WM_H265 ? "h265" : "h264",
+                  (int)d->frames);
+  return 1;
+}
+
+/* ---- Receiver ----------------------------------------------------------- */
+static int receiver_new(lua_State *L) {
+  wm_rtp_rx *rx;
+  size_t window, maxp;
+  check_table_or_none(L, 1);
+  window = (size_t)opt_int(L, 1, "window", 64, 1, 4096);
+  maxp = (size_t)opt_int(L, 1, "max_packet", 1500, 12, 65536);
+  rx = lua_newuserdatauv(L, sizeof *rx, 0);
+  memset(rx, 0, sizeof *rx);
+  luaL_setmetatable(L, RECEIVER);
+  if (wm_rtp_rx_init(rx, window, maxp) != WM_OK) return nomem(L);
+  return 1;
+}
+
+static wm_rtp_rx *check_rx(lua_State *L) { return luaL_checkudata(L, 1, RECEIVER); }
+
+static int receiver_gc(lua_State *L) {
+  wm_rtp_rx_free(check_rx(L));
+  return 0;
+}
+
+/* rx:push(packet, buf) -> packets now deliverable in order [, err] */
+static int receiver_push(lua_State *L) {
+  wm_rtp_rx *rx = check_rx(L);
+  size_t len;
+  const uint8_t *p = (const uint8_t *)luaL_checklstring(L, 2, &len);
+  wm_out *o = check_buffer(L, 3);
+  const char *why = NULL;
+  int n;
+  if (!rx->slots) return luaL_error(L, RECEIVER " is closed");
+  wm_out_reset(o);
+  n = wm_rtp_rx_push(rx, p, len, o, &why);
+  if (n == WM_ENOMEM) return nomem(L);
+  if (n == WM_EBAD) {
+    lua_pushinteger(L, 0);
+    wxhw_fail(L, "input", "%s", why);
+    lua_remove(L, -2);
+    return 2;
+  }
+  lua_pushinteger(L, n);
+  return 1;
+}
+
+static int receiver_flush(lua_State *L) {
+  wm_rtp_rx *rx = check_rx(L);
+  wm_out *o = check_buffer(L, 2);
+  int n;
+  if (!rx->slots) return luaL_error(L, RECEIVER " is closed");
+  wm_out_reset(o);
+  if ((n = wm_rtp_rx_pop(rx, o, 1)) < 0) return nomem(L);
+  lua_pushinteger(L, n);
+  return 1;
+}
+
+static int receiver_stats(lua_State *L) {
+  wm_rtp_rx *rx = check_rx(L);
+  lua_createtable(L, 0, 7);
+  setnum(L, "received", rx->received);
+  setnum(L, "delivered", rx->delivered);
+  setnum(L, "lost", rx->lost);
+  setnum(L, "duplicates", rx->duplicates);
+  setnum(L, "late", rx->late);
+  setnum(L, "reordered", rx->reordered);
+  setnum(L, "malformed", rx->malformed);
+  return 1;
+}
+
+static int receiver_tostring(lua_State *L) {
+  wm_rtp_rx *rx = check_rx(L);
+  lua_pushfstring(L, RECEIVER " (window %d)", (int)rx->window);
+  return 1;
+}
+
+/* ---- registration ------------------------------------------------------- */
+static const luaL_Reg buffer_methods[] = {
+    {"count", buffer_len}, {"bytes", buffer_bytes}, {"get", buffer_get},   {"span", buffer_span},
+    {"meta", buffer_meta}, {"ts", buffer_ts},       {"data", buffer_data}, {"clear", buffer_clear},
+    {NULL, NULL}};
+static const luaL_Reg buffer_meta_mt[] = {{"__gc", buffer_gc},
+#if LUA_VERSION_NUM >= 504
+                                          {"__close", buffer_gc},
+#endif
+                                          {"__len", buffer_len},
+                                          {"__tostring", buffer_tostring},
+                                          {NULL, NULL}};
+static const luaL_Reg packetizer_methods[] = {
+    {"pack", packetizer_pack}, {"state", packetizer_state}, {NULL, NULL}};
+static const luaL_Reg packetizer_mt[] = {{"__tostring", packetizer_tostring}, {NULL, NULL}};
+static const luaL_Reg depacketizer_methods[] = {{"push", depacketizer_push},
+                                                {"flush", depacketizer_flush},
+                                                {"stats", depacketizer_stats},
+                                                {NULL, NULL}};
+static const luaL_Reg depacketizer_mt[] = {{"__gc", depacketizer_gc},
+#if LUA_VERSION_NUM >= 504
+                                           {"__close", depacketizer_gc},
+#endif
+                                           {"__tostring", depacketizer_tostring},
+                                           {NULL, NULL}};
+static const luaL_Reg receiver_methods[] = {{"push", receiver_push},
+                                            {"flush", receiver_flush},
+                                            {"stats", receiver_stats},
+                                            {NULL, NULL}};
+static const luaL_Reg receiver_mt[] = {{"__gc", receiver_gc},
+#if LUA_VERSION_NUM >= 504
+                                       {"__close", receiver_gc},
+#endif
+                                       {"__tostring", receiver_tostring},
+                                       {NULL, NULL}};
+
+static const luaL_Reg functions[] = {{"buffer", buffer_new},
+                                     {"nal_spans", l_nal_spans},
+                                     {"nal_count", l_nal_count},
+                                     {"rtp_parse", l_rtp_parse},
+                                     {"rtp_build", l_rtp_build},
+                                     {"packetizer", packetizer_new},
+                                     {"depacketizer", depacketizer_new},
+                                     {"receiver", receiver_new},
+                                     {NULL, NULL}};
+
+int wxhw_open_media(lua_State *L) {
+  wxhw_newclass(L, BUFFER, buffer_methods, buffer_meta_mt);
+  wxhw_newclass(L, PACKETIZER, packetizer_methods, packetizer_mt);
+  wxhw_newclass(L, DEPACKETIZER, depacketizer_methods, depacketizer_mt);
+  wxhw_newclass(L, RECEIVER, receiver_methods, receiver_mt);
+  luaL_newlib(L, functions);
   return 1;
 }
