@@ -217,7 +217,8 @@ local function store_msg(err) return errors.is(err) and err.message or tostring(
 -- most once per store_down_interval so an outage never becomes a stampede.
 function Manager:_store_down(err)
   self:_mark_down(err)
-  local now, fb = self._clock(), self._fallback
+  -- What this process last had (from the store or a direct fetch) carries on.
+  local now, fb = self._clock(), self._fallback or self._cache
   if fb and now < fb.expires_at - self.refresh_ahead then return fb.token end
   if self.read_only then
     if fb and now < fb.expires_at then return fb.token end

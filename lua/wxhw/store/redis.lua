@@ -68,20 +68,28 @@ function M.new(opts)
   return setmetatable({ kind = "redis", shared = true, conn = conn }, M)
 end
 
+-- One command; a connection that broke while idle (server restart) is
+-- reopened and the command sent once more.
+local function cmd(self, ...)
+  local res, err = self.conn:command(...)
+  if res == nil and not err.redis_error then res, err = self.conn:command(...) end
+  return res, err
+end
+
 -- EVALSHA, loading the script once if the server does not know it (new
 -- server, SCRIPT FLUSH, restart).
 local function eval(self, name, nkeys, ...)
-  local res, err = self.conn:command("EVALSHA", shas[name], nkeys, ...)
+  local res, err = cmd(self, "EVALSHA", shas[name], nkeys, ...)
   if res == nil and err.redis_error and tostring(err.message):find("NOSCRIPT", 1, true) then
-    local _, lerr = self.conn:command("SCRIPT", "LOAD", scripts[name])
+    local _, lerr = cmd(self, "SCRIPT", "LOAD", scripts[name])
     if lerr then return nil, lerr end
-    res, err = self.conn:command("EVALSHA", shas[name], nkeys, ...)
+    res, err = cmd(self, "EVALSHA", shas[name], nkeys, ...)
   end
   return res, err
 end
 
 function M:get(key)
-  local r, err = self.conn:command("HMGET", key, "access_token", "expires_at", "fetched_at", "gen")
+  local r, err = cmd(self, "HMGET", key, "access_token", "expires_at", "fetched_at", "gen")
   if not r then return nil, err end
   return { token = r[1] or false, expires_at = tonumber(r[2]) or 0, fetched_at = tonumber(r[3]) or 0,
            gen = tonumber(r[4]) or 0 }
@@ -93,10 +101,10 @@ function M:peeker() return nil end
 
 function M:lease(key, ttl)
   local id = owner_id()
-  local r, err = self.conn:command("SET", key .. ":lease", id, "NX", "PX", math.max(1, math.floor(ttl * 1000)))
+  local r, err = cmd(self, "SET", key .. ":lease", id, "NX", "PX", math.max(1, math.floor(ttl * 1000)))
   if r == nil then return nil, err end
   if r == false then
-    local left = self.conn:command("PTTL", key .. ":lease")
+    local left = cmd(self, "PTTL", key .. ":lease")
     return false, "another host", (tonumber(left) or 0) / 1000
   end
   return id
@@ -133,7 +141,7 @@ end
 function M:info(key)
   local rec, err = self:get(key)
   if not rec then return nil, err end
-  local left = self.conn:command("PTTL", key .. ":lease")
+  local left = cmd(self, "PTTL", key .. ":lease")
   return { key = key, expires_at = rec.expires_at, fetched_at = rec.fetched_at, gen = rec.gen,
            has_token = rec.token and true or false,
            lease_left = (tonumber(left) or -1) > 0 and left / 1000 or 0 }
