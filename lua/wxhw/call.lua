@@ -1,0 +1,363 @@
+--- VoIP call orchestration for cloud-to-cloud devices (wechat-api.md §3).
+--
+--   local calls = require("wxhw.call").new{
+--     store = kv,                -- wxhw.call.store (memory / redis / ngx.shared)
+--     worker = supervisor,       -- :start(session) :hangup(session, reason) :stop(session)
+--     ring_timeout = 30, time_limit = nil, clock = wxhw.clock.now,
+--     api = function(path, body) ... end,   -- POST to WeChat (server-initiated calls)
+--     on_transition = function(session, from, to) end,
+--     notify_device = function(session) end, -- phone → device: tell the device
+--   }
+--   gateway handlers: calls:mp_handlers()  --> { iot_voip_notify = fn }
+--
+-- Sessions are kv records ("call:<RoomId>", JSON) changed only by
+-- compare-and-set, so a second gateway or a restart sees the same calls;
+-- "dev:<model>:<sn>" holds the RoomId of the device's active call (busy);
+-- "act:<RoomId>" marks active calls for tick(); "pend:<payload>" is a call
+-- the vendor prepared (device → phone, phone → device, server-initiated).
+local cjson = require "cjson.safe"
+local errors = require "wxhw.errors"
+local machine = require "wxhw.call.machine"
+local crypto = require "wxhw.crypto"
+
+local M = { machine = machine, states = machine.states, reasons = machine.reasons }
+
+local Calls = {}
+Calls.__index = Calls
+
+local Session = {}
+Session.__index = Session
+local SECRET = { session_key = true, server_token = true }
+function Session:__tostring()
+  return ("wxhw.call.Session(%s %s sn=%s state=%s)"):format(tostring(self.room_id), tostring(self.direction),
+                                                          tostring(self.sn), tostring(self.state))
+end
+M.Session = Session
+
+local function now_default() return require("wxhw.clock").now() end
+
+function M.new(opts)
+  opts = opts or {}
+  local self = setmetatable({
+    store = opts.store or require("wxhw.call.store").memory(),
+    worker = opts.worker, api = opts.api, notify_device = opts.notify_device,
+    ring_timeout = opts.ring_timeout or 30, time_limit = opts.time_limit,
+    clock = opts.clock or now_default, listeners = {},
+    pending_ttl = opts.pending_ttl or 120, keep_ended = opts.keep_ended or 86400,
+    accept_unknown = opts.accept_unknown ~= false, auth = opts.auth, hook_errors = 0,
+  }, Calls)
+  if opts.on_transition then self:on("transition", opts.on_transition) end
+  return self
+end
+
+--- Subscribes to "transition" (session, from, to) events; returns an unsubscribe function.
+function Calls:on(event, fn)
+  if event ~= "transition" then error("calls:on: unknown event " .. tostring(event), 2) end
+  local l = self.listeners
+  l[#l + 1] = fn
+  return function() for i = #l, 1, -1 do if l[i] == fn then table.remove(l, i) end end end
+end
+
+local function emit(self, s, from, to)
+  for _, fn in ipairs(self.listeners) do
+    local ok = pcall(fn, s, from, to)
+    if not ok then self.hook_errors = self.hook_errors + 1 end
+  end
+end
+
+local function decode(raw)
+  if not raw then return nil end
+  local t = cjson.decode(raw)
+  if type(t) ~= "table" then return nil end
+  return setmetatable(t, Session)
+end
+
+local function encode(s)
+  local t = {}
+  for k, v in pairs(s) do t[k] = v end
+  return assert(cjson.encode(t))
+end
+
+function Calls:get(room_id)
+  local raw, err = self.store:get("call:" .. room_id)
+  if err then return nil, err end
+  return decode(raw)
+end
+
+--- A copy of the session without its credentials (for logs and APIs).
+function M.public(s)
+  local t = {}
+  for k, v in pairs(s) do if not SECRET[k] then t[k] = v end end
+  return setmetatable(t, Session)
+end
+
+--- Active sessions (IDLE, CALLING, TALKING).
+function Calls:active()
+  local keys, err = self.store:keys("act:")
+  if not keys then return nil, err end
+  local out = {}
+  for _, k in ipairs(keys) do
+    local s = self:get(k:sub(5))
+    if s and machine.is_active(s.state) then out[#out + 1] = s end
+  end
+  return out
+end
+
+local function dev_key(s) return "dev:" .. s.model_id .. ":" .. s.sn end
+
+-- Releases what an ended call holds: the device lock and the active mark.
+local function release(self, s)
+  self.store:cas(dev_key(s), s.room_id, nil)
+  self.store:delete("act:" .. s.room_id)
+end
+
+--- Moves a session to `to` (name or SDK number). A report of the state it
+-- is already in is a no-op (workers repeat CALLING); anything the machine
+-- does not allow is an error and changes nothing. Returns the session.
+function Calls:transition(room_id, to, reason, fields)
+  local target = machine.state(to)
+  if not target then return errors.fail("state", "unknown call state " .. tostring(to)) end
+  for _ = 1, 20 do
+    local raw, gerr = self.store:get("call:" .. room_id)
+    if gerr then return nil, gerr end
+    local s = decode(raw)
+    if not s then return errors.fail("state", "no call " .. tostring(room_id)) end
+    local from = s.state
+    if from == target then return s, "unchanged" end
+    local ok, err = machine.check(from, target)
+    if not ok then return nil, err end
+    local t = self.clock()
+    s.state, s.v = target, (s.v or 0) + 1
+    s.history = s.history or {}
+    s.history[#s.history + 1] = { target, t }
+    if target == "CALLING" then s.ring_deadline = t + (s.ring_timeout or self.ring_timeout) end
+    if target == "TALKING" then s.talk_at = t end
+    if machine.is_final(target) then
+      s.ended_at = t
+      s.reason = machine.reason(reason) or machine.default_reason(target)
+    end
+    for k, v in pairs(fields or {}) do s[k] = v end
+    local ttl = machine.is_final(target) and self.keep_ended or nil
+    local swapped, cerr = self.store:cas("call:" .. room_id, raw, encode(s), ttl)
+    if swapped == nil then return nil, cerr end
+    if swapped then
+      if machine.is_final(target) then
+        release(self, s)
+        if self.worker and self.worker.stop then pcall(self.worker.stop, self.worker, s) end
+      end
+      emit(self, s, from, target)
+      return s
+    end
+  end
+  return errors.fail("state", "call " .. tostring(room_id) .. " changed concurrently too often")
+end
+
+-- Prepared calls --------------------------------------------------------------
+
+local function prepare(self, kind, o)
+  local payload = o.payload or crypto.nonce(24)
+  local rec = { direction = kind, sn = o.sn, model_id = o.model_id, openid = o.openid,
+                time_limit = o.time_limit, room_type = o.room_type or "video", ring_timeout = o.ring_timeout }
+  local ok, err = self.store:set("pend:" .. payload, assert(cjson.encode(rec)), self.pending_ttl)
+  if not ok then return nil, err end
+  return payload
+end
+
+local function device_busy(self, model_id, sn)
+  local room = self.store:get("dev:" .. model_id .. ":" .. sn)
+  if not room then return false end
+  local s = self:get(room)
+  return s ~= nil and machine.is_active(s.state), room
+end
+
+local function need(o, ...)
+  if type(o) ~= "table" then error("options table required", 3) end
+  for _, k in ipairs{ ... } do
+    if type(o[k]) ~= "string" or o[k] == "" then error(k .. " must be a non-empty string", 3) end
+  end
+end
+
+--- Device → phone: the device asked (over the vendor's channel) to call
+-- `openid`. Checks authorisation and busy, then returns the payload the
+-- device passes to wx_cloudvoip_client_call.
+function Calls:prepare_device_call(o)
+  need(o, "sn", "model_id", "openid")
+  if self.auth then
+    local ok, err = self.auth:may_call(o.sn, o.model_id, o.openid)
+    if ok == nil then return nil, err end
+    if not ok then return errors.fail("state", "user has not authorised this device (wx.requestDeviceVoIP)",
+                                      { reason = "unauthorised", errcode = 9 }) end
+  end
+  if device_busy(self, o.model_id, o.sn) then
+    return errors.fail("state", "device is already in a call", { reason = "busy" })
+  end
+  return prepare(self, "device_to_phone", o)
+end
+
+--- Phone → device (plugin callDevice with isCloud=true): the payload the
+-- Mini Program passes to callDevice.
+function Calls:prepare_phone_call(o)
+  need(o, "sn", "model_id")
+  return prepare(self, "phone_to_device", o)
+end
+
+--- Server-initiated call: POST /wxa/business/iot/voip/call (§3.3, schema
+-- unconfirmed). Returns the room id WeChat answered with, and the payload.
+function Calls:server_call(o)
+  need(o, "sn", "model_id", "openid")
+  if not self.api then error("calls:server_call: no api function configured", 2) end
+  if device_busy(self, o.model_id, o.sn) then
+    return errors.fail("state", "device is already in a call", { reason = "busy" })
+  end
+  local payload, perr = prepare(self, "server", o)
+  if not payload then return nil, perr end
+  local body = { model_id = o.model_id, sn = o.sn, openid = o.openid, room_type = o.room_type or "video",
+                 payload = payload, listener_name = o.listener_name, version_type = o.version_type,
+                 caller_camera_status = o.caller_camera_status, listener_camera_status = o.listener_camera_status,
+                 query = o.query }
+  local res, err = self.api("/wxa/business/iot/voip/call", body)
+  if not res then
+    self.store:delete("pend:" .. payload)
+    return nil, err
+  end
+  return res.roomid or res.room_id, payload
+end
+
+-- The join_voip_room push --------------------------------------------------------
+
+local function refuse(code, msg) return { errcode = code, errmsg = msg } end
+
+--- Handles the decrypted iot_voip_notify push. Returns the reply table: errcode
+-- 0 lets WeChat ring; anything else cancels the call.
+function Calls:join_voip_room(msg)
+  if msg.Action ~= "join_voip_room" then return refuse(40001, "unsupported Action") end
+  for _, k in ipairs{ "RoomId", "ServerToken", "Sn", "ModelId" } do
+    if type(msg[k]) ~= "string" or msg[k] == "" then return refuse(40001, "missing " .. k) end
+  end
+  local room = msg.RoomId
+  local existing = self:get(room)
+  if existing then -- a retransmission the gateway's de-duplication did not see
+    return machine.is_active(existing.state) and refuse(0, "ok") or refuse(1, "call already ended")
+  end
+  local pend = msg.Payload and msg.Payload ~= "" and self.store:get("pend:" .. msg.Payload)
+  pend = pend and cjson.decode(pend) or nil
+  if not pend and not self.accept_unknown then return refuse(2, "unknown call payload") end
+  pend = pend or { direction = "unknown" }
+  local s = setmetatable({
+    room_id = room, direction = pend.direction, sn = msg.Sn, model_id = msg.ModelId,
+    openid = pend.openid or msg.FromUserName, payload = msg.Payload, session_key = msg.SessionKey,
+    server_token = msg.ServerToken, room_type = pend.room_type or "video",
+    time_limit = pend.time_limit or self.time_limit, ring_timeout = pend.ring_timeout,
+    state = "IDLE", v = 0, created_at = self.clock(), history = { { "IDLE", self.clock() } },
+  }, Session)
+  if pend.sn and (pend.sn ~= s.sn or pend.model_id ~= s.model_id) then
+    return refuse(3, "payload was prepared for another device")
+  end
+  local ok, err = self.store:add("call:" .. room, encode(s), nil)
+  if ok == nil then return refuse(-1, "store unavailable: " .. tostring(err and err.message)) end
+  if not ok then return refuse(0, "ok") end -- raced with another gateway on the same push
+  if msg.Payload and msg.Payload ~= "" then self.store:delete("pend:" .. msg.Payload) end
+  emit(self, s, nil, "IDLE")
+  -- busy: the device already has an active call
+  local locked = self.store:add(dev_key(s), room, nil)
+  if not locked then
+    local busy, other = device_busy(self, s.model_id, s.sn)
+    if busy then
+      self:transition(room, "BUSY", "UNKNOWN")
+      return refuse(1, "device busy")
+    end
+    if not self.store:cas(dev_key(s), other, room) then -- lost a race for a stale lock
+      self:transition(room, "BUSY", "UNKNOWN")
+      return refuse(1, "device busy")
+    end
+  end
+  self.store:set("act:" .. room, "1")
+  if self.worker then
+    local wok, werr = self.worker:start(s)
+    if not wok then
+      self:transition(room, "ABORTED", "UNKNOWN", { error = werr and tostring(werr.message or werr) })
+      return refuse(4, "call worker failed to start")
+    end
+  end
+  if s.direction == "phone_to_device" and self.notify_device then
+    local nok, nerr = pcall(self.notify_device, M.public(s))
+    if not nok then
+      self:transition(room, "ABORTED", "UNKNOWN", { error = tostring(nerr) })
+      return refuse(5, "device could not be notified")
+    end
+  end
+  local _, terr = self:transition(room, "CALLING")
+  if terr then return refuse(-1, terr.message) end
+  return refuse(0, "ok")
+end
+
+--- Handlers to plug into callback.mini_program{ handlers = ... }.
+function Calls:mp_handlers()
+  return { iot_voip_notify = function(msg) return self:join_voip_room(msg) end }
+end
+
+-- Events from the worker and the sides ------------------------------------------------
+
+--- A status reported by the call worker (the SDK listener), SDK number or name.
+function Calls:worker_status(room_id, status, reason)
+  return self:transition(room_id, status, reason)
+end
+
+--- The worker process ended. An active call is ABORTED.
+function Calls:worker_exited(room_id, why)
+  local s = self:get(room_id)
+  if not s then return nil end
+  if machine.is_active(s.state) then
+    return self:transition(room_id, "ABORTED", "UNKNOWN", { error = why or "call worker exited" })
+  end
+  return s
+end
+
+--- Hang-up. by = "device" (the vendor side: CANCELED while ringing,
+-- HANGUP_BY_CALLER when talking) or "user" (REJECTED while ringing,
+-- HANGUP_BY_CALLEE when talking). The worker is told to hang up.
+function Calls:hangup(room_id, by, reason)
+  local s, err = self:get(room_id)
+  if not s then return nil, err or errors.new("state", "no call " .. tostring(room_id)) end
+  local to
+  if by == "device" then
+    to = (s.state == "TALKING") and "HANGUP_BY_CALLER" or "CANCELED"
+  elseif by == "user" then
+    to = (s.state == "TALKING") and "HANGUP_BY_CALLEE" or "REJECTED"
+  else
+    error("calls:hangup: by must be 'device' or 'user'", 2)
+  end
+  reason = reason or (to == "REJECTED" and "REJECT" or "MANUAL")
+  if self.worker and self.worker.hangup and machine.is_active(s.state) then
+    pcall(self.worker.hangup, self.worker, s, machine.reasons[machine.reason(reason) or "UNKNOWN"])
+  end
+  return self:transition(room_id, to, reason)
+end
+
+--- Enforces the ring timeout and the maximum duration. Call it about once a
+-- second (the supervisor's loop does). Returns the sessions it ended.
+function Calls:tick(now)
+  now = now or self.clock()
+  local ended = {}
+  local list = self:active() or {}
+  for _, s in ipairs(list) do
+    local to, reason
+    if s.state == "CALLING" and s.ring_deadline and now >= s.ring_deadline then
+      to, reason = "TIMEOUT", "TIMEOUT"
+    elseif s.state == "TALKING" and s.time_limit and s.talk_at and now >= s.talk_at + s.time_limit then
+      to, reason = "HANGUP_BY_CALLER", "TIMEOUT"
+    end
+    if to then
+      if self.worker and self.worker.hangup then
+        pcall(self.worker.hangup, self.worker, s, machine.reasons.TIMEOUT)
+      end
+      local e = self:transition(s.room_id, to, reason)
+      if e then ended[#ended + 1] = e end
+    end
+  end
+  return ended
+end
+
+function Calls:__tostring() return "wxhw.call.Calls(" .. tostring(self.store) .. ")" end
+
+return M
