@@ -1,0 +1,117 @@
+--- Token store in an nginx `lua_shared_dict`: shared by the workers of one
+-- nginx, non-blocking (no locks held across yields), no server.
+--
+--   lua_shared_dict wxhw_tokens 1m;     # the default dict name
+--
+-- Layout per token key K:
+--   K          "expires_at|fetched_at|token"
+--   K#gen      generation, bumped on every change (the workers' cache check)
+--   K#lease    refresh lease owner, with the lease ttl as exptime
+--   K#bad      the token last invalidated (compare-and-invalidate without a
+--              lock: a record holding it reads as empty)
+--   K#fday:D   forced refreshes on China day D;  K#fspace  spacing marker
+local M = {}
+M.__index = M
+
+local seq = 0
+
+--- opts: dict (name, default "wxhw_tokens").
+function M.new(opts)
+  opts = opts or {}
+  local ngx = rawget(_G, "ngx")
+  if not (ngx and ngx.shared) then error("wxhw.store.ngx_shared: only inside nginx (lua-nginx-module)", 2) end
+  local name = opts.dict or "wxhw_tokens"
+  local dict = ngx.shared[name]
+  if not dict then
+    return nil, require("wxhw.errors").new("store", "no lua_shared_dict named " .. name
+      .. " (add `lua_shared_dict " .. name .. " 1m;` to the http block)")
+  end
+  return setmetatable({ kind = "ngx_shared", shared = true, dict = dict, name = name, ngx = ngx }, M)
+end
+
+local function fail(msg)
+  return require("wxhw.errors").fail("store", "lua_shared_dict: " .. tostring(msg))
+end
+
+function M:get(key)
+  local d = self.dict
+  local v = d:get(key)
+  local gen = d:get(key .. "#gen") or 0
+  if not v then return { token = false, expires_at = 0, fetched_at = 0, gen = gen } end
+  local exp, fetched, tok = v:match("^([^|]*)|([^|]*)|(.*)$")
+  if tok == d:get(key .. "#bad") then tok = false end
+  return { token = tok or false, expires_at = tonumber(exp) or 0, fetched_at = tonumber(fetched) or 0, gen = gen }
+end
+
+local function dict_get(d, k) return d:get(k) end
+
+function M:peeker(key)
+  self.dict:add(key .. "#gen", 0)
+  return dict_get, self.dict, key .. "#gen"
+end
+
+function M:lease(key, ttl)
+  seq = seq + 1
+  local id = self.ngx.worker.pid() .. "-" .. seq
+  local ok, err = self.dict:add(key .. "#lease", id, ttl)
+  if ok then return id end
+  if err == "exists" then
+    local left = self.dict.ttl and self.dict:ttl(key .. "#lease")
+    local holder = tostring(self.dict:get(key .. "#lease")):match("^%d+") or "?"
+    return false, "nginx worker " .. holder, left
+  end
+  return fail(err)
+end
+
+function M:release(key, lease)
+  if self.dict:get(key .. "#lease") == lease then
+    self.dict:delete(key .. "#lease")
+    return true
+  end
+  return false
+end
+
+function M:commit(key, lease, token, expires_at, fetched_at)
+  local d = self.dict
+  local holder = d:get(key .. "#lease")
+  if lease and holder and holder ~= lease then return false, "lease lost" end
+  d:delete(key .. "#bad")
+  local ok, err = d:set(key, string.format("%.3f|%.3f|%s", expires_at, fetched_at, token))
+  if not ok then return fail(err) end
+  if holder and holder == lease then d:delete(key .. "#lease") end
+  return (d:incr(key .. "#gen", 1, 0))
+end
+
+function M:invalidate(key, failed)
+  local d = self.dict
+  local v = d:get(key)
+  local tok = v and v:match("^[^|]*|[^|]*|(.*)$")
+  if tok ~= failed or d:get(key .. "#bad") == failed then return false end
+  d:set(key .. "#bad", failed)
+  d:incr(key .. "#gen", 1, 0)
+  return true
+end
+
+-- Spacing and the daily count use nginx's clock and key expiry.
+function M:force_permit(key, _, day, per_day, spacing)
+  local d = self.dict
+  local ok, err = d:add(key .. "#fspace", 1, spacing)
+  if not ok then
+    if err ~= "exists" then return fail(err) end
+    local left = d.ttl and d:ttl(key .. "#fspace") or spacing
+    return false, "spacing", left
+  end
+  local n = d:incr(key .. "#fday:" .. day, 1, 0, 2 * 86400)
+  if n and n > per_day then return false, "daily", 0 end
+  return true
+end
+
+function M:info(key)
+  local r = self:get(key)
+  return { key = key, expires_at = r.expires_at, fetched_at = r.fetched_at, gen = r.gen,
+           has_token = r.token and true or false }
+end
+
+function M:__tostring() return "wxhw ngx_shared token store " .. self.name end
+
+return M
