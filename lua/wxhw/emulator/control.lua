@@ -148,6 +148,6 @@ return function(emu, req)
   local ok, res, err = pcall(fn, emu, req, b)
   if not ok then return emu:json({ error = tostring(res) }, 500) end
   if res == nil then return emu:json({ error = err or "bad request" }, 400) end
-  if type(res) == "table" and res.status and res.body then return res end
+  if type(res) == "table" and (res.defer or (res.status and res.body)) then return res end
   return emu:json(res)
 end

@@ -178,6 +178,11 @@ function process(self, c)
       io.stderr:write("wxhw emulator: handler error: ", tostring(res), "\n")
       res = { status = 500, body = '{"errcode":-1,"errmsg":"system error"}' }
     end
+    if res.defer then -- answered later (e.g. after a callback to the vendor)
+      c.waiting = true
+      res.defer(function(final) deliver(self, c, final, keepalive) end)
+      return
+    end
     if res.delay and res.delay > 0 then
       c.waiting = true
       self:after(res.delay, function() deliver(self, c, res, keepalive) end)

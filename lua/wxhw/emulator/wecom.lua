@@ -1,0 +1,329 @@
+--- WeCom smart-hardware cloud access, /cgi-bin/openhw/ (wechat-api.md §4):
+-- model token from a model_ticket, device secret from a one-time auth_code,
+-- device token, register_sn, get_device_detail, member paging, checkin and
+-- access reports. Binding, unbinding and member changes are driven through the
+-- control API; the bind/unbind/model_ticket callbacks live in callbacks.lua.
+local util = require "wxhw.emulator.util"
+
+local M = {}
+local W = {}
+W.__index = W
+
+local TICKET_EVERY, TICKET_TTL = 600, 1800
+local AUTH_CODE_TTL = 600
+local PER_USER_HOURLY = 10
+
+local ERR = {
+  [40058] = "invalid parameter", [40085] = "invalid model_ticket", [40029] = "invalid auth_code",
+}
+local function err(emu, code, msg) return emu:err(code, msg or ERR[code]) end
+
+local function st(emu) return emu.state.openhw end
+
+--- Issue a model_ticket (pushed every 10 minutes; valid 30).
+function W:new_ticket()
+  local emu = self.emu
+  local o = st(emu)
+  local t = "MT" .. emu:next_seq() .. emu.rng:alnum(60)
+  o.tickets = o.tickets or {}
+  o.tickets[t] = { issued = emu:now(), expires = emu:now() + TICKET_TTL }
+  o.latest_ticket, o.latest_issued = t, emu:now()
+  emu:touch()
+  return t
+end
+
+--- Called every second and after clock moves: a new ticket each 10 minutes.
+function W:tick()
+  local emu = self.emu
+  local o = st(emu)
+  if o.latest_issued and emu:now() - o.latest_issued < TICKET_EVERY then return end
+  local t = self:new_ticket()
+  if emu.callbacks then emu.callbacks:openhw_event("model_ticket", { model_ticket = t }) end
+  for k, v in pairs(o.tickets) do if v.expires < emu:now() then o.tickets[k] = nil end end
+end
+
+local function device(emu, sn)
+  if type(sn) ~= "string" then return nil end
+  local o = st(emu)
+  o.devices = o.devices or {}
+  return o.devices[sn:lower()]
+end
+
+local function sn_ok(sn) return type(sn) == "string" and sn ~= "" and #sn <= 128 and not sn:find("[^%w]") end
+
+local function body_with(emu, req, param, kind)
+  local rec, code = emu.tokens:check(req.q[param], { [kind] = true })
+  if not rec then return nil, err(emu, code) end
+  local b, e = emu:body_json(req)
+  if not b then return nil, e end
+  return b, rec
+end
+
+------------------------------------------------------------------ credentials
+local function get_model_token(emu, req)
+  local c = emu.credentials.openhw
+  local b, e = emu:body_json(req)
+  if not b then return e end
+  if b.model_id ~= c.model_id then return err(emu, 40058, "invalid model_id") end
+  if b.model_secret ~= c.model_secret then return err(emu, 40001, "invalid model_secret") end
+  local t = type(b.model_ticket) == "string" and (st(emu).tickets or {})[b.model_ticket]
+  if not t or emu:now() >= t.expires then return err(emu, 40085) end
+  emu:count("token_fetches", "model:" .. c.model_id)
+  local tok = emu.tokens:issue("model", c.model_id, 7200)
+  return emu:json({ model_access_token = tok, expires_in = 7200 })
+end
+
+local function get_device_secret(emu, req)
+  local b, e = body_with(emu, req, "model_access_token", "model")
+  if not b then return e end
+  local code = b.auth_code
+  if type(code) ~= "string" or #code < 64 or #code > 512 then return err(emu, 40029) end
+  local o = st(emu)
+  local a = (o.auth_codes or {})[code]
+  if not a or a.used or emu:now() >= a.expires then return err(emu, 40029) end
+  a.used = true
+  local d = device(emu, a.device_sn)
+  if not d or d.bind_status ~= 1 then return err(emu, 40029, "invalid auth_code hint: device not bound") end
+  d.device_secret = "DS" .. emu:next_seq() .. emu.rng:alnum(60)
+  local tok = emu.tokens:issue("device", a.device_sn:lower(), 7200)
+  emu:count("token_fetches", "device_secret:" .. a.device_sn)
+  emu:touch()
+  return emu:json({ errcode = 0, errmsg = "ok", device_secret = d.device_secret,
+    device_access_token = tok, expires_in = 7200 })
+end
+
+local function get_device_token(emu, req)
+  local b, e = body_with(emu, req, "model_access_token", "model")
+  if not b then return e end
+  local d = device(emu, b.device_sn)
+  if not d then return err(emu, 40058, "invalid device_sn") end
+  if not d.device_secret or b.device_secret ~= d.device_secret then
+    return err(emu, 40001, "invalid device_secret")
+  end
+  emu:count("token_fetches", "device:" .. b.device_sn)
+  local tok = emu.tokens:issue("device", b.device_sn:lower(), 7200)
+  return emu:json({ device_access_token = tok, expires_in = 7200 })
+end
+
+------------------------------------------------------------------ devices
+local function register_sn(emu, req)
+  local b, e = body_with(emu, req, "model_access_token", "model")
+  if not b then return e end
+  if not sn_ok(b.device_sn) then
+    return err(emu, 40058, "invalid device_sn hint: 1-128 characters from [0-9A-Za-z]")
+  end
+  local o = st(emu)
+  o.devices = o.devices or {}
+  local key = b.device_sn:lower()
+  local d = o.devices[key]
+  if not d then
+    d = { device_sn = b.device_sn, bind_status = 0,
+      qr_code = "https://open.work.weixin.qq.com/connect/hardware?hw_code=" .. emu.rng:alnum(32) }
+    o.devices[key] = d
+    emu:touch()
+  end
+  return emu:json({ errcode = 0, errmsg = "ok", qr_code = d.qr_code })
+end
+
+local function get_device_detail(emu, req)
+  local b, e = body_with(emu, req, "model_access_token", "model")
+  if not b then return e end
+  local d = device(emu, b.device_sn)
+  if not d then return err(emu, 40058, "invalid device_sn hint: not registered") end
+  local corp = d.bind_status == 1 and { open_corpid = d.auth_corpid, corp_name = "Emulated Corp" } or {}
+  return emu:json({ errcode = 0, errmsg = "ok", device_detail = {
+    model_name = "Emulated model", default_name = "Emulated device", qr_code = d.qr_code,
+    bind_status = d.bind_status, auth_corp_info = corp, bind_corpinfo = corp, remark_name = d.remark_name or "" } })
+end
+
+------------------------------------------------------------------ members
+function W:members()
+  if self._members then return self._members end
+  local rng = util.rng(self.emu.seed * 7919 + 17)
+  local list = {}
+  local rules = { "9:00-18:00 * * 1-5 *", "0:00-23:59 * * * *", "8:00-12:00 * * 1-6 *" }
+  for i = 1, self.member_count do
+    list[i] = { open_userid = "wo" .. rng:alnum(22), user_name = "成员" .. i,
+      user_type = (i % 10 == 0) and 2 or 0,
+      pass_rule = { rule_list = util.array{ { id = 1000 + i % 3, rule = rules[i % 3 + 1], effect_time = 1700000000 } } } }
+  end
+  self._members = list
+  self.by_id = {}
+  for _, m in ipairs(list) do self.by_id[m.open_userid .. "|" .. m.user_type] = m end
+  return list
+end
+
+local function device_body(emu, req)
+  local b, rec = body_with(emu, req, "device_access_token", "device")
+  if not b then return nil, rec end
+  local d = device(emu, rec.owner)
+  if not d or d.bind_status ~= 1 then return nil, err(emu, 40014, "invalid device_access_token hint: device unbound") end
+  return b, rec
+end
+
+local function get_userinfo_by_page(emu, req)
+  local self = emu.wecom
+  local b, e = device_body(emu, req)
+  if not b then return e end
+  local members = self:members()
+  if b.only_perm_version == true then
+    return emu:json({ errcode = 0, errmsg = "ok", perm_version = self.perm_version })
+  end
+  local limit = b.limit == nil and 100 or math.tointeger(b.limit)
+  if not limit or limit < 1 or limit > 200 then return err(emu, 40058, "invalid limit hint: 1-200") end
+  local offset = 0
+  if b.cursor ~= nil and b.cursor ~= "" then
+    local o, v = tostring(b.cursor):match("^C(%d+)V(%d+)$")
+    if not o then return err(emu, 40058, "invalid cursor") end
+    if tonumber(v) ~= self.perm_version then
+      return err(emu, 40058, "invalid cursor hint: perm_version changed, start over")
+    end
+    offset = tonumber(o)
+  end
+  local items = util.array()
+  for i = offset + 1, math.min(offset + limit, #members) do items[#items + 1] = members[i] end
+  local nxt = offset + limit < #members and ("C" .. (offset + limit) .. "V" .. self.perm_version) or ""
+  return emu:json({ errcode = 0, errmsg = "ok", next_cursor = nxt, perm_version = self.perm_version,
+    userinfo = { useritems = items } })
+end
+
+local function get_userinfo_by_ids(emu, req)
+  local self = emu.wecom
+  local b, e = device_body(emu, req)
+  if not b then return e end
+  local list = b.user_item
+  if type(list) ~= "table" or #list == 0 or #list > 100 then return err(emu, 40058, "invalid user_item hint: 1-100") end
+  self:members()
+  local items = util.array()
+  for _, u in ipairs(list) do
+    local m = type(u) == "table" and self.by_id[tostring(u.open_userid) .. "|" .. tostring(u.user_type or 0)]
+    if m then items[#items + 1] = m end
+  end
+  return emu:json({ errcode = 0, errmsg = "ok", userinfo = { useritems = items } })
+end
+
+local function report(field, extra_check)
+  return function(emu, req)
+    local self = emu.wecom
+    local b, e = device_body(emu, req)
+    if not b then return e end
+    local list = b[field]
+    if type(list) ~= "table" or #list == 0 or #list > 100 then
+      return err(emu, 40058, "invalid " .. field .. " hint: 1-100 records")
+    end
+    self:members()
+    local fails = util.array()
+    local hour = math.floor(emu:now() / 3600)
+    for _, r in ipairs(list) do
+      local ok = type(r) == "table" and type(r.open_userid) == "string" and math.tointeger(r.timestamp) ~= nil
+        and self.by_id[r.open_userid .. "|" .. tostring(r.user_type or 0)] ~= nil
+        and (not extra_check or extra_check(r))
+      if ok then
+        local k = field .. r.open_userid .. "|" .. hour
+        self.hourly[k] = (self.hourly[k] or 0) + 1
+        if self.hourly[k] > PER_USER_HOURLY then ok = false end
+      end
+      if ok then
+        self.records[#self.records + 1] = { kind = field, open_userid = r.open_userid,
+          user_type = r.user_type or 0, timestamp = r.timestamp, pass_type = r.pass_type, pass_method = r.pass_method }
+      else
+        fails[#fails + 1] = type(r) == "table" and { open_userid = r.open_userid, user_type = r.user_type,
+          timestamp = r.timestamp } or {}
+      end
+    end
+    if #self.records > 10000 then self.records = { table.unpack(self.records, #self.records - 5000) } end
+    return emu:json({ errcode = 0, errmsg = "ok", fail_list = fails })
+  end
+end
+
+------------------------------------------------------------------ control
+--- Bind a device to an enterprise: issue an auth_code (10 minutes, one-time)
+-- and tell the vendor (bind callback); the bind fails if the vendor refuses.
+function W:bind(b, done)
+  local emu = self.emu
+  local d = device(emu, b.device_sn)
+  if not d then return done(nil, "device_sn not registered (register_sn first)") end
+  if d.bind_status == 1 then return done(nil, "already bound") end
+  local o = st(emu)
+  o.auth_codes = o.auth_codes or {}
+  local code = "AC" .. emu:next_seq() .. emu.rng:alnum(80)
+  o.auth_codes[code] = { device_sn = d.device_sn, expires = emu:now() + AUTH_CODE_TTL }
+  local corp = b.auth_corpid or emu.credentials.openhw.auth_corpid
+  local function finish(ok, why)
+    if ok then d.bind_status, d.auth_corpid = 1, corp else o.auth_codes[code] = nil end
+    emu:touch()
+    done(ok and { ok = true, auth_code = code, device_sn = d.device_sn } or nil, why)
+  end
+  if emu.callbacks and emu.callbacks:openhw_url() then
+    emu.callbacks:openhw_event("bind", { auth_code = code, verif_code = b.verif_code or "" },
+      { device_sn = d.device_sn, auth_corpid = corp }, function(reply_ok, why) finish(reply_ok, why) end)
+  else
+    finish(true)
+  end
+end
+
+function W:unbind(sn)
+  local emu = self.emu
+  local d = device(emu, sn)
+  if not d then return nil, "unknown device_sn" end
+  d.bind_status, d.device_secret, d.auth_corpid = 0, nil, nil
+  emu.tokens:invalidate_owner(d.device_sn:lower())
+  if emu.callbacks then
+    emu.callbacks:openhw_event("unbind", {}, { device_sn = d.device_sn, auth_corpid = emu.credentials.openhw.auth_corpid })
+  end
+  emu:touch()
+  return { ok = true }
+end
+
+local function control_routes(emu)
+  local r = emu.control_routes
+  r["GET /__emulator/openhw/model_ticket"] = function()
+    local o = st(emu)
+    local t = o.latest_ticket and o.tickets and o.tickets[o.latest_ticket]
+    if not t or emu:now() >= t.expires then emu.wecom:new_ticket() end
+    return { model_ticket = st(emu).latest_ticket }
+  end
+  -- Asynchronous: the answer waits for the vendor's bind callback reply.
+  r["POST /__emulator/openhw/bind"] = function(_, _, b)
+    return { defer = function(reply)
+      emu.wecom:bind(b, function(res, why)
+        reply(res and emu:json(res) or emu:json({ error = why or "bind failed" }, 409))
+      end)
+    end }
+  end
+  r["POST /__emulator/openhw/unbind"] = function(_, _, b) return emu.wecom:unbind(b.device_sn) end
+  r["POST /__emulator/openhw/members"] = function(_, _, b)
+    local self = emu.wecom
+    if math.tointeger(b.count) then self.member_count = math.tointeger(b.count); self._members = nil end
+    self.perm_version = self.perm_version + 1
+    return { ok = true, perm_version = self.perm_version, count = #self:members() }
+  end
+  r["GET /__emulator/openhw/records"] = function() return { records = util.array(emu.wecom.records) } end
+end
+
+function W:reset()
+  self.records, self.hourly, self.perm_version = {}, {}, 1
+  self.member_count, self._members = self.default_members, nil
+end
+
+function M.install(emu)
+  local self = setmetatable({ emu = emu, default_members = tonumber(emu.opts.wecom_members) or 450 }, W)
+  self:reset()
+  emu.state.openhw = emu.state.openhw or {}
+  emu:route("/cgi-bin/openhw/get_model_token", get_model_token)
+  emu:route("/cgi-bin/openhw/get_device_secret", get_device_secret)
+  emu:route("/cgi-bin/openhw/get_device_token", get_device_token)
+  emu:route("/cgi-bin/openhw/model/register_sn", register_sn)
+  emu:route("/cgi-bin/openhw/device/get_device_detail", get_device_detail)
+  emu:route("/cgi-bin/openhw/device/get_userinfo_by_page", get_userinfo_by_page)
+  emu:route("/cgi-bin/openhw/device/get_userinfo_by_ids", get_userinfo_by_ids)
+  emu:route("/cgi-bin/openhw/device/report_checkin_data", report("checkin_data"))
+  emu:route("/cgi-bin/openhw/device/report_access_data", report("access_data", function(r)
+    return ({ [1] = true, [2] = true, [3] = true })[r.pass_type] and
+      ({ [1] = true, [2] = true, [3] = true, [4] = true })[r.pass_method] or false
+  end))
+  control_routes(emu)
+  return self
+end
+
+return M
