@@ -13,6 +13,7 @@
 #define PACKETIZER "wxhw.media.Packetizer"
 #define DEPACKETIZER "wxhw.media.Depacketizer"
 #define RECEIVER "wxhw.media.Receiver"
+#define DEFRAMER "wxhw.media.Deframer"
 
 static void *grow(void *ud, void *ptr, size_t size) {
   (void)ud;
@@ -137,6 +138,8 @@ static int buffer_meta(lua_State *L) {
   lua_setfield(L, -2, "gap");
   lua_pushboolean(L, (m->flags & WM_F_CONFIG) != 0);
   lua_setfield(L, -2, "config");
+  lua_pushboolean(L, (m->flags & WM_F_EOS) != 0);
+  lua_setfield(L, -2, "eos");
   return 1;
 }
 
@@ -463,6 +466,98 @@ static int receiver_tostring(lua_State *L) {
   return 1;
 }
 
+/* ---- device framing ---------------------------------------------------- */
+static void frame_hdr_opts(lua_State *L, wm_frame_hdr *h) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  memset(h, 0, sizeof *h);
+  if (opt_int(L, 1, "type", -1, 0, 255) < 0) luaL_error(L, "frame: option 'type' is required");
+  h->type = (uint8_t)opt_int(L, 1, "type", 0, 0, 255);
+  h->flags = (uint8_t)opt_int(L, 1, "flags", 0, 0, 255);
+  h->stream = (uint16_t)opt_int(L, 1, "stream", 0, 0, 65535);
+  h->seq = (uint16_t)opt_int(L, 1, "seq", 0, 0, 65535);
+  h->ts_ms = (uint32_t)opt_int(L, 1, "ts", 0, 0, 4294967295LL);
+}
+
+/* frame_header{type=, flags=, stream=, seq=, ts=}, payload_len -> 16 bytes */
+static int l_frame_header(lua_State *L) {
+  wm_frame_hdr h;
+  uint8_t p[WM_FRAME_HDR];
+  lua_Integer len;
+  frame_hdr_opts(L, &h);
+  len = luaL_checkinteger(L, 2);
+  luaL_argcheck(L, len >= 0 && len <= 4294967295LL, 2, "length out of range");
+  h.len = (uint32_t)len;
+  wm_frame_put_header(p, &h);
+  lua_pushlstring(L, (const char *)p, sizeof p);
+  return 1;
+}
+
+/* frame{...}, payload -> header .. payload */
+static int l_frame(lua_State *L) {
+  wm_frame_hdr h;
+  size_t len;
+  const char *payload = luaL_checklstring(L, 2, &len);
+  uint8_t *w;
+  frame_hdr_opts(L, &h);
+  luaL_argcheck(L, len <= 4294967295u, 2, "payload too large");
+  h.len = (uint32_t)len;
+  w = lua_newuserdatauv(L, WM_FRAME_HDR + len, 0); /* scratch */
+  wm_frame_put_header(w, &h);
+  memcpy(w + WM_FRAME_HDR, payload, len);
+  lua_pushlstring(L, (const char *)w, WM_FRAME_HDR + len);
+  return 1;
+}
+
+static int deframer_new(lua_State *L) {
+  wm_deframer *d;
+  lua_Integer max;
+  check_table_or_none(L, 1);
+  max = opt_int(L, 1, "max_len", 4 << 20, 0, 0x7fffffff);
+  d = lua_newuserdatauv(L, sizeof *d, 0);
+  wm_deframer_init(d, (uint32_t)max);
+  luaL_setmetatable(L, DEFRAMER);
+  return 1;
+}
+
+static wm_deframer *check_deframer(lua_State *L) { return luaL_checkudata(L, 1, DEFRAMER); }
+
+static int deframer_gc(lua_State *L) {
+  wm_deframer_free(check_deframer(L));
+  return 0;
+}
+
+/* d:push(bytes, buf) -> frames written into buf [, err: stream unusable] */
+static int deframer_push(lua_State *L) {
+  wm_deframer *d = check_deframer(L);
+  size_t len;
+  const uint8_t *p = (const uint8_t *)luaL_checklstring(L, 2, &len);
+  wm_out *o = check_buffer(L, 3);
+  int n;
+  wm_out_reset(o);
+  n = wm_deframer_push(d, p, len, o);
+  if (n == WM_ENOMEM) return nomem(L);
+  lua_pushinteger(L, (lua_Integer)o->n);
+  if (n == WM_EBAD) {
+    wxhw_fail(L, "input", "%s", d->why);
+    lua_remove(L, -2);
+    return 2;
+  }
+  return 1;
+}
+
+/* bytes buffered towards the next frame (0 on a frame boundary) */
+static int deframer_pending(lua_State *L) {
+  wm_deframer *d = check_deframer(L);
+  lua_pushinteger(L, (lua_Integer)(d->hfill + d->body.len));
+  return 1;
+}
+
+static int deframer_tostring(lua_State *L) {
+  wm_deframer *d = check_deframer(L);
+  lua_pushfstring(L, DEFRAMER " (%s)", d->failed ? "failed" : "ok");
+  return 1;
+}
+
 /* ---- registration ------------------------------------------------------- */
 static const luaL_Reg buffer_methods[] = {
     {"count", buffer_len}, {"bytes", buffer_bytes}, {"get", buffer_get},   {"span", buffer_span},
@@ -499,7 +594,19 @@ static const luaL_Reg receiver_mt[] = {{"__gc", receiver_gc},
                                        {"__tostring", receiver_tostring},
                                        {NULL, NULL}};
 
+static const luaL_Reg deframer_methods[] = {
+    {"push", deframer_push}, {"pending", deframer_pending}, {NULL, NULL}};
+static const luaL_Reg deframer_mt[] = {{"__gc", deframer_gc},
+#if LUA_VERSION_NUM >= 504
+                                       {"__close", deframer_gc},
+#endif
+                                       {"__tostring", deframer_tostring},
+                                       {NULL, NULL}};
+
 static const luaL_Reg functions[] = {{"buffer", buffer_new},
+                                     {"frame", l_frame},
+                                     {"frame_header", l_frame_header},
+                                     {"deframer", deframer_new},
                                      {"nal_spans", l_nal_spans},
                                      {"nal_count", l_nal_count},
                                      {"rtp_parse", l_rtp_parse},
@@ -514,6 +621,7 @@ int wxhw_open_media(lua_State *L) {
   wxhw_newclass(L, PACKETIZER, packetizer_methods, packetizer_mt);
   wxhw_newclass(L, DEPACKETIZER, depacketizer_methods, depacketizer_mt);
   wxhw_newclass(L, RECEIVER, receiver_methods, receiver_mt);
+  wxhw_newclass(L, DEFRAMER, deframer_methods, deframer_mt);
   luaL_newlib(L, functions);
   return 1;
 }

@@ -49,6 +49,35 @@ function M.nal_type(nal, codec)
   return b % 32
 end
 
+--- Device framing (docs/framing.md): media type codes and flag bits.
+M.FRAME_TYPES = {
+  h264 = 0x01, h265 = 0x02,
+  pcm16k = 0x10, pcm8k = 0x11, pcmu = 0x12, pcma = 0x13, opus = 0x14, aac = 0x15,
+  control = 0x20, keepalive = 0x21,
+}
+M.FRAME_TYPE_NAMES = {}
+for k, v in pairs(M.FRAME_TYPES) do M.FRAME_TYPE_NAMES[v] = k end
+M.FRAME_FLAGS = { key = 1, discontinuity = 2, ["end"] = 4 }
+
+local function frame_opts(o)
+  if type(o) ~= "table" then error("frame: options table expected", 3) end
+  local t = o.type
+  if type(t) == "string" then
+    t = M.FRAME_TYPES[t] or error("frame: unknown media type '" .. t .. "'", 3)
+  end
+  local flags = o.flags or 0
+  for name, bit in pairs(M.FRAME_FLAGS) do
+    if o[name] and math.floor(flags / bit) % 2 == 0 then flags = flags + bit end
+  end
+  return { type = t, flags = flags, stream = o.stream, seq = o.seq, ts = o.ts }
+end
+
+--- frame{ type = "h264"|code, key =, discontinuity =, ["end"] =, flags =, stream =,
+-- seq =, ts = ms }, payload --> header .. payload
+function M.frame(o, payload) return C.frame(frame_opts(o), payload) end
+--- The 16-byte header alone (for writev-style sends).
+function M.frame_header(o, len) return C.frame_header(frame_opts(o), len) end
+
 local function b64(s)
   local crypto = require "wxhw.crypto"
   return crypto.base64_encode(s)
