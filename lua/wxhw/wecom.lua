@@ -1,0 +1,152 @@
+--- WeCom smart-hardware cloud access (openhw, wechat-api.md §4): model token,
+-- device secret and device token through the token manager, SN registration,
+-- device details, the member list, attendance/access reports and the
+-- model_ticket / bind / unbind callbacks. See docs/wecom.md.
+--
+--   local wc = wxhw.wecom.new{ client = c, model_id =, model_secret =,
+--                              model_ticket = "..." | function() return latest end }
+--   local qr = wc:register_sn("SN0001")
+--   local d = wc:device{ device_sn = "SN0001", device_secret = "..." }
+--   for user, err in d:members() do ... end
+--   local res = d:report_checkin{ { open_userid =, user_type = 0, timestamp = } ... }
+local errors = require "wxhw.errors"
+local client_mod = require "wxhw.client"
+
+local M = {}
+
+M.SN_MAX = 128
+M.REPORT_CHUNK = 100
+M.MEMBERS_LIMIT = 200
+
+-- openhw tokens travel as their own query parameters: keep them out of logs.
+client_mod.REDACT.model_access_token = true
+client_mod.REDACT.device_access_token = true
+
+--- WeCom SN rules: 1-128 characters of [0-9A-Za-z], unique case-insensitively.
+function M.sn_error(sn)
+  if type(sn) ~= "string" or sn == "" then return "device_sn is required" end
+  if #sn > M.SN_MAX then return ("device_sn is %d characters (at most 128)"):format(#sn) end
+  local bad = sn:find("[^%w]")
+  if bad then return ("device_sn has an illegal character %q at %d (WeCom allows only 0-9 A-Z a-z)"):format(sn:sub(bad, bad), bad) end
+end
+
+local TOKEN_CODES = { [40001] = true, [40014] = true, [42001] = true, [40082] = true, [40083] = true }
+
+-- A client that never injects `access_token`: openhw calls put their token in
+-- model_access_token / device_access_token and refresh it here.
+local NO_TOKEN = { token = function() return errors.fail("token", "openhw calls carry their own token") end }
+
+local function openhw_client(c)
+  if c and c.token_provider == nil then return c end
+  local o = { token_provider = NO_TOKEN }
+  if c then o.transport, o.base_urls, o.limiter = c.transport, c.base_urls, c.limiter end
+  return assert(client_mod.new(o))
+end
+
+-- POST path?<param>=<token from mgr>, refreshing the token once on a token errcode.
+local function call(cl, mgr, param, path, body)
+  local refreshed = false
+  while true do
+    local tok, terr = mgr:token()
+    if not tok then return nil, terr end
+    local res, err = cl:call{ product = "wecom", method = "POST", path = path, query = { [param] = tok }, json = body }
+    if res then return res end
+    if refreshed or not (err.errcode and TOKEN_CODES[err.errcode]) then return nil, err end
+    refreshed = true
+    if mgr.invalidate then mgr:invalidate(tok) end
+  end
+end
+M._call = call
+
+local WC = {}
+WC.__index = WC
+
+--- opts: client (a wxhw.client, used for its transport and base URLs),
+-- model_token (a token manager) or model_id + model_secret + model_ticket
+-- (string or function returning the latest), store (token store, default shm).
+function M.new(o)
+  if type(o) ~= "table" then error("wxhw.wecom.new: options table expected", 2) end
+  local self = setmetatable({ client = openhw_client(o.client), store = o.store, store_options = o.store_options,
+    latest_ticket = type(o.model_ticket) == "string" and o.model_ticket or nil }, WC)
+  self.model_mgr = o.model_token
+  if not self.model_mgr then
+    if type(o.model_id) ~= "string" or type(o.model_secret) ~= "string" then
+      error("wxhw.wecom.new: model_token (manager) or model_id + model_secret required", 2)
+    end
+    local ticket = o.model_ticket
+    local token = require "wxhw.token"
+    self.model_mgr = assert(token.new{ source = "model_token", model_id = o.model_id, model_secret = o.model_secret,
+      model_ticket = function()
+        if type(ticket) == "function" then return ticket() end
+        return self.latest_ticket
+      end,
+      client = self.client, store = o.store or "memory", store_options = o.store_options })
+  end
+  return self
+end
+
+function WC:__tostring() return "wxhw.wecom (openhw cloud access)" end
+
+--- The latest model_ticket (the model_ticket callback calls this).
+function WC:set_model_ticket(t) self.latest_ticket = t end
+
+function WC:model_token() return self.model_mgr:token() end
+
+function WC:_model(path, body) return call(self.client, self.model_mgr, "model_access_token", path, body) end
+
+--- register_sn → qr_code (https://open.work.weixin.qq.com/connect/hardware?hw_code=...).
+function WC:register_sn(sn)
+  local msg = M.sn_error(sn)
+  if msg then return errors.fail("input", msg, { device_sn = type(sn) == "string" and sn or nil }) end
+  local res, err = self:_model("/cgi-bin/openhw/model/register_sn", { device_sn = sn })
+  if not res then return nil, err end
+  return res.qr_code, res
+end
+
+--- get_device_detail → detail with `corp_info` set from auth_corp_info or bind_corpinfo.
+function WC:device_detail(sn)
+  local msg = M.sn_error(sn)
+  if msg then return errors.fail("input", msg) end
+  local res, err = self:_model("/cgi-bin/openhw/device/get_device_detail", { device_sn = sn })
+  if not res then return nil, err end
+  local d = type(res.device_detail) == "table" and res.device_detail or res
+  local corp = d.auth_corp_info
+  if type(corp) ~= "table" or next(corp) == nil then corp = d.bind_corpinfo end
+  if type(corp) ~= "table" then corp = nil end
+  d.corp_info = corp
+  d.bound = tonumber(d.bind_status) == 1
+  return d
+end
+
+--- get_device_secret with the one-time auth_code from the bind callback.
+function WC:device_secret(auth_code)
+  if type(auth_code) ~= "string" or #auth_code < 64 or #auth_code > 512 then
+    return errors.fail("input", "auth_code must be 64-512 bytes (from the bind callback, valid 10 minutes, one use)")
+  end
+  local res, err = self:_model("/cgi-bin/openhw/get_device_secret", { auth_code = auth_code })
+  if not res then return nil, err end
+  return res.device_secret, res
+end
+
+--- A device handle: device-token calls for one SN. o: device_sn, device_secret.
+function WC:device(o)
+  if type(o) ~= "table" or type(o.device_sn) ~= "string" or type(o.device_secret) ~= "string" then
+    error("wxhw.wecom:device: { device_sn =, device_secret = } required", 2)
+  end
+  local token = require "wxhw.token"
+  local mgr = assert(token.new{ source = "device_token", device_sn = o.device_sn, device_secret = o.device_secret,
+    model_token = self.model_mgr, client = self.client, store = self.store or "memory",
+    store_options = self.store_options })
+  return require("wxhw.wecom.device").new(self, o.device_sn, mgr)
+end
+
+--- A callback handler for model_ticket / bind / unbind (wxhw.callback.wecom):
+-- keeps the latest model_ticket, answers bind within its 3 s deadline.
+-- o: token, encoding_aes_key, receive_id, on_bind(event, base_info) → nil
+-- (accept) | errcode, errmsg (reject: 1 offline, 2 bound, 3 local data,
+-- 4 wrong code, 5 not unbound), on_unbind(event, base_info), on_model_ticket.
+function WC:callback(o)
+  return require("wxhw.wecom.callback").handler(self, o)
+end
+
+return M
