@@ -312,6 +312,25 @@ static int l_shm_peek(lua_State *L) {
   return 1;
 }
 
+/* The closure from store:peeker(i): the same load with no argument checks,
+ * for the manager's hit path (upvalues: the store, the slot index). */
+static int l_peek_closure(lua_State *L) {
+  shm_t *s = (shm_t *)lua_touserdata(L, lua_upvalueindex(1));
+  lua_Integer i = lua_tointeger(L, lua_upvalueindex(2));
+  if (s->h == NULL) return luaL_error(L, "token store is closed");
+  lua_pushinteger(L, (lua_Integer)__atomic_load_n(&s->slots[i - 1].gen, __ATOMIC_ACQUIRE));
+  return 1;
+}
+
+/* store:peeker(i) -> function() -> generation */
+static int l_shm_peeker(lua_State *L) {
+  shm_t *s = check_open(L);
+  check_slot(L, s, 2);
+  lua_settop(L, 2);
+  lua_pushcclosure(L, l_peek_closure, 2);
+  return 1;
+}
+
 /* store:get(i) -> token|false, expires_at, fetched_at, gen */
 static int l_shm_get(lua_State *L) {
   shm_t *s = check_open(L);
@@ -535,7 +554,7 @@ static int l_shm_keys(lua_State *L) {
 
 void wxhw_tokenstore_shm_register(lua_State *L) {
   static const luaL_Reg methods[] = {
-      {"slot", l_shm_slot},         {"peek", l_shm_peek},
+      {"slot", l_shm_slot},         {"peek", l_shm_peek},         {"peeker", l_shm_peeker},
       {"get", l_shm_get},           {"lease", l_shm_lease},
       {"release", l_shm_release},   {"commit", l_shm_commit},
       {"invalidate", l_shm_invalidate}, {"force_permit", l_shm_force_permit},

@@ -14,7 +14,6 @@
 local core = require "wxhw.core"
 local errors = require "wxhw.errors"
 
-local ts = core.tokenstore
 local monotonic = core.clock.monotonic
 
 local M = {}
@@ -123,30 +122,46 @@ function M.new(opts)
   if not store then return nil, err end
   self._store = store
   self.store_kind = store.kind
-  self._peek, self._pa, self._pb = store:peeker(key)
+  -- The cache-hit path lives in a per-manager closure (self.token shadows
+  -- Manager.token) over upvalues: a clock read, one generation load from the
+  -- store (an atomic load for shm) and two compares.
+  local peek = store:peeker(key)
+  local clock, acquire = self._clock, Manager._acquire
+  local hit_token, hit_gen, refresh_at, local_until = nil, nil, -math.huge, -math.huge
+  if peek then
+    self.token = function(me)
+      if clock() < refresh_at and peek() == hit_gen then return hit_token end
+      return acquire(me, false)
+    end
+  else
+    self.token = function(me)
+      local now = clock()
+      if now < refresh_at and now < local_until then return hit_token end
+      return acquire(me, false)
+    end
+  end
+  self._set_hit = function(tok, gen, r_at, l_until)
+    hit_token, hit_gen, refresh_at, local_until = tok, gen, r_at, l_until
+  end
   return self
 end
 
---- The current token. Cache hit: one clock read and one generation compare.
+--- The current token (token | nil, err). Cache hit: one clock read and one
+-- generation compare; see M.new.
 function Manager:token()
-  local c = self._cache
-  if c then
-    local now = self._clock()
-    if now < c.refresh_at then
-      local peek = self._peek
-      if peek then
-        if peek(self._pa, self._pb) == c.gen then return c.token end
-      elseif now < c.local_until then
-        return c.token
-      end
-    end
-  end
   return self:_acquire(false)
 end
 
 function Manager:_remember(rec, now)
-  self._cache = { token = rec.token, gen = rec.gen, expires_at = rec.expires_at, fetched_at = rec.fetched_at,
-                  refresh_at = rec.expires_at - self.refresh_ahead, local_until = now + self.local_ttl }
+  local c = { token = rec.token, gen = rec.gen, expires_at = rec.expires_at, fetched_at = rec.fetched_at,
+              refresh_at = rec.expires_at - self.refresh_ahead, local_until = now + self.local_ttl }
+  self._cache = c
+  self._set_hit(c.token, c.gen, c.refresh_at, c.local_until)
+end
+
+function Manager:_forget()
+  self._cache = nil
+  self._set_hit(nil, nil, -math.huge, -math.huge)
 end
 
 function Manager:_hook(info)
@@ -308,7 +323,7 @@ end
 function Manager:invalidate(failed)
   if type(failed) ~= "string" then error("invalidate: the token that failed (a string) is required", 2) end
   local c = self._cache
-  if c and c.token == failed then self._cache = nil end
+  if c and c.token == failed then self:_forget() end
   local fb = self._fallback
   if fb and fb.token == failed then self._fallback = nil end
   if self.read_only then return false end

@@ -26,12 +26,11 @@ function M:get(key)
   return { token = r.token, expires_at = r.expires_at, fetched_at = r.fetched_at, gen = r.gen }
 end
 
-local function gen_of(recs, key) local r = recs[key]; return r and r.gen end
-
---- Returns f, a, b with f(a, b) == the record's generation (the cache-hit check).
+--- A function returning the record's generation (the cache-hit check).
 function M:peeker(key)
+  local recs = self.recs
   rec_of(self, key)
-  return gen_of, self.recs, key
+  return function() return recs[key].gen end
 end
 
 function M:lease(key, ttl)

@@ -43,11 +43,10 @@ function M:get(key)
   return { token = tok or false, expires_at = tonumber(exp) or 0, fetched_at = tonumber(fetched) or 0, gen = gen }
 end
 
-local function dict_get(d, k) return d:get(k) end
-
 function M:peeker(key)
-  self.dict:add(key .. "#gen", 0)
-  return dict_get, self.dict, key .. "#gen"
+  local d, k = self.dict, key .. "#gen"
+  d:add(k, 0)
+  return function() return d:get(k) end
 end
 
 function M:lease(key, ttl)

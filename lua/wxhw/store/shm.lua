@@ -47,10 +47,11 @@ function M:get(key)
   return { token = token, expires_at = expires_at, fetched_at = fetched_at, gen = gen }
 end
 
+--- A function returning the record's generation: one atomic load in C.
 function M:peeker(key)
   local i = slot(self, key)
   if not i then return nil end
-  return self.ud.peek, self.ud, i
+  return self.ud:peeker(i)
 end
 
 function M:lease(key, ttl)
