@@ -1,0 +1,262 @@
+--- Call worker supervision: one process per call (the cloud server SDK is a
+-- singleton), connected back over a unix socket speaking the device framing
+-- (wxhw.relay.frame). Protocol in docs/call-worker.md.
+--
+--   local sup = supervisor.new{ calls = calls, command = { "bin/wxhw", "call-worker", "--simulate" },
+--                               socket_path = "/run/wxhw/calls.sock", appid = "wx..." }
+--   sup:run{ seconds = 10 }   or   repeat sup:step(0.05) until done
+--
+-- It implements the worker interface wxhw.call expects (start, hangup,
+-- stop), reports the worker's status events to calls:worker_status(), and a
+-- worker that dies or never connects to calls:worker_exited() (ABORTED).
+-- Runs in a plain Lua process (luasocket); nginx workers only write sessions
+-- and leave processes to this supervisor.
+local socket = require "socket"
+local unix = require "socket.unix"
+local frame = require "wxhw.relay.frame"
+local crypto = require "wxhw.crypto"
+local clock = require "wxhw.clock"
+local errors = require "wxhw.errors"
+
+local M = {}
+M.__index = M
+
+local function shell_quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+
+local function alive(pid)
+  local f = io.open("/proc/" .. pid .. "/stat")
+  if not f then return false end
+  local st = f:read("*l") or ""
+  f:close()
+  return not st:match("^%d+ %b() [ZX]")
+end
+M.alive = alive
+
+--- opts: calls, command (argv list), socket_path, appid, connect_timeout (5 s),
+-- stop_grace (2 s), log (file for workers' stdout/stderr, default /dev/null),
+-- env (extra environment), on_stats(room_id, stats), on_frame(room_id, frame).
+function M.new(opts)
+  if type(opts) ~= "table" or type(opts.command) ~= "table" or #opts.command == 0 then
+    error("supervisor.new: command (argv list) required", 2)
+  end
+  local path = opts.socket_path or os.tmpname() .. ".sock"
+  os.remove(path)
+  local srv = unix.stream()
+  local ok, err = srv:bind(path)
+  if not ok then return errors.fail("io", "cannot bind " .. path .. ": " .. tostring(err)) end
+  srv:listen(64)
+  srv:settimeout(0)
+  local self = setmetatable({
+    calls = opts.calls, command = opts.command, socket_path = path, server = srv, appid = opts.appid or "",
+    connect_timeout = opts.connect_timeout or 5, stop_grace = opts.stop_grace or 2,
+    log = opts.log or "/dev/null", env = opts.env or {}, on_stats = opts.on_stats, on_frame = opts.on_frame,
+    workers = {}, by_token = {}, pending = {}, conns = {}, stats = {}, last_tick = 0,
+    counters = { started = 0, exited = 0, crashed = 0, bad_status = 0 },
+  }, M)
+  if opts.calls then opts.calls.worker = self end
+  return self
+end
+
+function M:__tostring() return "wxhw.call.Supervisor(" .. self.socket_path .. ")" end
+
+local function spawn(self, w)
+  local env = { WXHW_CALL_SOCKET = self.socket_path, WXHW_CALL_ROOM = w.room_id, WXHW_CALL_TOKEN = w.token }
+  for k, v in pairs(self.env) do env[k] = v end
+  local parts = {}
+  for k, v in pairs(env) do parts[#parts + 1] = k .. "=" .. shell_quote(v) end
+  for _, a in ipairs(self.command) do parts[#parts + 1] = shell_quote(a) end
+  local cmd = table.concat(parts, " ") .. " >>" .. shell_quote(self.log) .. " 2>&1 </dev/null & echo $!"
+  local p = io.popen(cmd)
+  local pid = p and tonumber(p:read("*l") or "")
+  if p then p:close() end
+  return pid
+end
+
+--- worker interface: start a process for the session.
+function M:start(s)
+  local w = { room_id = s.room_id, token = crypto.nonce(32), session = s, started_at = clock.monotonic(),
+              out = "", dec = frame.decoder(), seq = 0 }
+  w.pid = spawn(self, w)
+  if not w.pid then return errors.fail("io", "could not start the call worker") end
+  self.workers[s.room_id] = w
+  self.by_token[w.token] = w
+  self.counters.started = self.counters.started + 1
+  return true
+end
+
+local function queue(w, bytes)
+  w.out = w.out .. bytes
+end
+
+local function control(w, msg)
+  w.seq = (w.seq + 1) % 65536
+  queue(w, frame.control(msg, w.seq))
+end
+
+--- worker interface: ask the worker to hang up (reason: SDK number).
+function M:hangup(s, reason)
+  local w = self.workers[s.room_id]
+  if w then control(w, { op = "hangup", reason = reason or 0 }) end
+end
+
+--- worker interface: the call ended; the worker finishes and exits.
+function M:stop(s)
+  local w = self.workers[s.room_id]
+  if w and not w.stopping then
+    w.stopping, w.kill_at = true, clock.monotonic() + self.stop_grace
+    control(w, { op = "stop", state = s.state })
+  end
+end
+
+--- Media to the worker of a call: raw frame bytes (wxhw.relay.frame.encode).
+-- Returns false when the call has no connected worker.
+function M:send(room_id, bytes)
+  local w = self.workers[room_id]
+  if not w or not w.conn or w.stopping then return false end
+  queue(w, bytes)
+  return true
+end
+
+function M:worker(room_id) return self.workers[room_id] end
+
+local function kill(pid, sig)
+  os.execute("kill -" .. (sig or "KILL") .. " " .. math.floor(pid) .. " 2>/dev/null")
+end
+
+local function forget(self, w, why)
+  if w.conn then self.conns[w.conn] = nil; w.conn:close() end
+  self.workers[w.room_id] = nil
+  self.by_token[w.token] = nil
+  self.counters.exited = self.counters.exited + 1
+  if w.pid and alive(w.pid) then kill(w.pid) end
+  if self.calls and not w.stopping then
+    self.counters.crashed = self.counters.crashed + 1
+    self.calls:worker_exited(w.room_id, why)
+  end
+end
+
+local function handle_control(self, w, msg)
+  if msg.op == "status" then
+    if self.calls then
+      local _, err = self.calls:worker_status(w.room_id, msg.status, msg.reason)
+      if err then self.counters.bad_status = self.counters.bad_status + 1 end
+    end
+  elseif msg.op == "stats" then
+    w.stats = msg
+    self.stats[w.room_id] = msg
+    if self.on_stats then pcall(self.on_stats, w.room_id, msg) end
+  end
+end
+
+local function on_conn_data(self, c, data)
+  local w = self.conns[c]
+  if type(w) ~= "table" then -- not identified yet: first frame must be hello
+    local d = w or frame.decoder(65536)
+    local frames = d:push(data)
+    if not frames then c:close(); self.conns[c] = nil; return end
+    if #frames == 0 then self.conns[c] = d; return end
+    local hello = frame.decode_control(frames[1])
+    local cand = hello and hello.op == "hello" and type(hello.token) == "string" and self.by_token[hello.token]
+    if not cand or cand.conn or hello.room_id ~= cand.room_id then c:close(); self.conns[c] = nil; return end
+    cand.conn, cand.dec = c, d
+    self.conns[c] = cand
+    local s = cand.session
+    control(cand, { op = "join", room_id = s.room_id, session_key = s.session_key, server_token = s.server_token,
+                    payload = s.payload, model_id = s.model_id, sn = s.sn, direction = s.direction,
+                    room_type = s.room_type, appid = self.appid, time_limit = s.time_limit })
+    for i = 2, #frames do
+      local m = frame.decode_control(frames[i])
+      if m then handle_control(self, cand, m) end
+    end
+    return
+  end
+  local frames = w.dec:push(data)
+  if not frames then forget(self, w, "worker sent a malformed frame"); return end
+  for _, fr in ipairs(frames) do
+    local m = frame.decode_control(fr)
+    if m then handle_control(self, w, m)
+    elseif self.on_frame then pcall(self.on_frame, w.room_id, fr) end
+  end
+end
+
+local function flush(self)
+  for _, w in pairs(self.workers) do
+    if w.conn and #w.out > 0 then
+      local n, err, last = w.conn:send(w.out)
+      local sent = n or last or 0
+      if sent > 0 then w.out = w.out:sub(sent + 1) end
+      if err == "closed" then forget(self, w, "worker connection closed") end
+    end
+  end
+end
+
+--- One turn of the loop: accept, read, write, supervise, tick the calls.
+function M:step(timeout)
+  flush(self)
+  local rd = { self.server }
+  for c in pairs(self.conns) do rd[#rd + 1] = c end
+  local wr = {}
+  for _, w in pairs(self.workers) do if w.conn and #w.out > 0 then wr[#wr + 1] = w.conn end end
+  local readable = socket.select(rd, wr, timeout or 0.05)
+  for _, c in ipairs(readable or {}) do
+    if c == self.server then
+      local nc = self.server:accept()
+      if nc then nc:settimeout(0); self.conns[nc] = false end
+    else
+      local data, err, partial = c:receive(65536)
+      data = data or partial
+      if data and #data > 0 then on_conn_data(self, c, data) end
+      if err == "closed" then
+        local w = self.conns[c]
+        if type(w) == "table" then forget(self, w, "worker exited")
+        else c:close(); self.conns[c] = nil end
+      end
+    end
+  end
+  flush(self)
+  local now = clock.monotonic()
+  for _, w in pairs(self.workers) do
+    if w.stopping and now >= w.kill_at then
+      forget(self, w, "worker did not exit after stop")
+    elseif not w.conn and now - w.started_at > self.connect_timeout then
+      forget(self, w, "worker did not connect within " .. self.connect_timeout .. " s")
+    elseif not w.conn and w.pid and not alive(w.pid) then
+      forget(self, w, "worker exited before connecting")
+    end
+  end
+  if self.calls and now - self.last_tick >= 0.25 then
+    self.last_tick = now
+    self.calls:tick()
+  end
+end
+
+--- Runs the loop: opts.seconds, or opts.until_fn() returning true to stop.
+function M:run(opts)
+  opts = opts or {}
+  local deadline = opts.seconds and clock.monotonic() + opts.seconds
+  while true do
+    self:step(opts.step or 0.02)
+    if opts.until_fn and opts.until_fn() then return true end
+    if deadline and clock.monotonic() >= deadline then return false end
+  end
+end
+
+function M:count()
+  local n = 0
+  for _ in pairs(self.workers) do n = n + 1 end
+  return n
+end
+
+--- Kills every worker and closes the socket.
+function M:close()
+  for _, w in pairs(self.workers) do
+    w.stopping = true
+    if w.pid and alive(w.pid) then kill(w.pid) end
+    if w.conn then w.conn:close() end
+  end
+  self.workers, self.conns = {}, {}
+  self.server:close()
+  os.remove(self.socket_path)
+end
+
+return M

@@ -1,0 +1,133 @@
+-- Worker supervision with real processes: the supervisor starts
+-- `bin/wxhw call-worker --simulate` per call over a unix socket.
+local call = require "wxhw.call"
+local supervisor = require "wxhw.call.supervisor"
+local frame = require "wxhw.relay.frame"
+local socket = require "socket"
+
+local seq = 0
+local function push_msg(sn)
+  seq = seq + 1
+  return { MsgType = "event", Event = "iot_voip_notify", Action = "join_voip_room", Payload = "",
+           RoomId = "room-w" .. seq .. "-" .. math.random(1e6), SessionKey = "sk", ServerToken = "server-token-" .. seq,
+           ModelId = "m", Sn = sn or ("SNW" .. seq), FromUserName = "o" }
+end
+
+local function setup_call(flags, o)
+  o = o or {}
+  local seen = {}
+  local calls = call.new{ ring_timeout = o.ring_timeout or 5,
+                          on_transition = function(_, _, to) seen[#seen + 1] = to end }
+  local cmd = o.command or { "./bin/wxhw", "call-worker", "--simulate" }
+  for _, f in ipairs(flags or {}) do cmd[#cmd + 1] = f end
+  local stats = {}
+  local sup = assert(supervisor.new{ calls = calls, command = cmd, connect_timeout = o.connect_timeout or 5,
+                                     on_stats = function(room, st) stats[room] = st end })
+  return calls, sup, seen, stats
+end
+
+local function wait_state(sup, calls, room, state, secs)
+  sup:run{ seconds = secs or 5, until_fn = function() local s = calls:get(room); return s and s.state == state end }
+  return calls:get(room).state
+end
+
+describe("call worker supervision #slow", function()
+  local live = {}
+  after_each(function() for _, s in ipairs(live) do s:close() end live = {} end)
+
+  it("starts a worker, hands it the credentials, follows answer and a device hang-up", function()
+    local calls, sup, seen, stats = setup_call{ "--answer-after", "0.1" }
+    live[#live + 1] = sup
+    local m = push_msg()
+    assert.equal(0, calls:join_voip_room(m).errcode)
+    assert.equal(1, sup:count())
+    assert.equal("TALKING", wait_state(sup, calls, m.RoomId, "TALKING"))
+    local pid = sup:worker(m.RoomId).pid
+    assert.is_true(supervisor.alive(pid))
+    assert.equal("HANGUP_BY_CALLER", calls:hangup(m.RoomId, "device").state)
+    sup:run{ seconds = 3, until_fn = function() return stats[m.RoomId] ~= nil and sup:count() == 0 end }
+    assert.is_true(stats[m.RoomId].credentials_ok)
+    assert.equal(0, sup.counters.crashed)
+    assert.same({ "IDLE", "CALLING", "TALKING", "HANGUP_BY_CALLER" }, seen)
+    sup:run{ seconds = 1, until_fn = function() return not supervisor.alive(pid) end }
+    assert.is_false(supervisor.alive(pid))
+  end)
+
+  it("reports the user's rejection, busy and hang-up as the SDK states", function()
+    local calls, sup = setup_call{ "--reject-after", "0.1" }
+    live[#live + 1] = sup
+    local m = push_msg()
+    calls:join_voip_room(m)
+    assert.equal("REJECTED", wait_state(sup, calls, m.RoomId, "REJECTED"))
+
+    local calls2, sup2 = setup_call{ "--busy" }
+    live[#live + 1] = sup2
+    local m2 = push_msg()
+    calls2:join_voip_room(m2)
+    assert.equal("BUSY", wait_state(sup2, calls2, m2.RoomId, "BUSY"))
+
+    local calls3, sup3 = setup_call{ "--answer-after", "0.05", "--user-hangup-after", "0.2" }
+    live[#live + 1] = sup3
+    local m3 = push_msg()
+    calls3:join_voip_room(m3)
+    assert.equal("HANGUP_BY_CALLEE", wait_state(sup3, calls3, m3.RoomId, "HANGUP_BY_CALLEE"))
+    assert.equal("MANUAL", calls3:get(m3.RoomId).reason)
+  end)
+
+  it("times out an unanswered call and stops its worker", function()
+    local calls, sup = setup_call({ "--no-answer" }, { ring_timeout = 0.5 })
+    live[#live + 1] = sup
+    local m = push_msg()
+    calls:join_voip_room(m)
+    assert.equal("TIMEOUT", wait_state(sup, calls, m.RoomId, "TIMEOUT", 4))
+    sup:run{ seconds = 3, until_fn = function() return sup:count() == 0 end }
+    assert.equal(0, sup:count())
+    assert.equal(0, sup.counters.crashed)
+  end)
+
+  it("aborts the call when the worker crashes, and frees the device", function()
+    local calls, sup = setup_call{ "--answer-after", "0.05", "--crash-after", "0.3" }
+    live[#live + 1] = sup
+    local m = push_msg("SN-crash")
+    calls:join_voip_room(m)
+    assert.equal("ABORTED", wait_state(sup, calls, m.RoomId, "ABORTED"))
+    assert.equal(1, sup.counters.crashed)
+    assert.equal(0, calls:join_voip_room(push_msg("SN-crash")).errcode) -- the device can call again
+  end)
+
+  it("aborts when the worker never connects or cannot run", function()
+    local calls, sup = setup_call(nil, { command = { "sleep", "30" }, connect_timeout = 0.4 })
+    live[#live + 1] = sup
+    local m = push_msg()
+    calls:join_voip_room(m)
+    local pid = sup:worker(m.RoomId).pid
+    assert.equal("ABORTED", wait_state(sup, calls, m.RoomId, "ABORTED", 3))
+    assert.matches("did not connect", calls:get(m.RoomId).error)
+    sup:run{ seconds = 1, until_fn = function() return not supervisor.alive(pid) end }
+    assert.is_false(supervisor.alive(pid))
+
+    local calls2, sup2 = setup_call(nil, { command = { "/nonexistent/worker" } })
+    live[#live + 1] = sup2
+    local m2 = push_msg()
+    calls2:join_voip_room(m2)
+    assert.equal("ABORTED", wait_state(sup2, calls2, m2.RoomId, "ABORTED", 3))
+  end)
+
+  it("refuses a connection that does not present the call's token", function()
+    local calls, sup = setup_call(nil, { command = { "sleep", "30" }, connect_timeout = 2 })
+    live[#live + 1] = sup
+    local m = push_msg()
+    calls:join_voip_room(m)
+    local c = require("socket.unix").stream()
+    assert(c:connect(sup.socket_path))
+    c:send(frame.control({ op = "hello", room_id = m.RoomId, token = "guess" }))
+    sup:run{ seconds = 0.3 }
+    c:settimeout(0.5)
+    local data, err = c:receive(1)
+    assert.is_nil(data)
+    assert.equal("closed", err)
+    c:close()
+    assert.is_nil(sup:worker(m.RoomId).conn)
+    socket.sleep(0)
+  end)
+end)
