@@ -1,0 +1,116 @@
+-- The Redis token store: hiredis transport (C) and the server-side scripts
+-- (lua/wxhw/store/redis.lua) against a real redis-server on loopback.
+local core = require "wxhw.core"
+local redis = require "support.redis"
+local store_mod = require "wxhw.store.redis"
+local token = require "wxhw.token"
+
+describe("tokenstore redis #c", function()
+  local r, a, b
+  setup(function() r = redis.start() end)
+  teardown(function() if r then r.stop() end end)
+  before_each(function()
+    r.cli("FLUSHALL")
+    -- two connections stand in for two hosts
+    a = assert(store_mod.new{ port = r.port })
+    b = assert(store_mod.new{ port = r.port })
+  end)
+  after_each(function() a:close(); b:close() end)
+
+  it("stores plain, readable records", function()
+    assert.equal(1, a:commit("wxhw:k", nil, "TOKEN-A", 1000.5, 10))
+    assert.equal("TOKEN-A", r.cli("HGET", "wxhw:k", "access_token"))
+    assert.equal("1000.500", r.cli("HGET", "wxhw:k", "expires_at"))
+    local rec = b:get("wxhw:k")
+    assert.same({ token = "TOKEN-A", expires_at = 1000.5, fetched_at = 10, gen = 1 }, rec)
+    assert.is_true(tonumber(r.cli("TTL", "wxhw:k")) > 3600)
+    assert.same({ token = false, expires_at = 0, fetched_at = 0, gen = 0 }, b:get("wxhw:none"))
+  end)
+
+  it("gives a refresh lease to one host at a time", function()
+    local la = assert(a:lease("wxhw:k", 5))
+    local lb, who, left = b:lease("wxhw:k", 5)
+    assert.is_false(lb)
+    assert.equal("another host", who)
+    assert.is_true(left > 4 and left <= 5)
+    -- b cannot commit over a's lease, a can, and that frees the lease
+    assert.same({ false, "lease lost" }, { b:commit("wxhw:k", "not-the-owner", "X", 1, 1) })
+    assert.is_number(a:commit("wxhw:k", la, "T", 100, 1))
+    assert.truthy(b:lease("wxhw:k", 5))
+  end)
+
+  it("expires a lease whose holder vanished", function()
+    assert.truthy(a:lease("wxhw:k", 0.05))
+    assert.is_false((b:lease("wxhw:k", 5)))
+    core.clock.sleep(0.1)
+    assert.truthy(b:lease("wxhw:k", 5))
+  end)
+
+  it("only releases its own lease", function()
+    local la = assert(a:lease("wxhw:k", 5))
+    assert.is_false(b:release("wxhw:k", "someone-else"))
+    assert.is_true(a:release("wxhw:k", la))
+    assert.is_false(a:release("wxhw:k", la))
+  end)
+
+  it("compares before invalidating", function()
+    a:commit("wxhw:k", nil, "T1", 100, 1)
+    assert.is_false(b:invalidate("wxhw:k", "T0"))
+    assert.equal("T1", a:get("wxhw:k").token)
+    assert.is_true(b:invalidate("wxhw:k", "T1"))
+    assert.is_false(a:get("wxhw:k").token)
+    assert.is_false(a:invalidate("wxhw:k", "T1"))
+    assert.equal(2, a:get("wxhw:k").gen)
+  end)
+
+  it("shares the force-refresh budget between hosts", function()
+    assert.is_true(a:force_permit("wxhw:k", 1000, 5, 2, 30))
+    local ok, why, wait = b:force_permit("wxhw:k", 1010, 5, 2, 30)
+    assert.is_false(ok)
+    assert.equal("spacing", why)
+    assert.near(20, wait, 0.01)
+    assert.is_true(b:force_permit("wxhw:k", 1040, 5, 2, 30))
+    assert.same({ false, "daily", 0 }, { a:force_permit("wxhw:k", 2000, 5, 2, 30) })
+  end)
+
+  it("reloads its scripts after SCRIPT FLUSH and reconnects after a restart", function()
+    a:commit("wxhw:k", nil, "T1", 100, 1)
+    r.cli("SCRIPT", "FLUSH")
+    assert.is_true(a:invalidate("wxhw:k", "T1"))
+    r.restart()
+    assert.same({ token = false, expires_at = 0, fetched_at = 0, gen = 0 }, a:get("wxhw:k"))
+  end)
+
+  it("reports a down server as a store error, and raises on misuse", function()
+    local s, err = store_mod.new{ port = 1 }
+    assert.is_nil(s)
+    assert.equal("store", err.kind)
+    assert.matches("cannot connect to redis", err.message)
+    local conn = assert(core.tokenstore.redis_connect{ port = r.port, password = "", timeout = 0.5 })
+    assert.has_error(function() conn:command() end)
+    assert.has_error(function() conn:command({}) end)
+    assert.has_error(function() core.tokenstore.redis_connect{ port = 70000 } end)
+    local res, cerr = conn:command("NOSUCHCOMMAND")
+    assert.is_nil(res)
+    assert.is_true(cerr.redis_error)
+    assert.equal("PONG", conn:command("PING"))
+    assert.matches("^wxhw.TokenRedis 127.0.0.1:%d+ db 0 %(connected%)$", tostring(conn))
+    conn:close()
+    assert.has_error(function() conn:command("PING") end)
+  end)
+
+  it("two managers on two connections fetch once per rotation", function()
+    local n, now = 0, 1.7e9
+    local function fetch() n = n + 1; return "TOKEN-" .. n, 7200 end
+    local m1 = assert(token.new{ key = "wxhw:spec:two", store = a, fetch = fetch, clock = function() return now end })
+    local m2 = assert(token.new{ key = "wxhw:spec:two", store = b, fetch = fetch, clock = function() return now end })
+    for _ = 1, 10 do assert.equal("TOKEN-1", m1:token()); assert.equal("TOKEN-1", m2:token()) end
+    now = now + 7200
+    for _ = 1, 10 do assert.equal("TOKEN-2", m2:token()); assert.equal("TOKEN-2", m1:token()) end
+    assert.equal(2, n)
+    assert.is_true(m1:invalidate("TOKEN-2"))
+    assert.is_false(m2:invalidate("TOKEN-2"))
+    assert.equal("TOKEN-3", m2:token())
+    assert.equal(3, n)
+  end)
+end)
