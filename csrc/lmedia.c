@@ -14,6 +14,8 @@
 #define DEPACKETIZER "wxhw.media.Depacketizer"
 #define RECEIVER "wxhw.media.Receiver"
 #define DEFRAMER "wxhw.media.Deframer"
+#define RESAMPLER "wxhw.media.Resampler"
+#define FRAMER "wxhw.media.Framer"
 
 static void *grow(void *ud, void *ptr, size_t size) {
   (void)ud;
@@ -558,6 +560,168 @@ static int deframer_tostring(lua_State *L) {
   return 1;
 }
 
+/* ---- PCM / G.711 -------------------------------------------------------- */
+/* S16LE string -> host int16 array in a scratch userdata (explicit byte
+ * order, so big-endian hosts work too) */
+static int16_t *pcm_in(lua_State *L, int arg, size_t *nsamples) {
+  size_t len, i;
+  const uint8_t *p = (const uint8_t *)luaL_checklstring(L, arg, &len);
+  int16_t *s;
+  if (len % 2) luaL_argerror(L, arg, "PCM S16LE must have an even number of bytes");
+  *nsamples = len / 2;
+  s = lua_newuserdatauv(L, len ? len : 1, 0);
+  for (i = 0; i < len / 2; i++) s[i] = (int16_t)(uint16_t)(p[2 * i] | p[2 * i + 1] << 8);
+  return s;
+}
+
+static void pcm_push(lua_State *L, const int16_t *s, size_t n) {
+  uint8_t *w = lua_newuserdatauv(L, n ? 2 * n : 1, 0);
+  size_t i;
+  for (i = 0; i < n; i++) {
+    w[2 * i] = (uint8_t)((uint16_t)s[i] & 0xff);
+    w[2 * i + 1] = (uint8_t)((uint16_t)s[i] >> 8);
+  }
+  lua_pushlstring(L, (const char *)w, 2 * n);
+}
+
+static int check_law(lua_State *L, int arg) {
+  static const char *const laws[] = {"ulaw", "alaw", NULL};
+  return luaL_checkoption(L, arg, NULL, laws);
+}
+
+/* g711_encode(pcm_s16le, "ulaw"|"alaw") -> bytes */
+static int l_g711_encode(lua_State *L) {
+  size_t n;
+  int law = check_law(L, 2);
+  int16_t *s = pcm_in(L, 1, &n);
+  uint8_t *w = lua_newuserdatauv(L, n ? n : 1, 0);
+  if (law == 0) wm_ulaw_encode(s, n, w);
+  else wm_alaw_encode(s, n, w);
+  lua_pushlstring(L, (const char *)w, n);
+  return 1;
+}
+
+/* g711_decode(bytes, "ulaw"|"alaw") -> pcm_s16le */
+static int l_g711_decode(lua_State *L) {
+  size_t n;
+  const uint8_t *p = (const uint8_t *)luaL_checklstring(L, 1, &n);
+  int law = check_law(L, 2);
+  int16_t *s = lua_newuserdatauv(L, n ? 2 * n : 2, 0);
+  if (law == 0) wm_ulaw_decode(p, n, s);
+  else wm_alaw_decode(p, n, s);
+  pcm_push(L, s, n);
+  return 1;
+}
+
+/* resampler(from_rate, to_rate): 8000 <-> 16000 */
+static int resampler_new(lua_State *L) {
+  lua_Integer from = luaL_checkinteger(L, 1), to = luaL_checkinteger(L, 2);
+  wm_resampler *r;
+  if (!((from == 8000 && to == 16000) || (from == 16000 && to == 8000)))
+    return luaL_error(L, "resampler: only 8000 <-> 16000 is supported");
+  r = lua_newuserdatauv(L, sizeof *r, 0);
+  wm_resampler_init(r, from == 8000);
+  luaL_setmetatable(L, RESAMPLER);
+  return 1;
+}
+
+/* rs:process(pcm) -> pcm at the other rate (delay-compensated) */
+static int resampler_process(lua_State *L) {
+  wm_resampler *r = luaL_checkudata(L, 1, RESAMPLER);
+  size_t n, w;
+  int16_t *in = pcm_in(L, 2, &n), *out;
+  out = lua_newuserdatauv(L, (2 * n + 2) * sizeof *out, 0);
+  w = wm_resample(r, in, n, out);
+  pcm_push(L, out, w);
+  return 1;
+}
+
+/* rs:flush() -> the tail; the resampler is then ready for a new stream */
+static int resampler_flush(lua_State *L) {
+  wm_resampler *r = luaL_checkudata(L, 1, RESAMPLER);
+  int16_t out[2 * WM_RS_K + 2];
+  size_t w = wm_resample_flush(r, out);
+  pcm_push(L, out, w);
+  return 1;
+}
+
+static int resampler_tostring(lua_State *L) {
+  wm_resampler *r = luaL_checkudata(L, 1, RESAMPLER);
+  lua_pushstring(L, r->up ? RESAMPLER " (8000 -> 16000)" : RESAMPLER " (16000 -> 8000)");
+  return 1;
+}
+
+/* framer{rate=16000, channels=1, ms=20, max_gap_ms=1000} */
+static int framer_new(lua_State *L) {
+  wm_framer *f;
+  lua_Integer rate, ch, ms, gap;
+  check_table_or_none(L, 1);
+  rate = opt_int(L, 1, "rate", 16000, 1000, 192000);
+  ch = opt_int(L, 1, "channels", 1, 1, 8);
+  ms = opt_int(L, 1, "ms", 20, 1, 1000);
+  gap = opt_int(L, 1, "max_gap_ms", 1000, 0, 60000);
+  f = lua_newuserdatauv(L, sizeof *f, 0);
+  memset(f, 0, sizeof *f);
+  luaL_setmetatable(L, FRAMER);
+  if (wm_framer_init(f, (unsigned)rate, (unsigned)ch, (unsigned)ms) == WM_EINVAL)
+    return luaL_error(L, "framer: rate * ms must be a whole number of samples");
+  if (!f->buf) return nomem(L);
+  f->max_gap = rate * gap / 1000;
+  return 1;
+}
+
+static wm_framer *check_framer(lua_State *L) { return luaL_checkudata(L, 1, FRAMER); }
+
+static int framer_gc(lua_State *L) {
+  wm_framer_free(check_framer(L));
+  return 0;
+}
+
+/* fr:push(pcm, at_sample_or_nil, buf) -> frames written into buf */
+static int framer_push(lua_State *L) {
+  wm_framer *f = check_framer(L);
+  size_t len;
+  const uint8_t *p = (const uint8_t *)luaL_checklstring(L, 2, &len);
+  lua_Integer at = luaL_optinteger(L, 3, -1);
+  wm_out *o = check_buffer(L, 4);
+  int n;
+  if (!f->buf) return luaL_error(L, FRAMER " is closed");
+  if (len % (2u * f->channels))
+    return wxhw_fail(L, "input", "PCM chunk of %d bytes is not a whole number of samples",
+                     (int)len);
+  wm_out_reset(o);
+  if ((n = wm_framer_push(f, p, len, at, o)) < 0) return nomem(L);
+  lua_pushinteger(L, n);
+  return 1;
+}
+
+static int framer_flush(lua_State *L) {
+  wm_framer *f = check_framer(L);
+  wm_out *o = check_buffer(L, 2);
+  int n;
+  if (!f->buf) return luaL_error(L, FRAMER " is closed");
+  wm_out_reset(o);
+  if ((n = wm_framer_flush(f, o)) < 0) return nomem(L);
+  lua_pushinteger(L, n);
+  return 1;
+}
+
+static int framer_stats(lua_State *L) {
+  wm_framer *f = check_framer(L);
+  lua_createtable(L, 0, 4);
+  setnum(L, "filled_samples", f->filled_samples);
+  setnum(L, "dropped_samples", f->dropped_samples);
+  setnum(L, "next", (uint64_t)f->next);
+  setnum(L, "frame_bytes", (uint64_t)f->frame_samples * f->channels * 2);
+  return 1;
+}
+
+static int framer_tostring(lua_State *L) {
+  wm_framer *f = check_framer(L);
+  lua_pushfstring(L, FRAMER " (%d Hz, %d samples/frame)", (int)f->rate, (int)f->frame_samples);
+  return 1;
+}
+
 /* ---- registration ------------------------------------------------------- */
 static const luaL_Reg buffer_methods[] = {
     {"count", buffer_len}, {"bytes", buffer_bytes}, {"get", buffer_get},   {"span", buffer_span},
@@ -603,7 +767,23 @@ static const luaL_Reg deframer_mt[] = {{"__gc", deframer_gc},
                                        {"__tostring", deframer_tostring},
                                        {NULL, NULL}};
 
+static const luaL_Reg resampler_methods[] = {
+    {"process", resampler_process}, {"flush", resampler_flush}, {NULL, NULL}};
+static const luaL_Reg resampler_mt[] = {{"__tostring", resampler_tostring}, {NULL, NULL}};
+static const luaL_Reg framer_methods[] = {
+    {"push", framer_push}, {"flush", framer_flush}, {"stats", framer_stats}, {NULL, NULL}};
+static const luaL_Reg framer_mt[] = {{"__gc", framer_gc},
+#if LUA_VERSION_NUM >= 504
+                                     {"__close", framer_gc},
+#endif
+                                     {"__tostring", framer_tostring},
+                                     {NULL, NULL}};
+
 static const luaL_Reg functions[] = {{"buffer", buffer_new},
+                                     {"g711_encode", l_g711_encode},
+                                     {"g711_decode", l_g711_decode},
+                                     {"resampler", resampler_new},
+                                     {"framer", framer_new},
                                      {"frame", l_frame},
                                      {"frame_header", l_frame_header},
                                      {"deframer", deframer_new},
@@ -622,6 +802,8 @@ int wxhw_open_media(lua_State *L) {
   wxhw_newclass(L, DEPACKETIZER, depacketizer_methods, depacketizer_mt);
   wxhw_newclass(L, RECEIVER, receiver_methods, receiver_mt);
   wxhw_newclass(L, DEFRAMER, deframer_methods, deframer_mt);
+  wxhw_newclass(L, RESAMPLER, resampler_methods, resampler_mt);
+  wxhw_newclass(L, FRAMER, framer_methods, framer_mt);
   luaL_newlib(L, functions);
   return 1;
 }

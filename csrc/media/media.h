@@ -224,18 +224,20 @@ void wm_alaw_encode(const int16_t *in, size_t n, uint8_t *out);
 void wm_ulaw_decode(const uint8_t *in, size_t n, int16_t *out);
 void wm_alaw_decode(const uint8_t *in, size_t n, int16_t *out);
 
-/* 2x resampler (8k<->16k) with a half-band windowed-sinc FIR, stateful. */
-#define WM_RS_TAPS 48
+/* 2x resampler (8k<->16k): half-band windowed-sinc FIR (Blackman, 4K-1
+ * taps), stateful across calls, group delay removed (output sample 0 lines
+ * up with input sample 0); wm_resample_flush emits the tail. */
+#define WM_RS_K 16
 typedef struct wm_resampler {
   int up; /* 1: 8k->16k, 0: 16k->8k */
-  int16_t hist[WM_RS_TAPS];
-  size_t nhist;
-  int phase;
-  size_t skip; /* group delay still to discard */
+  float c[WM_RS_K];
+  float ring[4 * WM_RS_K];
+  int64_t count; /* input samples consumed */
 } wm_resampler;
 void wm_resampler_init(wm_resampler *r, int up);
-/* Returns samples written to out (capacity: 2n+2 up, n/2+2 down). */
+/* Returns samples written to out (room needed: 2n up, n/2 + 1 down). */
 size_t wm_resample(wm_resampler *r, const int16_t *in, size_t n, int16_t *out);
+/* Room needed: 2K up, K down. */
 size_t wm_resample_flush(wm_resampler *r, int16_t *out);
 
 /* Exact-duration framer for S16LE PCM with silence fill for gaps. */
@@ -246,6 +248,7 @@ typedef struct wm_framer {
   size_t fill;           /* bytes in `buf` */
   uint8_t *buf;          /* frame_samples * channels * 2 */
   int64_t max_gap;       /* samples: larger gaps restart instead of filling */
+  int pending_gap;
   uint64_t filled_samples, dropped_samples;
 } wm_framer;
 int wm_framer_init(wm_framer *f, unsigned rate, unsigned channels, unsigned ms);
