@@ -72,7 +72,7 @@ function M.checker(late_ms)
   local last_seq = {}
   function c.frame(fr, now)
     c.bytes = c.bytes + #fr.data
-    local gap = fr.flags % 8 >= 4
+    local gap = fr.gap and true or false
     if gap then c.gaps = c.gaps + 1 end
     local ls = last_seq[fr.stream]
     if ls and not gap and fr.seq ~= (ls + 1) % 65536 then c.seq_errors = c.seq_errors + 1 end
