@@ -128,4 +128,94 @@ function M.start(opts)
   return e
 end
 
+------------------------------------------------------------------ vendor
+-- A scripted vendor endpoint for callback specs: a lua5.4 subprocess that
+-- logs every request and answers from a rules file the spec can rewrite.
+--   local v = emu.vendor{ ["/mp"] = { { status = 200, body = '{"errcode":0}' } } }
+--   v.url .. "/mp", v.requests() --> { {method, target, path, headers, body}, ... }
+--   v.set_rules{...}; v.stop()
+-- Rules per path are used in order; the last one repeats. A rule may have
+-- `delay` (seconds) and `close = true` (drop the connection without answering).
+local VENDOR = [==[
+local socket = require "socket"
+local cjson = require "cjson"
+local rules_file, log_file, ppid = arg[1], arg[2], arg[3]
+local srv = assert(socket.bind("127.0.0.1", 0))
+srv:settimeout(0.5)
+io.stdout:write("VENDOR ", select(2, srv:getsockname()), "\n"); io.stdout:flush()
+local counts, last_text = {}, nil
+while true do
+  local alive = io.open("/proc/" .. ppid .. "/stat")
+  if not alive then os.exit(0) end
+  alive:close()
+  local c = srv:accept()
+  if c then
+    c:settimeout(5)
+    local line = c:receive("*l")
+    local headers, len = {}, 0
+    while true do
+      local h = c:receive("*l")
+      if not h or h == "" then break end
+      local k, v = h:match("^([^:]+):%s*(.*)$")
+      if k then headers[k:lower()] = v end
+    end
+    len = tonumber(headers["content-length"] or 0)
+    local body = len > 0 and c:receive(len) or ""
+    local method, target = (line or ""):match("^(%S+) (%S+)")
+    local path = (target or ""):match("^[^?]*")
+    local f = io.open(rules_file); local text = f:read("*a"); f:close()
+    if text ~= last_text then counts, last_text = {}, text end -- new rules start over
+    local rules = cjson.decode(text)
+    local list = rules[path] or rules["*"] or { { status = 200, body = "" } }
+    counts[path] = (counts[path] or 0) + 1
+    local r = list[math.min(counts[path], #list)]
+    local lf = io.open(log_file, "a")
+    lf:write(cjson.encode{ method = method, target = target, path = path, headers = headers, body = body,
+      time = socket.gettime() }, "\n")
+    lf:close()
+    if r.delay then socket.sleep(r.delay) end
+    if not r.close then
+      local b = r.body or ""
+      c:send("HTTP/1.1 " .. (r.status or 200) .. " X\r\nContent-Length: " .. #b ..
+        "\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n" .. b)
+    end
+    c:close()
+  end
+end
+]==]
+
+function M.vendor(rules)
+  local script, rules_file, log_file, out = os.tmpname(), os.tmpname(), os.tmpname(), os.tmpname()
+  local function write(p, s) local f = assert(io.open(p, "w")); f:write(s); f:close() end
+  write(script, VENDOR)
+  write(rules_file, cjson.encode(rules or {}))
+  write(log_file, "")
+  local p = io.popen("(exec lua5.4 " .. script .. " " .. rules_file .. " " .. log_file .. " " .. (self_pid() or 1) ..
+    " >" .. out .. " 2>&1) & echo $!")
+  local pid = tonumber(p:read("*l")); p:close()
+  local port
+  for _ = 1, 500 do
+    port = read_file(out):match("VENDOR (%d+)")
+    if port then break end
+    socket.sleep(0.01)
+  end
+  if not port then error("vendor server did not start: " .. read_file(out), 2) end
+  local v = { url = "http://127.0.0.1:" .. port, pid = pid }
+  function v.set_rules(r) write(rules_file, cjson.encode(r)) end
+  function v.clear() write(log_file, "") end
+  function v.requests(path) -- all requests, or those to one path
+    local list = {}
+    for line in read_file(log_file):gmatch("[^\n]+") do
+      local r = cjson.decode(line)
+      if not path or r.path == path then list[#list + 1] = r end
+    end
+    return list
+  end
+  function v.stop()
+    os.execute("kill " .. pid .. " 2>/dev/null")
+    for _, f in ipairs{ script, rules_file, log_file, out } do os.remove(f) end
+  end
+  return v
+end
+
 return M

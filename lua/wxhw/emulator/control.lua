@@ -71,7 +71,7 @@ routes["POST /__emulator/clock"] = function(emu, _, b)
     return nil, "give {\"advance\": seconds} or {\"set\": unix_seconds}"
   end
   emu:touch()
-  if emu.callbacks then emu.callbacks:tick() end
+  for _, m in ipairs(emu.modules) do if m.tick then m:tick() end end
   return { now = emu:now(), offset = emu.state.clock_offset }
 end
 

@@ -311,11 +311,12 @@ function Server:step(max_wait)
     if not c.waiting and not c.peer_closed then recvt[#recvt + 1] = s end
     if c.out[1] then sendt[#sendt + 1] = s end
   end
+  local wait = max_wait or 0.2
   for s, job in pairs(self.clients) do
     if job.pos <= #job.out then sendt[#sendt + 1] = s end
     recvt[#recvt + 1] = s
+    wait = math.min(wait, math.max(0, job.deadline - t + 0.001))
   end
-  local wait = max_wait or 0.2
   if timers[1] then wait = math.max(0, math.min(wait, timers[1].at - t)) end
   local r, w = socket.select(recvt, sendt, wait)
   for _, s in ipairs(w) do

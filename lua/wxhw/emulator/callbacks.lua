@@ -1,0 +1,296 @@
+--- Callbacks from the emulated platforms to the vendor's URLs:
+--   * Mini Program message push in secure mode (WXBizMsgCrypt JSON), incl. the
+--     VoIP iot_voip_notify / join_voip_room event: errcode 0 rings, another
+--     errcode cancels, no timely answer is retransmitted (3 attempts).
+--   * WeCom openhw events (model_ticket, bind, unbind), WeCom JSON crypt, with
+--     their reply deadlines (bind: 3000 ms or the bind fails).
+--   * WeChat Pay notifications: signed like responses, AES-GCM resource,
+--     200/204 within 5 s or retried on the documented schedule (emulator time).
+-- Signature timestamps use the wall clock (plus `skew`), like Pay responses.
+local util = require "wxhw.emulator.util"
+local msgcrypt = require "wxhw.msgcrypt"
+local crypto = require "wxhw.crypto"
+local socket = require "socket"
+
+local M = {}
+local C = {}
+C.__index = C
+
+local PAY_RETRY = { 15, 15, 30, 180, 600, 1200, 1800, 1800, 1800, 3600, 10800, 10800, 10800, 21600, 21600 }
+local DEADLINE = { model_ticket = 1.0, bind = 3.0, unbind = 1.0 }
+
+function C:wall() return math.floor(socket.gettime() + self.skew) end
+
+function C:counters() return self.stats end
+function C:openhw_url() return self.urls.openhw end
+
+local function with_query(url, q)
+  return url .. (url:find("?", 1, true) and "&" or "?") .. q
+end
+
+function C:log(entry)
+  entry.time = self.emu:now()
+  local l = self.entries
+  l[#l + 1] = entry
+  if #l > 500 then table.remove(l, 1) end
+  local s = self.stats
+  s[entry.kind .. "_" .. entry.outcome] = (s[entry.kind .. "_" .. entry.outcome] or 0) + 1
+end
+
+--- POST body to url; done(res | nil, err) after the reply or `timeout` seconds.
+function C:post(url, body, headers, timeout, done)
+  headers = headers or {}
+  headers["Content-Type"] = headers["Content-Type"] or "application/json"
+  self.emu.srv:request({ url = url, body = body, headers = headers, timeout = timeout }, done)
+end
+
+------------------------------------------------------------------ Mini Program push
+--- Pushes `msg` (a table) in secure mode; done({outcome, attempts, status, reply_errcode}).
+-- voip = true: the reply must be {"errcode":0}; non-zero cancels without retry.
+function C:mp_push(msg, voip, done)
+  local emu = self.emu
+  local c = emu.credentials.mp
+  done = done or function() end
+  if not self.urls.mp then
+    self:log({ kind = "mp", event = msg.Event, outcome = "no_url" })
+    return done({ outcome = "no_url", attempts = 0 })
+  end
+  local mc = assert(msgcrypt.new{ token = c.msg_token, encoding_aes_key = c.encoding_aes_key, receive_id = c.appid })
+  local plain = util.json(msg)
+  local attempt = 0
+  local function try()
+    attempt = attempt + 1
+    local ts, nonce = tostring(self:wall()), tostring(emu.rng:int(100000000, 999999999))
+    local body, msg_sig = mc:push_body(plain, "mp_json", ts, nonce, c.original_id)
+    local q = "signature=" .. msgcrypt.url_signature(c.msg_token, ts, nonce) .. "&timestamp=" .. ts ..
+      "&nonce=" .. nonce .. "&openid=" .. util.urlencode(msg.FromUserName or "") ..
+      "&encrypt_type=aes&msg_signature=" .. msg_sig
+    self:post(with_query(self.urls.mp, q), body, nil, self.timeout, function(res, err)
+      local entry = { kind = "mp", event = msg.Event, attempt = attempt, status = res and res.status,
+        elapsed_ms = res and math.floor(res.elapsed * 1000), error = err }
+      local outcome
+      if res and res.status == 200 then
+        local reply = res.body or ""
+        local errcode = 0
+        if voip then
+          local t = util.decode(reply)
+          if type(t) == "table" and (t.Encrypt or t.encrypt) then
+            local inner, derr = mc:decrypt(t.MsgSignature or t.msgsignature, t.TimeStamp or t.timestamp,
+              t.Nonce or t.nonce, t.Encrypt or t.encrypt)
+            t = inner and util.decode(inner) or nil
+            if not inner then entry.error = tostring(derr) end
+          end
+          errcode = type(t) == "table" and math.tointeger(t.errcode) or nil
+        end
+        entry.reply_errcode = errcode
+        if errcode == 0 then outcome = voip and "ringing" or "delivered"
+        elseif errcode ~= nil then outcome = "cancelled"
+        end
+      end
+      if not outcome then outcome = attempt < 3 and "retry" or "failed" end
+      entry.outcome = outcome
+      self:log(entry)
+      if outcome == "retry" then
+        emu.srv:after(err and err ~= "timeout" and 1 or 0, try)
+      else
+        done({ outcome = outcome, attempts = attempt, status = entry.status, reply_errcode = entry.reply_errcode })
+      end
+    end)
+  end
+  try()
+end
+
+--- The join_voip_room event for a call (server-initiated or device-initiated).
+function C:voip_notify(call, done)
+  local emu = self.emu
+  self:mp_push({ ToUserName = emu.credentials.mp.original_id, FromUserName = call.openid,
+    CreateTime = math.floor(emu:now()), MsgType = "event", Event = "iot_voip_notify", Action = "join_voip_room",
+    Payload = call.Payload, RoomId = call.RoomId, SessionKey = call.SessionKey, ServerToken = call.ServerToken,
+    ModelId = call.ModelId, Sn = call.Sn }, true, function(r)
+      call.status = r.outcome
+      if done then done(r) end
+    end)
+end
+
+------------------------------------------------------------------ WeCom openhw
+--- done(ok, why) with ok = the vendor accepted within the event's deadline.
+function C:openhw_event(event_type, event, base_extra, done)
+  local emu = self.emu
+  local c = emu.credentials.openhw
+  done = done or function() end
+  if not self.urls.openhw then
+    self:log({ kind = "openhw", event = event_type, outcome = "no_url" })
+    return done(true)
+  end
+  local mc = assert(msgcrypt.new{ token = c.callback_token, encoding_aes_key = c.encoding_aes_key,
+    receive_id = c.service_corpid })
+  local base = { req_id = "req" .. emu:next_seq() .. emu.rng:alnum(8), createtime = math.floor(emu:now()),
+    model_id = c.model_id, service_corpid = c.service_corpid }
+  for k, v in pairs(base_extra or {}) do base[k] = v end
+  local ev = { event_type = event_type }
+  for k, v in pairs(event or {}) do ev[k] = v end
+  local plain = util.json({ msg_type = "event", base_info = base, event = ev })
+  local ts, nonce = tostring(self:wall()), tostring(emu.rng:int(100000000, 999999999))
+  local body, sig = mc:push_body(plain, "wecom_json", ts, nonce, c.service_corpid)
+  local q = "msg_signature=" .. sig .. "&timestamp=" .. ts .. "&nonce=" .. nonce
+  local deadline = DEADLINE[event_type] or 1.0
+  self:post(with_query(self.urls.openhw, q), body, nil, deadline, function(res, err)
+    local entry = { kind = "openhw", event = event_type, status = res and res.status, error = err,
+      elapsed_ms = res and math.floor(res.elapsed * 1000) }
+    local ok, why = false, err
+    if res and res.status == 200 then
+      local reply = (res.body or ""):match("^%s*(.-)%s*$")
+      if reply == "" or reply == "success" then ok = true
+      else
+        local t = util.decode(reply)
+        if type(t) == "table" and (t.encrypt or t.Encrypt) then
+          local inner, derr = mc:decrypt(t.msgsignature or t.MsgSignature, t.timestamp or t.TimeStamp,
+            t.nonce or t.Nonce, t.encrypt or t.Encrypt)
+          t = inner and util.decode(inner) or nil
+          if not inner then why = "reply does not decrypt: " .. tostring(derr) end
+        end
+        local code = type(t) == "table" and math.tointeger(t.errcode)
+        entry.reply_errcode = code or nil
+        if code == 0 then ok = true
+        elseif code then why = "vendor refused with errcode " .. code .. (t.errmsg and (" " .. t.errmsg) or "")
+        else why = why or "unreadable reply" end
+      end
+    elseif res then
+      why = "HTTP " .. tostring(res.status)
+    end
+    if ok and res.elapsed > deadline then ok, why = false, "reply after the deadline" end
+    entry.outcome = ok and "delivered" or "failed"
+    entry.reason = not ok and why or nil
+    self:log(entry)
+    done(ok, why)
+  end)
+end
+
+------------------------------------------------------------------ WeChat Pay
+function C:pay_notify(opts, done)
+  local emu = self.emu
+  local pay = emu.pay
+  done = done or function() end
+  if not self.urls.pay then return done({ outcome = "no_url", attempts = 0 }) end
+  local resource_plain = opts.resource or { mchid = pay.mchid, out_trade_no = "EMU" .. emu:next_seq(),
+    trade_state = "SUCCESS", amount = { total = 1, currency = "CNY" } }
+  local nonce = emu.rng:alnum(12)
+  local aad = opts.associated_data or "transaction"
+  local ct = crypto.aes_gcm_encrypt(pay.apiv3_key, nonce, aad,
+    type(resource_plain) == "string" and resource_plain or util.json(resource_plain))
+  local id = string.format("%08x-%04x-%04x-%04x-%012x", emu.rng:int(0, 0xffffffff), emu.rng:int(0, 0xffff),
+    emu.rng:int(0, 0xffff), emu.rng:int(0, 0xffff), emu.rng:int(0, 0xffffffffffff))
+  local body = util.json({ id = id, create_time = os.date("!%Y-%m-%dT%H:%M:%S+08:00", math.floor(emu:now()) + 8 * 3600),
+    resource_type = "encrypt-resource", event_type = opts.event_type or "TRANSACTION.SUCCESS",
+    summary = opts.summary or "支付成功", resource = { original_type = opts.original_type or "transaction",
+      algorithm = "AEAD_AES_256_GCM", ciphertext = crypto.base64_encode(ct), associated_data = aad, nonce = nonce } })
+  local n = { id = id, body = body, attempt = 0, fault = { bad_signature = opts.bad_signature, signtest = opts.signtest },
+    serial = opts.wechatpay_serial }
+  local first = true
+  local function try()
+    n.attempt = n.attempt + 1
+    -- each attempt is signed afresh with the current time
+    local fake_req = { headers = { ["wechatpay-serial"] = n.serial }, fault = n.fault, request_id = id }
+    local signed = pay:sign_response(fake_req, { body = body, headers = {} })
+    signed.headers["Request-ID"] = nil
+    self:post(self.urls.pay, body, signed.headers, 5, function(res, err)
+      local ok = res and (res.status == 200 or res.status == 204) and res.elapsed <= 5
+      local entry = { kind = "pay", event = opts.event_type or "TRANSACTION.SUCCESS", id = id, attempt = n.attempt,
+        status = res and res.status, error = err, elapsed_ms = res and math.floor(res.elapsed * 1000),
+        outcome = ok and "delivered" or (n.attempt <= #PAY_RETRY and "retry" or "failed") }
+      self:log(entry)
+      if entry.outcome == "retry" then
+        n.due = emu:now() + PAY_RETRY[n.attempt]
+        self.pay_pending[id] = n
+      else
+        self.pay_pending[id] = nil
+      end
+      if first then first = false; done({ outcome = entry.outcome, attempts = n.attempt, status = entry.status, id = id }) end
+    end)
+  end
+  n.try = try
+  try()
+end
+
+function C:tick()
+  local now = self.emu:now()
+  for id, n in pairs(self.pay_pending) do
+    if n.due and now >= n.due and self.urls.pay then
+      n.due = nil
+      self.pay_pending[id] = nil
+      n.try()
+    end
+  end
+end
+
+------------------------------------------------------------------ control
+local function deferred(fn)
+  return function(emu, req, b)
+    return { defer = function(reply)
+      fn(emu, b, function(r) reply(emu:json(r)) end, req)
+    end }
+  end
+end
+
+local function control_routes(emu)
+  local r = emu.control_routes
+  r["POST /__emulator/callbacks"] = function(_, _, b)
+    local self = emu.callbacks
+    for _, k in ipairs{ "mp", "openhw", "pay" } do
+      local v = b[k .. "_url"]
+      if v ~= nil then
+        if v ~= "" and (type(v) ~= "string" or not v:match("^http://")) then
+          return nil, k .. "_url must be an http:// URL or \"\""
+        end
+        self.urls[k] = v ~= "" and v or nil
+      end
+    end
+    if type(b.timeout_ms) == "number" then self.timeout = b.timeout_ms / 1000 end
+    if type(b.skew) == "number" then self.skew = b.skew end
+    return { ok = true, mp_url = self.urls.mp, openhw_url = self.urls.openhw, pay_url = self.urls.pay }
+  end
+  r["GET /__emulator/callbacks"] = function()
+    local self = emu.callbacks
+    local pending = util.array()
+    for id, n in pairs(self.pay_pending) do pending[#pending + 1] = { id = id, attempt = n.attempt, due = n.due } end
+    return { mp_url = self.urls.mp, openhw_url = self.urls.openhw, pay_url = self.urls.pay,
+      log = util.array(self.entries), pay_pending = pending, stats = self.stats }
+  end
+  r["POST /__emulator/callbacks/mp/push"] = deferred(function(_, b, reply)
+    if type(b.message) ~= "table" then return reply({ error = "need message (the plaintext event object)" }) end
+    emu.callbacks:mp_push(b.message, b.voip == true, reply)
+  end)
+  -- A device-initiated call reaching the vendor cloud (wx_cloudvoip_client_call).
+  r["POST /__emulator/callbacks/mp/voip"] = deferred(function(_, b, reply)
+    local call = { RoomId = b.roomid or ("wxf830863afde621ebWmpfVoip" .. emu:next_seq() .. emu.rng:int(100000000, 999999999)),
+      SessionKey = emu.rng:alnum(32), ServerToken = emu.rng:alnum(44), Payload = b.payload or "",
+      ModelId = b.model_id or emu.credentials.mp.model_id, Sn = b.sn or "emu-device-1", openid = b.openid or "oEmuUser" }
+    emu.callbacks:voip_notify(call, function(res)
+      res.roomid = call.RoomId; res.server_token = call.ServerToken; res.session_key = call.SessionKey
+      reply(res)
+    end)
+  end)
+  r["POST /__emulator/callbacks/openhw/model_ticket"] = deferred(function(_, _, reply)
+    local t = emu.wecom:new_ticket()
+    emu.callbacks:openhw_event("model_ticket", { model_ticket = t }, nil, function(ok, why)
+      reply({ ok = ok, reason = why, model_ticket = t })
+    end)
+  end)
+  r["POST /__emulator/callbacks/pay/notify"] = deferred(function(_, b, reply)
+    emu.callbacks:pay_notify(b, reply)
+  end)
+end
+
+-- Reset forgets deliveries; the URLs and timeouts (configuration) stay.
+function C:reset()
+  self.entries, self.stats, self.pay_pending = {}, {}, {}
+end
+
+function M.install(emu)
+  local self = setmetatable({ emu = emu, urls = {}, timeout = 5, skew = 0 }, C)
+  self:reset()
+  control_routes(emu)
+  return self
+end
+
+return M
