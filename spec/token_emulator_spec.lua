@@ -172,6 +172,44 @@ describe("token management against the emulator", function()
     local tok = assert(mgr:token())
     assert.equal(tok, mgr:token())
     assert.matches("^wxhw:wecom:" .. creds.corpid .. ":", mgr.key)
+    -- a wrong corpsecret answers 40001: one request, never a token-refresh loop
+    e.control("/__emulator/counters/reset", {})
+    local bad = assert(token.new{ source = "wecom", corpid = creds.corpid, corpsecret = "wrong",
+                                  base_url = e.base_url, store = "memory" })
+    for _ = 1, 10 do
+      local t, err = bad:token()
+      assert.is_nil(t)
+      assert.equal(40001, err.errcode)
+    end
+    assert.equal(1, e.control("/__emulator/counters").endpoints["/cgi-bin/gettoken"])
+  end)
+
+  it("WeCom openhw model token (latest model_ticket) and device token (parent token retried once)", function()
+    local hw = e.credentials.openhw
+    local tickets = 0
+    local model = assert(token.new{ source = "model_token", model_id = hw.model_id, model_secret = hw.model_secret,
+      model_ticket = function() tickets = tickets + 1; return e.control("/__emulator/openhw/model_ticket").model_ticket end,
+      base_url = e.base_url, store = "memory" })
+    local c = assert(client.new{ base_urls = { wecom = e.base_url } })
+    local mtok = assert(model:token())
+    local data = assert(c:call{ product = "wecom", method = "POST", path = "/cgi-bin/openhw/model/register_sn",
+                                query = { model_access_token = mtok }, json = { device_sn = "SPECSN1" } })
+    assert.matches("^https://", data.qr_code)
+    assert.equal(1, tickets)
+    -- device token: the model token was invalidated early; the source refreshes it once
+    local dev = assert(token.new{ source = "device_token", device_sn = "SPECSN1", device_secret = "nope",
+                                  model_token = model, base_url = e.base_url, store = "memory" })
+    e.control("/__emulator/counters/reset", {})
+    e.control("/__emulator/tokens/invalidate", { access_token = mtok })
+    local tok, err = dev:token()
+    assert.is_nil(tok)
+    assert.equal(40001, err.errcode)               -- the wrong device_secret, after one model refresh
+    assert.matches("device_secret", err.errmsg)
+    local counters = e.control("/__emulator/counters")
+    assert.equal(1, counters.token_fetches["model:" .. hw.model_id])
+    assert.equal(2, counters.endpoints["/cgi-bin/openhw/get_device_token"])
+    assert.matches("^wxhw:device_token:SPECSN1:", dev.key)
+    assert.not_equal(mtok, model:token())
   end)
 
   it("bounds fetches while Redis is down and says so", function()

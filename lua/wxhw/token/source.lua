@@ -58,14 +58,10 @@ local function fill(template, creds, force, parent_token)
 end
 
 local function client_for(opts)
-  local c = opts.client
-  if c and not c.token_provider then return c end
-  local client = require "wxhw.client"
-  local o = { base_urls = opts.base_urls, transport = c and c.transport or opts.transport }
+  if opts.client then return opts.client end
+  local o = { base_urls = opts.base_urls, transport = opts.transport }
   if opts.base_url then o.base_urls = { mp = opts.base_url, wmpf = opts.base_url, wecom = opts.base_url } end
-  if c and not o.base_urls then o.base_urls = c.base_urls end
-  -- A client without a token provider: fetching a token never needs one.
-  return assert(client.new(o))
+  return assert(require("wxhw.client").new(o))
 end
 
 --- new(name_or_description, opts): opts carries the credentials (appid,
@@ -105,9 +101,25 @@ function Source:_once(force, parent_token)
   json, err = fill(d.json, self.creds, force, parent_token)
   if err then return nil, err end
   self.client = self.client or client_for(self.opts)
-  local data
-  data, err = self.client:call{ product = d.product, method = d.method, path = d.path, query = query, json = json }
-  if not data then return nil, err end
+  -- raw: a token fetch must never run the pipeline's own token refresh on a
+  -- 40001 (that errcode here means a wrong secret or a stale parent token).
+  local res
+  res, err = self.client:call{ product = d.product, method = d.method, path = d.path, query = query, json = json,
+                               raw = true }
+  if not res then return nil, err end
+  local client = require "wxhw.client"
+  local data = res.body ~= "" and client.json_decode(res.body)
+  if type(data) ~= "table" then
+    return errors.fail("http", d.name .. ": HTTP " .. tostring(res.status) .. " without a JSON answer",
+                       { http_status = res.status })
+  end
+  local errcode = tonumber(data.errcode) or 0
+  if errcode ~= 0 then
+    local c = client.ERRCODES[errcode] or {}
+    return errors.fail("wx", string.format("%s %s failed: %s", d.method, d.path, tostring(data.errmsg)), {
+      errcode = errcode, errmsg = data.errmsg, class = c.class or "other", http_status = res.status,
+      retryable = c.retry or false })
+  end
   local tok = data[d.token_field]
   if type(tok) ~= "string" or tok == "" then
     return errors.fail("token", d.name .. ": the answer has no " .. d.token_field)
