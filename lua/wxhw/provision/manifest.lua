@@ -30,6 +30,9 @@ M.csv_field = csv_field
 --- Opens "<path>.part" for appending at `offset` (0 = start afresh).
 function M.open(path, offset)
   local part = path .. ".part"
+  if offset and offset > 0 and not io.open(part, "rb") and io.open(path, "rb") then
+    os.rename(path, part) -- finished but not journaled as finished: continue it
+  end
   local f, err = io.open(part, offset and offset > 0 and "r+b" or "wb")
   if not f then return errors.fail("io", "cannot write the manifest " .. part .. ": " .. tostring(err)) end
   local self = setmetatable({ path = path, part = part, f = f, format = M.format_of(path), rows = 0 }, W)

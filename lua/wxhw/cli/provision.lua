@@ -1,0 +1,258 @@
+--- wxhw provision FILE --product NAME [--wmpf] [--wecom] [--groups] ...
+-- The main job: provision a factory device list and write the manifest.
+local cjson = require "cjson.safe"
+
+local M = {}
+
+M.usage = [[
+usage: wxhw provision DEVICES.csv|.jsonl --product NAME [--wmpf] [--groups] [--wecom]
+         [--out manifest.csv|.jsonl] [--resume] [--dry-run] [--json] [--only-failed]
+         [--config FILE] [--emulator URL] [--state-dir DIR] [--key KEY.pem]
+         [--product-id N --key-version N] [--batch N] [--no-progress] [--quiet]
+Targets: --wmpf (default when none is given): product, key pair, registerpubkey,
+  adddevice, bindwxaapp, one device signature per device; --groups: Mini Program
+  device groups of 50; --wecom: WeCom register_sn and QR code per device.
+Credentials: --config FILE (JSON) or the environment (WXHW_MP_APPID, WXHW_MP_SECRET,
+  WXHW_MODEL_ID, WXHW_HOST_APPID, WXHW_HOST_SECRET, WXHW_OPENHW_MODEL_ID,
+  WXHW_OPENHW_MODEL_SECRET, WXHW_OPENHW_MODEL_TICKET, WXHW_BASE_URL). With none,
+  a built-in emulator is started (state kept in the state dir).
+Exit: 0 every device ok, 3 finished with failed or invalid rows, 1 error (re-run
+  with --resume), 2 usage.]]
+
+local FLAGS = { wmpf = true, groups = true, wecom = true, resume = true, ["dry-run"] = true, json = true,
+  ["only-failed"] = true, ["no-progress"] = true, quiet = true, help = true }
+local VALUES = { product = true, out = true, config = true, emulator = true, ["state-dir"] = true, key = true,
+  ["product-id"] = true, ["key-version"] = true, batch = true, journal = true, appid = true, format = true }
+
+local function parse(args)
+  local o, pos = {}, {}
+  local i = 1
+  while i <= #args do
+    local a = args[i]
+    local k, v = a:match("^%-%-([%w%-]+)=(.*)$")
+    if not k then k = a:match("^%-%-([%w%-]+)$") end
+    if k then
+      if FLAGS[k] then o[k] = true
+      elseif VALUES[k] then
+        if v == nil then i = i + 1; v = args[i] end
+        if v == nil then return nil, "--" .. k .. " needs a value" end
+        o[k] = v
+      else return nil, "unknown option --" .. k end
+    elseif a == "-h" then o.help = true
+    else pos[#pos + 1] = a end
+    i = i + 1
+  end
+  o.file = pos[1]
+  if #pos > 1 then return nil, "one device list at a time (got " .. #pos .. ")" end
+  return o
+end
+
+local function read_file(p)
+  local f = io.open(p, "rb")
+  if not f then return nil end
+  local s = f:read("*a"); f:close()
+  return s
+end
+
+-- Credentials: config file, then environment; nil when none were given.
+local function credentials(o)
+  if o.config then
+    local s = read_file(o.config)
+    if not s then return nil, "cannot read the config file " .. o.config end
+    local c = cjson.decode(s)
+    if type(c) ~= "table" then return nil, o.config .. " is not a JSON object" end
+    return c
+  end
+  local e = os.getenv
+  if not (e("WXHW_HOST_APPID") or e("WXHW_MP_APPID") or e("WXHW_OPENHW_MODEL_ID")) then return nil end
+  return {
+    base_url = e("WXHW_BASE_URL"),
+    mp = { appid = e("WXHW_MP_APPID"), secret = e("WXHW_MP_SECRET"), model_id = e("WXHW_MODEL_ID") },
+    host_app = { appid = e("WXHW_HOST_APPID"), secret = e("WXHW_HOST_SECRET") },
+    openhw = { model_id = e("WXHW_OPENHW_MODEL_ID"), model_secret = e("WXHW_OPENHW_MODEL_SECRET"),
+               model_ticket = e("WXHW_OPENHW_MODEL_TICKET") },
+  }
+end
+
+local function quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+
+local function self_pid()
+  local f = io.open("/proc/self/stat", "r")
+  if not f then return nil end
+  local s = f:read("*l"); f:close()
+  return s and s:match("^(%d+)")
+end
+
+-- Starts `wxhw emulator` as a child that exits with us; returns its base URL.
+local function start_emulator(state_dir)
+  os.execute("mkdir -p " .. quote(state_dir))
+  if state_dir:sub(1, 1) ~= "/" then
+    local p = io.popen("pwd"); local cwd = p:read("*l"); p:close()
+    state_dir = cwd .. "/" .. state_dir
+  end
+  local log = state_dir .. "/emulator.log"
+  local pidfile = state_dir .. "/emulator.pid"
+  local clock = require "wxhw.clock"
+  local old = read_file(pidfile)
+  old = old and old:match("%d+")
+  if old then -- a previous run's emulator saves its state when it notices we are gone
+    local until_ = clock.monotonic() + 5
+    while io.open("/proc/" .. old .. "/stat") and clock.monotonic() < until_ do clock.sleep(0.05) end
+  end
+  os.remove(log)
+  local root = (package.searchpath and package.searchpath("wxhw.cli.provision", package.path) or ""):match("^(.*)/lua/wxhw/cli/provision%.lua$") or "."
+  local cmd = ("cd %s && exec lua5.4 ./bin/wxhw emulator --port 0 --quiet --state %s --parent-pid %s >%s 2>&1"):format(
+    quote(root), quote(state_dir .. "/emulator-state.json"), self_pid() or "1", quote(log))
+  local p = io.popen("(" .. cmd .. ") & echo $!")
+  local pid = p:read("*l"); p:close()
+  local pf = io.open(pidfile, "w")
+  if pf then pf:write(tostring(pid), "\n"); pf:close() end
+  local deadline = clock.monotonic() + 20
+  while clock.monotonic() < deadline do
+    local url = (read_file(log) or ""):match("WXHW_EMULATOR (%S+)")
+    if url then return url, pid end
+    clock.sleep(0.02)
+  end
+  if pid then os.execute("kill " .. pid .. " 2>/dev/null") end
+  return nil, "the built-in emulator did not start: " .. (read_file(log) or "")
+end
+
+local function http_get_json(client, base, path)
+  local res, err = client.transport:request{ method = "GET", url = base .. path }
+  if not res then return nil, err end
+  return cjson.decode(res.body)
+end
+
+-- Builds the step executor for the targets from credentials.
+local function build_steps(o, creds, base_url)
+  local client = require "wxhw.client"
+  local token = require "wxhw.token"
+  local urls = base_url and { mp = base_url, wmpf = base_url, wecom = base_url } or nil
+  local base = assert(client.new{ base_urls = urls, retry = { attempts = 6, max_total = 90 } })
+  local function with_token(appid, secret, what)
+    if not appid or not secret then return nil, what .. " credentials (appid and secret) are missing" end
+    local mgr = assert(token.new{ source = "stable_token", appid = appid, secret = secret, base_url = base_url,
+      store = "memory", client = base })
+    return assert(client.new{ base_urls = urls, transport = base.transport, token_provider = mgr,
+      retry = { attempts = 6, max_total = 90 } })
+  end
+  local so = { names = creds.names, model_id = creds.mp and creds.mp.model_id }
+  if o.wmpf then
+    local c, err = with_token(creds.host_app and creds.host_app.appid, creds.host_app and creds.host_app.secret,
+      "host app (WMPF)")
+    if not c then return nil, err end
+    so.wmpf = require("wxhw.wmpf").new(c)
+  end
+  if o.groups then
+    local c, err = with_token(creds.mp and creds.mp.appid, creds.mp and creds.mp.secret, "Mini Program")
+    if not c then return nil, err end
+    if not so.model_id then return nil, "device groups need the Mini Program model_id" end
+    so.mp = require("wxhw.mp").new(c, { model_id = so.model_id })
+  end
+  if o.wecom then
+    local oh = creds.openhw or {}
+    if not oh.model_id or not oh.model_secret then return nil, "WeCom needs openhw model_id and model_secret" end
+    local ticket = oh.model_ticket
+    if not ticket and creds.emulator then
+      local t = http_get_json(base, base_url, "/__emulator/openhw/model_ticket")
+      ticket = t and t.model_ticket
+    end
+    if not ticket then return nil, "WeCom needs the latest model_ticket (pushed to your callback URL)" end
+    so.wecom = require("wxhw.wecom").new{ client = base, model_id = oh.model_id, model_secret = oh.model_secret,
+      model_ticket = ticket }
+  end
+  return require("wxhw.provision.steps").new(so)
+end
+
+local function print_plan(plan, json)
+  if json then print(cjson.encode(plan)); return end
+  print(("plan for %s (%s): %d rows, %d invalid, %d devices in %d batches of %d"):format(plan.input, plan.format,
+    plan.rows, plan.invalid, plan.devices, plan.batches, plan.batch))
+  print(("product %s: %s"):format(plan.product, plan.product_id and ("reuse product_id " .. plan.product_id ..
+    (plan.key_version and (", key_version " .. plan.key_version) or "")) or "create"))
+  local names = {}
+  for k in pairs(plan.calls) do names[#names + 1] = k end
+  table.sort(names)
+  for _, k in ipairs(names) do print(("  %-24s %d"):format(k, plan.calls[k])) end
+  for _, e in ipairs(plan.examples) do print(("  line %d: %s"):format(e.line, e.error)) end
+  if plan.duplicate_candidates > 0 then
+    print(("  %d possible duplicates are checked exactly while provisioning"):format(plan.duplicate_candidates))
+  end
+  print("manifest: " .. plan.manifest .. "  journal: " .. plan.journal)
+end
+
+local function print_summary(s, json)
+  if json then print(cjson.encode(s)); return end
+  if s.already_complete then print("already complete: nothing to do") end
+  print(("provisioned %d devices: %d ok, %d failed, %d invalid rows; %d batches%s"):format(s.devices or 0, s.ok or 0,
+    s.failed or 0, s.invalid or 0, s.batches or 0, (s.resent or 0) > 0 and
+    (", " .. s.resent .. " in-doubt steps re-sent after a crash") or ""))
+  if s.product_id then print(("product %s: product_id %s key_version %s"):format(s.product, s.product_id,
+    tostring(s.key_version))) end
+  if s.elapsed then print(("%.1f s, %.0f devices/s"):format(s.elapsed, (s.rows or 0) / math.max(s.elapsed, 1e-6))) end
+  print("manifest: " .. tostring(s.manifest))
+end
+
+function M.run(args)
+  local o, perr = parse(args)
+  if not o then io.stderr:write("wxhw provision: ", perr, "\n", M.usage, "\n"); return 2 end
+  if o.help then print(M.usage); return 0 end
+  if not o.file or not o.product then io.stderr:write(M.usage, "\n"); return 2 end
+  local provision = require "wxhw.provision"
+  local state_dir = o["state-dir"] or ".wxhw"
+  local creds, cerr = credentials(o)
+  if cerr then io.stderr:write("wxhw provision: ", cerr, "\n"); return 2 end
+  local job_opts = { input = o.file, product = o.product, wmpf = o.wmpf, groups = o.groups, wecom = o.wecom,
+    out = o.out, journal = o.journal, state_dir = state_dir, resume = o.resume, only_failed = o["only-failed"],
+    batch = tonumber(o.batch), product_id = o["product-id"], key_version = tonumber(o["key-version"]),
+    format = o.format, progress = not o["no-progress"] and not o.quiet and not o.json and
+      os.execute("test -t 2") == true }
+  if o.key then
+    job_opts.key = read_file(o.key)
+    if not job_opts.key then io.stderr:write("wxhw provision: cannot read ", o.key, "\n"); return 2 end
+  end
+  local ok, job = pcall(provision.new, job_opts)
+  if not ok then io.stderr:write("wxhw provision: ", tostring(job):gsub("^.-provision%.new: ", ""), "\n"); return 2 end
+  if o["dry-run"] then
+    local plan, err = job:plan()
+    if not plan then io.stderr:write("wxhw provision: ", tostring(err), "\n"); return 1 end
+    print_plan(plan, o.json)
+    return 0
+  end
+  local base_url = o.emulator or (creds and creds.base_url)
+  local emu_pid
+  if not creds then
+    if not o.emulator then
+      local url, err = start_emulator(state_dir)
+      if not url then io.stderr:write("wxhw provision: ", err, "\n"); return 1 end
+      base_url, emu_pid = url, err
+      if not o.quiet and not o.json then io.stderr:write("wxhw provision: no credentials given, using the built-in emulator at ", url, "\n") end
+    end
+    local base = assert(require("wxhw.client").new{})
+    local c, err = http_get_json(base, base_url, "/__emulator/credentials")
+    if not c then io.stderr:write("wxhw provision: emulator credentials: ", tostring(err), "\n"); return 1 end
+    creds = c
+    creds.emulator = true
+  end
+  if o.wmpf or not (o.groups or o.wecom) then job.appid = o.appid or (creds.mp and creds.mp.appid) end
+  local steps, serr = build_steps(job, creds, base_url)
+  if not steps then io.stderr:write("wxhw provision: ", serr, "\n"); return 2 end
+  job.steps = steps
+  local summary, err = job:run()
+  if emu_pid then -- our own emulator: stop it so it saves its state now
+    local b = require("wxhw.client").new{}
+    b.transport:request{ method = "POST", url = base_url .. "/__emulator/shutdown", body = "" }
+    local clock = require "wxhw.clock"
+    local until_ = clock.monotonic() + 5
+    while io.open("/proc/" .. emu_pid .. "/stat") and clock.monotonic() < until_ do clock.sleep(0.02) end
+  end
+  if not summary then
+    io.stderr:write("wxhw provision: ", tostring(err), "\n")
+    return 1
+  end
+  summary.calls = steps.calls
+  print_summary(summary, o.json)
+  return ((summary.failed or 0) + (summary.invalid or 0)) > 0 and 3 or 0
+end
+
+return M

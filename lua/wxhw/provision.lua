@@ -1,0 +1,533 @@
+--- Bulk provisioning: a factory list of devices in, every platform record and
+-- every credential the factory flashes out. See docs/provision.md.
+--
+--   local job = wxhw.provision.new{ input = "devices.csv", product = "Lamp",
+--     wmpf = true, groups = true, wecom = true, out = "manifest.csv",
+--     steps = provision.api_steps{ wmpf = w, mp = m, wecom = wc, appid = "wx..." } }
+--   local plan = job:plan()          -- reads the input once: counts, bad rows, calls
+--   local summary, err = job:run()   -- resumable: run again after a crash
+--
+-- Two streamed passes over the input: the first validates every row and
+-- finds duplicate candidates with a Bloom filter (wxhw.core.seen), the second
+-- provisions batches of devices in input order. Every completed step is in
+-- the journal before the manifest row that depends on it is written, so a run
+-- killed anywhere resumes where it stopped; a finished job re-run changes nothing.
+local cjson = require "cjson.safe"
+local errors = require "wxhw.errors"
+local crypto = require "wxhw.crypto"
+local clock = require "wxhw.clock"
+local core = require "wxhw.core"
+local input = require "wxhw.provision.input"
+local journal = require "wxhw.provision.journal"
+local manifest = require "wxhw.provision.manifest"
+local progress = require "wxhw.provision.progress"
+local mp = require "wxhw.mp"
+local wmpf = require "wxhw.wmpf"
+local wecom = require "wxhw.wecom"
+
+local M = {}
+local Job = {}
+Job.__index = Job
+
+M.VERSION = 1
+M.api_steps = function(o) return require("wxhw.provision.steps").new(o) end
+
+local function product_ok(name)
+  return type(name) == "string" and name:match("^[%w][%w%._%-]*$") and #name <= 64
+end
+
+--- o: input (path), product (name), wmpf, groups, wecom (booleans; none =
+-- wmpf), out (manifest path; .csv or .jsonl), journal (default out ..
+-- ".journal"), state_dir (product records and keys; default ".wxhw"), resume,
+-- batch (devices per batch; default 100, 50 with groups), key (PEM of the
+-- P-256 key to use), product_id / key_version (reuse a product), appid (Mini
+-- Program to bind), model_id (for groups), steps (step executor), progress,
+-- only_failed (input is a manifest: take rows whose status is failed).
+function M.new(o)
+  if type(o) ~= "table" then error("provision.new: options table expected", 2) end
+  if type(o.input) ~= "string" then error("provision.new: input (path) required", 2) end
+  if not product_ok(o.product) then
+    error("provision.new: product must be a name of [A-Za-z0-9._-] (at most 64)", 2)
+  end
+  local self = setmetatable({}, Job)
+  for k, v in pairs(o) do self[k] = v end
+  if not (self.wmpf or self.groups or self.wecom) then self.wmpf = true end
+  self.out = self.out or "manifest.csv"
+  self.journal_path = o.journal or (self.out .. ".journal")
+  self.state_dir = o.state_dir or ".wxhw"
+  local limit = self.groups and (o.group_size or mp.GROUP_LIMIT) or nil
+  self.batch = o.batch or (limit or 100)
+  if limit and self.batch > limit then error("provision.new: batch must not exceed the group size " .. limit, 2) end
+  if self.batch < 1 or self.batch > 10000 then error("provision.new: batch must be 1-10000", 2) end
+  return self
+end
+
+------------------------------------------------------------------ row checks
+
+--- The reason a row cannot be provisioned, or nil.
+function Job:row_error(row)
+  if row.error then return row.error end
+  local id = row.device_id
+  local msg = wmpf.device_id_error(id)
+  if msg then return msg end
+  local sn = row.sn or id
+  if self.groups then
+    local m = mp.sn_error(sn)
+    if m then return "Mini Program " .. m end
+  end
+  if self.wecom then
+    local m = wecom.sn_error(sn)
+    if m then return "WeCom " .. m end
+  end
+end
+
+-- Keys that must be unique across the input, with a label for the message.
+function Job:keys(row)
+  local sn = row.sn or row.device_id
+  local k = { "d\0" .. row.device_id }
+  if self.groups and sn ~= row.device_id then k[#k + 1] = "m\0" .. sn end
+  if self.wecom then k[#k + 1] = "w\0" .. sn:lower() end
+  return k
+end
+
+local KEY_LABEL = { d = "device_id", m = "sn", w = "sn (WeCom compares case-insensitively)" }
+
+function Job:_open_input()
+  local cols = { "device_id", "sn" }
+  if self.only_failed then cols[#cols + 1] = "status" end
+  return input.open(self.input, { columns = cols, format = self.format })
+end
+
+local function skip_row(self, row)
+  return self.only_failed and not row.error and row.status ~= nil and row.status ~= "failed"
+end
+
+------------------------------------------------------------------ pass 1
+
+--- Reads the whole input once: counts, per-row errors (the first few kept),
+-- duplicate candidates. Memory: the Bloom filter plus the candidates.
+function Job:scan()
+  if self.scanned then return self.scanned end
+  local r, err = self:_open_input()
+  if not r then return nil, err end
+  local st = io.open(self.input, "rb")
+  local size = st and st:seek("end") or 0
+  if st then st:close() end
+  local bits = 2 ^ 20
+  while bits < size * 2 and bits < 2 ^ 31 do bits = bits * 2 end
+  local seen = core.seen.new(bits, 4)
+  local suspects, nsus = {}, 0
+  local rows, invalid, examples = 0, 0, {}
+  for row in r:rows() do
+    if not skip_row(self, row) then
+      rows = rows + 1
+      local e = self:row_error(row)
+      if e then
+        invalid = invalid + 1
+        if #examples < 20 then examples[#examples + 1] = { line = row.line, error = e } end
+      else
+        for _, k in ipairs(self:keys(row)) do
+          if seen:add(k) and not suspects[k] then suspects[k] = true; nsus = nsus + 1 end
+        end
+      end
+    end
+  end
+  r:close()
+  self.scanned = { rows = rows, invalid = invalid, examples = examples, suspects = suspects,
+    candidates = nsus, fingerprint = r.fingerprint, format = r.format }
+  return self.scanned
+end
+
+------------------------------------------------------------------ plan
+
+local function ceil(a, b) return math.floor((a + b - 1) / b) end
+
+--- What a run would do, without touching any platform.
+function Job:plan()
+  local s, err = self:scan()
+  if not s then return nil, err end
+  local state = self:_product_state()
+  local valid = s.rows - s.invalid -- duplicates are found exactly in pass 2
+  local batches = ceil(valid, self.batch)
+  local calls = {}
+  if self.wmpf then
+    calls["wmpf createproduct"] = (self.product_id or state.product_id) and 0 or 1
+    calls["wmpf registerpubkey"] = (self.key_version or state.key_version) and 0 or 1
+    calls["wmpf bindwxaapp"] = self.appid and not state.bound and 1 or 0
+    calls["wmpf adddevice"] = batches
+    calls["device signatures"] = valid
+  end
+  if self.groups then
+    calls["mp group createid"] = batches
+    calls["mp group adddevice"] = batches
+  end
+  if self.wecom then calls["wecom register_sn"] = valid end
+  return { input = self.input, format = s.format, rows = s.rows, invalid = s.invalid,
+    duplicate_candidates = s.candidates, devices = valid, batch = self.batch, batches = batches,
+    targets = { wmpf = self.wmpf or nil, groups = self.groups or nil, wecom = self.wecom or nil },
+    product = self.product, product_id = self.product_id or state.product_id,
+    key_version = self.key_version or state.key_version, calls = calls, examples = s.examples,
+    manifest = self.out, journal = self.journal_path }
+end
+
+------------------------------------------------------------------ product state
+
+local function read_file(p)
+  local f = io.open(p, "rb")
+  if not f then return nil end
+  local s = f:read("*a"); f:close()
+  return s
+end
+
+-- Writes a file atomically (tmp, fsync, rename); mode 0600 when private.
+local function write_file(path, data, private)
+  local tmp = path .. ".tmp"
+  if private then os.execute("umask 077; : > '" .. tmp:gsub("'", "'\\''") .. "'") end
+  local f, err = io.open(tmp, "wb")
+  if not f then return errors.fail("io", "cannot write " .. tmp .. ": " .. tostring(err)) end
+  f:write(data)
+  local ok, serr = core.fileio.fsync(f)
+  f:close()
+  if not ok then return nil, serr end
+  local rok, rerr = os.rename(tmp, path)
+  if not rok then return errors.fail("io", "cannot rename " .. tmp .. ": " .. tostring(rerr)) end
+  core.fileio.fsync_dir(path:match("^(.*)/[^/]*$") or ".")
+  return true
+end
+M._write_file = write_file
+
+function Job:_state_path(ext) return self.state_dir .. "/" .. self.product .. ext end
+
+function Job:_product_state()
+  local s = read_file(self:_state_path(".product.json"))
+  local st = s and cjson.decode(s) or {}
+  if type(st.key_version) == "number" then st.key_version = math.floor(st.key_version) end
+  return st
+end
+
+function Job:_save_product(state)
+  os.execute("mkdir -p '" .. self.state_dir:gsub("'", "'\\''") .. "'")
+  return write_file(self:_state_path(".product.json"), cjson.encode(state))
+end
+
+-- Product create-or-reuse, key pair generated-or-given, registerpubkey,
+-- bindwxaapp. Each completed step is saved before the next starts.
+function Job:_ensure_product()
+  local state = self:_product_state()
+  state.name = self.product
+  if self.product_id then state.product_id = wmpf.product_id_string(self.product_id) end
+  if self.key_version then state.key_version = self.key_version end
+  local pem = self.key
+  if not pem then
+    pem = read_file(self:_state_path(".key.pem"))
+    if not pem then
+      if state.key_version then
+        return errors.fail("input", "product " .. self.product .. " has key_version " .. state.key_version ..
+          " but its private key is not in " .. self.state_dir .. "; pass --key")
+      end
+      os.execute("mkdir -p '" .. self.state_dir:gsub("'", "'\\''") .. "'")
+      pem = crypto.generate_ec_key():private_pem()
+      local ok, err = write_file(self:_state_path(".key.pem"), pem, true)
+      if not ok then return nil, err end
+    end
+  end
+  local key, kerr = crypto.private_key(pem)
+  if not key then return nil, kerr end
+  if key:type() ~= "ec" then return errors.fail("input", "the WMPF key must be EC P-256") end
+  self.signing_key = key
+  local steps = self.steps
+  if not state.product_id then
+    local pid, err = steps:create_product(self.product)
+    if not pid then return nil, err end
+    state.product_id = pid
+    local ok, serr = self:_save_product(state)
+    if not ok then return nil, serr end
+  end
+  if not state.key_version then
+    local kv, err = steps:register_pubkey(state.product_id, key:public_pem())
+    if not kv then return nil, err end
+    state.key_version = kv
+    local ok, serr = self:_save_product(state)
+    if not ok then return nil, serr end
+  end
+  if self.appid and state.bound ~= self.appid then
+    local ok, err = steps:bind_wxa_app(state.product_id, self.appid)
+    if not ok then return nil, err end
+    state.bound = self.appid
+    local sok, serr = self:_save_product(state)
+    if not sok then return nil, serr end
+  end
+  self.product_state = state
+  return state
+end
+
+------------------------------------------------------------------ journal
+
+function Job:_header()
+  return { t = "H", v = M.VERSION, fingerprint = self.scanned.fingerprint, product = self.product,
+    wmpf = self.wmpf and true or false, groups = self.groups and true or false,
+    wecom = self.wecom and true or false, batch = self.batch, only_failed = self.only_failed and true or false }
+end
+
+local HEADER_KEYS = { "v", "fingerprint", "product", "wmpf", "groups", "wecom", "batch", "only_failed" }
+
+-- Loads the journal keeping only what is not yet in the manifest.
+function Job:_load_journal()
+  local st = { done = {}, intent = {}, mbatch = 0, moffset = 0, header = nil, finished = nil, resent = 0 }
+  local j, err = journal.open(self.journal_path, function(rec)
+    local t = rec.t
+    if t == "H" then st.header = st.header or rec
+    elseif t == "I" then
+      st.intent[rec.b] = st.intent[rec.b] or {}
+      st.intent[rec.b][rec.s] = true
+    elseif t == "D" then
+      st.done[rec.b] = st.done[rec.b] or {}
+      st.done[rec.b][rec.s] = rec
+      if st.intent[rec.b] then st.intent[rec.b][rec.s] = nil end
+    elseif t == "M" then
+      for b = st.mbatch + 1, rec.b do st.done[b] = nil; st.intent[b] = nil end
+      st.mbatch, st.moffset, st.mrows = rec.b, rec.o, rec.r
+      st.ok, st.failed, st.invalid = rec.ok, rec.failed, rec.invalid
+    elseif t == "E" then st.finished = rec
+    elseif t == "R" then st.resent = st.resent + (rec.n or 0)
+    end
+  end)
+  if not j then return nil, err end
+  return j, st
+end
+
+------------------------------------------------------------------ pass 2
+
+-- Runs the steps of one batch that the journal has not recorded. `b` is the
+-- batch: { n =, rows = { all rows }, devices = { valid rows } }.
+function Job:_run_batch(b, st)
+  local j, steps = self.journal, self.steps
+  local done = st.done[b.n] or {}
+  st.done[b.n] = done
+  local doubt = st.intent[b.n] or {}
+  local devs = b.devices
+  if #devs == 0 then return true end
+  local function begin(s)
+    if doubt[s] then
+      self.resent = self.resent + 1
+      j:append{ t = "R", b = b.n, s = s, n = 1 }
+    end
+    j:append{ t = "I", b = b.n, s = s }
+    return j:sync()
+  end
+  local function finish(s, rec)
+    rec.t, rec.b, rec.s = "D", b.n, s
+    local ok, err = j:append(rec)
+    if not ok then return nil, err end
+    done[s] = rec
+    return true
+  end
+  if self.wmpf and not done.wmpf then
+    local ids = {}
+    for i, d in ipairs(devs) do ids[i] = d.device_id end
+    local ok, err = begin("wmpf")
+    if not ok then return nil, err end
+    local res, aerr = steps:add_devices(self.product_state.product_id, ids, doubt.wmpf)
+    if res then ok, err = finish("wmpf", { ok = true })
+    elseif aerr.kind == "io" then return nil, aerr
+    else ok, err = finish("wmpf", { ok = false, c = aerr.errcode, m = aerr.message }) end
+    if not ok then return nil, err end
+  end
+  if self.groups and not done.gcreate then
+    local ok, err = begin("gcreate")
+    if not ok then return nil, err end
+    local name = ("%s-%d"):format(self.product:sub(1, 20), b.n)
+    local gid, gerr = steps:group_create(name)
+    if gid then ok, err = finish("gcreate", { ok = true, g = gid })
+    else ok, err = finish("gcreate", { ok = false, c = gerr.errcode, m = gerr.message }) end
+    if not ok then return nil, err end
+  end
+  if self.groups and not done.group then
+    local gc = done.gcreate
+    if not gc.ok then
+      local ok, err = finish("group", { ok = false, c = gc.c, m = gc.m })
+      if not ok then return nil, err end
+    else
+      local ok, err = begin("group")
+      if not ok then return nil, err end
+      local sns = {}
+      for i, d in ipairs(devs) do sns[i] = d.sn or d.device_id end
+      local res, gerr = steps:group_add(gc.g, sns, doubt.group)
+      if res then ok, err = finish("group", { ok = true, f = next(res.failed) and res.failed or nil })
+      else ok, err = finish("group", { ok = false, c = gerr.errcode, m = gerr.message }) end
+      if not ok then return nil, err end
+    end
+  end
+  if self.wecom and not done.wecom then
+    local ok, err = begin("wecom")
+    if not ok then return nil, err end
+    local qr, failed = {}, {}
+    for _, d in ipairs(devs) do
+      local sn = d.sn or d.device_id
+      local code, werr = steps:register_sn(sn, doubt.wecom)
+      if code then qr[sn] = code
+      elseif werr.kind == "io" then return nil, werr
+      else failed[sn] = { c = werr.errcode, m = werr.message } end
+    end
+    ok, err = finish("wecom", { ok = true, q = qr, f = next(failed) and failed or nil })
+    if not ok then return nil, err end
+  end
+  return j:sync()
+end
+
+-- Manifest rows of a finished batch, in input order.
+function Job:_write_batch(b, st, counts)
+  local done = st.done[b.n] or {}
+  local ps = self.product_state
+  for _, row in ipairs(b.rows) do
+    local out = { line = row.line, device_id = row.device_id, sn = row.sn or row.device_id }
+    if row.bad then
+      out.status, out.error = "invalid", row.bad
+      counts.invalid = counts.invalid + 1
+    else
+      local errs, code = {}, nil
+      local function fail(step, c, m)
+        errs[#errs + 1] = step .. ": " .. tostring(m)
+        code = code or c
+      end
+      local sn = out.sn
+      if self.wmpf then
+        out.product_id, out.key_version = ps.product_id, ps.key_version
+        local w = done.wmpf
+        if w and not w.ok then fail("wmpf", w.c, w.m) end
+      end
+      if self.groups then
+        local gc, g = done.gcreate, done.group
+        if gc and gc.ok then out.group_id = gc.g end
+        if g and not g.ok then fail("group", g.c, g.m)
+        elseif g and g.f and g.f[sn] then fail("group", g.f[sn].c, g.f[sn].m) end
+      end
+      if self.wecom then
+        local w = done.wecom
+        if w and w.q and w.q[sn] then out.qr_code = w.q[sn]
+        elseif w and w.f and w.f[sn] then fail("wecom", w.f[sn].c, w.f[sn].m) end
+      end
+      if #errs == 0 then
+        out.status = "ok"
+        if self.wmpf then out.signature = wmpf.device_signature(self.signing_key, ps.product_id, row.device_id) end
+        counts.ok = counts.ok + 1
+      else
+        out.status, out.errcode, out.error = "failed", code, table.concat(errs, "; ")
+        counts.failed = counts.failed + 1
+      end
+    end
+    self.mf:write(out)
+  end
+end
+
+--- Provisions every device. Returns the summary, or nil, err (then run again
+-- with resume = true to continue).
+function Job:run()
+  local t0 = clock.monotonic()
+  local s, err = self:scan()
+  if not s then return nil, err end
+  local j, st = self:_load_journal()
+  if not j then return nil, st end
+  self.journal = j
+  local function fail(e) j:close(); if self.mf then self.mf:close() end; return nil, e end
+  local header = self:_header()
+  if st.header then
+    for _, k in ipairs(HEADER_KEYS) do
+      if st.header[k] ~= header[k] then
+        return fail(errors.new("state", ("the journal %s belongs to another job (%s differs: the input file or options changed); " ..
+          "remove it to start over"):format(self.journal_path, k)))
+      end
+    end
+    if st.finished then
+      j:close()
+      local sum = st.finished.summary or {}
+      sum.already_complete = true
+      return sum
+    end
+    if not self.resume then
+      return fail(errors.new("state", ("a journal for this job exists (%s): pass --resume to continue it, " ..
+        "or remove it to start over"):format(self.journal_path)))
+    end
+  else
+    j:append(header)
+    j:sync()
+  end
+  self.resent = st.resent
+  if self.wmpf then
+    local ps, perr = self:_ensure_product()
+    if not ps then return fail(perr) end
+  else
+    self.product_state = {}
+  end
+  local mf, merr = manifest.open(self.out, st.mbatch > 0 and st.moffset or 0)
+  if not mf then return fail(merr) end
+  self.mf = mf
+  local counts = { ok = st.ok or 0, failed = st.failed or 0, invalid = st.invalid or 0 }
+  local prog = progress.new{ total = s.rows, enabled = self.progress }
+  local r, rerr = self:_open_input()
+  if not r then return fail(rerr) end
+  local first, nb, batch, done_rows = {}, 0, nil, st.mrows or 0
+  local suspects = s.suspects
+  local function new_batch() nb = nb + 1; batch = { n = nb, rows = {}, devices = {} } end
+  local function flush()
+    if batch.n > st.mbatch then
+      local ok, e = self:_run_batch(batch, st)
+      if not ok then return nil, e end
+      self:_write_batch(batch, st, counts)
+      local size, serr = mf:sync()
+      if not size then return nil, serr end
+      done_rows = done_rows + #batch.rows
+      j:append{ t = "M", b = batch.n, o = size, r = done_rows, ok = counts.ok, failed = counts.failed, invalid = counts.invalid }
+      st.done[batch.n], st.intent[batch.n] = nil, nil
+      prog:update(done_rows, counts.failed)
+    end
+    return true
+  end
+  new_batch()
+  for row in r:rows() do
+    if not skip_row(self, row) then
+      local bad = self:row_error(row)
+      if not bad then
+        local keys = self:keys(row)
+        for _, k in ipairs(keys) do
+          if suspects[k] and first[k] then
+            local kind = k:sub(1, 1)
+            bad = ("duplicate %s %s (first at line %d)"):format(KEY_LABEL[kind], k:sub(3), first[k])
+            break
+          end
+        end
+        if not bad then
+          for _, k in ipairs(keys) do if suspects[k] then first[k] = row.line end end
+          if #batch.devices == self.batch then
+            local ok, e = flush()
+            if not ok then r:close(); return fail(e) end
+            new_batch()
+          end
+          batch.devices[#batch.devices + 1] = row
+        end
+      end
+      row.bad = bad
+      batch.rows[#batch.rows + 1] = row
+    end
+  end
+  r:close()
+  if r.fingerprint ~= s.fingerprint then
+    return fail(errors.new("state", "the input file changed while it was being provisioned"))
+  end
+  local ok, e = flush()
+  if not ok then return fail(e) end
+  prog:finish()
+  local ps = self.product_state
+  local summary = { rows = s.rows, devices = counts.ok + counts.failed, ok = counts.ok, failed = counts.failed,
+    invalid = counts.invalid, batches = nb, resent = self.resent, manifest = self.out,
+    product = self.product, product_id = ps.product_id, key_version = ps.key_version,
+    elapsed = clock.monotonic() - t0 }
+  local fok, ferr = mf:finish()
+  if not fok then return fail(ferr) end
+  self.mf = nil
+  j:append{ t = "E", summary = summary }
+  j:close()
+  return summary
+end
+
+return M
