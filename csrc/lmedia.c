@@ -16,6 +16,7 @@
 #define DEFRAMER "wxhw.media.Deframer"
 #define RESAMPLER "wxhw.media.Resampler"
 #define FRAMER "wxhw.media.Framer"
+#define FLVMUX "wxhw.media.FlvMuxer"
 
 static void *grow(void *ud, void *ptr, size_t size) {
   (void)ud;
@@ -722,6 +723,121 @@ static int framer_tostring(lua_State *L) {
   return 1;
 }
 
+/* ---- FLV ---------------------------------------------------------------- */
+typedef struct {
+  wm_flv f;
+  int audio, video;
+} flvmux;
+
+/* flv_muxer{video="h264"|"h265"|false, audio=true, hevc="codecid12"|"enhanced"} */
+static int flvmux_new(lua_State *L) {
+  static const char *const flavours[] = {"codecid12", "enhanced", NULL};
+  flvmux *m;
+  int codec = WM_H264, video = 1, audio, flavour = WM_FLV_H265_CODECID12;
+  check_table_or_none(L, 1);
+  if (!lua_isnoneornil(L, 1)) {
+    int t = wxhw_getfield(L, 1, "video");
+    if (t == LUA_TBOOLEAN) video = lua_toboolean(L, -1);
+    else if (t != LUA_TNIL) {
+      static const char *const names[] = {"h264", "h265", NULL};
+      codec = luaL_checkoption(L, -1, NULL, names);
+    }
+    lua_pop(L, 1);
+    if (wxhw_getfield(L, 1, "hevc") != LUA_TNIL) flavour = luaL_checkoption(L, -1, NULL, flavours);
+    lua_pop(L, 1);
+  }
+  audio = opt_bool(L, 1, "audio", 1);
+  m = lua_newuserdatauv(L, sizeof *m, 0);
+  wm_flv_init(&m->f, codec, flavour);
+  m->audio = audio, m->video = video;
+  luaL_setmetatable(L, FLVMUX);
+  return 1;
+}
+
+static flvmux *check_flvmux(lua_State *L) { return luaL_checkudata(L, 1, FLVMUX); }
+
+static int flvmux_gc(lua_State *L) {
+  wm_flv_free(&check_flvmux(L)->f);
+  return 0;
+}
+
+static int flv_result(lua_State *L, wm_out *o, int r, const char *why) {
+  if (r == WM_ENOMEM) return nomem(L);
+  if (r == WM_EINVAL) why = "FLV: tag larger than 16 MiB";
+  lua_pushinteger(L, (lua_Integer)o->n);
+  if (r < 0) {
+    wxhw_fail(L, "input", "%s", why);
+    lua_remove(L, -2);
+    return 2;
+  }
+  return 1;
+}
+
+/* mux:header(buf) -> 1 (the 9-byte header + PreviousTagSize0) */
+static int flvmux_header(lua_State *L) {
+  flvmux *m = check_flvmux(L);
+  wm_out *o = check_buffer(L, 2);
+  wm_out_reset(o);
+  return flv_result(L, o, wm_flv_header(o, m->audio, m->video), NULL);
+}
+
+/* mux:video(annexb_au, dts_ms, cts_ms, buf) -> tags written [, err] */
+static int flvmux_video(lua_State *L) {
+  flvmux *m = check_flvmux(L);
+  size_t len;
+  const uint8_t *au = (const uint8_t *)luaL_checklstring(L, 2, &len);
+  lua_Integer dts = luaL_checkinteger(L, 3), cts = luaL_optinteger(L, 4, 0);
+  wm_out *o = check_buffer(L, 5);
+  const char *why = NULL;
+  luaL_argcheck(L, dts >= 0 && dts <= 0x7fffffff, 3, "DTS must be 0..2^31-1 ms");
+  int r;
+  wm_out_reset(o);
+  r = wm_flv_video(&m->f, au, len, (uint32_t)dts, (int32_t)cts, o, &why);
+  return flv_result(L, o, r, why);
+}
+
+/* mux:aac(adts_frames, ts_ms, buf) -> tags written [, err] */
+static int flvmux_aac(lua_State *L) {
+  flvmux *m = check_flvmux(L);
+  size_t len;
+  const uint8_t *p = (const uint8_t *)luaL_checklstring(L, 2, &len);
+  lua_Integer ts = luaL_checkinteger(L, 3);
+  wm_out *o = check_buffer(L, 4);
+  const char *why = NULL;
+  luaL_argcheck(L, ts >= 0 && ts <= 0x7fffffff, 3, "timestamp must be 0..2^31-1 ms");
+  int r;
+  wm_out_reset(o);
+  r = wm_flv_aac(&m->f, p, len, (uint32_t)ts, o, &why);
+  return flv_result(L, o, r, why);
+}
+
+static int flvmux_tostring(lua_State *L) {
+  flvmux *m = check_flvmux(L);
+  lua_pushfstring(L, FLVMUX " (%s%s)", m->video ? (m->f.video_codec == WM_H265 ? "h265" : "h264") : "",
+                  m->audio ? " aac" : "");
+  return 1;
+}
+
+/* flv_tags(s) -> { {type=, ts=, data=}, ... }, bytes_consumed | nil, err */
+static int l_flv_tags(lua_State *L) {
+  size_t n, pos = 0;
+  const uint8_t *p = (const uint8_t *)luaL_checklstring(L, 1, &n);
+  const char *why = NULL;
+  wm_flv_tag t;
+  int r, k = 0;
+  lua_newtable(L);
+  while ((r = wm_flv_read(p, n, &pos, &t, &why)) == 1) {
+    lua_createtable(L, 0, 3);
+    lua_pushinteger(L, t.type), lua_setfield(L, -2, "type");
+    lua_pushinteger(L, (lua_Integer)t.ts), lua_setfield(L, -2, "ts");
+    lua_pushlstring(L, (const char *)t.data, t.len), lua_setfield(L, -2, "data");
+    lua_rawseti(L, -2, ++k);
+  }
+  if (r < 0) return wxhw_fail(L, "input", "%s", why);
+  lua_pushinteger(L, (lua_Integer)pos);
+  return 2;
+}
+
 /* ---- registration ------------------------------------------------------- */
 static const luaL_Reg buffer_methods[] = {
     {"count", buffer_len}, {"bytes", buffer_bytes}, {"get", buffer_get},   {"span", buffer_span},
@@ -779,7 +895,20 @@ static const luaL_Reg framer_mt[] = {{"__gc", framer_gc},
                                      {"__tostring", framer_tostring},
                                      {NULL, NULL}};
 
+static const luaL_Reg flvmux_methods[] = {{"header", flvmux_header},
+                                          {"video", flvmux_video},
+                                          {"aac", flvmux_aac},
+                                          {NULL, NULL}};
+static const luaL_Reg flvmux_mt[] = {{"__gc", flvmux_gc},
+#if LUA_VERSION_NUM >= 504
+                                     {"__close", flvmux_gc},
+#endif
+                                     {"__tostring", flvmux_tostring},
+                                     {NULL, NULL}};
+
 static const luaL_Reg functions[] = {{"buffer", buffer_new},
+                                     {"flv_muxer", flvmux_new},
+                                     {"flv_tags", l_flv_tags},
                                      {"g711_encode", l_g711_encode},
                                      {"g711_decode", l_g711_decode},
                                      {"resampler", resampler_new},
@@ -804,6 +933,7 @@ int wxhw_open_media(lua_State *L) {
   wxhw_newclass(L, DEFRAMER, deframer_methods, deframer_mt);
   wxhw_newclass(L, RESAMPLER, resampler_methods, resampler_mt);
   wxhw_newclass(L, FRAMER, framer_methods, framer_mt);
+  wxhw_newclass(L, FLVMUX, flvmux_methods, flvmux_mt);
   luaL_newlib(L, functions);
   return 1;
 }
