@@ -17,6 +17,7 @@
 #define RESAMPLER "wxhw.media.Resampler"
 #define FRAMER "wxhw.media.Framer"
 #define FLVMUX "wxhw.media.FlvMuxer"
+#define REORDER "wxhw.media.Reorderer"
 
 static void *grow(void *ud, void *ptr, size_t size) {
   (void)ud;
@@ -838,6 +839,43 @@ static int l_flv_tags(lua_State *L) {
   return 2;
 }
 
+/* ---- parameter-set reorderer ("prepare for WeChat") ---------------------- */
+static int reorder_new(lua_State *L) {
+  wm_reorder *r;
+  int codec;
+  check_table_or_none(L, 1);
+  codec = opt_codec(L, 1);
+  r = lua_newuserdatauv(L, sizeof *r, 0);
+  wm_reorder_init(r, codec);
+  luaL_setmetatable(L, REORDER);
+  return 1;
+}
+
+static int reorder_gc(lua_State *L) {
+  wm_reorder_free(luaL_checkudata(L, 1, REORDER));
+  return 0;
+}
+
+/* r:push(au, ts, buf) -> 0 (dropped) or 1 (the access unit to send) */
+static int reorder_push(lua_State *L) {
+  wm_reorder *r = luaL_checkudata(L, 1, REORDER);
+  size_t len;
+  const uint8_t *au = (const uint8_t *)luaL_checklstring(L, 2, &len);
+  lua_Integer ts = luaL_optinteger(L, 3, 0);
+  wm_out *o = check_buffer(L, 4);
+  int n;
+  wm_out_reset(o);
+  if ((n = wm_reorder_push(r, au, len, ts, o)) < 0) return nomem(L);
+  lua_pushinteger(L, n);
+  return 1;
+}
+
+static int reorder_tostring(lua_State *L) {
+  wm_reorder *r = luaL_checkudata(L, 1, REORDER);
+  lua_pushfstring(L, REORDER " (%s)", r->codec == WM_H265 ? "h265" : "h264");
+  return 1;
+}
+
 /* ---- registration ------------------------------------------------------- */
 static const luaL_Reg buffer_methods[] = {
     {"count", buffer_len}, {"bytes", buffer_bytes}, {"get", buffer_get},   {"span", buffer_span},
@@ -906,7 +944,16 @@ static const luaL_Reg flvmux_mt[] = {{"__gc", flvmux_gc},
                                      {"__tostring", flvmux_tostring},
                                      {NULL, NULL}};
 
+static const luaL_Reg reorder_methods[] = {{"push", reorder_push}, {NULL, NULL}};
+static const luaL_Reg reorder_mt[] = {{"__gc", reorder_gc},
+#if LUA_VERSION_NUM >= 504
+                                      {"__close", reorder_gc},
+#endif
+                                      {"__tostring", reorder_tostring},
+                                      {NULL, NULL}};
+
 static const luaL_Reg functions[] = {{"buffer", buffer_new},
+                                     {"reorderer", reorder_new},
                                      {"flv_muxer", flvmux_new},
                                      {"flv_tags", l_flv_tags},
                                      {"g711_encode", l_g711_encode},
@@ -934,6 +981,7 @@ int wxhw_open_media(lua_State *L) {
   wxhw_newclass(L, RESAMPLER, resampler_methods, resampler_mt);
   wxhw_newclass(L, FRAMER, framer_methods, framer_mt);
   wxhw_newclass(L, FLVMUX, flvmux_methods, flvmux_mt);
+  wxhw_newclass(L, REORDER, reorder_methods, reorder_mt);
   luaL_newlib(L, functions);
   return 1;
 }
