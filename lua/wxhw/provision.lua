@@ -57,6 +57,8 @@ function M.new(o)
   self.state_dir = o.state_dir or ".wxhw"
   local limit = self.groups and (o.group_size or mp.GROUP_LIMIT) or nil
   self.batch = o.batch or (limit or 100)
+  self.step_attempts = o.step_attempts or 6
+  self.step_delay = o.step_delay or 0.2
   if limit and self.batch > limit then error("provision.new: batch must not exceed the group size " .. limit, 2) end
   if self.batch < 1 or self.batch > 10000 then error("provision.new: batch must be 1-10000", 2) end
   return self
@@ -273,7 +275,7 @@ local HEADER_KEYS = { "v", "fingerprint", "product", "wmpf", "groups", "wecom", 
 
 -- Loads the journal keeping only what is not yet in the manifest.
 function Job:_load_journal()
-  local st = { done = {}, intent = {}, mbatch = 0, moffset = 0, header = nil, finished = nil, resent = 0 }
+  local st = { done = {}, intent = {}, mbatch = 0, moffset = 0, header = nil, finished = nil, resent = {} }
   local j, err = journal.open(self.journal_path, function(rec)
     local t = rec.t
     if t == "H" then st.header = st.header or rec
@@ -289,7 +291,7 @@ function Job:_load_journal()
       st.mbatch, st.moffset, st.mrows = rec.b, rec.o, rec.r
       st.ok, st.failed, st.invalid = rec.ok, rec.failed, rec.invalid
     elseif t == "E" then st.finished = rec
-    elseif t == "R" then st.resent = st.resent + (rec.n or 0)
+    elseif t == "R" then st.resent[rec.s] = (st.resent[rec.s] or 0) + (rec.n or 0)
     end
   end)
   if not j then return nil, err end
@@ -309,7 +311,7 @@ function Job:_run_batch(b, st)
   if #devs == 0 then return true end
   local function begin(s)
     if doubt[s] then
-      self.resent = self.resent + 1
+      self.resent[s] = (self.resent[s] or 0) + 1
       j:append{ t = "R", b = b.n, s = s, n = 1 }
     end
     j:append{ t = "I", b = b.n, s = s }
@@ -322,12 +324,27 @@ function Job:_run_batch(b, st)
     done[s] = rec
     return true
   end
+  -- A failure that may not be final (connection reset, 5xx on a POST the
+  -- client would not repeat blindly) is retried here, in doubt: the step
+  -- checks the platform first where it can.
+  local function try(s, fn)
+    local in_doubt = doubt[s]
+    local res, err
+    for attempt = 1, self.step_attempts do
+      res, err = fn(in_doubt)
+      if res or err.kind == "io" or not err.retryable then return res, err end
+      in_doubt = true
+      self.retried = self.retried + 1
+      if attempt < self.step_attempts then clock.sleep(math.min(5, self.step_delay * 2 ^ (attempt - 1))) end
+    end
+    return res, err
+  end
   if self.wmpf and not done.wmpf then
     local ids = {}
     for i, d in ipairs(devs) do ids[i] = d.device_id end
     local ok, err = begin("wmpf")
     if not ok then return nil, err end
-    local res, aerr = steps:add_devices(self.product_state.product_id, ids, doubt.wmpf)
+    local res, aerr = try("wmpf", function(d) return steps:add_devices(self.product_state.product_id, ids, d) end)
     if res then ok, err = finish("wmpf", { ok = true })
     elseif aerr.kind == "io" then return nil, aerr
     else ok, err = finish("wmpf", { ok = false, c = aerr.errcode, m = aerr.message }) end
@@ -337,7 +354,7 @@ function Job:_run_batch(b, st)
     local ok, err = begin("gcreate")
     if not ok then return nil, err end
     local name = ("%s-%d"):format(self.product:sub(1, 20), b.n)
-    local gid, gerr = steps:group_create(name)
+    local gid, gerr = try("gcreate", function(d) return steps:group_create(name, d) end)
     if gid then ok, err = finish("gcreate", { ok = true, g = gid })
     else ok, err = finish("gcreate", { ok = false, c = gerr.errcode, m = gerr.message }) end
     if not ok then return nil, err end
@@ -352,7 +369,7 @@ function Job:_run_batch(b, st)
       if not ok then return nil, err end
       local sns = {}
       for i, d in ipairs(devs) do sns[i] = d.sn or d.device_id end
-      local res, gerr = steps:group_add(gc.g, sns, doubt.group)
+      local res, gerr = try("group", function(d) return steps:group_add(gc.g, sns, d) end)
       if res then ok, err = finish("group", { ok = true, f = next(res.failed) and res.failed or nil })
       else ok, err = finish("group", { ok = false, c = gerr.errcode, m = gerr.message }) end
       if not ok then return nil, err end
@@ -364,7 +381,7 @@ function Job:_run_batch(b, st)
     local qr, failed = {}, {}
     for _, d in ipairs(devs) do
       local sn = d.sn or d.device_id
-      local code, werr = steps:register_sn(sn, doubt.wecom)
+      local code, werr = try("wecom", function(d) return steps:register_sn(sn, d) end)
       if code then qr[sn] = code
       elseif werr.kind == "io" then return nil, werr
       else failed[sn] = { c = werr.errcode, m = werr.message } end
@@ -452,7 +469,7 @@ function Job:run()
     j:append(header)
     j:sync()
   end
-  self.resent = st.resent
+  self.resent, self.retried = st.resent, 0
   if self.wmpf then
     local ps, perr = self:_ensure_product()
     if not ps then return fail(perr) end
@@ -519,7 +536,7 @@ function Job:run()
   prog:finish()
   local ps = self.product_state
   local summary = { rows = s.rows, devices = counts.ok + counts.failed, ok = counts.ok, failed = counts.failed,
-    invalid = counts.invalid, batches = nb, resent = self.resent, manifest = self.out,
+    invalid = counts.invalid, batches = nb, resent = self.resent, retried = self.retried, manifest = self.out,
     product = self.product, product_id = ps.product_id, key_version = ps.key_version,
     elapsed = clock.monotonic() - t0 }
   local fok, ferr = mf:finish()

@@ -184,9 +184,11 @@ end
 local function print_summary(s, json)
   if json then print(cjson.encode(s)); return end
   if s.already_complete then print("already complete: nothing to do") end
+  local resent = 0
+  for _, n in pairs(s.resent or {}) do resent = resent + n end
   print(("provisioned %d devices: %d ok, %d failed, %d invalid rows; %d batches%s"):format(s.devices or 0, s.ok or 0,
-    s.failed or 0, s.invalid or 0, s.batches or 0, (s.resent or 0) > 0 and
-    (", " .. s.resent .. " in-doubt steps re-sent after a crash") or ""))
+    s.failed or 0, s.invalid or 0, s.batches or 0, resent > 0 and
+    (", " .. resent .. " in-doubt steps re-checked after a crash") or ""))
   if s.product_id then print(("product %s: product_id %s key_version %s"):format(s.product, s.product_id,
     tostring(s.key_version))) end
   if s.elapsed then print(("%.1f s, %.0f devices/s"):format(s.elapsed, (s.rows or 0) / math.max(s.elapsed, 1e-6))) end

@@ -79,16 +79,6 @@ local function split(s)
 end
 M.split_csv = split
 
--- Quotes in a string (odd count = a quoted field continues on the next line).
-local function quotes(s)
-  local n, i = 0, 1
-  while true do
-    local q = find(s, '"', i, true)
-    if not q then return n end
-    n, i = n + 1, q + 1
-  end
-end
-
 --- opts: format ("csv"|"jsonl", default from the name), columns (names to
 -- return; default device_id, sn), required (default { "device_id" }).
 function M.open(path, opts)
@@ -151,19 +141,21 @@ function Reader:_line()
   end
 end
 
--- A whole CSV record: joins physical lines while a quoted field is open.
+-- A whole CSV record: joins physical lines while a quoted field is open
+-- (at most 1000 lines, so one stray quote cannot swallow the file).
 function Reader:_record()
   local s = self:_line()
   self.record_line = self.line
   if not s or not find(s, '"', 1, true) then return s end
-  local parts, q = { s }, quotes(s)
-  while q % 2 == 1 do
+  local n = 1
+  while n < 1000 do
+    local fields, err = split_quoted(s)
+    if fields or err ~= "unterminated quoted field" then return s end
     local more = self:_line()
-    if not more then break end
-    parts[#parts + 1] = more
-    q = q + quotes(more)
+    if not more then return s end
+    s, n = s .. "\n" .. more, n + 1
   end
-  return table.concat(parts, "\n")
+  return s
 end
 
 function Reader:_header()
@@ -217,7 +209,7 @@ function Reader:_json_row()
   if not s then return nil end
   local line = self.line
   local v = cjson.decode(s)
-  if type(v) ~= "table" then return { line = line, error = "malformed JSON line (not a JSON object)" } end
+  if type(v) ~= "table" or v[1] ~= nil then return { line = line, error = "malformed JSON line (not a JSON object)" } end
   local row = { line = line }
   for _, name in ipairs(self.columns) do
     local x = v[name]
