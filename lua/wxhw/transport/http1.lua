@@ -1,0 +1,340 @@
+--- A small HTTP/1.1 client on nginx cosockets (ngx.socket.tcp): keep-alive
+-- pools via setkeepalive, Content-Length, chunked and read-until-close
+-- bodies, TLS with certificate and host-name verification always on.
+-- Runs only inside nginx-lua, in phases where cosockets exist (content,
+-- access, rewrite, timers). lua-resty-http is not packaged by Debian.
+--
+--   local http1 = require "wxhw.transport.http1"
+--   local res, err = http1.request({ method =, url =, headers =, body =, timeout = },
+--     { connect_timeout = s, timeout = s, max_body = n, pool_size = n, keepalive = s,
+--       resolve = { ["api.example"] = "10.0.0.1" } })
+local errors = require "wxhw.errors"
+
+-- Loadable outside nginx too (parse_url is plain Lua and has unit specs).
+local in_nginx = type(ngx) == "table" and ngx.socket ~= nil
+local tcp = in_nginx and ngx.socket.tcp
+local now = in_nginx and ngx.now or os.time
+local update_time = in_nginx and ngx.update_time or function() end
+local concat, lower, tonumber, find, sub = table.concat, string.lower, tonumber, string.find, string.sub
+
+local M = {}
+
+local DEFAULT_MAX_BODY = 16 * 1024 * 1024
+local MAX_HEADER_LINES = 200
+
+local function fail(kind, reason, message, fields)
+  local e = errors.new(kind, message, fields)
+  e.reason = reason
+  return nil, e
+end
+
+local function net_error(reason, detail, sent, retryable)
+  return fail("http", reason, reason .. ": " .. tostring(detail),
+    { detail = tostring(detail), sent = sent, retryable = retryable })
+end
+
+-- Maps a cosocket error string onto the shared classes.
+local function classify(detail, phase)
+  if detail == "timeout" then return "timeout", true end
+  if find(detail, "resolve", 1, true) or find(detail, "resolver", 1, true) then return "dns", true end
+  if phase == "connect" then return "connect", true end
+  if phase == "tls" then return "tls", false end
+  return "reset", true
+end
+
+--- Splits an absolute http(s) URL. Returns scheme, host, port, target.
+function M.parse_url(url)
+  local scheme, rest = url:match("^(%a[%w+.-]*)://(.*)$")
+  if not scheme then return fail("input", "url", "bad URL (no scheme://)") end
+  scheme = lower(scheme)
+  if scheme ~= "http" and scheme ~= "https" then
+    return fail("input", "scheme", "unsupported URL scheme " .. sub(scheme, 1, 20) .. " (use http or https)")
+  end
+  local authority, target = rest:match("^([^/?#]*)(.*)$")
+  if authority == "" or find(authority, "@", 1, true) then
+    return fail("input", "url", "bad URL (missing host, or credentials in the URL)")
+  end
+  local host, port = authority:match("^%[([%x:.]+)%]:?(%d*)$")
+  if not host then host, port = authority:match("^([^:]+):?(%d*)$") end
+  if not host or host == "" then return fail("input", "url", "bad URL (host)") end
+  port = tonumber(port) or (scheme == "https" and 443 or 80)
+  if port < 1 or port > 65535 then return fail("input", "url", "bad URL (port)") end
+  target = target:gsub("#.*$", "")
+  if target == "" then target = "/" elseif sub(target, 1, 1) == "?" then target = "/" .. target end
+  if find(target, "[%z\1-\32\127]") then return fail("input", "url", "bad URL (spaces or control characters)") end
+  return scheme, lower(host), port, target
+end
+
+local function valid_token(s)
+  return type(s) == "string" and s ~= "" and not find(s, "[^%w!#$%%&'*+%-.^_`|~]")
+end
+
+local function valid_value(s)
+  return not find(s, "[\r\n%z]")
+end
+
+-- Appends "Name: value" lines; returns true or nil, err.
+local function add_headers(lines, headers, seen)
+  for name, v in pairs(headers or {}) do
+    if type(name) ~= "string" then error("request.headers: names must be strings", 3) end
+    if not valid_token(name) then
+      return fail("input", "header", "header name " .. (valid_value(name) and sub(name, 1, 60) or "(with CR/LF)")
+        .. " is not a valid HTTP token")
+    end
+    local values = type(v) == "table" and v or { v }
+    if v ~= false then
+      for _, x in ipairs(values) do
+        if type(x) ~= "string" and type(x) ~= "number" then
+          error("request.headers[" .. name .. "] must be a string or a list of strings", 3)
+        end
+        x = tostring(x)
+        if not valid_value(x) then
+          return fail("input", "header", "header " .. sub(name, 1, 60) .. ": value contains CR, LF or NUL (refused)")
+        end
+        lines[#lines + 1] = name .. ": " .. x .. "\r\n"
+      end
+      seen[lower(name)] = true
+    end
+  end
+  return true
+end
+
+local function add_header(h, name, value)
+  local old = h[name]
+  if old == nil then h[name] = value
+  elseif type(old) == "table" then old[#old + 1] = value
+  else h[name] = { old, value } end
+end
+
+-- Sets the socket timeout to what is left of the deadline.
+local function left(sock, deadline, op_timeout)
+  update_time()
+  local ms = math.floor((deadline - now()) * 1000)
+  if ms <= 0 then return false end
+  sock:settimeout(math.min(ms, op_timeout))
+  return true
+end
+
+local function read_body(sock, res, method, deadline, op_ms, max_body)
+  local h = res.headers
+  local status = res.status
+  if method == "HEAD" or status == 204 or status == 304 or (status >= 100 and status < 200) then
+    return "", true
+  end
+  local te = h["transfer-encoding"]
+  if type(te) == "table" then te = concat(te, ",") end
+  if te and find(lower(te), "chunked", 1, true) then
+    local parts, total = {}, 0
+    while true do
+      if not left(sock, deadline, op_ms) then return nil, "timeout" end
+      local line, err = sock:receive("*l")
+      if not line then return nil, err end
+      local hex = line:match("^%s*(%x+)%s*[;]?")
+      local size = hex and #hex <= 12 and tonumber(hex, 16)
+      if not size then return nil, "protocol", "bad chunk size line" end
+      if size == 0 then
+        repeat -- trailers
+          if not left(sock, deadline, op_ms) then return nil, "timeout" end
+          line, err = sock:receive("*l")
+          if not line then return nil, err end
+        until line == ""
+        return concat(parts), true
+      end
+      total = total + size
+      if total > max_body then return nil, "too_large" end
+      if not left(sock, deadline, op_ms) then return nil, "timeout" end
+      local data
+      data, err = sock:receive(size)
+      if not data then return nil, err end
+      parts[#parts + 1] = data
+      local crlf
+      crlf, err = sock:receive(2)
+      if crlf ~= "\r\n" then return nil, err or "protocol", "chunk not followed by CRLF" end
+    end
+  end
+  local cl = h["content-length"]
+  if cl then
+    if type(cl) == "table" then
+      for i = 2, #cl do if cl[i] ~= cl[1] then return nil, "protocol", "conflicting Content-Length" end end
+      cl = cl[1]
+    end
+    local n = tonumber(cl:match("^%s*(%d+)%s*$"))
+    if not n then return nil, "protocol", "bad Content-Length" end
+    if n > max_body then return nil, "too_large" end
+    if n == 0 then return "", true end
+    if not left(sock, deadline, op_ms) then return nil, "timeout" end
+    local data, err = sock:receive(n)
+    if not data then return nil, err end
+    return data, true
+  end
+  -- no length: the body ends when the server closes
+  local parts, total = {}, 0
+  while true do
+    if not left(sock, deadline, op_ms) then return nil, "timeout" end
+    local data, err = sock:receiveany(65536)
+    if not data then
+      if err == "closed" then return concat(parts), false end
+      return nil, err
+    end
+    total = total + #data
+    if total > max_body then return nil, "too_large" end
+    parts[#parts + 1] = data
+  end
+end
+
+local function keep_alive(res)
+  local c = res.headers.connection
+  if type(c) == "table" then c = concat(c, ",") end
+  c = c and lower(c) or ""
+  if find(c, "close", 1, true) then return false end
+  if res.http_version == "1.0" then return find(c, "keep-alive", 1, true) ~= nil end
+  return true
+end
+
+-- One attempt on one connection. Returns res | nil, err, retry_stale.
+local function exchange(req, o, parts, deadline, t0)
+  local scheme, host, port, ip = parts.scheme, parts.host, parts.port, parts.ip
+  local sock = tcp()
+  local connect_ms = math.floor((o.connect_timeout or 5) * 1000)
+  local op_ms = math.floor((req.timeout or o.timeout or 10) * 1000)
+  sock:settimeouts(connect_ms, op_ms, op_ms)
+  -- the pool key carries scheme, host (the SNI name) and port, so two names on
+  -- one address never share a TLS connection
+  local ok, err = sock:connect(ip, port, { pool = scheme .. ":" .. host .. ":" .. port, pool_size = o.pool_size })
+  if not ok then
+    local reason, retryable = classify(err, "connect")
+    return net_error(reason, err, false, retryable)
+  end
+  local reused = sock:getreusedtimes() or 0
+  if scheme == "https" and reused == 0 then
+    -- Ask for the session object (nil, not false): with `false`, Debian's
+    -- lua-resty-core 0.1.25 + ngx_lua 0.10.23 can report success for a
+    -- handshake whose verification failed; with nil the failure surfaces,
+    -- sometimes as an assertion error, which pcall turns into a refusal.
+    local pok, sess
+    pok, sess, err = pcall(sock.sslhandshake, sock, nil, host, true)
+    if not pok then sess, err = nil, "certificate verification failed (" .. tostring(sess):match("[^\n]*") .. ")" end
+    if not sess then
+      sock:close()
+      local reason, retryable = classify(err, "tls")
+      return net_error(reason, err, false, retryable)
+    end
+  end
+  if not left(sock, deadline, op_ms) then
+    sock:close()
+    return net_error("timeout", "timeout", false, true)
+  end
+  local bytes
+  bytes, err = sock:send(parts.request)
+  if not bytes then
+    sock:close()
+    local r, e = net_error((classify(err, "send")), err, true, true)
+    return r, e, reused > 0 and err == "closed"
+  end
+  local line
+  local res = { headers = {} }
+  repeat -- skip 1xx interim responses
+    if not left(sock, deadline, op_ms) then sock:close(); return net_error("timeout", "timeout", true, true) end
+    line, err = sock:receive("*l")
+    if not line then
+      sock:close()
+      -- a pooled connection the server had already closed: nothing was read, try a fresh one
+      local stale = reused > 0 and (err == "closed" or err == "connection reset by peer")
+      local reason, retryable = classify(err, "read")
+      local r, e = net_error(reason, err, true, retryable)
+      return r, e, stale
+    end
+    local ver, status = line:match("^HTTP/(%d%.%d) (%d%d%d)")
+    if not ver then sock:close(); return net_error("protocol", "bad status line", true, false) end
+    res.status, res.http_version = tonumber(status), ver
+    local n = 0
+    res.headers = {}
+    while true do
+      if not left(sock, deadline, op_ms) then sock:close(); return net_error("timeout", "timeout", true, true) end
+      line, err = sock:receive("*l")
+      if not line then
+        sock:close()
+        local reason, retryable = classify(err, "read")
+        return net_error(reason, err, true, retryable)
+      end
+      if line == "" then break end
+      n = n + 1
+      if n > MAX_HEADER_LINES then sock:close(); return net_error("protocol", "too many header lines", true, false) end
+      local name, value = line:match("^([^:%s]+)%s*:%s*(.-)%s*$")
+      if name then add_header(res.headers, lower(name), value) end
+    end
+  until res.status >= 200 or res.status == 101
+  local max_body = req.max_body or o.max_body or DEFAULT_MAX_BODY
+  local body, why, detail = read_body(sock, res, parts.method, deadline, op_ms, max_body)
+  if not body then
+    sock:close()
+    if why == "too_large" then
+      return fail("http", "too_large", ("too_large: response body exceeds %d bytes"):format(max_body),
+        { retryable = false, sent = true })
+    end
+    if why == "protocol" then return net_error("protocol", detail, true, false) end
+    local reason, retryable = classify(why, "read")
+    return net_error(reason, why, true, retryable)
+  end
+  res.body = body
+  if why == true and keep_alive(res) then -- `why` is false when the body ran to EOF
+    sock:setkeepalive(math.floor((o.keepalive or 60) * 1000), o.pool_size or 64)
+  else
+    sock:close()
+  end
+  update_time()
+  res.time = now() - t0
+  return res
+end
+
+--- Performs one request. Returns a response {status, headers, body, time,
+-- http_version} or nil, err (classified as the libcurl transport does).
+function M.request(req, o)
+  o = o or {}
+  if not in_nginx then error("wxhw.transport.http1 needs nginx cosockets; use wxhw.transport", 2) end
+  if type(req) ~= "table" then error("request must be a table", 2) end
+  if type(req.url) ~= "string" then error("request.url must be a string", 2) end
+  local method = req.method or "GET"
+  if type(method) ~= "string" then error("request.method must be a string", 2) end
+  if req.body ~= nil and type(req.body) ~= "string" then error("request.body must be a string", 2) end
+  if req.timeout ~= nil and not (type(req.timeout) == "number" and req.timeout > 0) then
+    error("request.timeout must be > 0", 2)
+  end
+  if not valid_token(method) then return fail("input", "method", "bad HTTP method") end
+  local scheme, host, port, target = M.parse_url(req.url)
+  if not scheme then return nil, host end
+  local resolve = o.resolve and o.resolve[host]
+  local authority = (find(host, ":", 1, true) and ("[" .. host .. "]") or host)
+    .. (((scheme == "http" and port == 80) or (scheme == "https" and port == 443)) and "" or (":" .. port))
+  local lines = { method, " ", target, " HTTP/1.1\r\n" }
+  local seen = {}
+  local ok, err = add_headers(lines, req.headers, seen)
+  if not ok then return nil, err end
+  if not seen.host then lines[#lines + 1] = "Host: " .. authority .. "\r\n" end
+  if not seen["user-agent"] then lines[#lines + 1] = "User-Agent: " .. (o.user_agent or "wxhw/0.1 ngx_lua") .. "\r\n" end
+  local body = req.body
+  if body == nil and (method == "POST" or method == "PUT" or method == "PATCH") then body = "" end
+  if body and not seen["content-length"] then lines[#lines + 1] = "Content-Length: " .. #body .. "\r\n" end
+  lines[#lines + 1] = "\r\n"
+  if body and body ~= "" then lines[#lines + 1] = body end
+  update_time()
+  local t0 = now()
+  local total = req.timeout or o.timeout or 10
+  local parts = {
+    scheme = scheme, host = host, port = port, ip = resolve or host, method = method, request = lines,
+  }
+  local deadline = t0 + total
+  local res, stale
+  for _ = 1, 2 do
+    res, err, stale = exchange(req, o, parts, deadline, t0)
+    if res or not stale then break end
+  end
+  if not res then
+    update_time()
+    err.time = now() - t0
+    return nil, err
+  end
+  return res
+end
+
+return M
