@@ -304,6 +304,20 @@ describe("wxhw.paginate", function()
       assert.same({}, again)
     end)
 
+    it("ack() confirms the last item before an early break", function()
+      local list = make_list(300)
+      local srv = offset_server(list)
+      local cp = paginate.memory_checkpoint()
+      local p = paginate.new{ limit = 100, fetch = srv.fetch, checkpoint = cp }
+      local got = {}
+      for item in p:iter() do
+        got[#got + 1] = item
+        if #got == 120 then p:ack(); break end
+      end
+      for item in paginate.new{ limit = 100, fetch = srv.fetch, checkpoint = cp }:iter() do got[#got + 1] = item end
+      assert.same(ids(list), ids(got))
+    end)
+
     it("resumes after a failed fetch, from a file that survives the process", function()
       local path = os.tmpname()
       os.remove(path)

@@ -323,6 +323,16 @@ function Pager:iter()
   end
 end
 
+--- Confirms the item last handed out (call before breaking out of a loop
+-- early, so a resumed listing starts after it rather than with it).
+function Pager:ack()
+  local st = self.state
+  if st and st.items and st.pos then
+    st.index = st.pos
+    self:save()
+  end
+end
+
 --- All items in a list, or nil, err (with err.partial = the items so far).
 function Pager:collect()
   local out = {}
@@ -348,6 +358,14 @@ function M.file_checkpoint(path)
       f:close()
       local st = cjson.decode(s)
       if type(st) ~= "table" then error("paginate: checkpoint " .. path .. " is corrupt; delete it to start over", 0) end
+      -- JSON numbers may come back as floats (40.0): offsets and limits are integers
+      local function ints(t)
+        for k, v in pairs(t) do
+          if type(v) == "number" and v == math.floor(v) then t[k] = math.floor(v)
+          elseif type(v) == "table" then ints(v) end
+        end
+      end
+      ints(st)
       return st
     end,
     save = function(state)

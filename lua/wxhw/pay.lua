@@ -343,7 +343,7 @@ end
 -- Fetches one page of /v3/iotmanage/devices (decoded device records).
 function Pay:_device_page(req, decode)
   local data, err = self:request{ method = "GET", path = "/v3/iotmanage/devices",
-    query = { limit = req.limit, offset = req.offset } }
+    query = { limit = string.format("%d", req.limit), offset = string.format("%d", req.offset) } }
   if not data then return nil, err end
   if type(data.data) ~= "table" then data.data = {} end
   if decode ~= false then
@@ -388,7 +388,8 @@ function Pay:_device_pages(reqs, decode)
     if not ok then
       batch[i] = err
     else
-      local target = "/v3/iotmanage/devices?" .. client_mod.encode_query({ limit = r.limit, offset = r.offset })
+      local target = "/v3/iotmanage/devices?" .. client_mod.encode_query({ limit = string.format("%d", r.limit),
+        offset = string.format("%d", r.offset) })
       batch[i] = { method = "GET", url = base .. target, headers = {
         ["Accept"] = "application/json", ["User-Agent"] = self.user_agent,
         ["Wechatpay-Serial"] = self.keyring:request_serial(self.now()),

@@ -1,0 +1,202 @@
+--- `wxhw devices list`: stream a merchant's WeChat Pay IoT devices
+-- (/v3/iotmanage/devices), one per line, with a progress line on a terminal.
+-- Without merchant options it lists the built-in emulator's fleet.
+local M = {}
+
+local usage = [[
+usage: wxhw devices list [--json] [--limit N] [options]
+  --json               one JSON object per line (all API fields, codes and decoded names)
+  --limit N            stop after N devices (default: all)
+  --page-size N        devices per request, 1..100 (default 100)
+  --offset N           start at this offset (default 0)
+  --concurrency N      pages in flight at once, still within 20 requests/s (default 1)
+  --checkpoint FILE    resume an interrupted listing from FILE (created and updated as it goes)
+merchant (else the built-in emulator is started, see --emulator-devices):
+  --mchid ID --serial-no HEX --private-key FILE [--apiv3-key KEY | env WXHW_PAY_APIV3_KEY]
+  [--public-key FILE --public-key-id PUB_KEY_ID_...] [--base-url URL]
+  --emulator-devices N fleet size of the built-in emulator (default 1000)]]
+
+local FLAGS = { json = true, help = true, quiet = true }
+
+local function parse(args)
+  local o, pos = {}, {}
+  local i = 1
+  while i <= #args do
+    local a = args[i]
+    local k, v = a:match("^%-%-([%w%-]+)=(.*)$")
+    if not k then k = a:match("^%-%-([%w%-]+)$") end
+    if not k then
+      pos[#pos + 1] = a
+    elseif FLAGS[k] then
+      o[k] = true
+    else
+      if v == nil then i = i + 1; v = args[i] end
+      if v == nil then return nil, "--" .. k .. " needs a value" end
+      o[k] = v
+    end
+    i = i + 1
+  end
+  return o, pos
+end
+
+local function int(o, k, min, max, default)
+  if o[k] == nil then o[k] = default; return true end
+  local n = tonumber(o[k])
+  if not n or n ~= math.floor(n) or n < min or (max and n > max) then
+    return nil, "--" .. k .. " must be an integer " .. (max and (min .. ".." .. max) or (">= " .. min))
+  end
+  o[k] = math.floor(n)
+  return true
+end
+
+local function read(path)
+  local f, err = io.open(path, "rb")
+  if not f then return nil, err end
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+
+local function self_pid()
+  local s = read("/proc/self/stat")
+  return s and s:match("^(%d+)")
+end
+
+-- Starts `wxhw emulator` as a child; returns base_url, pid or nil, message.
+local function start_emulator(devices)
+  local script = arg and arg[0] or "bin/wxhw"
+  local log = os.tmpname()
+  local ppid = self_pid()
+  local cmd = string.format("(exec lua5.4 '%s' emulator --port 0 --quiet --iot-devices %d%s >'%s' 2>&1 & echo $!)",
+    script:gsub("'", ""), devices, ppid and (" --parent-pid " .. ppid) or "", log)
+  local p = io.popen(cmd)
+  local pid = tonumber(p:read("*l"))
+  p:close()
+  local socket = require "socket"
+  local deadline = socket.gettime() + 20
+  while socket.gettime() < deadline do
+    local out = read(log) or ""
+    local base = out:match("WXHW_EMULATOR (%S+) %d+")
+    if base then os.remove(log); return base, pid end
+    if pid and not io.open("/proc/" .. pid .. "/stat") then break end
+    socket.sleep(0.02)
+  end
+  local out = read(log) or ""
+  os.remove(log)
+  if pid then os.execute("kill " .. pid .. " 2>/dev/null") end
+  return nil, "the built-in emulator did not start: " .. out:sub(1, 300)
+end
+
+local function emulator_credentials(base)
+  local http = require "wxhw.http"
+  local cjson = require "cjson.safe"
+  local h = assert(http.new{ timeout = 10 })
+  local r, err = h:request{ url = base .. "/__emulator/credentials" }
+  h:close()
+  if not r then return nil, tostring(err) end
+  local c = cjson.decode(r.body)
+  return c and c.pay
+end
+
+local function config(o)
+  if o.mchid then
+    local key, err = read(o["private-key"] or "")
+    if not key then return nil, "--private-key FILE is required with --mchid (" .. tostring(err) .. ")" end
+    local cfg = { mchid = o.mchid, serial_no = o["serial-no"], private_key = key, base_url = o["base-url"],
+      apiv3_key = o["apiv3-key"] or os.getenv("WXHW_PAY_APIV3_KEY") }
+    if o["public-key"] then
+      local pub, perr = read(o["public-key"])
+      if not pub then return nil, "--public-key: " .. tostring(perr) end
+      cfg.platform_public_key, cfg.platform_public_key_id = pub, o["public-key-id"]
+    end
+    return cfg
+  end
+  local base, pid = start_emulator(o["emulator-devices"])
+  if not base then return nil, pid end
+  local c, err = emulator_credentials(base)
+  if not c then
+    os.execute("kill " .. pid .. " 2>/dev/null")
+    return nil, "emulator credentials: " .. tostring(err)
+  end
+  return { mchid = c.mchid, serial_no = c.merchant_serial_no, private_key = c.merchant_private_key,
+    apiv3_key = c.apiv3_key, platform_public_key = c.platform_public_key,
+    platform_public_key_id = c.public_key_id, base_url = base }, pid
+end
+
+local function text_line(d)
+  local function pair(code, name) return tostring(code or "-") .. ":" .. tostring(name or "?") end
+  return table.concat({ d.device_sn or "-", pair(d.device_category_code, d.category_name),
+    pair(d.device_class_code, d.class_name), pair(d.app_scene_code, d.app_scene_name),
+    d.activation_status or "-", d.device_model or "-" }, "\t")
+end
+
+local function list(o)
+  local cfg, emu_pid = config(o)
+  if not cfg then return nil, emu_pid end
+  local pay_mod = require "wxhw.pay"
+  local pay, err = pay_mod.new(cfg)
+  if not pay then
+    if emu_pid then os.execute("kill " .. emu_pid .. " 2>/dev/null") end
+    return nil, tostring(err)
+  end
+  local cjson = require "cjson"
+  local paginate = require "wxhw.paginate"
+  local tty = not o.quiet and os.execute("test -t 2") and true or false
+  if tty == 0 then tty = true end -- Lua 5.1 returns a status number
+  local progress = tty and function(info)
+    io.stderr:write(string.format("\r\27[K%d/%s devices (%d pages)", info.fetched,
+      info.total and tostring(info.total) or "?", info.page))
+  end or nil
+  local pager
+  pager, err = pay:iot_devices_pager{ limit = o["page-size"], offset = o.offset, concurrency = o.concurrency,
+    checkpoint = o.checkpoint and paginate.file_checkpoint(o.checkpoint) or nil, on_page = progress }
+  local n, failure = 0, nil
+  if not pager then
+    failure = err
+  else
+    for d, e in pager:iter() do
+      if d == false then failure = e; break end
+      if o.json then
+        io.stdout:write(cjson.encode(d), "\n")
+      else
+        io.stdout:write(text_line(d), "\n")
+      end
+      n = n + 1
+      if o.limit and n >= o.limit then
+        pager:ack() -- printed: a resumed run starts after it
+        break
+      end
+    end
+  end
+  io.stdout:flush()
+  if tty then io.stderr:write("\n") end
+  if emu_pid then os.execute("kill " .. emu_pid .. " 2>/dev/null") end
+  if failure then return nil, tostring(failure) end
+  return n
+end
+
+function M.run(args)
+  local o, pos = parse(args)
+  if o and o.help then print(usage); return 0 end
+  if o and pos[1] ~= "list" then o, pos = nil, "expected 'list'" end
+  if o and #pos > 1 then o, pos = nil, "unexpected argument '" .. pos[2] .. "'" end
+  if o then
+    for _, s in ipairs{ { "limit", 1, nil, nil }, { "page-size", 1, 100, 100 }, { "offset", 0, nil, 0 },
+                        { "concurrency", 1, 16, 1 }, { "emulator-devices", 0, 10000000, 1000 } } do
+      local ok, e = int(o, s[1], s[2], s[3], s[4])
+      if not ok then o, pos = nil, e; break end
+    end
+  end
+  if not o then
+    io.stderr:write("wxhw devices: ", pos, "\n", usage, "\n")
+    return 2
+  end
+  local n, err = list(o)
+  if not n then
+    io.stderr:write("wxhw devices: ", err, "\n")
+    return 1
+  end
+  return 0
+end
+
+return M
