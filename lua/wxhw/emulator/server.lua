@@ -23,7 +23,7 @@ local concat, insert, remove = table.concat, table.insert, table.remove
 function M.new(opts)
   local self = setmetatable({
     host = opts.host or "127.0.0.1", port = opts.port or 0, handler = assert(opts.handler),
-    conns = {}, nconns = 0, timers = {}, clients = {}, log = opts.log,
+    conns = {}, nconns = 0, pending = {}, timers = {}, clients = {}, log = opts.log,
     max_conns = opts.max_conns or 900, -- select() is limited to FD_SETSIZE
   }, Server)
   local srv = assert(socket.bind(self.host, self.port, 1024))
@@ -49,7 +49,9 @@ local function close_conn(self, c)
   c.closed = true
   c.sock:close()
   self.conns[c.sock] = nil
+  self.pending[c.sock] = nil
   self.nconns = self.nconns - 1
+  self.recv_dirty = true
 end
 
 local function flush(self, c)
@@ -60,11 +62,13 @@ local function flush(self, c)
       remove(c.out, 1); c.outpos = 1
     elseif err == "timeout" then
       c.outpos = partial + 1
+      self.pending[c.sock] = c -- wait until writable
       return
     else
       close_conn(self, c); return
     end
   end
+  self.pending[c.sock] = nil
   if c.close_after_flush then close_conn(self, c) end
 end
 
@@ -105,7 +109,7 @@ local function deliver(self, c, res, keepalive)
     c.close_after_flush = true
   end
   c.out[#c.out + 1] = head .. body
-  c.waiting = false
+  if c.waiting then c.waiting = false; self.recv_dirty = true end
   flush(self, c)
   if not c.closed and not c.close_after_flush then process(self, c) end
 end
@@ -180,11 +184,13 @@ function process(self, c)
     end
     if res.defer then -- answered later (e.g. after a callback to the vendor)
       c.waiting = true
+      self.recv_dirty = true
       res.defer(function(final) deliver(self, c, final, keepalive) end)
       return
     end
     if res.delay and res.delay > 0 then
       c.waiting = true
+      self.recv_dirty = true
       self:after(res.delay, function() deliver(self, c, res, keepalive) end)
       return
     end
@@ -203,6 +209,7 @@ local function accept(self)
       local c = { sock = s, buf = "", out = {}, outpos = 1, peer = (s:getpeername()) }
       self.conns[s] = c
       self.nconns = self.nconns + 1
+      self.recv_dirty = true
     end
   end
 end
@@ -215,7 +222,7 @@ local function on_readable(self, c)
     process(self, c)
   end
   if err == "closed" and not c.closed then
-    if c.waiting or c.out[1] then c.close_after_flush = true; c.peer_closed = true
+    if c.waiting or c.out[1] then c.close_after_flush = true; c.peer_closed = true; self.recv_dirty = true
     else close_conn(self, c) end
   end
 end
@@ -306,11 +313,18 @@ function Server:step(max_wait)
   for _, job in pairs(self.clients) do
     if t > job.deadline then client_done(self, job, nil, "timeout") end
   end
-  local recvt, sendt = { self.srv }, {}
-  for s, c in pairs(self.conns) do
-    if not c.waiting and not c.peer_closed then recvt[#recvt + 1] = s end
-    if c.out[1] then sendt[#sendt + 1] = s end
+  -- The read set only changes on accept/close/wait, so it is rebuilt lazily.
+  local recvt = self.recvt
+  if self.recv_dirty or not recvt or next(self.clients) or self.had_clients then
+    recvt = { self.srv }
+    for s, c in pairs(self.conns) do
+      if not c.waiting and not c.peer_closed then recvt[#recvt + 1] = s end
+    end
+    self.recvt, self.recv_dirty = recvt, false
+    self.had_clients = next(self.clients) ~= nil
   end
+  local sendt = {}
+  for s in pairs(self.pending) do sendt[#sendt + 1] = s end
   local wait = max_wait or 0.2
   for s, job in pairs(self.clients) do
     if job.pos <= #job.out then sendt[#sendt + 1] = s end
@@ -337,7 +351,7 @@ end
 function Server:close()
   for _, c in pairs(self.conns) do c.sock:close() end
   for _, j in pairs(self.clients) do j.sock:close() end
-  self.conns, self.clients = {}, {}
+  self.conns, self.clients, self.pending = {}, {}, {}
   self.srv:close()
 end
 

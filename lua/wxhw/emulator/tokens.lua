@@ -16,7 +16,7 @@ function T:issue(kind, owner, ttl, extra)
   local emu = self.emu
   local now = emu:now()
   local prefix = ({ mp = "MP", app = "AP", wecom = "WC", model = "MD", device = "DV" })[kind] or "TK"
-  local value = prefix .. emu:next_seq() .. "_" .. emu.rng:alnum(136)
+  local value = prefix .. emu:next_seq() .. "_" .. emu.rng:token(136)
   local rec = { kind = kind, owner = owner, issued = now, expires = now + (ttl or LIFETIME) }
   rec.valid_until = rec.expires
   if extra then for k, v in pairs(extra) do rec[k] = v end end

@@ -13,6 +13,7 @@ function M.array(t) return setmetatable(t or {}, M.ARRAY) end
 local cjson_encode = cjson.encode
 -- cjson escapes "/" as "\/": valid, but paths (links.next) read better plain.
 local function encode_string(s)
+  if not s:find('[%c"\\/\128-\255]') then return '"' .. s .. '"' end
   s = cjson_encode(s)
   if s:find("\\/", 1, true) then s = s:gsub("\\/", "/") end
   return s
@@ -89,6 +90,7 @@ function M.decode(s)
 end
 
 function M.urldecode(s)
+  if not s:find("[%%+]") then return s end
   s = s:gsub("+", " ")
   return (s:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
 end
@@ -132,13 +134,29 @@ end
 
 local ALNUM = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
+local ALNUM_BYTES = { ALNUM:byte(1, -1) }
+local char, unpack = string.char, table.unpack
+
+-- Ten base-62 digits per 64-bit draw keeps token generation cheap.
 function Rng:alnum(n)
-  local t = {}
-  for i = 1, n do
-    local k = (self:next() >> 1) % 62 + 1
-    t[i] = ALNUM:sub(k, k)
+  local t, i = {}, 0
+  while i < n do
+    local z = self:next() >> 4
+    for _ = 1, 10 do
+      if i >= n then break end
+      i = i + 1
+      t[i] = ALNUM_BYTES[z % 62 + 1]
+      z = z // 62
+    end
   end
-  return concat(t)
+  return char(unpack(t))
+end
+
+--- n hex digits, 16 per draw: the cheap form for tokens and tickets.
+function Rng:token(n)
+  local parts = {}
+  for i = 1, math.ceil(n / 16) do parts[i] = fmt("%016x", self:next()) end
+  return concat(parts):sub(1, n)
 end
 
 function Rng:hex(n)
