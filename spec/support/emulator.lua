@@ -142,7 +142,7 @@ local cjson = require "cjson"
 local rules_file, log_file, ppid = arg[1], arg[2], arg[3]
 local srv = assert(socket.bind("127.0.0.1", 0))
 srv:settimeout(0.5)
-io.stdout:write("VENDOR ", select(2, srv:getsockname()), "\n"); io.stdout:flush()
+io.stdout:write("VENDOR ", (select(2, srv:getsockname())), "\n"); io.stdout:flush()
 local counts, last_text = {}, nil
 while true do
   local alive = io.open("/proc/" .. ppid .. "/stat")

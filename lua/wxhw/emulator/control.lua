@@ -132,6 +132,7 @@ routes["POST /__emulator/tokens/invalidate"] = function(emu, _, b)
 end
 
 routes["POST /__emulator/shutdown"] = function(emu)
+  emu:save() -- before answering, so a caller may kill us right after
   emu:stop()
   return { ok = true }
 end

@@ -267,6 +267,15 @@ local function control_routes(emu)
   r["GET /__emulator/mp/calls"] = function() return { calls = util.array(emu.mp.calls) } end
 end
 
+-- Forget expired tickets once a minute so long runs stay small.
+function MP:tick()
+  self.ticks = (self.ticks or 0) + 1
+  if self.ticks % 60 ~= 0 then return end
+  local now, st = self.emu:now(), self.emu.state
+  for k, t in pairs(st.snticket) do if t.expires < now then st.snticket[k] = nil end end
+  for k, t in pairs(st.push_tokens) do if t.expires < now - 86400 then st.push_tokens[k] = nil end end
+end
+
 function MP:reset()
   self.subscriptions, self.voip_auth, self.sent, self.calls = {}, {}, {}, {}
 end
