@@ -52,9 +52,11 @@ describe("provision input", function()
     assert.equal("D1", rows[1].device_id)
     assert.matches("malformed CSV: 1 fields, the header has 2", rows[2].error)
     assert.equal(3, rows[2].line)
-    -- the unterminated quote swallows the rest: one error, nothing invented
+    -- the unterminated quote is one row's error; the next row is read on its own
     assert.matches("unterminated quoted field", rows[3].error)
-    assert.equal(3, #rows)
+    assert.equal(4, rows[3].line)
+    assert.same({ line = 5, device_id = "D4", sn = "S4" }, rows[4])
+    assert.equal(4, #rows)
     write(p, 'device_id,sn\nD1,S"1\nD2,"S2"x\n')
     rows = rows_of(p)
     assert.matches("quote inside an unquoted field 2", rows[1].error)

@@ -96,12 +96,18 @@ local KEY_LABEL = { d = "device_id", m = "sn", w = "sn (WeCom compares case-inse
 
 function Job:_open_input()
   local cols = { "device_id", "sn" }
-  if self.only_failed then cols[#cols + 1] = "status" end
+  if self.only_failed then
+    cols[#cols + 1] = "status"; cols[#cols + 1] = "group_id"; cols[#cols + 1] = "error"
+  end
   return input.open(self.input, { columns = cols, format = self.format })
 end
 
 local function skip_row(self, row)
-  return self.only_failed and not row.error and row.status ~= nil and row.status ~= "failed"
+  if not self.only_failed or row.error then return false end
+  if row.status ~= nil and row.status ~= "failed" then return true end
+  -- retrying a failed device: keep a group it already joined
+  if row.group_id and not tostring(row.error_text or ""):find("group:", 1, true) then row.keep_group = row.group_id end
+  return false
 end
 
 ------------------------------------------------------------------ pass 1
@@ -350,6 +356,14 @@ function Job:_run_batch(b, st)
     else ok, err = finish("wmpf", { ok = false, c = aerr.errcode, m = aerr.message }) end
     if not ok then return nil, err end
   end
+  local gdevs = devs
+  if self.only_failed then
+    gdevs = {}
+    for _, d in ipairs(devs) do if not d.keep_group then gdevs[#gdevs + 1] = d end end
+  end
+  if self.groups and #gdevs == 0 then
+    done.gcreate, done.group = done.gcreate or { ok = true }, done.group or { ok = true }
+  end
   if self.groups and not done.gcreate then
     local ok, err = begin("gcreate")
     if not ok then return nil, err end
@@ -368,7 +382,7 @@ function Job:_run_batch(b, st)
       local ok, err = begin("group")
       if not ok then return nil, err end
       local sns = {}
-      for i, d in ipairs(devs) do sns[i] = d.sn or d.device_id end
+      for i, d in ipairs(gdevs) do sns[i] = d.sn or d.device_id end
       local res, gerr = try("group", function(d) return steps:group_add(gc.g, sns, d) end)
       if res then ok, err = finish("group", { ok = true, f = next(res.failed) and res.failed or nil })
       else ok, err = finish("group", { ok = false, c = gerr.errcode, m = gerr.message }) end
@@ -413,7 +427,9 @@ function Job:_write_batch(b, st, counts)
         local w = done.wmpf
         if w and not w.ok then fail("wmpf", w.c, w.m) end
       end
-      if self.groups then
+      if self.groups and row.keep_group then
+        out.group_id = row.keep_group
+      elseif self.groups then
         local gc, g = done.gcreate, done.group
         if gc and gc.ok then out.group_id = gc.g end
         if g and not g.ok then fail("group", g.c, g.m)

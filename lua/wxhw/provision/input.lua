@@ -17,6 +17,9 @@ local Reader = {}
 Reader.__index = Reader
 
 local BLOCK = 1024 * 1024
+-- row.error is the reader's own per-row message: an input column named
+-- "error" (a manifest read back) arrives as row.error_text.
+local FIELD = { error = "error_text" }
 local find, sub, byte = string.find, string.sub, string.byte
 
 --- Format from the name, else from the first byte ("{" means JSON lines).
@@ -141,20 +144,40 @@ function Reader:_line()
   end
 end
 
--- A whole CSV record: joins physical lines while a quoted field is open
--- (at most 1000 lines, so one stray quote cannot swallow the file).
+-- A whole CSV record: joins physical lines while a quoted field is open. A
+-- quote still open after 8 lines (or at the end) is a broken row: the lines
+-- after it are read again as rows of their own, so one stray quote loses
+-- nothing else.
+local MAX_RECORD_LINES = 8
+
+function Reader:_next_line()
+  local pb = self.pushback
+  if pb and #pb > 0 then
+    local item = table.remove(pb)
+    self.line = item[2]
+    return item[1]
+  end
+  return self:_line()
+end
+
 function Reader:_record()
-  local s = self:_line()
+  local s = self:_next_line()
   self.record_line = self.line
   if not s or not find(s, '"', 1, true) then return s end
-  local n = 1
-  while n < 1000 do
-    local fields, err = split_quoted(s)
-    if fields or err ~= "unterminated quoted field" then return s end
-    local more = self:_line()
-    if not more then return s end
-    s, n = s .. "\n" .. more, n + 1
+  local lines = { { s, self.line } }
+  local joined = s
+  while true do
+    local fields, err = split_quoted(joined)
+    if fields or err ~= "unterminated quoted field" then return joined end
+    local more = #lines < MAX_RECORD_LINES and self:_next_line()
+    if not more then break end
+    lines[#lines + 1] = { more, self.line }
+    joined = joined .. "\n" .. more
   end
+  -- give back every line but the first, newest last so they come out in order
+  self.pushback = self.pushback or {}
+  for i = #lines, 2, -1 do self.pushback[#self.pushback + 1] = lines[i] end
+  self.line = lines[1][2]
   return s
 end
 
@@ -198,14 +221,14 @@ function Reader:_csv_row()
   local row = { line = line }
   for name, i in pairs(self.col) do
     local v = fields[i]
-    if v ~= "" then row[name] = v end
+    if v ~= "" then row[FIELD[name] or name] = v end
   end
   return row
 end
 
 function Reader:_json_row()
   local s
-  repeat s = self:_line() until s == nil or s:match("%S")
+  repeat s = self:_next_line() until s == nil or s:match("%S")
   if not s then return nil end
   local line = self.line
   local v = cjson.decode(s)
@@ -215,7 +238,7 @@ function Reader:_json_row()
     local x = v[name]
     if x ~= nil and x ~= cjson.null then
       if type(x) ~= "string" then return { line = line, error = "'" .. name .. "' must be a string" } end
-      if x ~= "" then row[name] = x end
+      if x ~= "" then row[FIELD[name] or name] = x end
     end
   end
   return row
@@ -234,6 +257,7 @@ end
 --- Reads whatever is left (so `fingerprint` is known) and closes the file.
 function Reader:close()
   if self.f then
+    self.pushback = nil
     while self:_line() do end
     self.f:close()
     self.f = nil

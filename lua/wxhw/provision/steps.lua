@@ -72,8 +72,18 @@ function S:group_add(group_id, sns, in_doubt)
   for i, sn in ipairs(todo) do devices[i] = { sn = sn, model_id = self.model_id } end
   local res, err = api:group_add{ group_id = group_id, devices = devices, force_add = false }
   if not res then return nil, err end
-  local failed = {}
-  for _, f in ipairs(res.failed) do failed[f.sn] = { c = f.errcode, m = f.errmsg } end
+  local failed, already = {}, false
+  for _, f in ipairs(res.failed) do
+    failed[f.sn] = { c = f.errcode, m = f.errmsg }
+    if f.errcode == 9800015 then already = true end
+  end
+  if already then -- "already in a group": fine if the group is ours (a repeated request)
+    self:_count("group getinfo")
+    local info = api:group_info(group_id)
+    for _, d in ipairs(info and info.device_list or {}) do
+      if type(d) == "table" and failed[d.sn] and failed[d.sn].c == 9800015 then failed[d.sn] = nil end
+    end
+  end
   return { failed = failed }
 end
 
