@@ -245,6 +245,7 @@ static void ensure_multi(lua_State *L, wxhw_http *h, size_t nslots) {
     h->multi = curl_multi_init();
     if (!h->multi) luaL_error(L, "curl_multi_init failed");
     curl_multi_setopt(h->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, h->conf.max_connections);
+    curl_multi_setopt(h->multi, CURLMOPT_MAXCONNECTS, h->conf.max_connections);
   }
   if (nslots > h->nslots) {
     wxhw_xfer *s = realloc(h->slots, nslots * sizeof *s);
@@ -285,7 +286,7 @@ static int http_batch(lua_State *L) {
 
   while (done < n) {
     CURLMsg *msg;
-    int running, left;
+    int running, left, finished;
     for (i = 0; i < nslots && next <= n; i++) {
       wxhw_xfer *x = &h->slots[i];
       while (!x->active && next <= n) {
@@ -307,6 +308,7 @@ static int http_batch(lua_State *L) {
     if (active == 0) continue;
     if (curl_multi_perform(h->multi, &running) != CURLM_OK) luaL_error(L, "curl_multi_perform failed");
     left = 0;
+    finished = 0;
     while ((msg = curl_multi_info_read(h->multi, &left)) != NULL) {
       wxhw_xfer *x = NULL;
       if (msg->msg != CURLMSG_DONE) continue;
@@ -318,8 +320,10 @@ static int http_batch(lua_State *L) {
       lua_rawseti(L, 3, (int)x->index);
       wxhw_xfer_clear(x);
       done++;
+      finished++;
     }
-    if (active > 0 && running > 0 && curl_multi_poll(h->multi, NULL, 0, 1000, NULL) != CURLM_OK)
+    /* wait for I/O only when no slot was freed: freed slots refill first */
+    if (!finished && active > 0 && running > 0 && curl_multi_poll(h->multi, NULL, 0, 1000, NULL) != CURLM_OK)
       luaL_error(L, "curl_multi_poll failed");
   }
   return 1;

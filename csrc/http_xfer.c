@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "http_xfer.h"
 
@@ -213,6 +214,38 @@ static int check_url(lua_State *L, const char *url) {
       return luaL_error(L, "libcurl refused option " #opt), 1;                \
   } while (0)
 
+/* Options that never change for a client: set once per easy handle, which is
+ * then never reset, so a request only touches what differs. */
+static int setup_easy(lua_State *L, wxhw_xfer *x, CURLSH *share, const wxhw_http_conf *conf) {
+  CURL *e = x->easy = curl_easy_init();
+  if (!e) return luaL_error(L, "curl_easy_init failed");
+  x->expect_off = curl_slist_append(NULL, "Expect:"); /* no 100-continue round trip */
+  if (!x->expect_off) return luaL_error(L, "out of memory");
+  SETOPT(CURLOPT_SHARE, share);
+  SETOPT(CURLOPT_ERRORBUFFER, x->errbuf);
+  SETOPT(CURLOPT_NOSIGNAL, 1L);
+  SETOPT(CURLOPT_PROTOCOLS_STR, "http,https");
+  SETOPT(CURLOPT_SSL_VERIFYPEER, 1L);
+  SETOPT(CURLOPT_SSL_VERIFYHOST, 2L);
+  if (conf->ca_file) SETOPT(CURLOPT_CAINFO, conf->ca_file);
+  if (conf->proxy) SETOPT(CURLOPT_PROXY, conf->proxy);
+  SETOPT(CURLOPT_USERAGENT, conf->user_agent);
+  SETOPT(CURLOPT_HTTP_VERSION, conf->http2 ? (long)CURL_HTTP_VERSION_2TLS : (long)CURL_HTTP_VERSION_1_1);
+  if (conf->max_idle_s > 0) SETOPT(CURLOPT_MAXAGE_CONN, conf->max_idle_s);
+  SETOPT(CURLOPT_MAXCONNECTS, conf->max_connections);
+  SETOPT(CURLOPT_TCP_KEEPALIVE, 1L);
+  SETOPT(CURLOPT_WRITEFUNCTION, on_body);
+  SETOPT(CURLOPT_WRITEDATA, x);
+  SETOPT(CURLOPT_HEADERFUNCTION, on_header);
+  SETOPT(CURLOPT_HEADERDATA, x);
+  SETOPT(CURLOPT_PRIVATE, x);
+  return 0;
+}
+
+static int has_http_scheme(const char *url) {
+  return strncasecmp(url, "http://", 7) == 0 || strncasecmp(url, "https://", 8) == 0;
+}
+
 int wxhw_xfer_prepare(lua_State *L, wxhw_xfer *x, int req, CURLSH *share,
                       const wxhw_http_conf *conf) {
   CURL *e;
@@ -250,60 +283,41 @@ int wxhw_xfer_prepare(lua_State *L, wxhw_xfer *x, int req, CURLSH *share,
     wxhw_http_push_error(L, "input", "method", "bad HTTP method");
     return 1;
   }
-  if (check_url(L, url)) return 1;
+  /* the full parse only when the scheme is not plainly http(s); curl itself
+   * rejects a malformed URL (CURLE_URL_MALFORMAT, reported as input) */
+  if (!has_http_scheme(url) && check_url(L, url)) return 1;
   if (read_headers(L, x, req)) {
     wxhw_xfer_clear(x);
     return 1;
   }
-  /* curl would otherwise add these on its own */
-  x->req_headers = curl_slist_append(x->req_headers, "Expect:");
-  if (!x->req_headers) luaL_error(L, "out of memory");
-
-  if (!x->easy) {
-    x->easy = curl_easy_init();
-    if (!x->easy) luaL_error(L, "curl_easy_init failed");
-  } else {
-    curl_easy_reset(x->easy); /* keeps live connections and caches */
+  if (!x->easy) setup_easy(L, x, share, conf);
+  if (x->req_headers) { /* user headers: add the Expect suppression to them */
+    struct curl_slist *l = curl_slist_append(x->req_headers, "Expect:");
+    if (!l) luaL_error(L, "out of memory");
+    x->req_headers = l;
   }
   e = x->easy;
   x->errbuf[0] = '\0';
-  SETOPT(CURLOPT_SHARE, share);
-  SETOPT(CURLOPT_ERRORBUFFER, x->errbuf);
-  SETOPT(CURLOPT_NOSIGNAL, 1L);
   SETOPT(CURLOPT_URL, url);
-  SETOPT(CURLOPT_PROTOCOLS_STR, "http,https");
-  SETOPT(CURLOPT_SSL_VERIFYPEER, 1L);
-  SETOPT(CURLOPT_SSL_VERIFYHOST, 2L);
-  if (conf->ca_file) SETOPT(CURLOPT_CAINFO, conf->ca_file);
-  if (conf->proxy) SETOPT(CURLOPT_PROXY, conf->proxy);
-  SETOPT(CURLOPT_USERAGENT, conf->user_agent);
-  SETOPT(CURLOPT_HTTP_VERSION, conf->http2 ? (long)CURL_HTTP_VERSION_2TLS : (long)CURL_HTTP_VERSION_1_1);
   SETOPT(CURLOPT_TIMEOUT_MS, timeout > 0 ? (long)(timeout * 1000) : conf->timeout_ms);
   SETOPT(CURLOPT_CONNECTTIMEOUT_MS,
          connect_timeout > 0 ? (long)(connect_timeout * 1000) : conf->connect_timeout_ms);
-  if (conf->max_idle_s > 0) SETOPT(CURLOPT_MAXAGE_CONN, conf->max_idle_s);
-  SETOPT(CURLOPT_MAXCONNECTS, conf->max_connections);
-  SETOPT(CURLOPT_TCP_KEEPALIVE, 1L);
   SETOPT(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)x->max_body);
-  SETOPT(CURLOPT_WRITEFUNCTION, on_body);
-  SETOPT(CURLOPT_WRITEDATA, x);
-  SETOPT(CURLOPT_HEADERFUNCTION, on_header);
-  SETOPT(CURLOPT_HEADERDATA, x);
-  SETOPT(CURLOPT_HTTPHEADER, x->req_headers);
-  SETOPT(CURLOPT_PRIVATE, x);
+  SETOPT(CURLOPT_HTTPHEADER, x->req_headers ? x->req_headers : x->expect_off);
 
+  /* back to a plain GET first, so nothing of the previous request survives */
+  SETOPT(CURLOPT_HTTPGET, 1L);
+  SETOPT(CURLOPT_CUSTOMREQUEST, (char *)NULL);
   if (mlen == 4 && memcmp(method, "HEAD", 4) == 0) {
     SETOPT(CURLOPT_NOBODY, 1L);
   } else if (body) {
     SETOPT(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)blen);
     SETOPT(CURLOPT_POSTFIELDS, body); /* the request table keeps it alive */
     if (!(mlen == 4 && memcmp(method, "POST", 4) == 0)) SETOPT(CURLOPT_CUSTOMREQUEST, method);
-  } else if (mlen == 3 && memcmp(method, "GET", 3) == 0) {
-    SETOPT(CURLOPT_HTTPGET, 1L);
   } else if (mlen == 4 && memcmp(method, "POST", 4) == 0) {
     SETOPT(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)0);
     SETOPT(CURLOPT_POSTFIELDS, "");
-  } else {
+  } else if (!(mlen == 3 && memcmp(method, "GET", 3) == 0)) {
     SETOPT(CURLOPT_CUSTOMREQUEST, method);
   }
   return 0;
@@ -451,4 +465,6 @@ void wxhw_xfer_free(wxhw_xfer *x) {
   x->body.cap = x->hdrs.cap = 0;
   if (x->easy) curl_easy_cleanup(x->easy);
   x->easy = NULL;
+  curl_slist_free_all(x->expect_off);
+  x->expect_off = NULL;
 }

@@ -30,7 +30,8 @@ typedef struct {
 
 typedef struct {
   CURL *easy;       /* owned; kept across requests so its caches stay warm */
-  struct curl_slist *req_headers;
+  struct curl_slist *req_headers; /* this request's, or NULL */
+  struct curl_slist *expect_off;  /* "Expect:" alone, for requests without headers */
   wxhw_buf body;    /* response body */
   wxhw_buf hdrs;    /* response headers as "name\0value\0" pairs */
   size_t max_body;

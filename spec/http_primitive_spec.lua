@@ -69,6 +69,25 @@ describe("wxhw.http #c", function()
     assert.equal("1000", h.headers["content-length"])
   end)
 
+  it("carries nothing of one request into the next on the reused handle", function()
+    local function echo(req)
+      req.url = srv.base_url .. "/echo"
+      return cjson.decode(assert(client:request(req)).body)
+    end
+    local e = echo{ method = "POST", body = "first", headers = { ["X-Only-Once"] = "1" } }
+    assert.equal("first", e.body)
+    e = echo{ method = "DELETE" }
+    assert.equal("DELETE", e.method)
+    assert.equal("", e.body)
+    assert.is_nil(e.headers["x-only-once"])
+    assert.equal(200, assert(client:request{ method = "HEAD", url = srv.base_url .. "/echo" }).status)
+    e = echo{}
+    assert.equal("GET", e.method)
+    assert.equal("", e.body)
+    local r = assert(client:request{ url = srv.base_url .. "/big?n=10" })
+    assert.equal(10, #r.body) -- HEAD's no-body mode is gone
+  end)
+
   it("reuses one connection for repeated requests to one host", function()
     local first = assert(get("/conn")).body
     for _ = 1, 5 do assert.equal(first, assert(get("/conn")).body) end
