@@ -75,3 +75,108 @@ describe("emulator --state", function()
     assert.not_equal(mt, mt2)
   end)
 end)
+
+describe("emulator HTTP server", function()
+  local e
+  local socket = require "socket"
+  setup(function() e = emulator.start{ seed = 2 } end)
+  teardown(function() if e then e.stop() end end)
+
+  it("serves 300 concurrent connections", function()
+    local c = e.credentials.wecom
+    local req = "GET /cgi-bin/gettoken?corpid=" .. c.corpid .. "&corpsecret=" .. c.corpsecret .. " HTTP/1.1\r\nHost: x\r\n\r\n"
+    local socks = {}
+    for i = 1, 300 do
+      socks[i] = assert(socket.connect("127.0.0.1", e.port))
+      socks[i]:settimeout(10)
+    end
+    for i = 1, 300 do socks[i]:send(req) end
+    local tokens = {}
+    for i = 1, 300 do
+      assert.equal("HTTP/1.1 200 OK", socks[i]:receive("*l"))
+      local len
+      repeat
+        local h = socks[i]:receive("*l")
+        len = len or tonumber(h:match("^Content%-Length: (%d+)"))
+      until h == ""
+      tokens[cjson.decode((socks[i]:receive(len))).access_token] = true
+      socks[i]:close()
+    end
+    local n = 0
+    for _ in pairs(tokens) do n = n + 1 end
+    assert.equal(1, n) -- WeCom returns the same token within validity
+  end)
+
+  it("answers Expect: 100-continue at once", function()
+    local s = assert(socket.connect("127.0.0.1", e.port))
+    s:settimeout(0.5)
+    local body = cjson.encode{ grant_type = "client_credential", appid = "wxa000000000000001",
+      secret = "a0000000000000000000000000000001", pad = string.rep("x", 2000) }
+    s:send("POST /cgi-bin/stable_token HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nExpect: 100-continue\r\nContent-Length: " .. #body .. "\r\n\r\n")
+    assert.equal("HTTP/1.1 100 Continue", s:receive("*l"))
+    assert.equal("", s:receive("*l"))
+    s:send(body)
+    assert.equal("HTTP/1.1 200 OK", s:receive("*l"))
+    s:close()
+  end)
+
+  it("closes after Connection: close and after HTTP/1.0", function()
+    for _, v in ipairs{ "HTTP/1.1\r\nConnection: close", "HTTP/1.0" } do
+      local s = assert(socket.connect("127.0.0.1", e.port))
+      s:settimeout(5)
+      s:send("GET /__emulator/health " .. v .. "\r\nHost: x\r\n\r\n")
+      local all = s:receive("*a") -- returns only when the server closes
+      assert.truthy(all:find("Connection: close", 1, true))
+      s:close()
+    end
+  end)
+
+  it("serves the control API to loopback peers only", function()
+    local f = io.popen("hostname -I 2>/dev/null")
+    local ip = (f:read("*a") or ""):match("(%d+%.%d+%.%d+%.%d+)")
+    f:close()
+    if not ip or ip:match("^127%.") then return pending("no non-loopback address on this machine") end
+    local wide = emulator.start{ seed = 2, args = { "--host", "0.0.0.0" } }
+    finally(function() wide.stop() end)
+    local base = "http://" .. ip .. ":" .. wide.port
+    local http = require "socket.http"
+    local body, status = http.request(base .. "/__emulator/health")
+    assert.equal(403, status)
+    body, status = http.request(base .. "/cgi-bin/token?grant_type=client_credential&appid=wxa000000000000001&secret=a0000000000000000000000000000001")
+    assert.equal(200, status)
+    assert.truthy(body:find("access_token", 1, true))
+  end)
+end)
+
+describe("wxhw emulator command line", function()
+  it("rejects bad options with exit status 2", function()
+    for _, a in ipairs{ "--port abc", "--port 70000", "--bogus", "--seed" } do
+      local p = io.popen("lua5.4 ./bin/wxhw emulator " .. a .. " 2>&1; echo EXIT=$?")
+      local out = p:read("*a"); p:close()
+      assert.truthy(out:find("EXIT=2", 1, true), a .. ": " .. out)
+      assert.truthy(out:find("usage", 1, true))
+    end
+  end)
+end)
+
+describe("emulator in-process #lua54", function()
+  it("runs inside a Lua 5.4 program stepped by its own loop", function()
+    if _VERSION ~= "Lua 5.4" then return end
+    local socket = require "socket"
+    local emu = require("wxhw.emulator").start{ port = 0, seed = 2 }
+    finally(function() emu:close() end)
+    local c = assert(socket.connect("127.0.0.1", emu.port))
+    c:settimeout(0)
+    c:send("GET /cgi-bin/token?grant_type=client_credential&appid=wxa000000000000001&secret=a0000000000000000000000000000001 HTTP/1.1\r\nHost: x\r\n\r\n")
+    local got = ""
+    local deadline = socket.gettime() + 5
+    while not got:find('"expires_in":7200', 1, true) and socket.gettime() < deadline do
+      emu:step(0.01)
+      local d, _, partial = c:receive(4096)
+      got = got .. (d or partial or "")
+    end
+    c:close()
+    assert.truthy(got:find('"expires_in":7200', 1, true))
+    assert.equal(1, emu.counters.token_fetches["token:wxa000000000000001"])
+  end)
+end)

@@ -163,11 +163,20 @@ function process(self, c)
       local n = tonumber(headers["content-length"])
       if not n or n < 0 then return bad(self, c, 400, "bad content-length") end
       if n > MAX_BODY then return bad(self, c, 413, "body too large") end
-      if #buf < he + 3 + n then return end
+      if #buf < he + 3 + n then
+        -- libcurl waits a second for this before sending bodies > 1 KB
+        if not c.continued and (headers["expect"] or ""):lower() == "100-continue" then
+          c.continued = true
+          c.out[#c.out + 1] = "HTTP/1.1 100 Continue\r\n\r\n"
+          flush(self, c)
+        end
+        return
+      end
       body = buf:sub(he + 4, he + 3 + n)
       nextpos = he + 4 + n
     end
     c.buf = buf:sub(nextpos)
+    c.continued = nil
     local conn_h = (headers["connection"] or ""):lower()
     local keepalive
     if version == "1.0" then keepalive = conn_h:find("keep-alive", 1, true) ~= nil
