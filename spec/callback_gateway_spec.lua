@@ -379,3 +379,44 @@ describe("callback helpers", function()
     assert.equal(404, (r("GET", "/b", {}, {}, "")))
   end)
 end)
+
+describe("callback.pay with wxhw.pay", function()
+  local pay_mod = require "wxhw.pay"
+  local keys = require "support.pay_keys"
+  local crypto = require "wxhw.crypto"
+  local k, pay
+  setup(function()
+    k = keys.make()
+    pay = assert(pay_mod.new{ mchid = keys.MCHID, serial_no = keys.SERIAL, private_key = k.merchant_pem,
+      apiv3_key = keys.APIV3, platform_public_key = k.pubkey_pem, platform_public_key_id = keys.PUB_KEY_ID })
+  end)
+  teardown(function() if k then k.cleanup() end end)
+
+  local function notification(id, plain)
+    local nonce = crypto.nonce(12)
+    local ct = crypto.base64_encode(crypto.aes_gcm_encrypt(keys.APIV3, nonce, "transaction", plain))
+    local raw = cjson.encode({ id = id, event_type = "TRANSACTION.SUCCESS", resource_type = "encrypt-resource",
+      resource = { algorithm = "AEAD_AES_256_GCM", ciphertext = ct, associated_data = "transaction", nonce = nonce,
+                   original_type = "transaction" } })
+    return raw, keys.signed_headers(k.wxpub, keys.PUB_KEY_ID, raw, os.time())
+  end
+
+  it("verifies, decrypts and dispatches once; retries and replays get the first answer", function()
+    local got = {}
+    local gw = callback.pay{ pay = pay, handler = function(ev) got[#got + 1] = ev.data.out_trade_no end }
+    local raw, h = notification("EV-1", '{"out_trade_no":"T1"}')
+    assert.equal(204, (gw("POST", {}, h, raw)))
+    assert.equal(204, (gw("POST", {}, h, raw)))                 -- the same signed copy (replay)
+    local raw2, h2 = notification("EV-1", '{"out_trade_no":"T1"}') -- a re-signed retry
+    assert.equal(204, (gw("POST", {}, h2, raw2)))
+    assert.same({ "T1" }, got)
+    local raw3, h3 = notification("EV-2", '{"out_trade_no":"T2"}')
+    h3["Wechatpay-Signature"] = crypto.base64_encode(("x"):rep(256))
+    local st, _, body = gw("POST", {}, h3, raw3)
+    assert.equal(401, st)
+    assert.equal("FAIL", cjson.decode(body).code)
+    h3 = keys.signed_headers(k.wxpub, keys.PUB_KEY_ID, raw3, os.time() - 400)
+    assert.equal(401, (gw("POST", {}, h3, raw3)))
+    assert.same({ "T1" }, got)
+  end)
+end)

@@ -371,9 +371,20 @@ function M.pay(o)
       if type(raw_body) ~= "string" or raw_body == "" then return pay_fail(400, "empty body") end
       local n, err = o.pay:notification(headers or {}, raw_body)
       if not n then
-        info.reason = errors.is(err) and (err.reason or err.kind) or tostring(err)
-        local kind = errors.is(err) and err.kind
-        return pay_fail(kind == "input" and 400 or 401,
+        local reason = errors.is(err) and (err.reason or err.kind) or tostring(err)
+        info.reason = reason
+        -- the same signed copy again (a retry of a handled notification):
+        -- answer as the first time rather than make WeChat Pay retry forever
+        if reason == "replay" and dd then
+          local ev = cjson.decode(raw_body)
+          local id = type(ev) == "table" and ev.id or nil
+          local v = id and dd.store:get(dd.prefix .. dedup_mod.key("pay", id, raw_body))
+          if v and v:sub(1, 1) == "D" then
+            info.duplicate = true
+            return with_ctype(dedup_mod.decode(v))
+          end
+        end
+        return pay_fail((reason == "bad_resource" or reason == "input") and 400 or 401,
                         errors.is(err) and err.message or "notification rejected")
       end
       info.event = type(n) == "table" and n.event_type or nil

@@ -33,7 +33,7 @@ end
 M.alive = alive
 
 --- opts: calls, command (argv list), socket_path, appid, connect_timeout (5 s),
--- stop_grace (2 s), log (file for workers' stdout/stderr, default /dev/null),
+-- stop_grace (2 s), socket_mode ("600"; "660" to share with an nginx group), log (file for workers' stdout/stderr, default /dev/null),
 -- env (extra environment), on_stats(room_id, stats), on_frame(room_id, frame).
 function M.new(opts)
   if type(opts) ~= "table" or type(opts.command) ~= "table" or #opts.command == 0 then
@@ -46,6 +46,8 @@ function M.new(opts)
   if not ok then return errors.fail("io", "cannot bind " .. path .. ": " .. tostring(err)) end
   srv:listen(64)
   srv:settimeout(0)
+  -- only this user may connect (workers, local gateways)
+  os.execute("chmod " .. (opts.socket_mode or "600") .. " '" .. path:gsub("'", "'\\''") .. "' 2>/dev/null")
   local self = setmetatable({
     calls = opts.calls, command = opts.command, socket_path = path, server = srv, appid = opts.appid or "",
     connect_timeout = opts.connect_timeout or 5, stop_grace = opts.stop_grace or 2,
@@ -59,11 +61,17 @@ end
 
 function M:__tostring() return "wxhw.call.Supervisor(" .. self.socket_path .. ")" end
 
+local CLOSE_FDS = 'for f in /proc/$$/fd/*; do n=${f##*/}; if [ "$n" -gt 2 ] 2>/dev/null; then '
+  .. 'eval "exec $n>&-" 2>/dev/null; fi; done; exec "$@"'
+
 local function spawn(self, w)
   local env = { WXHW_CALL_SOCKET = self.socket_path, WXHW_CALL_ROOM = w.room_id, WXHW_CALL_TOKEN = w.token }
   for k, v in pairs(self.env) do env[k] = v end
   local parts = {}
   for k, v in pairs(env) do parts[#parts + 1] = k .. "=" .. shell_quote(v) end
+  -- The worker must not inherit our sockets (an HTTP client would wait for
+  -- a close that never comes): bash closes every fd above 2, then execs.
+  parts[#parts + 1] = "bash -c " .. shell_quote(CLOSE_FDS) .. " wxhw-call-worker"
   for _, a in ipairs(self.command) do parts[#parts + 1] = shell_quote(a) end
   local cmd = table.concat(parts, " ") .. " >>" .. shell_quote(self.log) .. " 2>&1 </dev/null & echo $!"
   local p = io.popen(cmd)
@@ -156,6 +164,14 @@ local function on_conn_data(self, c, data)
     if not frames then c:close(); self.conns[c] = nil; return end
     if #frames == 0 then self.conns[c] = d; return end
     local hello = frame.decode_control(frames[1])
+    if hello and hello.op == "rpc" then
+      local reply = self:rpc(hello)
+      c:settimeout(1)
+      c:send(frame.control(reply))
+      c:close()
+      self.conns[c] = nil
+      return
+    end
     local cand = hello and hello.op == "hello" and type(hello.token) == "string" and self.by_token[hello.token]
     if not cand or cand.conn or hello.room_id ~= cand.room_id then c:close(); self.conns[c] = nil; return end
     cand.conn, cand.dec = c, d
@@ -228,6 +244,25 @@ function M:step(timeout)
     self.last_tick = now
     self.calls:tick()
   end
+end
+
+-- Calls made by gateways that cannot run processes themselves (nginx
+-- workers, through wxhw.call.remote): {"op":"rpc","method":...,"args":[...]}.
+local RPC = { join_voip_room = true, hangup = true, get = true, prepare_device_call = true,
+              prepare_phone_call = true }
+
+function M:rpc(req)
+  if not self.calls then return { op = "result", ok = false, error = "no calls configured" } end
+  if not RPC[req.method] then return { op = "result", ok = false, error = "unknown method" } end
+  local args = type(req.args) == "table" and req.args or {}
+  local ok, res, err = pcall(self.calls[req.method], self.calls, args[1], args[2], args[3])
+  if not ok then return { op = "result", ok = false, error = "call failed" } end
+  if res == nil and err then return { op = "result", ok = false, error = tostring(err.message or err) } end
+  if type(res) == "table" and getmetatable(res) == require("wxhw.call").Session then
+    res = require("wxhw.call").public(res)
+    setmetatable(res, nil)
+  end
+  return { op = "result", ok = true, result = res }
 end
 
 --- Runs the loop: opts.seconds, or opts.until_fn() returning true to stop.

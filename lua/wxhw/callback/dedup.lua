@@ -36,6 +36,7 @@ local function decode(v)
   local status, ctype, body = v:match("^D(%d+)\n([^\n]*)\n(.*)$")
   return tonumber(status), ctype ~= "" and ctype or nil, body
 end
+M.decode = decode
 
 --- Claims `key`. Returns "new" (caller runs the handler and then calls
 -- done() or abandon()), or "dup", status, ctype, body, or "busy" when a

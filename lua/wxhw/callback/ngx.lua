@@ -1,0 +1,65 @@
+--- OpenResty adapter for the callback handlers (content_by_lua_block):
+--
+--   location = /wx/push {
+--     content_by_lua_block { require("wxhw.callback.ngx").serve(require("gateway").mp) }
+--   }
+--
+-- Reads the raw body (also when nginx buffered it to a file), passes the
+-- query, headers and method to the plain handler and writes its answer.
+-- Nothing here blocks: handlers use cosockets (wxhw.call.remote) and
+-- ngx.shared stores (wxhw.call.store.ngx_shared).
+local M = {}
+
+local function raw_body()
+  ngx.req.read_body() -- luacheck: ignore ngx
+  local body = ngx.req.get_body_data() -- luacheck: ignore ngx
+  if body then return body end
+  local path = ngx.req.get_body_file() -- luacheck: ignore ngx
+  if not path then return "" end
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  body = f:read("*a")
+  f:close()
+  return body
+end
+
+local function first_values(t)
+  local out = {}
+  for k, v in pairs(t) do
+    if type(v) == "table" then v = v[1] end
+    if v == true then v = "" end
+    out[k] = v
+  end
+  return out
+end
+
+--- Serves one request with handler(method, query, headers, raw_body).
+function M.serve(handler)
+  local body = raw_body()
+  if body == nil then
+    ngx.status = 500 -- luacheck: ignore ngx
+    ngx.say("request body unavailable") -- luacheck: ignore ngx
+    return ngx.exit(500) -- luacheck: ignore ngx
+  end
+  local query = first_values(ngx.req.get_uri_args(100)) -- luacheck: ignore ngx
+  local headers = ngx.req.get_headers(100) -- luacheck: ignore ngx
+  local ok, status, h, out = pcall(handler, ngx.req.get_method(), query, headers, body) -- luacheck: ignore ngx
+  if not ok then
+    ngx.log(ngx.ERR, "wxhw callback handler failed: ", tostring(status)) -- luacheck: ignore ngx
+    status, h, out = 500, { ["Content-Type"] = "text/plain" }, "internal error"
+  end
+  ngx.status = status -- luacheck: ignore ngx
+  for k, v in pairs(h or {}) do ngx.header[k] = v end -- luacheck: ignore ngx
+  ngx.header["Content-Length"] = out and #out or 0 -- luacheck: ignore ngx
+  if out and #out > 0 then ngx.print(out) end -- luacheck: ignore ngx
+  return ngx.exit(ngx.OK) -- luacheck: ignore ngx
+end
+
+--- Options for the stores and de-duplication inside nginx: a shared dict
+-- and ngx.sleep so a duplicate waits for its first copy.
+function M.dedup(dict_name)
+  local store = require("wxhw.call.store").ngx_shared(dict_name)
+  return { store = store, sleep = ngx.sleep } -- luacheck: ignore ngx
+end
+
+return M

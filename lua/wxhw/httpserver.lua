@@ -1,0 +1,154 @@
+--- A small HTTP/1.1 server (luasocket, select loop) to run the callback
+-- gateway without nginx: Lua 5.4 (and LuaJIT) scripts.
+--
+--   local srv = require("wxhw.httpserver").new{
+--     host = "127.0.0.1", port = 8080,
+--     handler = function(method, path, query, headers, body) return status, headers, body end,
+--   }
+--   srv:run()                  -- or srv:step(timeout) inside another loop
+--
+-- `handler` has the shape of callback.router(...). Request bodies need a
+-- Content-Length (WeChat, WeCom and WeChat Pay send one); keep-alive is
+-- supported; limits: max_header (16 KiB), max_body (1 MiB) → 431/413.
+-- One handler runs at a time, so handlers must be quick (WeChat's deadlines
+-- are 1–5 s anyway); long work belongs in a queue.
+local socket = require "socket"
+local callback = require "wxhw.callback"
+
+local M = {}
+M.__index = M
+
+local REASON = { [200] = "OK", [204] = "No Content", [400] = "Bad Request", [401] = "Unauthorized",
+                 [403] = "Forbidden", [404] = "Not Found", [405] = "Method Not Allowed",
+                 [411] = "Length Required", [413] = "Payload Too Large", [431] = "Request Header Fields Too Large",
+                 [500] = "Internal Server Error", [501] = "Not Implemented", [503] = "Service Unavailable" }
+
+function M.new(opts)
+  if type(opts) ~= "table" or type(opts.handler) ~= "function" then
+    error("httpserver.new: options with a handler function required", 2)
+  end
+  local srv, err = socket.bind(opts.host or "127.0.0.1", opts.port or 0, 128)
+  if not srv then return nil, require("wxhw.errors").new("io", "cannot listen: " .. tostring(err)) end
+  srv:settimeout(0)
+  local _, port = srv:getsockname()
+  return setmetatable({ server = srv, port = tonumber(port), handler = opts.handler, conns = {},
+                        max_header = opts.max_header or 16384, max_body = opts.max_body or 1048576,
+                        idle_timeout = opts.idle_timeout or 30, on_error = opts.on_error,
+                        requests = 0 }, M)
+end
+
+local function respond(c, status, headers, body, keep)
+  body = body or ""
+  local lines = { ("HTTP/1.1 %d %s"):format(status, REASON[status] or "Status") }
+  local has_ct = false
+  for k, v in pairs(headers or {}) do
+    if k:lower() ~= "content-length" and k:lower() ~= "connection" then
+      lines[#lines + 1] = k .. ": " .. tostring(v)
+      if k:lower() == "content-type" then has_ct = true end
+    end
+  end
+  if not has_ct and #body > 0 then lines[#lines + 1] = "Content-Type: text/plain; charset=utf-8" end
+  lines[#lines + 1] = "Content-Length: " .. #body
+  lines[#lines + 1] = "Connection: " .. (keep and "keep-alive" or "close")
+  c.out = c.out .. table.concat(lines, "\r\n") .. "\r\n\r\n" .. body
+  c.close_after = not keep
+end
+
+-- Parses as many complete requests as the buffer holds.
+local function process(self, c)
+  while not c.close_after do
+    local head_end = c.buf:find("\r\n\r\n", 1, true)
+    if not head_end then
+      if #c.buf > self.max_header then respond(c, 431, nil, "header too large", false) end
+      return
+    end
+    local head = c.buf:sub(1, head_end - 1)
+    local method, target, version = head:match("^(%u+) (%S+) HTTP/(%d%.%d)\r?\n?")
+    if not method then respond(c, 400, nil, "bad request line", false); return end
+    local headers = {}
+    for name, value in head:gmatch("\r\n([^:\r\n]+):[ \t]*([^\r\n]*)") do
+      headers[name:lower()] = value
+    end
+    if headers["transfer-encoding"] then respond(c, 411, nil, "Content-Length required", false); return end
+    local len = tonumber(headers["content-length"] or "0")
+    if not len or len < 0 then respond(c, 400, nil, "bad Content-Length", false); return end
+    if len > self.max_body then respond(c, 413, nil, "body too large", false); return end
+    if #c.buf < head_end + 3 + len then return end
+    local body = c.buf:sub(head_end + 4, head_end + 3 + len)
+    c.buf = c.buf:sub(head_end + 4 + len)
+    local path, qs = target:match("^([^?]*)%??(.*)$")
+    local keep = (version == "1.1" and (headers.connection or ""):lower() ~= "close")
+        or (headers.connection or ""):lower() == "keep-alive"
+    self.requests = self.requests + 1
+    local ok, status, rh, rb = pcall(self.handler, method, path, callback.parse_query(qs), headers, body)
+    if not ok then
+      if self.on_error then pcall(self.on_error, status) end
+      status, rh, rb = 500, nil, "internal error"
+    end
+    respond(c, status or 500, rh, rb, keep)
+  end
+end
+
+local function drop(self, sock)
+  self.conns[sock] = nil
+  sock:close()
+end
+
+--- One turn of the loop.
+function M:step(timeout)
+  local rd, wr = { self.server }, {}
+  for s, c in pairs(self.conns) do
+    rd[#rd + 1] = s
+    if #c.out > 0 then wr[#wr + 1] = s end
+  end
+  local readable, writable = socket.select(rd, wr, timeout or 0.05)
+  local now = socket.gettime()
+  for _, s in ipairs(readable or {}) do
+    if s == self.server then
+      for _ = 1, 64 do
+        local nc = self.server:accept()
+        if not nc then break end
+        nc:settimeout(0)
+        nc:setoption("tcp-nodelay", true)
+        self.conns[nc] = { buf = "", out = "", seen = now }
+      end
+    elseif self.conns[s] then
+      local c = self.conns[s]
+      local data, err, partial = s:receive(65536)
+      data = data or partial
+      if data and #data > 0 then
+        c.buf, c.seen = c.buf .. data, now
+        process(self, c)
+      end
+      if err == "closed" then c.peer_closed = true end
+    end
+  end
+  for s, c in pairs(self.conns) do
+    if #c.out > 0 then
+      local n, err, last = s:send(c.out)
+      local sent = n or last or 0
+      if sent > 0 then c.out, c.seen = c.out:sub(sent + 1), now end
+      if err == "closed" then c.out, c.peer_closed = "", true end
+    end
+    if #c.out == 0 and (c.close_after or c.peer_closed or now - c.seen > self.idle_timeout) then drop(self, s) end
+  end
+  local _ = writable
+end
+
+function M:run(opts)
+  opts = opts or {}
+  local deadline = opts.seconds and socket.gettime() + opts.seconds
+  while true do
+    self:step(opts.step or 0.05)
+    if opts.until_fn and opts.until_fn() then return true end
+    if deadline and socket.gettime() >= deadline then return false end
+  end
+end
+
+function M:close()
+  for s in pairs(self.conns) do s:close() end
+  self.conns = {}
+  self.server:close()
+end
+
+return M

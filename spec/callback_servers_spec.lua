@@ -1,0 +1,151 @@
+-- The gateway behind real servers: Debian nginx + lua module (handlers in the
+-- nginx workers, calls in the daemon over a unix socket) and the small Lua
+-- HTTP server (everything in one process). The daemon runs in this process;
+-- requests are made without blocking so its loop keeps turning.
+local socket = require "socket"
+local cjson = require "cjson"
+local msgcrypt = require "wxhw.msgcrypt"
+local nginx = require "support.nginx"
+local gateway = dofile("examples/gateway.lua")
+
+local TOKEN, KEY, APPID = "AAAAA", string.rep("A", 43), "wxba5fad812f8e6fb9"
+local V_QS = "signature=6c5c811b55cc85e0e1b54100749188c20beb3f5d&timestamp=1714112445&nonce=415670741"
+  .. "&openid=o9AgO5Kd5ggOC-bXrbNODIiE3bGY&encrypt_type=aes&msg_signature=046e02f8204d34f8ba5fa3b1db94908f3df2e9b3"
+local V_BODY = [[{"ToUserName":"gh_97417a04a28d","Encrypt":"+qdx1OKCy+5JPCBFWw70tm0fJGb2Jmeia4FCB7kao+/Q5c/ohsOzQHi8khUOb05JCpj0JB4RvQMkUyus8TPxLKJGQqcvZqzDpVzazhZv6JsXUnnR8XGT740XgXZUXQ7vJVnAG+tE8NUd4yFyjPy7GgiaviNrlCTj+l5kdfMuFUPpRSrfMZuMcp3Fn2Pede2IuQrKEYwKSqFIZoNqJ4M8EajAsjLY2km32IIjdf8YL/P50F7mStwntrA2cPDrM1kb6mOcfBgRtWygb3VIYnSeOBrebufAlr7F9mFUPAJGj04="}]]
+
+local function write_config(dir)
+  local path = dir .. "/gateway.conf.lua"
+  local f = assert(io.open(path, "w"))
+  f:write(([[return {
+  mp = { token = %q, encoding_aes_key = %q, appid = %q, max_skew = false },
+  calls = { socket_path = %q, ring_timeout = 10, worker = { %q, "call-worker", "--simulate", "--answer-after", "0.1" } },
+}]]):format(TOKEN, KEY, APPID, dir .. "/calls.sock", nginx.repo .. "/bin/wxhw"))
+  f:close()
+  return path
+end
+
+-- A raw HTTP/1.1 exchange that keeps `pump()` running while it waits.
+local function request(port, method, target, body, pump, extra_headers)
+  local c = assert(socket.connect("127.0.0.1", port))
+  body = body or ""
+  c:send(("%s %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n%sConnection: close\r\n\r\n%s")
+    :format(method, target, #body, extra_headers or "", body))
+  c:settimeout(0)
+  local buf, deadline = "", socket.gettime() + 10
+  while socket.gettime() < deadline do
+    pump()
+    local data, err, partial = c:receive(65536)
+    buf = buf .. (data or partial or "")
+    if err == "closed" then break end
+  end
+  c:close()
+  local status = tonumber(buf:match("^HTTP/1%.1 (%d+)"))
+  local head, rbody = buf:match("^(.-)\r\n\r\n(.*)$")
+  return status, rbody, head
+end
+
+local function push_query(mc, msg, nonce)
+  local ts = tostring(os.time())
+  local body, sig = mc:push_body(cjson.encode(msg), "mp_json", ts, nonce, "gh_1")
+  return ("timestamp=%s&nonce=%s&encrypt_type=aes&msg_signature=%s&openid=o1"):format(ts, nonce, sig), body
+end
+
+local function voip(room, sn)
+  return { ToUserName = "gh_1", FromUserName = "o1", CreateTime = os.time(), MsgType = "event",
+           Event = "iot_voip_notify", Action = "join_voip_room", Payload = "", RoomId = room, SessionKey = "sk",
+           ServerToken = "st", ModelId = "m1", Sn = sn }
+end
+
+local function reply_plain(mc, body)
+  local r = cjson.decode(body)
+  local plain = assert(mc:decrypt(r.MsgSignature, ("%d"):format(r.TimeStamp), r.Nonce, r.Encrypt))
+  return cjson.decode(plain)
+end
+
+local function shared_checks(port, d, mc)
+  local pump = d.step
+  -- URL verification vector
+  local st, body = request(port, "GET", "/wx/push?signature=f464b24fc39322e44b38aa78f5edd27bd1441696"
+    .. "&timestamp=1714036504&nonce=1514711492&echostr=4375120948345356249", nil, pump)
+  assert.equal(200, st); assert.equal("4375120948345356249", body)
+  -- the published push is a debug_demo event the gateway has no handler for
+  st = request(port, "POST", "/wx/push?" .. V_QS, V_BODY, pump)
+  assert.equal(400, st)
+  -- wrong signature
+  st = request(port, "POST", "/wx/push?" .. V_QS:gsub("msg_signature=046e", "msg_signature=146e"), V_BODY, pump)
+  assert.equal(403, st)
+  -- a call: errcode 0, the worker answers, a retransmission gets the same bytes
+  local room = "room-srv-" .. math.random(1e9)
+  local qs, pbody = push_query(mc, voip(room, "SN-" .. room), "n1")
+  local st1, b1 = request(port, "POST", "/wx/push?" .. qs, pbody, pump)
+  assert.equal(200, st1)
+  assert.same({ errcode = 0, errmsg = "ok" }, reply_plain(mc, b1))
+  local qs2, pbody2 = push_query(mc, voip(room, "SN-" .. room), "n2")
+  local st2, b2 = request(port, "POST", "/wx/push?" .. qs2, pbody2, pump)
+  assert.equal(200, st2); assert.equal(b1, b2)
+  local deadline = socket.gettime() + 5
+  while socket.gettime() < deadline and d.calls:get(room).state ~= "TALKING" do pump() end
+  assert.equal("TALKING", d.calls:get(room).state)
+  assert.equal(1, d.supervisor.counters.started)
+  -- a second call for the same device is refused (busy)
+  local qs3, pbody3 = push_query(mc, voip(room .. "-b", "SN-" .. room), "n3")
+  local _, b3 = request(port, "POST", "/wx/push?" .. qs3, pbody3, pump)
+  assert.equal(1, reply_plain(mc, b3).errcode)
+  d.calls:hangup(room, "device")
+end
+
+describe("gateway behind servers #slow", function()
+  local dir, mc
+  setup(function()
+    local p = io.popen("mktemp -d /tmp/wxhw-gw.XXXXXX"); dir = p:read("*l"); p:close()
+    mc = assert(msgcrypt.new{ token = TOKEN, encoding_aes_key = KEY, receive_id = APPID })
+  end)
+  teardown(function() os.execute("rm -rf '" .. dir .. "'") end)
+
+  it("nginx workers verify, decrypt, de-duplicate and hand calls to the daemon", function()
+    local conf_path = write_config(dir)
+    local d = gateway.program(gateway.load_config(conf_path), true)
+    local srv = assert(nginx.start{
+      main_block = "env WXHW_GATEWAY_CONFIG=" .. conf_path .. ";",
+      http_block = "lua_shared_dict wxhw_callbacks 4m;\n  init_worker_by_lua_block { require('gateway').nginx() }",
+      lua_package_path = nginx.repo .. "/examples/?.lua",
+      workers = 2,
+      server_block = [[
+        location = /wx/push { content_by_lua_block { require("wxhw.callback.ngx").serve(require("gateway").nginx().mp) } }
+      ]],
+    })
+    local ok, err = pcall(shared_checks, srv.port, d, mc)
+    local log = srv:error_log()
+    srv:stop()
+    d.supervisor:close(); d.relay:close()
+    assert(ok, tostring(err) .. "\n" .. log)
+  end)
+
+  it("the Lua HTTP server runs the same gateway in one process", function()
+    local conf = gateway.load_config(write_config(dir))
+    conf.calls.socket_path = dir .. "/calls2.sock"
+    local d = gateway.program(conf)
+    local ok, err = pcall(shared_checks, d.http.port, d, mc)
+    -- keep-alive, limits and bad requests
+    local c = assert(socket.connect("127.0.0.1", d.http.port))
+    c:settimeout(0)
+    c:send("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    local buf, deadline = "", socket.gettime() + 3
+    while socket.gettime() < deadline and select(2, buf:gsub("\r\n\r\nok", "")) < 2 do
+      d.step()
+      local data, _, partial = c:receive(65536)
+      buf = buf .. (data or partial or "")
+    end
+    c:close()
+    local n_ok = select(2, buf:gsub("HTTP/1.1 200 OK", ""))
+    local st413 = request(d.http.port, "POST", "/wx/push", string.rep("x", 2 * 1048576), d.step)
+    local st404 = request(d.http.port, "GET", "/nope", nil, d.step)
+    local st400 = request(d.http.port, "POST", "/wx/push?timestamp=1", "", d.step)
+    d.http:close(); d.supervisor:close(); d.relay:close()
+    assert(ok, tostring(err))
+    assert.equal(2, n_ok)
+    assert.equal(413, st413)
+    assert.equal(404, st404)
+    assert.equal(400, st400)
+  end)
+end)
