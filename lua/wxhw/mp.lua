@@ -226,7 +226,7 @@ end
 --- POST /wxa/business/iot/voip/call (wechat-api.md §3.3, schema from third-party
 -- code). o: sn, model_id, openid, room_type ("video"|"voice"), listener_name,
 -- version_type (0 formal, 1 developer, 2 trial), query, caller_camera_status,
--- listener_camera_status, payload.
+-- listener_camera_status, payload. Returns the room id (or true), response.
 function MP:voip_call(o)
   if type(o) ~= "table" then error("wxhw.mp.voip_call: options table expected", 2) end
   local model_id = o.model_id or self.model_id
@@ -244,7 +244,7 @@ function MP:voip_call(o)
   local res
   res, err = self:_post("/wxa/business/iot/voip/call", body)
   if not res then return nil, err end
-  return true, res
+  return res.roomid or true, res
 end
 
 return M

@@ -121,8 +121,11 @@ function Job:scan()
   local st = io.open(self.input, "rb")
   local size = st and st:seek("end") or 0
   if st then st:close() end
+  -- ~10 bits per key (a row is ~20+ bytes): about 0.5% of keys become
+  -- candidates, checked exactly in pass 2.
+  local nkeys = 1 + (self.groups and 1 or 0) + (self.wecom and 1 or 0)
   local bits = 2 ^ 20
-  while bits < size * 2 and bits < 2 ^ 31 do bits = bits * 2 end
+  while bits < size / 2 * nkeys and bits < 2 ^ 31 do bits = bits * 2 end
   local seen = core.seen.new(bits, 4)
   local suspects, nsus = {}, 0
   local rows, invalid, examples = 0, 0, {}
