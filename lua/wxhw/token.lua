@@ -293,7 +293,7 @@ function Manager:_acquire(force)
     if lease then
       -- Re-check under the lease: the previous holder may have committed
       -- between our read and our lease.
-      local fresh, ferr = store:get(key)
+      local fresh, ferr = store:get(key, true)
       if not fresh then
         store:release(key, lease)
         return self:_store_down(ferr)

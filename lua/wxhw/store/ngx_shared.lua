@@ -10,8 +10,17 @@
 --   K#bad      the token last invalidated (compare-and-invalidate without a
 --              lock: a record holding it reads as empty)
 --   K#fday:D   forced refreshes on China day D;  K#fspace  spacing marker
+--
+-- Layered over Redis (`redis = { host =, port =, ... }`) for several nginx
+-- hosts: leases, commits, compare-and-invalidate and the force budget go to
+-- Redis (the same server-side scripts as the redis store, over cosockets);
+-- the dict keeps each record for `l1_ttl` seconds (default 1) as `K#l2`, so
+-- the workers of a host share one Redis read. A 40001 drops the host's copy
+-- and keeps the failed token out of it for 2 x l1_ttl.
 local M = {}
 M.__index = M
+local Layered = setmetatable({}, { __index = M })
+Layered.__index = Layered
 
 local seq = 0
 
@@ -26,7 +35,14 @@ function M.new(opts)
     return nil, require("wxhw.errors").new("store", "no lua_shared_dict named " .. name
       .. " (add `lua_shared_dict " .. name .. " 1m;` to the http block)")
   end
-  return setmetatable({ kind = "ngx_shared", shared = true, dict = dict, name = name, ngx = ngx }, M)
+  local self = setmetatable({ kind = "ngx_shared", shared = true, dict = dict, name = name, ngx = ngx }, M)
+  if opts.redis then
+    local conn = require("wxhw.store.redis_cosocket").new(opts.redis)
+    self.l2 = assert(require("wxhw.store.redis").new{ conn = conn })
+    self.l1_ttl = opts.l1_ttl or 1
+    return setmetatable(self, Layered)
+  end
+  return self
 end
 
 local function fail(msg)
@@ -112,5 +128,54 @@ function M:info(key)
 end
 
 function M:__tostring() return "wxhw ngx_shared token store " .. self.name end
+
+-------------------------------------------------------------- over Redis
+
+local function encode(r)
+  return string.format("%d|%.3f|%.3f|%s", r.gen, r.expires_at, r.fetched_at, r.token or "")
+end
+
+-- `fresh` (the manager's re-check under a lease) skips the host copy.
+function Layered:get(key, fresh)
+  local v = not fresh and self.dict:get(key .. "#l2")
+  if v then
+    local gen, exp, fetched, tok = v:match("^([^|]*)|([^|]*)|([^|]*)|(.*)$")
+    -- A worker may have re-shared a token another worker just saw fail.
+    if tok ~= self.dict:get(key .. "#bad") then
+      return { token = tok ~= "" and tok or false, expires_at = tonumber(exp), fetched_at = tonumber(fetched),
+               gen = tonumber(gen) }
+    end
+  end
+  local r, err = self.l2:get(key)
+  if not r then return nil, err end
+  -- Only a token is worth sharing; a missing one must be re-read while
+  -- another host fetches it.
+  if r.token then self.dict:set(key .. "#l2", encode(r), self.l1_ttl) end
+  return r
+end
+
+function Layered:peeker() return nil end
+function Layered:lease(key, ttl) return self.l2:lease(key, ttl) end
+function Layered:release(key, lease) return self.l2:release(key, lease) end
+function Layered:force_permit(...) return self.l2:force_permit(...) end
+
+function Layered:commit(key, lease, token, expires_at, fetched_at)
+  local gen, err = self.l2:commit(key, lease, token, expires_at, fetched_at)
+  if gen then
+    self.dict:set(key .. "#l2", encode{ gen = gen, token = token, expires_at = expires_at, fetched_at = fetched_at },
+                  self.l1_ttl)
+  end
+  return gen, err
+end
+
+function Layered:invalidate(key, failed)
+  self.dict:set(key .. "#bad", failed, 2 * self.l1_ttl)
+  self.dict:delete(key .. "#l2")
+  return self.l2:invalidate(key, failed)
+end
+
+function Layered:info(key) return self.l2:info(key) end
+
+function Layered:__tostring() return "wxhw ngx_shared token store " .. self.name .. " over " .. tostring(self.l2) end
 
 return M
