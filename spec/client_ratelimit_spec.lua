@@ -88,3 +88,54 @@ describe("wxhw.ratelimit", function()
     assert.equal(7, rl:count("k"))
   end)
 end)
+
+describe("wxhw.ratelimit shdict backend (nginx, 2 workers)", function()
+  local nginx = require "support.nginx"
+  local http = require "wxhw.http"
+  local srv, c
+
+  setup(function()
+    srv = assert(nginx.start{
+      workers = 2,
+      http_block = "lua_shared_dict rl 1m;",
+      server_block = [[
+    location = /take {
+      content_by_lua_block {
+        local ratelimit = require "wxhw.ratelimit"
+        local rl = ratelimit.new{ backend = ratelimit.shdict("rl") }
+        local ok, err = rl:acquire(ngx.var.arg_key, { daily = tonumber(ngx.var.arg_daily) })
+        ngx.print(ok and ("ok " .. rl:count(ngx.var.arg_key)) or err.reason)
+      }
+    }
+    location = /exhaust {
+      content_by_lua_block {
+        local ratelimit = require "wxhw.ratelimit"
+        ratelimit.new{ backend = ratelimit.shdict("rl") }:exhaust(ngx.var.arg_key)
+        ngx.print("done")
+      }
+    }]],
+    })
+    c = http.new{}
+  end)
+  teardown(function()
+    c:close()
+    srv:stop()
+  end)
+
+  it("shares the daily count across workers, exactly", function()
+    local reqs = {}
+    for i = 1, 30 do reqs[i] = { url = srv.base_url .. "/take?key=a&daily=12" } end
+    local ok, daily = 0, 0
+    for _, r in ipairs(c:batch(reqs, { concurrency = 8 })) do
+      if r.body:match("^ok") then ok = ok + 1 elseif r.body == "daily" then daily = daily + 1 end
+    end
+    assert.equal(12, ok)
+    assert.equal(18, daily)
+  end)
+
+  it("exhaust() applies to every worker", function()
+    assert.equal("ok 1", c:request{ url = srv.base_url .. "/take?key=b&daily=100" }.body)
+    assert.equal("done", c:request{ url = srv.base_url .. "/exhaust?key=b" }.body)
+    for _ = 1, 4 do assert.equal("daily", c:request{ url = srv.base_url .. "/take?key=b&daily=100" }.body) end
+  end)
+end)

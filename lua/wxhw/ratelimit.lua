@@ -98,15 +98,23 @@ end
 
 function Shdict:take(key, rule, now, day)
   local d = self.dict
-  local dk = "d:" .. day .. ":" .. key
   if d:get("x:" .. day .. ":" .. key) then return false, "daily", 0 end
-  if rule.daily and (d:get(dk) or 0) >= rule.daily then return false, "daily", 0 end
+  -- count first, then check: incr is atomic across workers, get-then-set is not
+  local dk = "d:" .. day .. ":" .. key
+  local count = d:incr(dk, 1, 0, 90000)
+  if rule.daily and count > rule.daily then
+    d:incr(dk, -1)
+    return false, "daily", 0
+  end
   if rule.rate then
     local sec = math.floor(now)
     local n = d:incr("s:" .. sec .. ":" .. key, 1, 0, 2)
-    if n > math.max(1, math.floor(rule.burst or rule.rate)) then return false, "rate", sec + 1 - now end
+    if n > math.max(1, math.floor(rule.burst or rule.rate)) then
+      d:incr(dk, -1)
+      return false, "rate", sec + 1 - now
+    end
   end
-  return true, d:incr(dk, 1, 0, 90000)
+  return true, count
 end
 
 function Shdict:exhaust(key, day)
