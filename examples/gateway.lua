@@ -31,7 +31,7 @@ end
 M.load_config = load_config
 
 -- The HTTP handlers by path, given the calls object or a remote client.
-local function routes(conf, calls_or_remote, dedup)
+local function routes(conf, calls_or_remote, dedup, stats)
   local callback = require "wxhw.callback"
   local r = {}
   if conf.mp then
@@ -50,6 +50,11 @@ local function routes(conf, calls_or_remote, dedup)
     r["/pay/notify"] = callback.pay{ pay = conf.pay.client, handler = conf.pay.handler, dedup = dedup }
   end
   r["/healthz"] = function() return 200, { ["Content-Type"] = "text/plain" }, "ok" end
+  if stats then
+    r["/stats"] = function()
+      return 200, { ["Content-Type"] = "application/json" }, require("cjson").encode(stats())
+    end
+  end
   return r
 end
 
@@ -88,7 +93,10 @@ function M.program(conf, daemon_only)
   local d = M.daemon(conf)
   local http
   if not daemon_only then
-    local router = require("wxhw.callback").router(routes(conf, d.calls, { store = d.store }))
+    local function stats()
+      return { supervisor = d.supervisor.counters, relay = d.relay.counters, workers = d.supervisor:count() }
+    end
+    local router = require("wxhw.callback").router(routes(conf, d.calls, { store = d.store }, stats))
     http = assert(require("wxhw.httpserver").new{
       host = conf.http and conf.http.host, port = conf.http and conf.http.port,
       handler = function(method, path, query, headers, body) return router(method, path, query, headers, body) end,

@@ -23,6 +23,7 @@ usage: wxhw call-worker --simulate [options]
   --stats FILE            also write the final statistics (JSON) to FILE
 environment: WXHW_CALL_SOCKET, WXHW_CALL_ROOM, WXHW_CALL_TOKEN (set by the supervisor)]]
 
+local apply_payload
 local ST = { CALLING = 1, TALKING = 2, REJECTED = 3, HANGUP_BY_CALLEE = 6, BUSY = 8 }
 
 local function parse(args)
@@ -121,6 +122,19 @@ end
 
 -- The worker -------------------------------------------------------------------
 
+-- A payload "sim:reject_after=0.1;no_answer=1" scripts the simulated user
+-- per call (tests and the emulator); flags on the command line are defaults.
+local PAYLOAD_KEYS = { answer_after = true, reject_after = true, user_hangup_after = true, crash_after = true,
+                       no_answer = true, busy = true }
+apply_payload = function(o, payload)
+  if type(payload) ~= "string" or payload:sub(1, 4) ~= "sim:" then return end
+  for k, v in payload:sub(5):gmatch("([%w_]+)=([^;]*)") do
+    if PAYLOAD_KEYS[k] then
+      if k == "no_answer" or k == "busy" then o[k] = v == "1" else o[k] = tonumber(v) end
+    end
+  end
+end
+
 local function simulate(o)
   local path, room, token = os.getenv("WXHW_CALL_SOCKET"), os.getenv("WXHW_CALL_ROOM"), os.getenv("WXHW_CALL_TOKEN")
   if not (path and room and token) then
@@ -184,6 +198,7 @@ local function simulate(o)
           if m then
             if m.op == "join" then
               session, joined_at = m, now
+              apply_payload(o, m.payload)
               if o.busy then status("BUSY") else status("CALLING") end
             elseif m.op == "hangup" then
               state = "HANGUP"
