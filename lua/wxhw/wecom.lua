@@ -37,7 +37,6 @@ local TOKEN_CODES = { [40001] = true, [40014] = true, [42001] = true, [40082] = 
 local NO_TOKEN = { token = function() return errors.fail("token", "openhw calls carry their own token") end }
 
 local function openhw_client(c)
-  if c and c.token_provider == nil then return c end
   local o = { token_provider = NO_TOKEN }
   if c then o.transport, o.base_urls, o.limiter = c.transport, c.base_urls, c.limiter end
   return assert(client_mod.new(o))
@@ -112,7 +111,7 @@ function WC:device_detail(sn)
   local d = type(res.device_detail) == "table" and res.device_detail or res
   local corp = d.auth_corp_info
   if type(corp) ~= "table" or next(corp) == nil then corp = d.bind_corpinfo end
-  if type(corp) ~= "table" then corp = nil end
+  if type(corp) ~= "table" or next(corp) == nil then corp = nil end
   d.corp_info = corp
   d.bound = tonumber(d.bind_status) == 1
   return d

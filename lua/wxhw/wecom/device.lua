@@ -26,11 +26,23 @@ function D:members(o)
   o = o or {}
   local limit = o.limit or 100
   if type(limit) ~= "number" or limit < 1 or limit > 200 then error("wecom device:members: limit must be 1-200", 2) end
+  local last_version
   local p = paginate.new{ style = "cursor", limit = limit,
     fetch = function(req)
       local body = { limit = req.limit }
-      if req.cursor and req.cursor ~= "" then body.cursor = req.cursor end
-      return self:_call("/cgi-bin/openhw/device/get_userinfo_by_page", body)
+      local paging = req.cursor and req.cursor ~= ""
+      if paging then body.cursor = req.cursor end
+      local page, err = self:_call("/cgi-bin/openhw/device/get_userinfo_by_page", body)
+      if page then last_version = page.perm_version; return page end
+      -- A cursor dies with the permissions it was cut from: if the version
+      -- moved, hand the pager an empty page of the new version (it restarts).
+      if paging and err.kind == "wx" then
+        local v = self:perm_version()
+        if v ~= nil and v ~= last_version then
+          return { perm_version = v, next_cursor = req.cursor, userinfo = { useritems = {} } }
+        end
+      end
+      return nil, err
     end,
     items = function(page) return type(page.userinfo) == "table" and page.userinfo.useritems or {} end,
     total = false,
