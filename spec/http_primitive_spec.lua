@@ -274,6 +274,22 @@ describe("wxhw.http #c", function()
       assert.has_error(function() c:request{ url = srv.base_url .. "/ok" } end)
     end)
 
+    it("speak HTTP/2 when asked and offered, multiplexing a batch on one connection", function()
+      local h2srv = assert(http_server.start{ http2 = true })
+      local c = http.new{ ca_file = h2srv.pki.ca_file, http2 = true }
+      local r = assert(c:request{ url = h2srv.https_url .. "/conn" })
+      assert.equal("2", r.http_version)
+      local reqs = {}
+      for i = 1, 8 do reqs[i] = { url = h2srv.https_url .. "/conn" } end
+      for _, x in ipairs(c:batch(reqs, { concurrency = 8 })) do assert.equal(r.body, x.body) end
+      local c1 = http.new{ ca_file = h2srv.pki.ca_file }
+      local plain = assert(c1:request{ url = h2srv.https_url .. "/ok" })
+      assert.equal("1.1", plain.http_version) -- http2 is opt-in
+      c1:close()
+      c:close()
+      h2srv:stop()
+    end)
+
     it("go through a proxy when given one", function()
       -- nginx is not a forward proxy, but curl must send the absolute URI to it
       local c = http.new{ proxy = srv.base_url }

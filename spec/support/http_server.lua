@@ -116,7 +116,8 @@ M.server_block = [=[
     }
 ]=]
 
---- Starts the server with TLS (a fresh CA) unless o.tls == false.
+--- Starts the server with TLS (a fresh CA) unless o.tls == false; o.http2
+-- offers HTTP/2 on the TLS port.
 function M.start(o)
   o = o or {}
   local pki
@@ -131,7 +132,7 @@ function M.start(o)
     server_block = M.server_block .. (o.server_block or ""),
     main_block = o.main_block,
     lua_package_path = o.lua_package_path,
-    tls = pki and { cert = pki.cert_file, key = pki.key_file } or nil,
+    tls = pki and { cert = pki.cert_file, key = pki.key_file, http2 = o.http2 } or nil,
     log_level = o.log_level,
   }
   if not srv then

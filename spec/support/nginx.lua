@@ -9,7 +9,7 @@
 --     workers = 1,                                  -- default 1
 --     lua_package_path = "/x/?.lua",                -- prepended to the defaults
 --     lua_package_cpath = "/x/?.so",                -- prepended to the defaults
---     tls = { cert = "server.pem", key = "server.key" }, -- also listen with TLS
+--     tls = { cert = "server.pem", key = "server.key", http2 = false }, -- also listen with TLS
 --   })
 --   srv.port, srv.base_url, srv.ssl_port, srv.https_url, srv.pid, srv.prefix
 --   srv:error_log()  -- the error log so far (for failure messages)
@@ -135,8 +135,8 @@ local function render(o, prefix, port, ssl_port)
     .. root .. "/build/luajit/?.so;/usr/lib/x86_64-linux-gnu/lua/5.1/?.so;;"
   local tls = ""
   if ssl_port then
-    tls = ("listen 127.0.0.1:%d ssl;\n    ssl_certificate %s;\n    ssl_certificate_key %s;\n")
-      :format(ssl_port, o.tls.cert, o.tls.key)
+    tls = ("listen 127.0.0.1:%d ssl%s;\n    ssl_certificate %s;\n    ssl_certificate_key %s;\n")
+      :format(ssl_port, o.tls.http2 and " http2" or "", o.tls.cert, o.tls.key)
   end
   local t = {}
   local function add(s) t[#t + 1] = s end
