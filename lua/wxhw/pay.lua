@@ -126,7 +126,9 @@ end
 -- Key for a serial; an unknown serial in certificate mode downloads the
 -- certificates again, at most once per cert_min_interval (no refresh storm).
 function Pay:_lookup(serial, now)
-  local pub, err = self.keyring:lookup(serial, now)
+  local ring = self.keyring
+  if serial == ring.public_key_id then return ring.public_key end -- the fast path
+  local pub, err = ring:lookup(serial, now)
   if pub or err.reason ~= "unknown_serial" or not self.keyring:uses_certificates() or not self.apiv3_key then
     return pub, err
   end
@@ -146,7 +148,7 @@ end
 function Pay:verify(headers, body, now)
   if type(body) ~= "string" then error("pay:verify: body must be the raw body string", 2) end
   now = now or self.now()
-  return verify.verify(headers, body, now, function(serial, t) return self:_lookup(serial, t) end)
+  return verify.verify(headers, body, now, self._lookup, self)
 end
 
 --- Decrypts an AEAD_AES_256_GCM resource (callback `resource`, certificate

@@ -26,21 +26,11 @@ function M.fail(reason, message, fields)
   return errors.fail("signature", message, f)
 end
 
---- Returns a function name → value for headers given as a table (any case;
--- values a string or a list, as wxhw.http returns repeated headers) or as a
--- getter function. A repeated header gives nil, "repeated".
-function M.getter(headers)
-  if type(headers) == "function" then
-    return function(name)
-      local v = headers(name)
-      if v == nil then
-        -- getters from frameworks differ in case handling: try the canonical spelling
-        v = headers((name:gsub("^%l", string.upper):gsub("%-%l", string.upper)))
-      end
-      return v
-    end
-  end
-  if type(headers) ~= "table" then error("headers must be a table or a function(name)", 3) end
+local function canonical(name)
+  return (name:gsub("^%l", string.upper):gsub("%-%l", string.upper))
+end
+
+local function lowered(headers)
   local lower = {}
   for k, v in pairs(headers) do
     if type(k) == "string" then
@@ -48,8 +38,30 @@ function M.getter(headers)
       if lower[lk] ~= nil then lower[lk] = { lower[lk], v } else lower[lk] = v end
     end
   end
+  return lower
+end
+
+--- Returns a function name → value (name in lower case) for headers given as
+-- a table (any case; values a string or a list, as wxhw.http returns
+-- repeated headers) or as a getter function. A repeated header gives nil,
+-- "repeated".
+function M.getter(headers)
+  if type(headers) == "function" then
+    return function(name)
+      local v = headers(name)
+      -- getters from frameworks differ in case handling: try the canonical spelling
+      if v == nil then v = headers(canonical(name)) end
+      return v
+    end
+  end
+  if type(headers) ~= "table" then error("headers must be a table or a function(name)", 3) end
+  local lower
   return function(name)
-    local v = lower[name]
+    local v = headers[name] -- the common case: already lower case (wxhw.http, ngx)
+    if v == nil then
+      lower = lower or lowered(headers)
+      v = lower[name]
+    end
     if type(v) == "table" then
       if #v == 1 then return v[1] end
       return nil, "repeated"
@@ -58,9 +70,32 @@ function M.getter(headers)
   end
 end
 
+local FIELD = { ["wechatpay-timestamp"] = "timestamp", ["wechatpay-nonce"] = "nonce",
+  ["wechatpay-signature"] = "signature", ["wechatpay-serial"] = "serial" }
+
+-- The common case without building a getter: a table with lower-case names
+-- and one string each (wxhw.http, ngx.req.get_headers). nil: use the general path.
+local function fast_headers(headers)
+  local ts, nonce = headers["wechatpay-timestamp"], headers["wechatpay-nonce"]
+  local sig, serial = headers["wechatpay-signature"], headers["wechatpay-serial"]
+  if type(ts) ~= "string" or type(nonce) ~= "string" or type(sig) ~= "string" or type(serial) ~= "string"
+    or nonce == "" or sig == "" or serial == "" or #ts > 12 or not ts:find("^%d+$") then
+    return nil
+  end
+  local t = headers["wechatpay-signature-type"]
+  if t ~= nil and t ~= M.SIGNATURE_TYPE then return nil end
+  local rid = headers["request-id"]
+  return { timestamp = tonumber(ts), raw_timestamp = ts, nonce = nonce, signature = sig, serial = serial, type = t,
+    request_id = type(rid) == "string" and rid or nil }
+end
+
 --- Reads the signature headers. Returns a table {timestamp, nonce, signature,
 -- serial, type, request_id} or nil, err.
 function M.read_headers(headers)
+  if type(headers) == "table" then
+    local h = fast_headers(headers)
+    if h then return h end
+  end
   local get = M.getter(headers)
   local request_id = get("request-id")
   if type(request_id) ~= "string" then request_id = nil end
@@ -77,12 +112,12 @@ function M.read_headers(headers)
     if type(v) ~= "string" then
       return M.fail("bad_header", "header " .. name .. " is not a string", { request_id = request_id })
     end
-    h[name:sub(11)] = v
+    h[FIELD[name]] = v
   end
   if not h.timestamp:match("^%d+$") or #h.timestamp > 12 then
     return M.fail("bad_header", "Wechatpay-Timestamp is not a Unix time in seconds", { request_id = request_id })
   end
-  h.timestamp = tonumber(h.timestamp)
+  h.raw_timestamp, h.timestamp = h.timestamp, tonumber(h.timestamp)
   local t = get("wechatpay-signature-type")
   if t ~= nil and t ~= M.SIGNATURE_TYPE then
     return M.fail("signature_type", "unsupported Wechatpay-Signature-Type " .. tostring(t):sub(1, 40),
@@ -94,7 +129,8 @@ end
 
 --- Checks the probe prefix and the time window. Returns true or nil, err.
 function M.check_fresh(h, now)
-  if h.signature:sub(1, #M.PROBE_PREFIX) == M.PROBE_PREFIX then
+  -- 'W' (87) first: base64 signatures rarely start with it, so no substring is made
+  if h.signature:byte(1) == 87 and h.signature:sub(1, #M.PROBE_PREFIX) == M.PROBE_PREFIX then
     return M.fail("probe", "signature is a WECHATPAY/SIGNTEST/ probe: treat as a verification failure",
       { request_id = h.request_id })
   end
@@ -109,7 +145,7 @@ end
 
 --- The signed string: TIMESTAMP\nNONCE\nBODY\n.
 function M.message(h, body)
-  return h.timestamp .. "\n" .. h.nonce .. "\n" .. body .. "\n"
+  return (h.raw_timestamp or h.timestamp) .. "\n" .. h.nonce .. "\n" .. body .. "\n"
 end
 
 --- Verifies the signature with `pub` (a wxhw public key). Returns true or nil, err.
@@ -122,9 +158,9 @@ function M.check_signature(h, body, pub)
   return true
 end
 
---- Full check. `lookup(serial, now)` → public key | nil, err. Returns true, h
--- or nil, err.
-function M.verify(headers, body, now, lookup)
+--- Full check. `lookup(serial, now)` → public key | nil, err (or, with
+-- `obj`, `lookup(obj, serial, now)`). Returns true, h or nil, err.
+function M.verify(headers, body, now, lookup, obj)
   if type(body) ~= "string" then error("body must be the raw body string", 2) end
   local h, err = M.read_headers(headers)
   if not h then return nil, err end
@@ -132,7 +168,7 @@ function M.verify(headers, body, now, lookup)
   ok, err = M.check_fresh(h, now)
   if not ok then return nil, err end
   local pub
-  pub, err = lookup(h.serial, now)
+  if obj ~= nil then pub, err = lookup(obj, h.serial, now) else pub, err = lookup(h.serial, now) end
   if not pub then
     err.request_id = err.request_id or h.request_id
     return nil, err
