@@ -18,6 +18,7 @@
 #define FRAMER "wxhw.media.Framer"
 #define FLVMUX "wxhw.media.FlvMuxer"
 #define REORDER "wxhw.media.Reorderer"
+#define APACK "wxhw.media.AudioPacketizer"
 
 static void *grow(void *ud, void *ptr, size_t size) {
   (void)ud;
@@ -876,6 +877,117 @@ static int reorder_tostring(lua_State *L) {
   return 1;
 }
 
+/* ---- audio RTP ---------------------------------------------------------- */
+enum { A_PCMU, A_PCMA, A_OPUS, A_AAC };
+typedef struct {
+  wm_apack a;
+  int codec;
+  size_t mtu;
+} apack;
+
+/* audio_packetizer{codec="pcmu"|"pcma"|"opus"|"aac", pt=, ssrc=, seq=, ts=,
+ *                  ptime_ms=20 (G.711), mtu=1200 (AAC)} */
+static int apack_new(lua_State *L) {
+  static const char *const names[] = {"pcmu", "pcma", "opus", "aac", NULL};
+  apack *p;
+  int codec;
+  luaL_checktype(L, 1, LUA_TTABLE);
+  wxhw_getfield(L, 1, "codec");
+  codec = luaL_checkoption(L, -1, NULL, names);
+  lua_pop(L, 1);
+  p = lua_newuserdatauv(L, sizeof *p, 0);
+  memset(p, 0, sizeof *p);
+  luaL_setmetatable(L, APACK);
+  p->codec = codec;
+  p->a.pt = (uint8_t)opt_int(L, 1, "pt", codec == A_PCMU ? 0 : codec == A_PCMA ? 8 : 96, 0, 127);
+  p->a.ssrc = (uint32_t)opt_int(L, 1, "ssrc", random32(), 0, 4294967295LL);
+  p->a.seq = (uint16_t)opt_int(L, 1, "seq", random32() & 0xffff, 0, 65535);
+  p->a.ts = (uint32_t)opt_int(L, 1, "ts", random32(), 0, 4294967295LL);
+  p->a.ptime_samples = (size_t)opt_int(L, 1, "ptime_ms", 20, 10, 120) * 8;
+  p->mtu = (size_t)opt_int(L, 1, "mtu", 1200, 17, 65535);
+  p->a.talkspurt = 1;
+  return 1;
+}
+
+static apack *check_apack(lua_State *L) { return luaL_checkudata(L, 1, APACK); }
+
+static int apack_gc(lua_State *L) {
+  wm_buf_free(&check_apack(L)->a.pending);
+  return 0;
+}
+
+/* ap:pack(data, buf) -> packets [, err]. G.711: any number of samples (the
+ * remainder waits for the next call); Opus: one packet; AAC: ADTS frames. */
+static int apack_pack(lua_State *L) {
+  apack *p = check_apack(L);
+  size_t len;
+  const uint8_t *d = (const uint8_t *)luaL_checklstring(L, 2, &len);
+  wm_out *o = check_buffer(L, 3);
+  const char *why = "Opus: malformed TOC";
+  int r;
+  wm_out_reset(o);
+  if (p->codec == A_OPUS) r = wm_opus_pack(&p->a, d, len, o);
+  else if (p->codec == A_AAC) r = wm_aac_pack(&p->a, d, len, p->mtu, o, &why);
+  else r = wm_g711_pack(&p->a, d, len, o);
+  if (r == WM_ENOMEM) return nomem(L);
+  lua_pushinteger(L, (lua_Integer)o->n);
+  if (r < 0) {
+    wxhw_fail(L, "input", "%s", why);
+    lua_remove(L, -2);
+    return 2;
+  }
+  return 1;
+}
+
+/* ap:talkspurt() -> marks the next packet as the start of a talkspurt */
+static int apack_talkspurt(lua_State *L) {
+  check_apack(L)->a.talkspurt = 1;
+  return 0;
+}
+
+static int apack_state(lua_State *L) {
+  apack *p = check_apack(L);
+  lua_pushinteger(L, p->a.seq);
+  lua_pushinteger(L, (lua_Integer)p->a.ssrc);
+  lua_pushinteger(L, (lua_Integer)p->a.ts);
+  return 3;
+}
+
+static int apack_tostring(lua_State *L) {
+  static const char *const names[] = {"pcmu", "pcma", "opus", "aac"};
+  apack *p = check_apack(L);
+  lua_pushfstring(L, APACK " (%s, pt %d)", names[p->codec], (int)p->a.pt);
+  return 1;
+}
+
+static int l_opus_samples(lua_State *L) {
+  size_t n;
+  const uint8_t *p = (const uint8_t *)luaL_checklstring(L, 1, &n);
+  int s = wm_opus_samples(p, n);
+  if (s < 0) return wxhw_fail(L, "input", "Opus: malformed TOC");
+  lua_pushinteger(L, s);
+  return 1;
+}
+
+/* aac_unpack(rtp_packet, buf) -> raw AUs written [, err] */
+static int l_aac_unpack(lua_State *L) {
+  size_t n;
+  const uint8_t *p = (const uint8_t *)luaL_checklstring(L, 1, &n);
+  wm_out *o = check_buffer(L, 2);
+  const char *why = NULL;
+  int r;
+  wm_out_reset(o);
+  r = wm_aac_unpack(p, n, o, &why);
+  if (r == WM_ENOMEM) return nomem(L);
+  lua_pushinteger(L, (lua_Integer)o->n);
+  if (r < 0) {
+    wxhw_fail(L, "input", "%s", why);
+    lua_remove(L, -2);
+    return 2;
+  }
+  return 1;
+}
+
 /* ---- registration ------------------------------------------------------- */
 static const luaL_Reg buffer_methods[] = {
     {"count", buffer_len}, {"bytes", buffer_bytes}, {"get", buffer_get},   {"span", buffer_span},
@@ -952,7 +1064,21 @@ static const luaL_Reg reorder_mt[] = {{"__gc", reorder_gc},
                                       {"__tostring", reorder_tostring},
                                       {NULL, NULL}};
 
+static const luaL_Reg apack_methods[] = {{"pack", apack_pack},
+                                         {"talkspurt", apack_talkspurt},
+                                         {"state", apack_state},
+                                         {NULL, NULL}};
+static const luaL_Reg apack_mt[] = {{"__gc", apack_gc},
+#if LUA_VERSION_NUM >= 504
+                                    {"__close", apack_gc},
+#endif
+                                    {"__tostring", apack_tostring},
+                                    {NULL, NULL}};
+
 static const luaL_Reg functions[] = {{"buffer", buffer_new},
+                                     {"audio_packetizer", apack_new},
+                                     {"opus_samples", l_opus_samples},
+                                     {"aac_unpack", l_aac_unpack},
                                      {"reorderer", reorder_new},
                                      {"flv_muxer", flvmux_new},
                                      {"flv_tags", l_flv_tags},
@@ -982,6 +1108,7 @@ int wxhw_open_media(lua_State *L) {
   wxhw_newclass(L, FRAMER, framer_methods, framer_mt);
   wxhw_newclass(L, FLVMUX, flvmux_methods, flvmux_mt);
   wxhw_newclass(L, REORDER, reorder_methods, reorder_mt);
+  wxhw_newclass(L, APACK, apack_methods, apack_mt);
   luaL_newlib(L, functions);
   return 1;
 }

@@ -214,7 +214,9 @@ typedef struct wm_adts {
   size_t header_len, frame_len;
 } wm_adts;
 int wm_adts_parse(const uint8_t *p, size_t n, wm_adts *h, const char **why);
-int wm_aac_pack(wm_apack *a, const uint8_t *adts, size_t n, size_t mtu, wm_out *out);
+/* Strips ADTS headers; returns packets written, WM_EBAD (*why) or WM_ENOMEM. */
+int wm_aac_pack(wm_apack *a, const uint8_t *adts, size_t n, size_t mtu, wm_out *out,
+                const char **why);
 /* Depacketises one AAC-hbr RTP payload into raw AUs (meta.ts per AU). */
 int wm_aac_unpack(const uint8_t *pkt, size_t n, wm_out *out, const char **why);
 

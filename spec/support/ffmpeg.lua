@@ -201,4 +201,55 @@ function M.collect(sock, idle, done)
   return pkts
 end
 
+--- Runs `ffmpeg <input_args> -f rtp rtp://127.0.0.1:PORT<query>` in real time and
+-- returns the RTP packets it sent (RTCP on PORT+1 is not collected).
+function M.capture_rtp(input_args, query, dir)
+  local port = M.udp_port_pair()
+  local sock = socket.udp()
+  assert(sock:setsockname("127.0.0.1", port))
+  local pid = M.spawn(("ffmpeg -nostdin -v error -re %s -f rtp 'rtp://127.0.0.1:%d%s'")
+    :format(input_args, port, query or ""), (dir or "/tmp") .. "/capture.log")
+  local ok, pkts = pcall(M.collect, sock, 1.0, function() return not M.alive(pid) end)
+  M.kill(pid)
+  sock:close()
+  if not ok then error(pkts, 2) end
+  return pkts
+end
+
+--- Sends RTP `packets` to an ffmpeg reading `sdp_text` (the SDP's port is
+-- replaced by a free one) and writing `output_args`; ends it with RTCP BYE.
+-- Returns true or false, log.
+function M.feed_rtp(sdp_fn, packets, ssrc, output_args, dir)
+  local port = M.udp_port_pair()
+  local sdp = dir .. "/feed.sdp"
+  M.write(sdp, sdp_fn(port))
+  local log = dir .. "/feed.log"
+  local pid = M.spawn(("ffmpeg -nostdin -v error -protocol_whitelist file,udp,rtp -i %s %s")
+    :format(M.quote(sdp), output_args), log)
+  local ok, err = pcall(function()
+    assert(M.wait_bound(port, 10), "ffmpeg did not open its RTP port")
+    local s = socket.udp()
+    assert(s:setpeername("127.0.0.1", port))
+    for i, p in ipairs(packets) do
+      assert(s:send(p))
+      if i % 20 == 0 then socket.sleep(0.002) end
+    end
+    socket.sleep(0.2)
+    -- RTCP BYE (ffmpeg ignores RTCP shorter than 12 bytes); repeated because
+    -- one may be consumed while ffmpeg still probes the stream
+    local r = socket.udp()
+    assert(r:setpeername("127.0.0.1", port + 1))
+    local bye = string.char(0x81, 203, 0, 2, math.floor(ssrc / 16777216) % 256,
+      math.floor(ssrc / 65536) % 256, math.floor(ssrc / 256) % 256, ssrc % 256, 0, 0, 0, 0)
+    for _ = 1, 100 do
+      if not M.alive(pid) then break end
+      r:send(bye)
+      socket.sleep(0.1)
+    end
+    assert(M.wait(pid, 5), "ffmpeg did not finish")
+  end)
+  M.kill(pid)
+  return ok, ok and M.read(log) or tostring(err) .. "\n" .. M.read(log)
+end
+
 return M
