@@ -221,8 +221,8 @@ describe("token manager across OS processes (shm)", function()
     for i = 1, 8 do ps[i] = procs.spawn(CHILD, path, countfile, 2000, 700) end
     for _, p in ipairs(ps) do
       local out = p.wait()
-      -- a child that lags may skip straight from the first token to the third
-      assert.matches("DONE errors=0 distinct=[23]\n", out)
+      -- a child that lags (or starts late) may skip rotations others already made
+      assert.matches("DONE errors=0 distinct=[123]\n", out)
     end
     assert.equal(3, lines(countfile))
     os.remove(path); os.remove(countfile)
