@@ -267,6 +267,7 @@ end
 -- Once a second: persist state, let modules run timed work (callbacks).
 function Emu:tick()
   if self.dirty then self:save() end
+  self.srv:sweep(self.opts.idle_timeout or 300)
   for _, m in ipairs(self.modules) do if m.tick then m:tick() end end
   self.srv:after(1, function() self:tick() end)
 end

@@ -215,7 +215,7 @@ local function accept(self)
     else
       s:settimeout(0)
       s:setoption("tcp-nodelay", true)
-      local c = { sock = s, buf = "", out = {}, outpos = 1, peer = (s:getpeername()) }
+      local c = { sock = s, buf = "", out = {}, outpos = 1, peer = (s:getpeername()), last = now() }
       self.conns[s] = c
       self.nconns = self.nconns + 1
       self.recv_dirty = true
@@ -224,6 +224,7 @@ local function accept(self)
 end
 
 local function on_readable(self, c)
+  c.last = now()
   local data, err, partial = c.sock:receive(65536)
   data = data or partial
   if data and data ~= "" then
@@ -354,6 +355,15 @@ function Server:step(max_wait)
       if c then if not c.closed then on_readable(self, c) end
       elseif self.clients[s] then client_io(self, self.clients[s], false, true) end
     end
+  end
+end
+
+--- Close keep-alive connections idle for more than `idle` seconds, so
+-- clients that vanish without a FIN do not pile up.
+function Server:sweep(idle)
+  local limit = now() - idle
+  for _, c in pairs(self.conns) do
+    if not c.waiting and not c.out[1] and (c.last or 0) < limit then close_conn(self, c) end
   end
 end
 
