@@ -5,9 +5,11 @@ local M = {}
 local usage = [[
 usage: wxhw emulator [--host 127.0.0.1] [--port N] [--state FILE] [--seed N]
                      [--iot-devices N] [--keys-dir DIR] [--parent-pid PID] [--quiet]
+                     [--mp-callback URL] [--openhw-callback URL] [--pay-callback URL]
   --port 0 picks a free port; the first output line is
   "WXHW_EMULATOR http://HOST:PORT PID" for scripts that start it as a subprocess.
-  --parent-pid PID   exit when that process is gone (used by spec/support/emulator.lua)]]
+  --parent-pid PID   exit when that process is gone (used by spec/support/emulator.lua)
+  --*-callback URL   where to push Mini Program / WeCom openhw / WeChat Pay callbacks (http://)]]
 
 local function parse(args)
   local o = {}
@@ -48,6 +50,12 @@ function M.run(args)
       if not ok then o, err = nil, e; break end
     end
   end
+  if o then
+    for _, k in ipairs{ "mp", "openhw", "pay" } do
+      local url = o[k .. "-callback"]
+      if url and not url:match("^http://[^/]") then o, err = nil, "--" .. k .. "-callback must be an http:// URL"; break end
+    end
+  end
   if not o then
     io.stderr:write("wxhw emulator: ", err, "\n", usage, "\n")
     return 2
@@ -60,6 +68,9 @@ function M.run(args)
   if not ok then
     io.stderr:write("wxhw emulator: cannot start: ", tostring(emu), "\n")
     return 1
+  end
+  for _, k in ipairs{ "mp", "openhw", "pay" } do
+    if o[k .. "-callback"] then emu.callbacks.urls[k] = o[k .. "-callback"] end
   end
   local pid = (function()
     local f = io.open("/proc/self/stat"); if not f then return 0 end
