@@ -2,16 +2,18 @@
 local cjson = require "cjson"
 
 local function run(args)
-  local p = io.popen("bin/wxhw devices " .. args .. " 2>/tmp/wxhw-devices-spec.err; echo \"rc=$?\"")
+  local errfile = os.tmpname()
+  local p = io.popen("bin/wxhw devices " .. args .. " 2>" .. errfile .. "; echo \"rc=$?\"")
   local out = p:read("*a")
   p:close()
   local rc = tonumber(out:match("rc=(%d+)%s*$"))
   out = out:gsub("rc=%d+%s*$", "")
   local lines = {}
   for l in out:gmatch("[^\n]+") do lines[#lines + 1] = l end
-  local f = io.open("/tmp/wxhw-devices-spec.err")
+  local f = io.open(errfile)
   local err = f and f:read("*a") or ""
   if f then f:close() end
+  os.remove(errfile)
   return rc, lines, err
 end
 
@@ -45,10 +47,11 @@ describe("wxhw devices list", function()
   it("resumes from a checkpoint without losing or repeating a device", function()
     local cp = os.tmpname()
     os.remove(cp)
-    local rc, first = run("list --json --limit 150 --page-size 40 --emulator-devices 400 --checkpoint " .. cp)
-    assert.equal(0, rc)
-    local rc2, rest = run("list --json --page-size 40 --emulator-devices 400 --checkpoint " .. cp)
-    assert.equal(0, rc2)
+    local rc, first, err1 = run("list --json --limit 150 --page-size 40 --emulator-devices 400 --checkpoint " .. cp)
+    assert.equal(0, rc, err1)
+    assert.equal(150, #first)
+    local rc2, rest, err2 = run("list --json --page-size 40 --emulator-devices 400 --checkpoint " .. cp)
+    assert.equal(0, rc2, err2)
     assert.equal(250, #rest)
     assert.equal("EMU00000151", cjson.decode(rest[1]).device_sn:sub(1, 11))
     assert.equal("EMU00000400", cjson.decode(rest[250]).device_sn:sub(1, 11))

@@ -214,6 +214,17 @@ describe("wxhw.pay against the emulator", function()
       assert.matches("maximum of 100", err.message)
     end)
 
+    it("counts the daily quota and refuses locally once it is spent", function()
+      local p = new{ daily_quota = 3 }
+      local seen = statuses(p)
+      local all, err = select(2, p:iot_devices{ limit = 100, offset = FLEET - 500 }):collect()
+      assert.is_nil(all)
+      assert.equal("quota", err.kind)
+      assert.equal("daily", err.reason)
+      assert.equal(300, #err.partial)
+      assert.equal(3, count(seen, 200) - 1) -- three pages (and the certificate download) were sent
+    end)
+
     it("device inspection: a real device, an unknown one, a malformed sn", function()
       local p = new()
       local d = assert(p:request{ path = "/v3/iotmanage/devices", query = { limit = 1, offset = 7 } }).data[1]

@@ -42,7 +42,7 @@ local function input(msg) return errors.fail("input", msg) end
 -- "input"); the private key is parsed once here.
 -- Options besides the contract's: apiv3_key, transport (shared wxhw.transport),
 -- limiter (a wxhw.ratelimit limiter, e.g. with the Redis backend of
--- wxhw.pay.limiter), qps, retry, hooks, on_cert_rotate(info), replay (a
+-- wxhw.pay.limiter), qps (19.5), daily_quota (50 000), retry, hooks, on_cert_rotate(info), replay (a
 -- wxhw.replay cache), now (clock), user_agent, cert_max_age (s, 12 h),
 -- cert_min_interval (s between refreshes forced by unknown serials, 60).
 function M.new(o)
@@ -70,8 +70,8 @@ function M.new(o)
     backup_urls = o.base_url and false or nil,
     limiter = o.limiter,
     limiter_namespace = "pay:" .. o.mchid .. ":",
-    rate_limits = { ["pay /v3/iotmanage/devices"] = o.qps and { rate = o.qps, burst = 1, daily = iot.DAILY_QUOTA }
-      or M.IOT_RULE },
+    rate_limits = { ["pay /v3/iotmanage/devices"] = (o.qps or o.daily_quota) and { rate = o.qps or M.IOT_RULE.rate,
+      burst = 1, daily = o.daily_quota or iot.DAILY_QUOTA } or M.IOT_RULE },
     rate_wait = o.rate_wait or 5,
     retry = o.retry, hooks = o.hooks, log = o.log,
   }
@@ -402,11 +402,18 @@ function Pay:_device_pages(reqs, decode)
   for i, b in ipairs(batch) do
     if not errors.is(b) then send[#send + 1] = b; pos[#send] = i end
   end
+  local t0 = c.now()
   local results = c.transport:batch(send, { concurrency = #send })
+  local latency = c.now() - t0
   local out = {}
   for i, b in ipairs(batch) do if errors.is(b) then out[i] = b end end
   for j, res in ipairs(results) do
     local i = pos[j]
+    local rid = not errors.is(res) and res.headers["request-id"] or nil
+    c:_emit("on_response", { product = "pay", method = "GET", path = "/v3/iotmanage/devices",
+      host = base:match("^%a+://([^/?#]+)"), attempt = 1, status = not errors.is(res) and res.status or nil,
+      latency = latency, request_id = type(rid) == "string" and rid or nil,
+      error = errors.is(res) and res or nil, batch = #send })
     if errors.is(res) then
       out[i] = res
     elseif res.status ~= 200 then

@@ -9,7 +9,7 @@ usage: wxhw devices list [--json] [--limit N] [options]
   --limit N            stop after N devices (default: all)
   --page-size N        devices per request, 1..100 (default 100)
   --offset N           start at this offset (default 0)
-  --concurrency N      pages in flight at once, still within 20 requests/s (default 1)
+  --concurrency N      pages in flight at once, still within 20 requests/s (default 4)
   --checkpoint FILE    resume an interrupted listing from FILE (created and updated as it goes)
 merchant (else the built-in emulator is started, see --emulator-devices):
   --mchid ID --serial-no HEX --private-key FILE [--apiv3-key KEY | env WXHW_PAY_APIV3_KEY]
@@ -182,7 +182,7 @@ function M.run(args)
   if o and #pos > 1 then o, pos = nil, "unexpected argument '" .. pos[2] .. "'" end
   if o then
     for _, s in ipairs{ { "limit", 1, nil, nil }, { "page-size", 1, 100, 100 }, { "offset", 0, nil, 0 },
-                        { "concurrency", 1, 16, 1 }, { "emulator-devices", 0, 10000000, 1000 } } do
+                        { "concurrency", 1, 16, 4 }, { "emulator-devices", 0, 10000000, 1000 } } do
       local ok, e = int(o, s[1], s[2], s[3], s[4])
       if not ok then o, pos = nil, e; break end
     end
