@@ -239,3 +239,29 @@ describe("emulator tokens", function()
     assert.is_true(e.control("/__emulator/health").ok)
   end)
 end)
+
+describe("emulator daily token quota", function()
+  local e, mp
+  setup(function()
+    e = emulator.start{ seed = 12 }
+    mp = e.credentials.mp
+  end)
+  teardown(function() if e then e.stop() end end)
+
+  it("answers 45009 after the daily /cgi-bin/token quota until clear_quota or the next day", function()
+    local url = "/cgi-bin/token?grant_type=client_credential&appid=" .. mp.appid .. "&secret=" .. mp.secret
+    e.control("/__emulator/tokens/limits", { token_daily = 3 })
+    local tok
+    for _ = 1, 3 do tok = e.json("GET", url).access_token; assert.is_string(tok) end
+    assert.equal(45009, e.json("GET", url).errcode)
+    assert.equal(40013, e.json("POST", "/cgi-bin/clear_quota?access_token=" .. tok, { appid = "wx0000000000000000" }).errcode)
+    assert.equal(0, e.json("POST", "/cgi-bin/clear_quota?access_token=" .. tok, { appid = mp.appid }).errcode)
+    for _ = 1, 3 do assert.is_string(e.json("GET", url).access_token) end
+    assert.equal(45009, e.json("GET", url).errcode)
+    e.control("/__emulator/clock", { advance = 86400 })
+    assert.is_string(e.json("GET", url).access_token)
+    local log = e.control("/__emulator/requests").requests
+    assert.equal("/cgi-bin/token", log[#log].path)
+    assert.equal(200, log[#log].status)
+  end)
+end)

@@ -75,6 +75,15 @@ routes["POST /__emulator/clock"] = function(emu, _, b)
   return { now = emu:now(), offset = emu.state.clock_offset }
 end
 
+routes["GET /__emulator/requests"] = function(emu)
+  local out, log, pos = util.array(), emu.request_log, emu.request_log_pos
+  for i = 0, 199 do
+    local e = log[(pos - 1 + i) % 200 + 1]
+    if e then out[#out + 1] = e end
+  end
+  return { requests = out }
+end
+
 routes["GET /__emulator/faults"] = function(emu)
   return { faults = util.array(emu.faults) }
 end

@@ -149,15 +149,22 @@ function Emu:handle(req)
     end
     return self:json({ errcode = 404, errmsg = "not found: " .. req.path }, 404)
   end
+  local res
   if #self.faults > 0 then
     local f = take_fault(self, req, key)
     if f then
       req.fault = f
       self:count("faults", key)
-      return apply_fault(self, req, f, fn)
+      res = apply_fault(self, req, f, fn)
     end
   end
-  return fn(self, req)
+  res = res or fn(self, req)
+  -- a short request log for debugging specs: GET /__emulator/requests
+  local log = self.request_log
+  log[self.request_log_pos] = { method = req.method, path = req.path, status = res.status,
+    fault = req.fault and req.fault.id or nil, time = self:now() }
+  self.request_log_pos = self.request_log_pos % 200 + 1
+  return res
 end
 
 --- Parse a POST JSON body with WeChat's errcodes (43002, 44002, 47001).
@@ -219,6 +226,7 @@ function Emu:reset()
   self.counters = { endpoints = {}, token_fetches = {}, faults = {} }
   self.faults = {}
   self.requests_total = 0
+  self.request_log, self.request_log_pos = {}, 1
   for _, m in ipairs(self.modules) do if m.reset then m:reset() end end
   self:touch()
 end
@@ -236,7 +244,7 @@ function M.start(opts)
   local self = setmetatable({
     routes = {}, prefix_routes = {}, control_routes = {}, faults = {}, modules = {},
     seed = tonumber(opts.seed) or 1, state_file = opts.state, opts = opts,
-    credentials = M.default_credentials(), requests_total = 0,
+    credentials = M.default_credentials(), requests_total = 0, request_log = {}, request_log_pos = 1,
   }, Emu)
   self.rng = util.rng(self.seed)
   self.state = (opts.state and load_state(opts.state)) or fresh_state(self.credentials)

@@ -181,6 +181,19 @@ local function wecom_gettoken(emu, req)
   return emu:json({ errcode = 0, errmsg = "ok", access_token = value, expires_in = LIFETIME })
 end
 
+---------------------------------------------------------------- clear_quota
+-- POST /cgi-bin/clear_quota {"appid"}: resets the emulator's daily count of
+-- /cgi-bin/token fetches for that app (the real one also resets API quotas).
+local function clear_quota(emu, req)
+  local rec, e = emu.tokens:require(req, { mp = true, app = true })
+  if not rec then return e end
+  local b, e2 = emu:body_json(req)
+  if not b then return e2 end
+  if b.appid ~= rec.owner then return emu:err(40013, "invalid appid hint: appid must be the token's own") end
+  emu.tokens.daily[b.appid] = nil
+  return emu:json({ errcode = 0, errmsg = "ok" })
+end
+
 function T:reset()
   self.daily, self.windows = {}, {}
 end
@@ -203,6 +216,12 @@ function M.install(emu)
   emu:route("/cgi-bin/token", get_token)
   emu:route("/cgi-bin/stable_token", stable_token)
   emu:route("/cgi-bin/gettoken", wecom_gettoken)
+  emu:route("/cgi-bin/clear_quota", clear_quota)
+  emu.control_routes["POST /__emulator/tokens/limits"] = function(_, _, b)
+    if math.tointeger(b.token_daily) then self.token_daily_limit = b.token_daily end
+    if math.tointeger(b.gettoken_per_minute) then self.gettoken_per_minute = b.gettoken_per_minute end
+    return { token_daily = self.token_daily_limit, gettoken_per_minute = self.gettoken_per_minute }
+  end
   return self
 end
 
