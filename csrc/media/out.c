@@ -36,7 +36,7 @@ static int grow_items(wm_out *o) {
 uint8_t *wm_out_begin(wm_out *o, size_t max) {
   if (grow_items(o) != WM_OK) return NULL;
   if (max > UINT32_MAX - o->len) return NULL; /* offsets are 32-bit */
-  if (o->cap - o->len < max) {
+  if (!o->data || o->cap - o->len < max) { /* also for max == 0 on a fresh buffer */
     size_t cap = o->cap ? o->cap : 4096;
     void *p;
     if (!o->grow) return NULL;
