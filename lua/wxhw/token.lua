@@ -125,19 +125,25 @@ function M.new(opts)
   -- The cache-hit path lives in a per-manager closure (self.token shadows
   -- Manager.token) over upvalues: a clock read, one generation load from the
   -- store (an atomic load for shm) and two compares.
-  local peek = store:peeker(key)
+  local watched = store.watch and store:watch(key)
+  local peek = not watched and store:peeker(key)
   local clock, acquire = self._clock, Manager._acquire
   local hit_token, hit_gen, refresh_at, local_until = nil, nil, -math.huge, -math.huge
-  if peek then
-    self.token = function(me)
+  if watched then
+    self.token = function()
+      if clock() < refresh_at and watched.gen == hit_gen then return hit_token end
+      return acquire(self, false)
+    end
+  elseif peek then
+    self.token = function()
       if clock() < refresh_at and peek() == hit_gen then return hit_token end
-      return acquire(me, false)
+      return acquire(self, false)
     end
   else
-    self.token = function(me)
+    self.token = function()
       local now = clock()
       if now < refresh_at and now < local_until then return hit_token end
-      return acquire(me, false)
+      return acquire(self, false)
     end
   end
   self._set_hit = function(tok, gen, r_at, l_until)

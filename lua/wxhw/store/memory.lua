@@ -28,10 +28,12 @@ end
 
 --- A function returning the record's generation (the cache-hit check).
 function M:peeker(key)
-  local recs = self.recs
-  rec_of(self, key)
-  return function() return recs[key].gen end
+  local r = rec_of(self, key) -- records are never replaced, only updated
+  return function() return r.gen end
 end
+
+--- The live record itself: the manager reads `.gen` with no call at all.
+function M:watch(key) return rec_of(self, key) end
 
 function M:lease(key, ttl)
   local l, now = self.leases[key], monotonic()
