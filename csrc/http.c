@@ -19,7 +19,7 @@
 
 typedef struct {
   CURLSH *share;
-  CURLM *multi;
+  wxhw_loop loop;     /* batch(): multi handle + epoll; loop.multi NULL until used */
   wxhw_http_conf conf;
   wxhw_xfer single;   /* for request() */
   wxhw_xfer *slots;   /* for batch(): one per request in flight */
@@ -38,7 +38,7 @@ static void detach_slots(wxhw_http *h) {
   size_t i;
   for (i = 0; i < h->nslots; i++) {
     if (h->slots[i].active) {
-      curl_multi_remove_handle(h->multi, h->slots[i].easy);
+      curl_multi_remove_handle(h->loop.multi, h->slots[i].easy);
       h->slots[i].active = 0;
     }
   }
@@ -46,14 +46,13 @@ static void detach_slots(wxhw_http *h) {
 
 static void http_release(wxhw_http *h) {
   size_t i;
-  if (h->multi) detach_slots(h);
+  if (h->loop.multi) detach_slots(h);
   for (i = 0; i < h->nslots; i++) wxhw_xfer_free(&h->slots[i]);
   free(h->slots);
   h->slots = NULL;
   h->nslots = 0;
   wxhw_xfer_free(&h->single);
-  if (h->multi) curl_multi_cleanup(h->multi);
-  h->multi = NULL;
+  if (h->loop.multi) wxhw_loop_free(&h->loop);
   if (h->share) curl_share_cleanup(h->share); /* after every easy handle is gone */
   h->share = NULL;
   free(h->conf.proxy);
@@ -218,6 +217,11 @@ static int http_new(lua_State *L) {
 
 /* ---- requests ------------------------------------------------------------- */
 
+static void ensure_loop(lua_State *L, wxhw_http *h) {
+  if (!h->loop.multi && wxhw_loop_init(&h->loop, h->conf.max_connections) != 0)
+    luaL_error(L, "cannot create the curl multi handle / epoll instance");
+}
+
 static int http_request(lua_State *L) {
   wxhw_http *h = check_open(L);
   CURLcode code;
@@ -241,12 +245,7 @@ static int http_request(lua_State *L) {
 }
 
 static void ensure_multi(lua_State *L, wxhw_http *h, size_t nslots) {
-  if (!h->multi) {
-    h->multi = curl_multi_init();
-    if (!h->multi) luaL_error(L, "curl_multi_init failed");
-    curl_multi_setopt(h->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, h->conf.max_connections);
-    curl_multi_setopt(h->multi, CURLMOPT_MAXCONNECTS, h->conf.max_connections);
-  }
+  ensure_loop(L, h);
   if (nslots > h->nslots) {
     wxhw_xfer *s = realloc(h->slots, nslots * sizeof *s);
     if (!s) luaL_error(L, "out of memory");
@@ -286,7 +285,7 @@ static int http_batch(lua_State *L) {
 
   while (done < n) {
     CURLMsg *msg;
-    int running, left, finished;
+    int left;
     for (i = 0; i < nslots && next <= n; i++) {
       wxhw_xfer *x = &h->slots[i];
       while (!x->active && next <= n) {
@@ -299,32 +298,26 @@ static int http_batch(lua_State *L) {
           continue;
         }
         lua_pop(L, 1);
-        if (curl_multi_add_handle(h->multi, x->easy) != CURLM_OK) luaL_error(L, "curl_multi_add_handle failed");
+        if (curl_multi_add_handle(h->loop.multi, x->easy) != CURLM_OK) luaL_error(L, "curl_multi_add_handle failed");
         x->active = 1;
         active++;
         h->requests++;
       }
     }
-    if (active == 0) continue;
-    if (curl_multi_perform(h->multi, &running) != CURLM_OK) luaL_error(L, "curl_multi_perform failed");
-    left = 0;
-    finished = 0;
-    while ((msg = curl_multi_info_read(h->multi, &left)) != NULL) {
+    if (active == 0) continue; /* everything left was refused locally */
+    if (wxhw_loop_step(&h->loop) != CURLM_OK) luaL_error(L, "libcurl multi interface failed");
+    while ((msg = curl_multi_info_read(h->loop.multi, &left)) != NULL) {
       wxhw_xfer *x = NULL;
       if (msg->msg != CURLMSG_DONE) continue;
       curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&x);
-      curl_multi_remove_handle(h->multi, msg->easy_handle);
+      curl_multi_remove_handle(h->loop.multi, msg->easy_handle);
       x->active = 0;
       active--;
       wxhw_xfer_push_result(L, x, msg->data.result);
       lua_rawseti(L, 3, (int)x->index);
       wxhw_xfer_clear(x);
       done++;
-      finished++;
     }
-    /* wait for I/O only when no slot was freed: freed slots refill first */
-    if (!finished && active > 0 && running > 0 && curl_multi_poll(h->multi, NULL, 0, 1000, NULL) != CURLM_OK)
-      luaL_error(L, "curl_multi_poll failed");
   }
   return 1;
 }

@@ -58,6 +58,19 @@ void wxhw_xfer_clear(wxhw_xfer *x);
 /* Frees everything, including the easy handle. */
 void wxhw_xfer_free(wxhw_xfer *x);
 
+/* The batch event loop (http_loop.c). */
+typedef struct {
+  CURLM *multi;
+  int epfd;
+  long long deadline; /* curl's timer, monotonic ms, or -1 */
+} wxhw_loop;
+
+int wxhw_loop_init(wxhw_loop *l, long max_connections); /* 0, or -1 */
+void wxhw_loop_free(wxhw_loop *l);
+/* Waits (at most 1 s) for socket readiness or curl's timer and drives the
+ * transfers that can move. */
+CURLMcode wxhw_loop_step(wxhw_loop *l);
+
 /* Pushes an error object {kind="http", reason=, message=, ...} (no nil). */
 void wxhw_http_push_error(lua_State *L, const char *kind, const char *reason,
                           const char *fmt, ...) __attribute__((format(printf, 4, 5)));
