@@ -70,8 +70,7 @@ test: bootstrap
 
 check: bootstrap
 	@$(MAKE) --no-print-directory SAN=1 all
-	@spec/run --sanitize
-	@spec/run --valgrind
+	@spec/run --sanitize; a=$$?; spec/run --valgrind; b=$$?; [ $$a -eq 0 ] && [ $$b -eq 0 ]
 
 bench: bootstrap all
 	@bench/run
