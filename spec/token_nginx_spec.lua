@@ -109,7 +109,17 @@ describe("token manager in two nginx hosts (ngx_shared over Redis) #nosan #lua54
             ngx.shared.seen:set(ngx.worker.pid(), true)
               ngx.say(ngx.worker.pid())
             }
-          }]], e.base_url, r.port, e.base_url),
+          }
+          location = /redis_direct {
+            content_by_lua_block {
+              local token = require "wxhw.token"
+              local store = assert(token.store("redis", { port = %d }))
+              local mgr = assert(token.new{ source = "token", appid = "wxa000000000000001",
+                secret = "a0000000000000000000000000000001", base_url = "%s", store = store })
+              local tok, err = mgr:token()
+              ngx.say(tostring(store), " ", tok and "token" or tostring(err))
+            }
+          }]], e.base_url, r.port, e.base_url, r.port, e.base_url),
       })
     end
   end)
@@ -137,5 +147,9 @@ describe("token manager in two nginx hosts (ngx_shared over Redis) #nosan #lua54
     assert.equal(3, e.control("/__emulator/counters").token_fetches["token:wxa000000000000001"])
     local key = r.cli("KEYS", "wxhw:token:*")
     assert.matches("^wxhw:token:wxa000000000000001:%x+$", key)
+    -- the plain redis store inside nginx talks over cosockets, never hiredis
+    local body = require("socket.http").request(hosts[1].base_url .. "/redis_direct")
+    assert.matches("^wxhw redis %(cosockets%) 127.0.0.1:%d+ token", body)
+    assert.equal(3, e.control("/__emulator/counters").token_fetches["token:wxa000000000000001"])
   end)
 end)

@@ -56,10 +56,15 @@ end
 
 --- opts: host, port, db, password, timeout (s), or conn (an existing
 -- wxhw.TokenRedis). A down server at creation is an error; later outages
--- come back as kind="store" errors and heal on the next call.
+-- come back as kind="store" errors and heal on the next call. Inside nginx
+-- the connection is a cosocket one (wxhw.store.redis_cosocket), made per call.
 function M.new(opts)
   opts = opts or {}
   local conn, err = opts.conn
+  if not conn and require("wxhw.transport").default_kind() == "ngx" then
+    -- Inside nginx hiredis would block the worker: use cosockets instead.
+    conn = require("wxhw.store.redis_cosocket").new(opts)
+  end
   if not conn then
     conn, err = core.tokenstore.redis_connect{ host = opts.host, port = opts.port, db = opts.db,
                                                password = opts.password, timeout = opts.timeout }
