@@ -110,6 +110,7 @@ function M.run(args)
     end
     emu.srv:after(1, watch)
   end
+  collectgarbage("generational") -- many short-lived strings per request
   emu:run()
   return 0
 end
