@@ -59,6 +59,7 @@ function M.new(o)
   self.batch = o.batch or (limit or 100)
   self.step_attempts = o.step_attempts or 6
   self.step_delay = o.step_delay or 0.2
+  self.commit_interval = o.commit_interval or 0.2
   if limit and self.batch > limit then error("provision.new: batch must not exceed the group size " .. limit, 2) end
   if self.batch < 1 or self.batch > 10000 then error("provision.new: batch must be 1-10000", 2) end
   return self
@@ -323,8 +324,9 @@ function Job:_run_batch(b, st)
       self.resent[s] = (self.resent[s] or 0) + 1
       j:append{ t = "R", b = b.n, s = s, n = 1 }
     end
-    j:append{ t = "I", b = b.n, s = s }
-    return j:sync()
+    -- kill -9 cannot lose an appended record; power loss can lose an intent,
+    -- and every step is safe to repeat without one (it only skips a check)
+    return j:append{ t = "I", b = b.n, s = s }
   end
   local function finish(s, rec)
     rec.t, rec.b, rec.s = "D", b.n, s
@@ -406,7 +408,7 @@ function Job:_run_batch(b, st)
     ok, err = finish("wecom", { ok = true, q = qr, f = next(failed) and failed or nil })
     if not ok then return nil, err end
   end
-  return j:sync()
+  return true
 end
 
 -- Manifest rows of a finished batch, in input order.
@@ -504,18 +506,33 @@ function Job:run()
   if not r then return fail(rerr) end
   local first, nb, batch, done_rows = {}, 0, nil, st.mrows or 0
   local suspects = s.suspects
+  local any_suspect = next(suspects) ~= nil
   local function new_batch() nb = nb + 1; batch = { n = nb, rows = {}, devices = {} } end
-  local function flush()
+  -- Group commit: the manifest is fsync'd, then an M record vouches for it
+  -- and the journal is fsync'd, at most every commit_interval seconds. A
+  -- batch finished but not yet vouched for is rebuilt from its D records.
+  local last_commit = clock.monotonic()
+  local function commit()
+    local size, serr = mf:sync()
+    if not size then return nil, serr end
+    j:append{ t = "M", b = nb, o = size, r = done_rows, ok = counts.ok, failed = counts.failed, invalid = counts.invalid }
+    last_commit = clock.monotonic()
+    return j:sync()
+  end
+  local function flush(final)
     if batch.n > st.mbatch then
       local ok, e = self:_run_batch(batch, st)
       if not ok then return nil, e end
       self:_write_batch(batch, st, counts)
-      local size, serr = mf:sync()
-      if not size then return nil, serr end
       done_rows = done_rows + #batch.rows
-      j:append{ t = "M", b = batch.n, o = size, r = done_rows, ok = counts.ok, failed = counts.failed, invalid = counts.invalid }
       st.done[batch.n], st.intent[batch.n] = nil, nil
+      if final or clock.monotonic() - last_commit >= self.commit_interval then
+        ok, e = commit()
+        if not ok then return nil, e end
+      end
       prog:update(done_rows, counts.failed)
+    elseif final then
+      return commit()
     end
     return true
   end
@@ -523,7 +540,7 @@ function Job:run()
   for row in r:rows() do
     if not skip_row(self, row) then
       local bad = self:row_error(row)
-      if not bad then
+      if not bad and any_suspect then
         local keys = self:keys(row)
         for _, k in ipairs(keys) do
           if suspects[k] and first[k] then
@@ -534,13 +551,15 @@ function Job:run()
         end
         if not bad then
           for _, k in ipairs(keys) do if suspects[k] then first[k] = row.line end end
-          if #batch.devices == self.batch then
-            local ok, e = flush()
-            if not ok then r:close(); return fail(e) end
-            new_batch()
-          end
-          batch.devices[#batch.devices + 1] = row
         end
+      end
+      if not bad then
+        if #batch.devices == self.batch then
+          local ok, e = flush()
+          if not ok then r:close(); return fail(e) end
+          new_batch()
+        end
+        batch.devices[#batch.devices + 1] = row
       end
       row.bad = bad
       batch.rows[#batch.rows + 1] = row
@@ -550,7 +569,7 @@ function Job:run()
   if r.fingerprint ~= s.fingerprint then
     return fail(errors.new("state", "the input file changed while it was being provisioned"))
   end
-  local ok, e = flush()
+  local ok, e = flush(true)
   if not ok then return fail(e) end
   prog:finish()
   local ps = self.product_state

@@ -37,9 +37,12 @@ end
 function M.device_id_error(id)
   if type(id) ~= "string" or id == "" then return "device_id is required" end
   if #id > M.DEVICE_ID_MAX then return ("device_id is %d bytes (at most 128)"):format(#id) end
-  local bad = id:find("[^!-~]")
-  if bad then return ("device_id has a space or non-printable byte at %d"):format(bad) end
-  if id:find("[,\"]") then return "device_id may not contain a comma or quote" end
+  local bad = id:find('[^!#-+%-.-~]') -- printable ASCII except space, '"' and ','
+  if bad then
+    local c = id:sub(bad, bad)
+    if c == "," or c == '"' then return "device_id may not contain a comma or quote" end
+    return ("device_id has a space or non-printable byte at %d"):format(bad)
+  end
 end
 
 --- The signature a WMPF device presents at activation: ECDSA P-256 over

@@ -203,8 +203,11 @@ function Reader:_header()
     end
   end
   self.ncols = #names
-  self.col = {}
-  for _, c in ipairs(self.columns) do self.col[c] = index[c] end
+  self.col, self.by_index = {}, {}
+  for _, c in ipairs(self.columns) do
+    self.col[c] = index[c]
+    if index[c] then self.by_index[index[c]] = FIELD[c] or c end
+  end
   return true
 end
 
@@ -213,12 +216,30 @@ function Reader:_csv_row()
   repeat s = self:_record() until s == nil or s ~= ""
   if not s then return nil end
   local line = self.record_line
+  local row = { line = line }
+  if not find(s, '"', 1, true) then -- fast path: fields straight into the row
+    local want, n, pos = self.by_index, 0, 1
+    while true do
+      local c = find(s, ",", pos, true)
+      n = n + 1
+      local name = want[n]
+      if name then
+        local v = sub(s, pos, (c or 0) - 1)
+        if v ~= "" then row[name] = v end
+      end
+      if not c then break end
+      pos = c + 1
+    end
+    if n ~= self.ncols then
+      return { line = line, error = string.format("malformed CSV: %d fields, the header has %d", n, self.ncols) }
+    end
+    return row
+  end
   local fields, err = split(s)
   if not fields then return { line = line, error = "malformed CSV: " .. err } end
   if #fields ~= self.ncols then
     return { line = line, error = string.format("malformed CSV: %d fields, the header has %d", #fields, self.ncols) }
   end
-  local row = { line = line }
   for name, i in pairs(self.col) do
     local v = fields[i]
     if v ~= "" then row[FIELD[name] or name] = v end

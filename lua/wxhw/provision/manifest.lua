@@ -45,17 +45,24 @@ function M.open(path, offset)
   return self
 end
 
+local find = string.find
+local function cf(v) -- csv_field without the table walk (hot path)
+  if v == nil then return "" end
+  if type(v) ~= "string" then return tostring(v) end
+  if find(v, '[,"\r\n]') then return '"' .. v:gsub('"', '""') .. '"' end
+  return v
+end
+
 function W:write(row)
-  local cols = M.COLUMNS
   if self.format == "csv" then
-    local out = {}
-    for i = 1, #cols do out[i] = csv_field(row[cols[i]]) end
-    self.f:write(table.concat(out, ","), "\n")
+    self.f:write(cf(row.line), ",", cf(row.device_id), ",", cf(row.sn), ",", cf(row.product_id), ",",
+      cf(row.key_version), ",", cf(row.signature), ",", cf(row.qr_code), ",", cf(row.group_id), ",",
+      cf(row.status), ",", cf(row.errcode), ",", cf(row.error), "\n")
   else
     local t = {}
-    for i = 1, #cols do
-      local v = row[cols[i]]
-      if v ~= nil and v ~= "" then t[cols[i]] = v end
+    for _, c in ipairs(M.COLUMNS) do
+      local v = row[c]
+      if v ~= nil and v ~= "" then t[c] = v end
     end
     self.f:write(cjson.encode(t), "\n")
   end
