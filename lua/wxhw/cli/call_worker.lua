@@ -78,10 +78,12 @@ function M.checker(late_ms)
     local ls = last_seq[fr.stream]
     if ls and not gap and fr.seq ~= (ls + 1) % 65536 then c.seq_errors = c.seq_errors + 1 end
     last_seq[fr.stream] = fr.seq
-    -- pacing: arrival against the first frame of the stream, rebased after a gap
+    -- pacing: a frame's delay (arrival minus timestamp) against the smallest
+    -- delay seen on its stream, i.e. the jitter the SDK would have to absorb
+    local delay = now * 1000 - fr.ts
     local b = base[fr.stream]
-    if not b or gap then b = { now, fr.ts }; base[fr.stream] = b end
-    local late = (now - b[1]) * 1000 - (fr.ts - b[2])
+    if not b or delay < b then b = delay; base[fr.stream] = b end
+    local late = delay - b
     if late > c.max_late_ms then c.max_late_ms = late end
     if late > c.late_ms then c.late_frames = c.late_frames + 1 end
     if fr.type == frame.H264 then

@@ -18,6 +18,31 @@ function M.read_recording(path)
   return assert(d:push(data))
 end
 
+--- Writes a recording of `seconds` of 640x480 H.264 at 15 fps (libx264, GOP
+-- 15) and 8 kHz µ-law audio in 20 ms records; `ff` is spec/support/ffmpeg.
+-- Returns the path and the number of video records.
+function M.make_recording(ff, dir, seconds, o)
+  o = o or {}
+  local frame = require "wxhw.relay.frame"
+  local h264 = ff.h264(dir .. "/v.264", { size = o.size or "640x480", rate = o.fps or 15, seconds = seconds,
+                                          gop = o.gop or 15 })
+  local aus = ff.access_units(h264, "h264")
+  ff.must(("ffmpeg -nostdin -v error -y -f lavfi -i sine=frequency=440:sample_rate=8000 -t %d -f mulaw %s")
+    :format(seconds, dir .. "/a.ul"))
+  local ulaw = ff.read(dir .. "/a.ul")
+  local recs = {}
+  for i, au in ipairs(aus) do recs[#recs + 1] = { math.floor((i - 1) * 1000 / (o.fps or 15)), frame.H264, au, 0 } end
+  for k = 0, math.floor(#ulaw / 160) - 1 do
+    recs[#recs + 1] = { k * 20, frame.PCMU, ulaw:sub(k * 160 + 1, k * 160 + 160), 1 }
+  end
+  table.sort(recs, function(a, b) if a[1] ~= b[1] then return a[1] < b[1] end return a[2] < b[2] end)
+  local out = {}
+  for _, r in ipairs(recs) do out[#out + 1] = frame.encode(r[2], 0, r[4], 0, r[1], r[3]) end
+  local path = dir .. "/rec.wxf"
+  ff.write(path, table.concat(out))
+  return path, #aus
+end
+
 function M.main(args)
   local socket = require "socket"
   local frame = require "wxhw.relay.frame"
