@@ -61,6 +61,20 @@ describe("wxhw.paginate", function()
       assert.equal(3, srv.calls) -- the third answers with no items
     end)
 
+    it("total = false ignores a total_count field", function()
+      local list = make_list(250)
+      local srv = offset_server(list)
+      local calls = 0
+      local got = assert(paginate.new{ limit = 100, total = false, fetch = function(req)
+        calls = calls + 1
+        local page = srv.fetch(req)
+        page.total_count = 100 -- wrong on purpose: must not end the listing
+        return page
+      end }:collect())
+      assert.equal(250, #got)
+      assert.equal(3, calls)
+    end)
+
     it("uses a total given only on the first page", function()
       local srv = offset_server(make_list(300), { total_on_first = true })
       local got = assert(paginate.new{ limit = 100, fetch = srv.fetch }:collect())

@@ -28,7 +28,7 @@ local M = {}
 local STYLES = { offset = true, links = true, cursor = true, next_openid = true }
 
 local function field(spec, default)
-  spec = spec or default
+  if spec == nil then spec = default end
   if type(spec) == "function" then return spec end
   if spec == false then return function() return nil end end
   return function(page) return page[spec] end
