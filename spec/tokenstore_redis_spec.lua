@@ -4,6 +4,7 @@ local core = require "wxhw.core"
 local redis = require "support.redis"
 local store_mod = require "wxhw.store.redis"
 local token = require "wxhw.token"
+local procs = require "support.token_procs"
 
 describe("tokenstore redis #c", function()
   local r, a, b
@@ -97,6 +98,27 @@ describe("tokenstore redis #c", function()
     assert.matches("^wxhw.TokenRedis 127.0.0.1:%d+ db 0 %(connected%)$", tostring(conn))
     conn:close()
     assert.has_error(function() conn:command("PING") end)
+  end)
+
+  it("another host takes over within the lease ttl when the holder is killed (-9)", function()
+    local p = procs.spawn([[
+      local token = require "wxhw.token"
+      local core = require "wxhw.core"
+      local m = assert(token.new{ key = "wxhw:spec:kill", lease_ttl = 1,
+        store = assert(token.store("redis", { port = tonumber(arg[1]) })),
+        fetch = function() io.write("FETCHING\n"); io.stdout:flush(); core.clock.sleep(60) end })
+      m:token()
+    ]], r.port)
+    assert.equal("FETCHING", p.line())
+    p.kill(); p.wait()
+    local n = 0
+    local m = assert(token.new{ key = "wxhw:spec:kill", store = a, lease_ttl = 1, wait_timeout = 5,
+                                fetch = function() n = n + 1; return "TOKEN-" .. n, 7200 end })
+    local t0 = core.clock.monotonic()
+    assert.equal("TOKEN-1", m:token())
+    local waited = core.clock.monotonic() - t0
+    assert.is_true(waited < 2, "waited " .. waited)   -- the 1 s lease, not the 5 s wait
+    assert.equal(1, n)
   end)
 
   it("two managers on two connections fetch once per rotation", function()
