@@ -149,6 +149,18 @@ describe("emulator HTTP server", function()
 end)
 
 describe("wxhw emulator command line", function()
+  it("refuses an unreadable --state file and leaves it untouched", function()
+    local path = os.tmpname()
+    local f = io.open(path, "w"); f:write("not json {"); f:close()
+    local p = io.popen("lua5.4 ./bin/wxhw emulator --state " .. path .. " 2>&1; echo EXIT=$?")
+    local out = p:read("*a"); p:close()
+    assert.truthy(out:find("EXIT=1", 1, true), out)
+    assert.truthy(out:find("not an emulator state", 1, true))
+    f = io.open(path); local kept = f:read("*a"); f:close()
+    os.remove(path)
+    assert.equal("not json {", kept)
+  end)
+
   it("rejects bad options with exit status 2", function()
     for _, a in ipairs{ "--port abc", "--port 70000", "--bogus", "--seed" } do
       local p = io.popen("lua5.4 ./bin/wxhw emulator " .. a .. " 2>&1; echo EXIT=$?")

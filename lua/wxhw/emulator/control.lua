@@ -146,6 +146,14 @@ routes["POST /__emulator/shutdown"] = function(emu)
   return { ok = true }
 end
 
+routes["GET /__emulator/"] = function(emu)
+  local list = util.array()
+  for k in pairs(routes) do list[#list + 1] = k end
+  for k in pairs(emu.control_routes) do list[#list + 1] = k end
+  table.sort(list, function(a, b) return a:sub(a:find(" ") + 1) .. a < b:sub(b:find(" ") + 1) .. b end)
+  return { control = list, docs = "docs/emulator.md" }
+end
+
 return function(emu, req)
   local key = req.method .. " " .. req.path
   local fn = routes[key] or (emu.control_routes and emu.control_routes[key])

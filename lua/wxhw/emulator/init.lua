@@ -198,9 +198,9 @@ local function load_state(file)
   if not f then return nil end
   local s = f:read("a"); f:close()
   local v = util.decode(s)
-  if type(v) ~= "table" then
-    io.stderr:write("wxhw emulator: ignoring unreadable state file ", file, "\n")
-    return nil
+  -- Never overwrite a file we cannot read: it may be someone's data.
+  if type(v) ~= "table" or type(v.tokens) ~= "table" then
+    error("state file " .. file .. " is not an emulator state (JSON object); move it away or pick another --state", 0)
   end
   return v
 end
