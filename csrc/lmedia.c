@@ -19,6 +19,7 @@
 #define FLVMUX "wxhw.media.FlvMuxer"
 #define REORDER "wxhw.media.Reorderer"
 #define APACK "wxhw.media.AudioPacketizer"
+#define UNWRAP "wxhw.media.Unwrapper"
 
 static void *grow(void *ud, void *ptr, size_t size) {
   (void)ud;
@@ -988,6 +989,33 @@ static int l_aac_unpack(lua_State *L) {
   return 1;
 }
 
+/* ---- counter unwrap ----------------------------------------------------- */
+typedef struct {
+  wm_unwrap u;
+  int bits;
+} unwrapper;
+
+/* unwrapper(16|32) -> u; u:push(v) -> the 64-bit extended value */
+static int unwrap_new(lua_State *L) {
+  lua_Integer bits = luaL_optinteger(L, 1, 32);
+  unwrapper *w;
+  luaL_argcheck(L, bits == 16 || bits == 32, 1, "bits must be 16 or 32");
+  w = lua_newuserdatauv(L, sizeof *w, 0);
+  memset(w, 0, sizeof *w);
+  w->bits = (int)bits;
+  luaL_setmetatable(L, UNWRAP);
+  return 1;
+}
+
+static int unwrap_push(lua_State *L) {
+  unwrapper *w = luaL_checkudata(L, 1, UNWRAP);
+  lua_Integer v = luaL_checkinteger(L, 2);
+  luaL_argcheck(L, v >= 0 && v < (w->bits == 16 ? 65536 : 4294967296LL), 2, "value out of range");
+  lua_pushinteger(L, (lua_Integer)(w->bits == 16 ? wm_unwrap16(&w->u, (uint16_t)v)
+                                                 : wm_unwrap32(&w->u, (uint32_t)v)));
+  return 1;
+}
+
 /* ---- registration ------------------------------------------------------- */
 static const luaL_Reg buffer_methods[] = {
     {"count", buffer_len}, {"bytes", buffer_bytes}, {"get", buffer_get},   {"span", buffer_span},
@@ -1075,7 +1103,10 @@ static const luaL_Reg apack_mt[] = {{"__gc", apack_gc},
                                     {"__tostring", apack_tostring},
                                     {NULL, NULL}};
 
+static const luaL_Reg unwrap_methods[] = {{"push", unwrap_push}, {NULL, NULL}};
+
 static const luaL_Reg functions[] = {{"buffer", buffer_new},
+                                     {"unwrapper", unwrap_new},
                                      {"audio_packetizer", apack_new},
                                      {"opus_samples", l_opus_samples},
                                      {"aac_unpack", l_aac_unpack},
@@ -1109,6 +1140,7 @@ int wxhw_open_media(lua_State *L) {
   wxhw_newclass(L, FLVMUX, flvmux_methods, flvmux_mt);
   wxhw_newclass(L, REORDER, reorder_methods, reorder_mt);
   wxhw_newclass(L, APACK, apack_methods, apack_mt);
+  wxhw_newclass(L, UNWRAP, unwrap_methods, NULL);
   luaL_newlib(L, functions);
   return 1;
 }

@@ -228,6 +228,20 @@ describe("media H.264 RTP #c", function()
     end
   end)
 
+  it("unwraps 16-bit sequence numbers and 32-bit timestamps across wraps", function()
+    local u32 = media.unwrapper(32)
+    assert.are.equal(4294967000, u32:push(4294967000))
+    assert.are.equal(4294967296 + 704, u32:push(704))  -- forward across the wrap
+    assert.are.equal(4294967295, u32:push(4294967295)) -- a little back: before the wrap
+    assert.are.equal(4294967296 + 5, u32:push(5))
+    local u16 = media.unwrapper(16)
+    assert.are.equal(65535, u16:push(65535))
+    assert.are.equal(65536, u16:push(0))
+    assert.are.equal(65535, u16:push(65535))
+    assert.are.equal(40000, u16:push(40000))           -- closest candidate: 25535 back
+    assert.has_error(function() u16:push(70000) end)
+  end)
+
   it("receiver reorders within its window, drops duplicates and late packets", function()
     local rx, buf = media.receiver{ window = 4 }, media.buffer()
     local function p(seq) return media.rtp_build({ seq = seq, ssrc = 5 }, string.char(seq % 256)) end
