@@ -129,7 +129,7 @@ static const char *opt_str(lua_State *L, const char *name) {
 
 static const char *const known_options[] = {
     "timeout", "connect_timeout", "proxy", "ca_file", "max_connections", "http2",
-    "user_agent", "max_body", "max_idle", NULL};
+    "user_agent", "max_body", "max_request_body", "max_idle", NULL};
 
 static void check_option_names(lua_State *L) {
   lua_pushnil(L);
@@ -178,6 +178,8 @@ static int http_new(lua_State *L) {
   h->conf.max_idle_s = (long)opt_int(L, "max_idle", 0, 86400);
   h->conf.max_connections = (long)opt_int(L, "max_connections", DEFAULT_MAX_CONNECTIONS, 65536);
   h->conf.max_body = (size_t)opt_int(L, "max_body", (lua_Integer)DEFAULT_MAX_BODY, (lua_Integer)1 << 30);
+  h->conf.max_request_body =
+      (size_t)opt_int(L, "max_request_body", (lua_Integer)DEFAULT_MAX_BODY, (lua_Integer)1 << 30);
   if (wxhw_getfield(L, 1, "http2") != LUA_TNIL) {
     if (!lua_isboolean(L, -1)) luaL_error(L, "wxhw.http.new: http2 must be a boolean");
     h->conf.http2 = lua_toboolean(L, -1);

@@ -283,6 +283,11 @@ int wxhw_xfer_prepare(lua_State *L, wxhw_xfer *x, int req, CURLSH *share,
     wxhw_http_push_error(L, "input", "method", "bad HTTP method");
     return 1;
   }
+  if (blen > conf->max_request_body) {
+    wxhw_http_push_error(L, "input", "too_large", "request body of %zu bytes exceeds max_request_body (%zu)",
+                         blen, conf->max_request_body);
+    return 1;
+  }
   /* the full parse only when the scheme is not plainly http(s); curl itself
    * rejects a malformed URL (CURLE_URL_MALFORMAT, reported as input) */
   if (!has_http_scheme(url) && check_url(L, url)) return 1;

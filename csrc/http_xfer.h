@@ -20,7 +20,8 @@ typedef struct {
 typedef struct {
   long timeout_ms, connect_timeout_ms, max_idle_s;
   long max_connections;
-  size_t max_body;
+  size_t max_body;         /* response body cap */
+  size_t max_request_body; /* request body cap, checked before sending */
   int http2;
   char *proxy;      /* as given (may carry credentials): never printed */
   char *proxy_safe; /* without user:password, for tostring */

@@ -186,6 +186,11 @@ describe("wxhw.http #c", function()
       fails("header", client:request{ url = srv.base_url .. "/echo", headers = { ["X-A\nB"] = "v" } })
       fails("header", client:request{ url = srv.base_url .. "/echo", headers = { ["X-L"] = { "ok", "bad\n" } } })
       fails("method", client:request{ method = "GE T", url = srv.base_url .. "/echo" })
+      local capped = http.new{ max_request_body = 10 }
+      e = fails("too_large", capped:request{ method = "POST", url = srv.base_url .. "/echo", body = "01234567890" })
+      assert.equal("input", e.kind)
+      assert.equal(200, assert(capped:request{ method = "POST", url = srv.base_url .. "/echo", body = "0123456789" }).status)
+      capped:close()
       -- the client is still fine afterwards
       assert.equal(200, assert(get("/ok")).status)
     end)

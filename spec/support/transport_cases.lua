@@ -103,6 +103,19 @@ end, function(r)
   assert.equal(1000, #r.fits.body)
 end)
 
+case("request_too_large", function(_, env)
+  -- a transport of the same kind with a small request-body cap
+  local t = require("wxhw.transport").new{ max_request_body = 100, resolve = { localhost = "127.0.0.1" } }
+  return {
+    big = outcome(t:request{ method = "POST", url = env.base .. "/echo", body = string.rep("x", 101) }),
+    fits = outcome(t:request{ method = "POST", url = env.base .. "/echo", body = string.rep("x", 100) }),
+  }
+end, function(r)
+  assert.equal("input", r.big.error.kind)
+  assert.equal("too_large", r.big.error.reason)
+  assert.equal(200, r.fits.status)
+end)
+
 case("status_429", function(t, env)
   return outcome(t:request{ url = env.base .. "/status?code=429&retry_after=3" })
 end, function(r)

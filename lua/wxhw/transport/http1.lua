@@ -301,6 +301,10 @@ function M.request(req, o)
     error("request.timeout must be > 0", 2)
   end
   if not valid_token(method) then return fail("input", "method", "bad HTTP method") end
+  local max_req = o.max_request_body or DEFAULT_MAX_BODY
+  if req.body and #req.body > max_req then
+    return fail("input", "too_large", ("request body of %d bytes exceeds max_request_body (%d)"):format(#req.body, max_req))
+  end
   local scheme, host, port, target = M.parse_url(req.url)
   if not scheme then return nil, host end
   local resolve = o.resolve and o.resolve[host]

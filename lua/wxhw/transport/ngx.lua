@@ -17,7 +17,7 @@ end
 local T = { kind = "ngx", now = now, sleep = function(s) return ngx.sleep(s) end }
 T.__index = T
 
-local KNOWN = { timeout = true, connect_timeout = true, max_body = true, pool_size = true, keepalive = true,
+local KNOWN = { timeout = true, connect_timeout = true, max_body = true, max_request_body = true, pool_size = true, keepalive = true,
   resolve = true, user_agent = true, ca_file = true, kind = true, max_connections = true, http2 = true, max_idle = true }
 
 function M.new(o)
@@ -30,6 +30,7 @@ function M.new(o)
   end
   local opts = {
     timeout = o.timeout, connect_timeout = o.connect_timeout, max_body = o.max_body,
+    max_request_body = o.max_request_body,
     pool_size = o.pool_size or o.max_connections, keepalive = o.keepalive or o.max_idle,
     resolve = o.resolve, user_agent = o.user_agent,
   }
