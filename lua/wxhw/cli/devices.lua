@@ -143,9 +143,13 @@ local function list(o)
   local paginate = require "wxhw.paginate"
   local tty = not o.quiet and os.execute("test -t 2") and true or false
   if tty == 0 then tty = true end -- Lua 5.1 returns a status number
+  local out_tty = tty and os.execute("test -t 1")
+  out_tty = out_tty == true or out_tty == 0
+  local shown = false -- a progress line is on the terminal
   local progress = tty and function(info)
     io.stderr:write(string.format("\r\27[K%d/%s devices (%d pages)", info.fetched,
-      info.total and tostring(info.total) or "?", info.page))
+      info.total and string.format("%d", info.total) or "?", info.page))
+    shown = true
   end or nil
   local pager
   pager, err = pay:iot_devices_pager{ limit = o["page-size"], offset = o.offset, concurrency = o.concurrency,
@@ -156,6 +160,10 @@ local function list(o)
   else
     for d, e in pager:iter() do
       if d == false then failure = e; break end
+      if shown and out_tty then -- stdout is the same terminal: clear the progress line first
+        io.stderr:write("\r\27[K")
+        shown = false
+      end
       if o.json then
         io.stdout:write(cjson.encode(d), "\n")
       else
@@ -169,7 +177,7 @@ local function list(o)
     end
   end
   io.stdout:flush()
-  if tty then io.stderr:write("\n") end
+  if tty then io.stderr:write(string.format("\r\27[K%d devices listed\n", n)) end
   if emu_pid then os.execute("kill " .. emu_pid .. " 2>/dev/null") end
   if failure then return nil, tostring(failure) end
   return n
