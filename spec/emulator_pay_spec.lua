@@ -222,6 +222,28 @@ describe("emulator WeChat Pay", function()
     assert.equal(404, (get(bad, a[2])))
   end)
 
+  it("rotates the platform certificate on request", function()
+    local r = e.control("/__emulator/pay/rotate_certificate", {})
+    assert.not_equal(pay.platform_serial_no, r.serial_no)
+    assert.equal(2, #r.serials)
+    local pem = os.tmpname()
+    local f = io.open(pem, "w"); f:write(r.platform_certificate); f:close()
+    local a = peer{ auth_job("GET", "/v3/certificates"), auth_job("GET", "/v3/certificates") }
+    local s, body, h = get("/v3/certificates", a[1])
+    assert.equal(200, s)
+    assert.equal(r.serial_no, h["wechatpay-serial"])
+    local data = cjson.decode(body).data
+    assert.equal(2, #data)
+    assert.equal(r.serial_no, data[1].serial_no)
+    assert.same({ true, false }, peer{ verify_job(h, body, pem), verify_job(h, body, pay.platform_certificate_path) })
+    os.remove(pem)
+    e.control("/__emulator/pay/rotate_certificate", { drop_old = true })
+    s, body = get("/v3/certificates", a[2])
+    assert.equal(1, #cjson.decode(body).data)
+    e.control("/__emulator/reset", {})
+    assert.equal(pay.platform_serial_no, e.control("/__emulator/credentials").pay.platform_serial_no)
+  end)
+
   it("signs request headers for curl users via the control API", function()
     local h = e.control("/__emulator/pay/authorization", { method = "GET", url = "/v3/certificates" }).authorization
     assert.equal(200, (get("/v3/certificates", h)))

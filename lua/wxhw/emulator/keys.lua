@@ -72,6 +72,22 @@ function M.load(dir, seed, rng)
   return k
 end
 
+--- A fresh platform key and certificate (for rotation), kept in memory only.
+-- Returns key_pem, cert_pem.
+function M.new_platform(rng, label)
+  local tmp = os.tmpname()
+  os.remove(tmp)
+  run("mkdir -p " .. q(tmp) .. " && chmod 700 " .. q(tmp))
+  local ok, err = pcall(run, "openssl req -x509 -newkey rsa:2048 -nodes -keyout " .. q(tmp .. "/k.pem") ..
+    " -out " .. q(tmp .. "/c.pem") .. " -days 3650 -subj " .. q("/C=CN/O=wxhw emulator/CN=" .. label) ..
+    " -set_serial 0x" .. serial(rng))
+  local key, cert
+  if ok then key, cert = read(tmp .. "/k.pem"), read(tmp .. "/c.pem") end
+  os.execute("rm -rf " .. q(tmp))
+  if not ok then error(err, 0) end
+  return key, cert
+end
+
 function M.default_dir(seed)
   local base = os.getenv("TMPDIR") or "/tmp"
   local user = os.getenv("USER") or "user"

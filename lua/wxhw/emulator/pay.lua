@@ -33,11 +33,25 @@ function P:credentials()
     merchant_private_key_path = k.paths.merchant_key, merchant_certificate_path = k.paths.merchant_cert,
     merchant_private_key = k.merchant_key, merchant_certificate = k.merchant_cert,
     platform_serial_no = self.platform_serial, platform_certificate_path = k.paths.platform_cert,
-    platform_certificate = k.platform_cert,
+    platform_certificate = self.platform_cert, platform_certificates = self:certificate_pems(),
     public_key_id = self.public_key_id, platform_public_key_path = k.paths.pubkey_public,
     platform_public_key = k.pubkey_public, keys_dir = k.dir, mode = self.mode,
     iot_devices = self.fleet_size,
   }
+end
+
+function P:certificate_pems()
+  local out = util.array()
+  for _, p in ipairs(self.platforms) do out[#out + 1] = p.cert end
+  return out
+end
+
+--- Make the current platform key/cert (certificate mode) and publish it.
+function P:use_platform(key_pem, cert_pem)
+  local info = crypto.certificate(cert_pem)
+  local p = { key = crypto.private_key(key_pem), cert = cert_pem, serial = info.serial, info = info }
+  self.platforms[#self.platforms + 1] = p
+  self.platform_key, self.platform_serial, self.platform_cert = p.key, p.serial, cert_pem
 end
 
 ------------------------------------------------------------------ signing
@@ -129,15 +143,19 @@ end
 ------------------------------------------------------------------ certificates
 local function certificates(emu, self, req)
   if req.method ~= "GET" then return self:error(req, 405, "METHOD_NOT_ALLOWED", "use GET") end
-  local nonce = emu.rng:alnum(12)
-  local ct = crypto.aes_gcm_encrypt(self.apiv3_key, nonce, "certificate", self.keys.platform_cert)
-  local info = crypto.certificate(self.keys.platform_cert)
-  return self:answer(req, 200, { data = util.array{ {
-    serial_no = self.platform_serial,
-    effective_time = info.not_before and rfc3339(info.not_before) or rfc3339(self:wall() - 86400),
-    expire_time = info.not_after and rfc3339(info.not_after) or rfc3339(self:wall() + 3650 * 86400),
-    encrypt_certificate = { algorithm = "AEAD_AES_256_GCM", nonce = nonce, associated_data = "certificate",
-      ciphertext = crypto.base64_encode(ct) } } } })
+  local data = util.array()
+  -- newest first; after a rotation the old certificate stays listed until dropped
+  for i = #self.platforms, 1, -1 do
+    local p = self.platforms[i]
+    local nonce = emu.rng:alnum(12)
+    local ct = crypto.aes_gcm_encrypt(self.apiv3_key, nonce, "certificate", p.cert)
+    data[#data + 1] = { serial_no = p.serial,
+      effective_time = p.info.not_before and rfc3339(p.info.not_before) or rfc3339(self:wall() - 86400),
+      expire_time = p.info.not_after and rfc3339(p.info.not_after) or rfc3339(self:wall() + 3650 * 86400),
+      encrypt_certificate = { algorithm = "AEAD_AES_256_GCM", nonce = nonce, associated_data = "certificate",
+        ciphertext = crypto.base64_encode(ct) } }
+  end
+  return self:answer(req, 200, { data = data })
 end
 
 ------------------------------------------------------------------ IoT fleet
@@ -264,6 +282,20 @@ local function control_routes(emu)
     return { authorization = string.format('%s mchid="%s",nonce_str="%s",timestamp="%s",serial_no="%s",signature="%s"',
       SCHEME, self.mchid, nonce, ts, self.merchant_serial, sig) }
   end
+  -- Platform certificate rotation: responses are signed with the new key at
+  -- once; /v3/certificates lists old and new until {"drop_old": true}.
+  r["POST /__emulator/pay/rotate_certificate"] = function(_, _, b)
+    local self = emu.pay
+    if b.drop_old then
+      self.platforms = { self.platforms[#self.platforms] }
+    else
+      local key, cert = keys.new_platform(emu.rng, "Tenpay.com Root CA emulated rotation " .. #self.platforms)
+      self:use_platform(key, cert)
+    end
+    local serials = util.array()
+    for _, p in ipairs(self.platforms) do serials[#serials + 1] = p.serial end
+    return { serial_no = self.platform_serial, serials = serials, platform_certificate = self.platform_cert }
+  end
   r["GET /__emulator/pay/device"] = function(_, req)
     local i = math.tointeger(tonumber(req.q.index or ""))
     if not i or i < 1 or i > emu.pay.fleet_size then return nil, "index 1..iot_devices" end
@@ -272,6 +304,11 @@ local function control_routes(emu)
 end
 
 function P:reset()
+  if self.platforms and #self.platforms > 1 or (self.platforms and self.platforms[1] ~= self.initial) then
+    local p = self.initial
+    self.platforms = { p }
+    self.platform_key, self.platform_serial, self.platform_cert = p.key, p.serial, p.cert
+  end
   self.qps, self.daily = {}, {}
   self.mode, self.skew, self.daily_limit = "certificate", 0, DAILY
 end
@@ -282,10 +319,11 @@ function M.install(emu)
   local self = setmetatable({ emu = emu, keys = k, seed = emu.seed, mchid = c.mchid, apiv3_key = c.apiv3_key,
     public_key_id = c.public_key_id, fleet_size = tonumber(emu.opts.iot_devices) or 1000 }, P)
   self.merchant_serial = crypto.certificate(k.merchant_cert).serial
-  self.platform_serial = crypto.certificate(k.platform_cert).serial
   self.merchant_pub = crypto.public_key(k.merchant_cert)
   self.merchant_key = crypto.private_key(k.merchant_key)
-  self.platform_key = crypto.private_key(k.platform_key)
+  self.platforms = {}
+  self:use_platform(k.platform_key, k.platform_cert)
+  self.initial = self.platforms[1]
   self.pubkey_key = crypto.private_key(k.pubkey_key)
   self:reset()
   emu:route("/v3/certificates", handler(certificates))
