@@ -43,6 +43,25 @@ describe("emulator robustness", function()
     end
     assert.is_true(e.control("/__emulator/health").ok)
   end)
+
+  it("answers hostile input on the control API without a 500", function()
+    local CBODIES = { "", "null", "[]", "{}", "1", "{bad", '{"advance":-1}', '{"set":"x"}', '{"path":1}',
+      '{"faults":[{"path":"/x","count":"1"}]}', '{"faults":"x"}', '{"openid":1,"sn":{},"model_id":[]}',
+      '{"product_id":"x","device_id":1}', '{"product_id":1e300}', '{"device_sn":null}', '{"message":"x"}',
+      '{"mode":"weird"}', '{"method":1,"url":2}', '{"mp_url":"ftp://x"}', '{"template_ids":[1,2,3,4]}',
+      '{"count":"many"}', '{"index":"x"}', '{"access_token":5}', '{"resource":5,"signtest":"yes"}' }
+    local routes = e.control("/__emulator/").control
+    for _, r in ipairs(routes) do
+      local method, path = r:match("^(%S+) (%S+)$")
+      if path ~= "/__emulator/shutdown" and path ~= "/__emulator/pay/rotate_certificate" then
+        for _, body in ipairs(CBODIES) do
+          local status, raw = e.request(method, path .. "?ticket=&product_id=x&index=0", method ~= "GET" and body or nil)
+          assert.is_true(status < 500, r .. " " .. body .. " -> " .. tostring(status) .. " " .. tostring(raw))
+        end
+      end
+    end
+    assert.is_true(e.control("/__emulator/health").ok)
+  end)
 end)
 
 describe("emulator --state", function()
