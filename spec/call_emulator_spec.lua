@@ -23,7 +23,7 @@ local function http_get(port, path)
   return s and s:match("\r\n\r\n(.*)$")
 end
 
-describe("call flows with the emulator #slow", function()
+describe("call flows with the emulator #slow #nosan", function()
   local e, r, dir, gw_pid, gw_port, calls, remote, cred
 
   local function stats() return cjson.decode(http_get(gw_port, "/stats")) end

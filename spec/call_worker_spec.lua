@@ -31,7 +31,7 @@ local function wait_state(sup, calls, room, state, secs)
   return calls:get(room).state
 end
 
-describe("call worker supervision #slow", function()
+describe("call worker supervision #slow #nosan", function()
   local live = {}
   after_each(function() for _, s in ipairs(live) do s:close() end live = {} end)
 

@@ -94,7 +94,7 @@ local function shared_checks(port, d, mc)
   d.calls:hangup(room, "device")
 end
 
-describe("gateway behind servers #slow", function()
+describe("gateway behind servers #slow #nosan", function()
   local dir, mc
   setup(function()
     local p = io.popen("mktemp -d /tmp/wxhw-gw.XXXXXX"); dir = p:read("*l"); p:close()

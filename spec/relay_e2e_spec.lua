@@ -48,7 +48,7 @@ local function run_call(rec, sn, extra, seconds)
   return stats, rstats
 end
 
-describe("relay end to end #slow", function()
+describe("relay end to end #slow #nosan", function()
   local dir, rec, n_video
   setup(function()
     dir = ff.tmpdir()
