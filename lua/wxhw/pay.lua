@@ -260,8 +260,9 @@ function Pay:refresh_certificates()
   if not self.apiv3_key then return input("downloading certificates needs apiv3_key") end
   if self.refreshing then return errors.fail("state", "a certificate refresh is already running") end
   self.refreshing = true
-  local res, err = self:_send{ method = "GET", path = "/v3/certificates" }
-  self.refreshing = false
+  local ok, res, err = pcall(self._send, self, { method = "GET", path = "/v3/certificates" })
+  self.refreshing = false -- also after a raised error, or no refresh would ever run again
+  if not ok then error(res, 0) end
   if not res then return nil, err end
   if res.status ~= 200 then return nil, api_error(res, res.status) end
   local list
