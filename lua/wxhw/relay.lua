@@ -18,6 +18,7 @@ local pipeline = require "wxhw.relay.pipeline"
 local clock = require "wxhw.clock"
 
 local M = { pipeline = pipeline, frame = frame }
+local bind -- defined below
 M.__index = M
 
 function M.new(opts)
@@ -39,6 +40,45 @@ function M:listen(host, port)
   return tonumber(p)
 end
 
+--- Binds a UDP port to a device for RTP: media = "h264" (video, 90 kHz)
+-- or "pcmu" / "pcma" (G.711, 8 kHz). The port is the device's credential, so
+-- bind it to an address only that device can reach (or a VPN). Returns the port.
+function M:listen_rtp(o)
+  if type(o) ~= "table" or type(o.sn) ~= "string" or type(o.model_id) ~= "string" then
+    error("relay:listen_rtp: sn and model_id required", 2)
+  end
+  if o.media ~= "h264" and o.media ~= "pcmu" and o.media ~= "pcma" then
+    error("relay:listen_rtp: media must be h264, pcmu or pcma", 2)
+  end
+  local u = assert(socket.udp())
+  assert(u:setsockname(o.host or "127.0.0.1", o.port or 0))
+  u:settimeout(0)
+  local key = o.model_id .. ":" .. o.sn
+  self.rtp_devices = self.rtp_devices or {}
+  local d = self.rtp_devices[key]
+  if not d then
+    d = { sn = o.sn, model_id = o.model_id, pipe = pipeline.new{ jitter_ms = self.jitter_ms } }
+    self.rtp_devices[key] = d
+    self.devices[d] = true
+    self.counters.devices = self.counters.devices + 1
+  end
+  self.udp = self.udp or {}
+  self.udp[u] = { dev = d, media = o.media }
+  local _, port = u:getsockname()
+  return tonumber(port)
+end
+
+local function on_datagrams(self, u, now)
+  local b = self.udp[u]
+  for _ = 1, 256 do
+    local pkt = u:receive(65536)
+    if not pkt then break end
+    self.counters.frames_in = self.counters.frames_in + 1
+    bind(self, b.dev, now)
+    if b.media == "h264" then b.dev.pipe:rtp_video(pkt, now) else b.dev.pipe:rtp_audio(pkt, now, b.media) end
+  end
+end
+
 local function close_dev(self, c, bad)
   local d = self.conns[c]
   self.conns[c] = nil
@@ -51,7 +91,7 @@ local function close_dev(self, c, bad)
 end
 
 -- Which call (if any) the device is in, and whether it is TALKING.
-local function bind(self, d, now)
+bind = function(self, d, now)
   if now - (d.looked_at or -1) < self.lookup_every then return end
   d.looked_at = now
   local room = self.calls and self.calls.store:get("dev:" .. d.model_id .. ":" .. d.sn)
@@ -115,11 +155,14 @@ function M:step(max_wait)
   local rd = {}
   for _, s in ipairs(self.servers) do rd[#rd + 1] = s end
   for c in pairs(self.conns) do rd[#rd + 1] = c end
+  for u in pairs(self.udp or {}) do rd[#rd + 1] = u end
   local readable = socket.select(rd, nil, wait)
   now = clock.monotonic()
   for _, c in ipairs(readable or {}) do
     local d = self.conns[c]
-    if d == nil then -- a listening socket
+    if self.udp and self.udp[c] then
+      on_datagrams(self, c, now)
+    elseif d == nil then -- a listening socket
       local nc = c:accept()
       if nc then
         nc:settimeout(0)
@@ -160,6 +203,8 @@ end
 function M:close()
   for c in pairs(self.conns) do c:close() end
   for _, s in ipairs(self.servers) do s:close() end
+  for u in pairs(self.udp or {}) do u:close() end
+  self.udp, self.rtp_devices = {}, {}
   self.conns, self.devices, self.servers = {}, {}, {}
 end
 

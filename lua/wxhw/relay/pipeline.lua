@@ -152,11 +152,26 @@ function M:rtp_video(packet, now)
     local pkt = self.rtp_buf:get(i)
     local before = self.dp:stats().gaps
     local k = self.dp:push(pkt, self.au_buf)
-    local lost = self.dp:stats().gaps > before
+    -- the depacketiser drops until the next key frame; the worker still
+    -- needs to know the stream was cut, on the first access unit after it
+    if self.dp:stats().gaps > before then self.rtp_gap = true end
     for j = 1, (k or 0) do
       local m = self.au_buf:meta(j)
-      self:video_au(self.au_buf:get(j), math.floor(m.ts / 90), lost, now)
-      lost = false
+      self:video_au(self.au_buf:get(j), math.floor(m.ts / 90), self.rtp_gap, now)
+      self.rtp_gap = false
+    end
+  end
+end
+
+--- RTP audio packets: G.711 (PT 0 µ-law, PT 8 A-law, 8 kHz clock), reordered first.
+function M:rtp_audio(packet, now, kind)
+  if not self.arx then self.arx, self.arx_buf = media.receiver{ window = 32 }, media.buffer() end
+  local n = self.arx:push(packet, self.arx_buf)
+  for i = 1, (n or 0) do
+    local h = media.rtp_parse(self.arx_buf:get(i))
+    if h then
+      local k = kind or (h.pt == 8 and "pcma" or "pcmu")
+      self:audio(k, h.payload, math.floor(h.ts / 8), now)
     end
   end
 end
