@@ -46,6 +46,17 @@ describe("wxhw.pay shared limiter", function()
     assert.truthy(r.cli("KEYS", "t1:*"):find("t1:k:bucket", 1, true))
   end)
 
+  it("shares the notification replay cache between processes through Redis", function()
+    local replay = require "wxhw.replay"
+    local a = replay.new{ redis = assert(core.tokenstore.redis_connect{ host = r.host, port = r.port }), prefix = "rp:" }
+    local b = replay.new{ redis = assert(core.tokenstore.redis_connect{ host = r.host, port = r.port }), prefix = "rp:" }
+    assert.is_true(a:check("1700000000:nonceA", 0))
+    assert.is_false(b:check("1700000000:nonceA", 0))
+    assert.is_true(b:check("1700000000:nonceB", 0))
+    local ttl = tonumber(r.cli("TTL", "rp:1700000000:nonceA"))
+    assert.is_true(ttl > 590 and ttl <= 600)
+  end)
+
   local function run_pair(use_redis)
     local rt = os.getenv("WXHW_RUNTIME") == "luajit" and "luajit" or "lua5.4"
     local cmd = function(off, out)
