@@ -72,6 +72,7 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud) {
     return len;
   }
   if (end == 0 || p[0] == ' ' || p[0] == '\t') return len; /* end, or obsolete folding */
+  if (memchr(p, '\0', end)) return 0; /* a NUL would break the packed list: protocol error */
   for (colon = 0; colon < end && p[colon] != ':'; colon++) {}
   if (colon == 0 || colon == end) return len;
   for (i = 0; i < colon; i++) {
@@ -333,7 +334,7 @@ int wxhw_xfer_prepare(lua_State *L, wxhw_xfer *x, int req, CURLSH *share,
 static void push_headers(lua_State *L, const wxhw_xfer *x) {
   size_t off = 0;
   lua_newtable(L);
-  while (off < x->hdrs.len) {
+  while (off < x->hdrs.len) { /* pairs are complete: on_header adds both or fails */
     const char *name = x->hdrs.data + off;
     const char *value = name + strlen(name) + 1;
     off = (size_t)(value - x->hdrs.data) + strlen(value) + 1;
@@ -449,6 +450,8 @@ int wxhw_xfer_push_result(lua_State *L, wxhw_xfer *x, CURLcode code) {
 
 void wxhw_xfer_clear(wxhw_xfer *x) {
   if (x->req_headers) {
+    /* the handle must not keep pointing at a list about to be freed */
+    if (x->easy) curl_easy_setopt(x->easy, CURLOPT_HTTPHEADER, x->expect_off);
     curl_slist_free_all(x->req_headers);
     x->req_headers = NULL;
   }

@@ -195,6 +195,11 @@ describe("wxhw.http #c", function()
       assert.equal(200, assert(get("/ok")).status)
     end)
 
+    it("protocol: a NUL byte inside a response header", function()
+      local e = fails("protocol", get("/nul_header"))
+      assert.is_false(e.retryable)
+    end)
+
     it("raises on misuse", function()
       assert.has_error(function() client:request{} end)
       assert.has_error(function() client:request{ url = srv.base_url, body = {} } end)

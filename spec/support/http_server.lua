@@ -19,6 +19,7 @@
 --                           fails the first N calls for key K, then 200 JSON {"ok":true,"calls":n}
 --   /calls?key=K            how many times /flaky (or /wx/*) saw key K
 --   /inflight?key=K&s=0.2   counts requests in flight for K; /max_inflight?key=K the peak
+--   /nul_header             a raw response with a NUL byte inside a header value
 --   /headers_twice          response with a repeated header (x-dup: a, x-dup: b)
 local nginx = require "support.nginx"
 local tls = require "support.tls"
@@ -110,6 +111,12 @@ M.server_block = [=[
     }
     location = /max_inflight {
       content_by_lua_block { ngx.print(ngx.shared.wxhw_test:get("max:" .. (ngx.var.arg_key or "")) or 0) }
+    }
+    location = /nul_header {
+      content_by_lua_block {
+        local sock = ngx.req.socket(true)
+        sock:send("HTTP/1.1 200 OK\r\nX-A: a\0b\r\nContent-Length: 2\r\n\r\nok")
+      }
     }
     location = /headers_twice {
       content_by_lua_block { ngx.header["X-Dup"] = { "a", "b" }; ngx.print("dup") }
