@@ -228,6 +228,36 @@ describe("media H.264 RTP #c", function()
     end
   end)
 
+  it("builds and parses RTP headers with CSRCs, an RFC 8285 extension and padding", function()
+    local p = media.rtp_build({ pt = 111, seq = 513, ts = 4294967295, ssrc = 0xdeadbeef, marker = true,
+      csrc = { 1, 0xffffffff }, ext = "\16\170\0", padding = 5 }, "payload")
+    -- 12 + 2*4 (CSRC) + 4 + 4 (extension, padded to a word) + 7 + 5 padding
+    assert.are.equal(12 + 8 + 8 + 7 + 5, #p)
+    assert.are.equal(0xB2, p:byte(1)) -- V=2, P=1, X=1, CC=2
+    local h = assert(media.rtp_parse(p))
+    assert.are.same({ 1, 0xffffffff }, h.csrc)
+    assert.are.equal(0xBEDE, h.ext_profile)
+    assert.are.equal("\16\170\0\0", h.ext)
+    assert.are.equal("payload", h.payload)
+    assert.are.equal(28, h.header_len)
+    assert.is_true(h.marker and h.padding)
+    assert.are.equal(4294967295, h.ts)
+    assert.are.equal(0xdeadbeef, h.ssrc)
+    assert.are.equal(513, h.seq)
+    local bad = {
+      { p:sub(1, 11), "shorter" },
+      { "\64" .. p:sub(2), "version" },
+      { p:sub(1, 18), "CSRC" },
+      { p:sub(1, 22), "extension" },
+      { p:sub(1, -2) .. "\99", "padding" },
+    }
+    for _, b in ipairs(bad) do
+      local r, err = media.rtp_parse(b[1])
+      assert.is_nil(r)
+      assert.matches(b[2], err.message)
+    end
+  end)
+
   it("unwraps 16-bit sequence numbers and 32-bit timestamps across wraps", function()
     local u32 = media.unwrapper(32)
     assert.are.equal(4294967000, u32:push(4294967000))
