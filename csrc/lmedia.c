@@ -205,6 +205,20 @@ static int l_nal_count(lua_State *L) {
   return 1;
 }
 
+/* annexb_to_avcc(s) -> NALs with 4-byte big-endian length prefixes */
+static int l_annexb_to_avcc(lua_State *L) {
+  size_t len;
+  const uint8_t *s = (const uint8_t *)luaL_checklstring(L, 1, &len);
+  wm_buf b = {0};
+  if (wm_annexb_to_avcc(s, len, &b) < 0) {
+    wm_buf_free(&b);
+    return nomem(L);
+  }
+  lua_pushlstring(L, b.p ? (const char *)b.p : "", b.len);
+  wm_buf_free(&b);
+  return 1;
+}
+
 /* ---- RTP header --------------------------------------------------------- */
 static int l_rtp_parse(lua_State *L) {
   size_t n, i;
@@ -1122,6 +1136,7 @@ static const luaL_Reg functions[] = {{"buffer", buffer_new},
                                      {"deframer", deframer_new},
                                      {"nal_spans", l_nal_spans},
                                      {"nal_count", l_nal_count},
+                                     {"annexb_to_avcc", l_annexb_to_avcc},
                                      {"rtp_parse", l_rtp_parse},
                                      {"rtp_build", l_rtp_build},
                                      {"packetizer", packetizer_new},

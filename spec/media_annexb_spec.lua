@@ -41,6 +41,13 @@ describe("media Annex-B #c", function()
     end
   end)
 
+  it("converts Annex-B to 4-byte length prefixes", function()
+    local a, b = u.nal("\103", 300, 1), u.nal("\101", 5, 2)
+    assert.are.equal("\0\0\1\44" .. a .. "\0\0\0\5" .. b,
+      media.annexb_to_avcc("\0\0\1" .. a .. "\0\0\0\0\1" .. b .. "\0"))
+    assert.are.equal("", media.annexb_to_avcc("garbage"))
+  end)
+
   it("handles degenerate inputs", function()
     assert.are.same({}, media.nals(""))
     assert.are.same({}, media.nals("\0\0"))
