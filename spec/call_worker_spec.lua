@@ -131,3 +131,35 @@ describe("call worker supervision #slow #nosan", function()
     socket.sleep(0)
   end)
 end)
+
+describe("supervisor restart #slow #nosan", function()
+  it("aborts the calls whose workers a previous supervisor ran, and kills those workers", function()
+    local kv = require "wxhw.call.store"
+    local store = kv.memory()
+    local path = os.tmpname() .. ".sock"
+    local calls = call.new{ store = store, ring_timeout = 30 }
+    local sup = assert(supervisor.new{ calls = calls, socket_path = path, command = { "./bin/wxhw", "call-worker", "--simulate", "--no-answer" } })
+    local m = push_msg()
+    calls:join_voip_room(m)
+    sup:run{ seconds = 3, until_fn = function() local w = sup:worker(m.RoomId); return w and w.conn ~= nil end }
+    local pid = sup:worker(m.RoomId).pid
+    assert.equal(sup.owner, calls:get(m.RoomId).worker_owner)
+    -- the supervisor dies without cleaning up: its sockets close (the reference
+    -- worker notices and exits; recover() kills a worker that would not)
+    sup.server:close(); for c in pairs(sup.conns) do c:close() end
+    -- a new supervisor on the same socket path and store
+    local calls2 = call.new{ store = store, ring_timeout = 30 }
+    local sup2 = assert(supervisor.new{ calls = calls2, socket_path = path, command = { "true" } })
+    assert.equal(1, sup2.counters.recovered)
+    assert.equal("ABORTED", calls2:get(m.RoomId).state)
+    assert.matches("restarted", calls2:get(m.RoomId).error)
+    sup2:run{ seconds = 1, until_fn = function() return not supervisor.alive(pid) end }
+    assert.is_false(supervisor.alive(pid))
+    -- a call started by another supervisor is left alone
+    local m2 = push_msg()
+    calls2:join_voip_room(m2)
+    local other = assert(supervisor.new{ calls = call.new{ store = store }, socket_path = path .. "2", command = { "true" } })
+    assert.equal(0, other.counters.recovered)
+    sup2:close(); other:close()
+  end)
+end)

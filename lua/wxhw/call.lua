@@ -152,6 +152,25 @@ function Calls:transition(room_id, to, reason, fields)
   return errors.fail("state", "call " .. tostring(room_id) .. " changed concurrently too often")
 end
 
+--- Adds or changes fields of a session without changing its state (e.g.
+-- which supervisor runs its worker). `state` and `v` cannot be set here.
+function Calls:update(room_id, fields)
+  for _ = 1, 20 do
+    local raw, gerr = self.store:get("call:" .. room_id)
+    if gerr then return nil, gerr end
+    local s = decode(raw)
+    if not s then return errors.fail("state", "no call " .. tostring(room_id)) end
+    for k, v in pairs(fields) do
+      if k == "state" or k == "v" then error("calls:update: use transition() to change the state", 2) end
+      s[k] = v
+    end
+    local ok, err = self.store:cas("call:" .. room_id, raw, encode(s), machine.is_final(s.state) and self.keep_ended or nil)
+    if ok == nil then return nil, err end
+    if ok then return s end
+  end
+  return errors.fail("state", "call " .. tostring(room_id) .. " changed concurrently too often")
+end
+
 -- Prepared calls --------------------------------------------------------------
 
 local function prepare(self, kind, o)

@@ -55,7 +55,12 @@ function M.new(opts)
     workers = {}, by_token = {}, pending = {}, conns = {}, stats = {}, last_tick = 0,
     counters = { started = 0, exited = 0, crashed = 0, bad_status = 0 },
   }, M)
-  if opts.calls then opts.calls.worker = self end
+  self.owner = opts.owner or path
+  if opts.calls then
+    opts.calls.worker = self
+    -- calls this supervisor ran before a restart have lost their workers
+    if opts.recover ~= false then self:recover() end
+  end
   return self
 end
 
@@ -89,6 +94,8 @@ function M:start(s)
   self.workers[s.room_id] = w
   self.by_token[w.token] = w
   self.counters.started = self.counters.started + 1
+  -- who runs the worker, so a restarted supervisor can clean up after itself
+  if self.calls and self.calls.update then self.calls:update(s.room_id, { worker_owner = self.owner, worker_pid = w.pid }) end
   return true
 end
 
@@ -263,6 +270,30 @@ function M:rpc(req)
     setmetatable(res, nil)
   end
   return { op = "result", ok = true, result = res }
+end
+
+--- Aborts the active calls whose worker this supervisor (same owner:
+-- socket path by default) started before it restarted; kills leftovers.
+function M:recover()
+  local list = self.calls:active() or {}
+  local n = 0
+  for _, s in ipairs(list) do
+    if s.worker_owner == self.owner and not self.workers[s.room_id] then
+      -- a pid can be reused: only kill a process that is this call's worker
+      local f = s.worker_pid and io.open("/proc/" .. math.floor(s.worker_pid) .. "/environ", "rb")
+      if f then
+        local env = f:read("*a") or ""
+        f:close()
+        if env:find("\0WXHW_CALL_ROOM=" .. s.room_id .. "\0", 1, true) or env:find("^WXHW_CALL_ROOM=" .. s.room_id:gsub("%p", "%%%0") .. "%z") then
+          os.execute("kill -KILL " .. math.floor(s.worker_pid) .. " 2>/dev/null")
+        end
+      end
+      self.calls:worker_exited(s.room_id, "supervisor restarted; worker lost")
+      n = n + 1
+    end
+  end
+  self.counters.recovered = n
+  return n
 end
 
 --- Runs the loop: opts.seconds, or opts.until_fn() returning true to stop.
