@@ -114,10 +114,17 @@ describe("gateway behind servers #slow #nosan", function()
         location = /wx/push { content_by_lua_block { require("wxhw.callback.ngx").serve(require("gateway").nginx().mp) } }
       ]],
     })
-    local ok, err = pcall(shared_checks, srv.port, d, mc)
+    local ok, err = pcall(function()
+      shared_checks(srv.port, d, mc)
+      -- daemon down: the push fails with 500 (WeChat retransmits), nothing is remembered
+      d.supervisor:close()
+      local qs, body = push_query(mc, voip("room-down", "SN-down"), "n9")
+      assert.equal(500, (request(srv.port, "POST", "/wx/push?" .. qs, body, function() end)))
+      assert.equal(500, (request(srv.port, "POST", "/wx/push?" .. qs, body, function() end)))
+    end)
     local log = srv:error_log()
     srv:stop()
-    d.supervisor:close(); d.relay:close()
+    d.relay:close()
     assert(ok, tostring(err) .. "\n" .. log)
   end)
 
