@@ -374,6 +374,15 @@ describe("wxhw.paginate", function()
       assert.equal("boom", p.err.message)
     end)
 
+    it("starts over on a second iter() without a checkpoint", function()
+      local srv = offset_server(make_list(150))
+      local p = paginate.new{ limit = 100, fetch = srv.fetch }
+      assert.equal(150, #assert(p:collect()))
+      assert.equal(150, #assert(p:collect()))
+      assert.equal(150, p.yielded)
+      assert.equal(2, p.pages)
+    end)
+
     it("reports a page without an item list", function()
       local _, err = paginate.new{ limit = 10, fetch = function() return { code = "x" } end }:collect()
       assert.equal("bad_page", err.reason)

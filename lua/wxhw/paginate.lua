@@ -261,6 +261,7 @@ end
 function Pager:iter()
   local st = { index = 0 }
   self.state, self.err, self.queue, self.seen = st, nil, nil, self.key and {} or nil
+  self.restarts, self.pages, self.yielded, self.known_total, self.base_version = 0, 0, 0, nil, nil
   local finished = false
   local cp = self.checkpoint and self.checkpoint.load() or nil
   if cp and cp.style and cp.style ~= self.style then
