@@ -163,3 +163,47 @@ describe("supervisor restart #slow #nosan", function()
     sup2:close(); other:close()
   end)
 end)
+
+describe("supervisor rpc #slow #nosan", function()
+  local function answer(sup, c)
+    c:settimeout(0)
+    local d, got = frame.decoder(), nil
+    local deadline = socket.gettime() + 2
+    repeat
+      sup:step(0.01)
+      local data, err, partial = c:receive(4096)
+      local fr = assert(d:push(data or partial or ""))
+      got = fr[1] and frame.decode_control(fr[1])
+    until got or err == "closed" or socket.gettime() > deadline
+    c:close()
+    return got
+  end
+
+  it("answers calls from other processes, also when the request arrives in pieces", function()
+    local calls = call.new{}
+    local sup = assert(supervisor.new{ calls = calls, command = { "sleep", "30" }, connect_timeout = 30 })
+    local m = push_msg()
+    local req = frame.control({ op = "rpc", method = "join_voip_room", args = { m } })
+    local c = require("socket.unix").stream()
+    assert(c:connect(sup.socket_path))
+    c:send(req:sub(1, 10)); sup:run{ seconds = 0.05 }
+    c:send(req:sub(11, 30)); sup:run{ seconds = 0.05 }
+    c:send(req:sub(31))
+    local res = answer(sup, c)
+    assert.is_true(res.ok)
+    assert.equal(0, res.result.errcode)
+    assert.equal("CALLING", calls:get(m.RoomId).state)
+    -- sessions come back without credentials
+    local c2 = require("socket.unix").stream(); assert(c2:connect(sup.socket_path))
+    c2:send(frame.control({ op = "rpc", method = "get", args = { m.RoomId } }))
+    local got = answer(sup, c2)
+    assert.equal("CALLING", got.result.state)
+    assert.is_nil(got.result.server_token)
+    -- only the call methods are reachable
+    local c3 = require("socket.unix").stream(); assert(c3:connect(sup.socket_path))
+    c3:send(frame.control({ op = "rpc", method = "transition", args = { m.RoomId, "TALKING" } }))
+    assert.is_false(answer(sup, c3).ok)
+    assert.equal("CALLING", calls:get(m.RoomId).state)
+    sup:close()
+  end)
+end)

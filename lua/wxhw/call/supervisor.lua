@@ -165,11 +165,12 @@ end
 
 local function on_conn_data(self, c, data)
   local w = self.conns[c]
-  if type(w) ~= "table" then -- not identified yet: first frame must be hello
-    local d = w or frame.decoder(65536)
+  if type(w) ~= "table" then -- not identified yet: first frame must be hello (or rpc)
+    local d = self.pending[c] or frame.decoder(65536)
+    self.pending[c] = nil
     local frames = d:push(data)
     if not frames then c:close(); self.conns[c] = nil; return end
-    if #frames == 0 then self.conns[c] = d; return end
+    if #frames == 0 then self.pending[c] = d; return end
     local hello = frame.decode_control(frames[1])
     if hello and hello.op == "rpc" then
       local reply = self:rpc(hello)
@@ -232,7 +233,7 @@ function M:step(timeout)
       if err == "closed" then
         local w = self.conns[c]
         if type(w) == "table" then forget(self, w, "worker exited")
-        else c:close(); self.conns[c] = nil end
+        else c:close(); self.conns[c] = nil; self.pending[c] = nil end
       end
     end
   end
