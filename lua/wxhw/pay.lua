@@ -63,7 +63,6 @@ function M.new(o)
   if o.apiv3_key ~= nil and (type(o.apiv3_key) ~= "string" or #o.apiv3_key ~= 32) then
     return input("apiv3_key must be the 32-character APIv3 key")
   end
-  local transport_now
   local c, cerr = client_mod.new{
     transport = o.transport,
     base_urls = { pay = o.base_url },
@@ -76,21 +75,29 @@ function M.new(o)
     retry = o.retry, hooks = o.hooks, log = o.log,
   }
   if not c then return nil, cerr end
-  transport_now = c.now
-  local now = o.now or transport_now
+  local now = o.now or c.now
   local ring, rerr = certificates.new{ public_key = o.platform_public_key, public_key_id = o.platform_public_key_id,
     certificates = o.platform_certificates, now = now() }
-  if not ring then return nil, rerr end
   local ua = o.user_agent or M.USER_AGENT
-  if type(ua) ~= "string" or ua:find("[\r\n]") then return input("user_agent must be one line") end
+  if not ring or type(ua) ~= "string" or ua:find("[\r\n]") then
+    if not o.transport and c.transport.close then c.transport:close() end
+    if not ring then return nil, rerr end
+    return input("user_agent must be one line")
+  end
   return setmetatable({
     mchid = o.mchid, serial_no = o.serial_no:upper(), key = key, apiv3_key = o.apiv3_key,
     keyring = ring, client = c, now = now, user_agent = ua,
     replay = o.replay or replay.new{ ttl = 2 * verify.WINDOW },
     cert_max_age = o.cert_max_age or 12 * 3600, cert_ahead = o.cert_ahead or 3600,
     cert_min_interval = o.cert_min_interval or 60, on_cert_rotate = o.on_cert_rotate,
-    last_forced_refresh = -math.huge, refreshing = false,
+    last_forced_refresh = -math.huge, refreshing = false, own_transport = not o.transport,
   }, Pay)
+end
+
+--- Closes the HTTP transport if this object made it (not a shared one).
+function Pay:close()
+  local t = self.client.transport
+  if self.own_transport and t.close then t:close() end
 end
 
 function Pay:__tostring()
