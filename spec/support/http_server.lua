@@ -148,9 +148,9 @@ function M.start(o)
   end
   srv.pki = pki
   local stop = srv.stop
-  srv.stop = function(self)
-    stop(self)
-    if self.pki then self.pki:cleanup() end
+  srv.stop = function()
+    stop()
+    if srv.pki then srv.pki:cleanup() end
   end
   return srv
 end

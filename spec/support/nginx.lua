@@ -14,6 +14,7 @@
 --   srv.port, srv.base_url, srv.ssl_port, srv.https_url, srv.pid, srv.prefix
 --   srv:error_log()  -- the error log so far (for failure messages)
 --   srv:stop()       -- by pid; idempotent; also runs when the Lua state closes
+--                       (srv.stop() without the colon works too)
 --
 -- The defaults put the repo's lua/, spec/ and build/luajit/ (wxhw.core) and
 -- Debian's lua-resty-core and cjson on the package paths, so `require "wxhw"`
@@ -190,6 +191,9 @@ function M.start(o)
       base_url = "http://127.0.0.1:" .. port,
       https_url = ssl_port and ("https://127.0.0.1:" .. ssl_port) or nil,
     }, Server)
+    -- srv.stop() and srv:stop() both work (closures over the server)
+    srv.stop = function() return Server.stop(srv) end
+    srv.error_log = function() return Server.error_log(srv) end
     if started and pid then
       live[srv] = true
       for _ = 1, 100 do
