@@ -34,6 +34,7 @@ M.alive = alive
 
 --- opts: calls, command (argv list), socket_path, appid, connect_timeout (5 s),
 -- stop_grace (2 s), socket_mode ("600"; "660" to share with an nginx group), log (file for workers' stdout/stderr, default /dev/null),
+-- max_backlog (bytes queued for a worker before media is dropped, 8 MiB),
 -- env (extra environment), on_stats(room_id, stats), on_frame(room_id, frame).
 function M.new(opts)
   if type(opts) ~= "table" or type(opts.command) ~= "table" or #opts.command == 0 then
@@ -50,7 +51,7 @@ function M.new(opts)
   os.execute("chmod " .. (opts.socket_mode or "600") .. " '" .. path:gsub("'", "'\\''") .. "' 2>/dev/null")
   local self = setmetatable({
     calls = opts.calls, command = opts.command, socket_path = path, server = srv, appid = opts.appid or "",
-    connect_timeout = opts.connect_timeout or 5, stop_grace = opts.stop_grace or 2,
+    connect_timeout = opts.connect_timeout or 5, max_backlog = opts.max_backlog or 8 * 1024 * 1024, stop_grace = opts.stop_grace or 2,
     log = opts.log or "/dev/null", env = opts.env or {}, on_stats = opts.on_stats, on_frame = opts.on_frame,
     workers = {}, by_token = {}, pending = {}, conns = {}, stats = {}, last_tick = 0,
     counters = { started = 0, exited = 0, crashed = 0, bad_status = 0 },
@@ -128,6 +129,11 @@ end
 function M:send(room_id, bytes)
   local w = self.workers[room_id]
   if not w or not w.conn or w.stopping then return false end
+  -- a worker that stops reading must not grow our memory without bound
+  if #w.out > self.max_backlog then
+    self.counters.backlog_drops = (self.counters.backlog_drops or 0) + 1
+    return false
+  end
   queue(w, bytes)
   return true
 end
