@@ -398,9 +398,20 @@ function Job:_run_batch(b, st)
     local ok, err = begin("wecom")
     if not ok then return nil, err end
     local qr, failed = {}, {}
-    for _, d in ipairs(devs) do
-      local sn = d.sn or d.device_id
-      local code, werr = try("wecom", function(d) return steps:register_sn(sn, d) end)
+    local sns = {}
+    for i, d in ipairs(devs) do sns[i] = d.sn or d.device_id end
+    local results
+    if steps.register_many then -- concurrent first pass; failures go through try() one by one
+      results = steps:register_many(sns, doubt.wecom)
+    end
+    for i, sn in ipairs(sns) do
+      local code, werr
+      local r = results and results[i]
+      if r and r[1] then code = r[1]
+      elseif r and r[2] and not r[2].retryable then werr = r[2]
+      else
+        code, werr = try("wecom", function(d) return steps:register_sn(sn, d or (r ~= nil)) end)
+      end
       if code then qr[sn] = code
       elseif werr.kind == "io" then return nil, werr
       else failed[sn] = { c = werr.errcode, m = werr.message } end

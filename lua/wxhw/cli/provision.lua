@@ -8,7 +8,7 @@ M.usage = [[
 usage: wxhw provision DEVICES.csv|.jsonl --product NAME [--wmpf] [--groups] [--wecom]
          [--out manifest.csv|.jsonl] [--resume] [--dry-run] [--json] [--only-failed]
          [--config FILE] [--emulator URL] [--state-dir DIR] [--key KEY.pem]
-         [--product-id N --key-version N] [--batch N] [--no-progress] [--quiet]
+         [--product-id N --key-version N] [--batch N] [--concurrency N] [--no-progress] [--quiet]
 Targets: --wmpf (default when none is given): product, key pair, registerpubkey,
   adddevice, bindwxaapp, one device signature per device; --groups: Mini Program
   device groups of 50; --wecom: WeCom register_sn and QR code per device.
@@ -22,7 +22,8 @@ Exit: 0 every device ok, 3 finished with failed or invalid rows, 1 error (re-run
 local FLAGS = { wmpf = true, groups = true, wecom = true, resume = true, ["dry-run"] = true, json = true,
   ["only-failed"] = true, ["no-progress"] = true, quiet = true, help = true }
 local VALUES = { product = true, out = true, config = true, emulator = true, ["state-dir"] = true, key = true,
-  ["product-id"] = true, ["key-version"] = true, batch = true, journal = true, appid = true, format = true }
+  ["product-id"] = true, ["key-version"] = true, batch = true, journal = true, appid = true, format = true,
+  concurrency = true }
 
 local function parse(args)
   local o, pos = {}, {}
@@ -128,7 +129,9 @@ local function build_steps(o, creds, base_url)
   local client = require "wxhw.client"
   local token = require "wxhw.token"
   local urls = base_url and { mp = base_url, wmpf = base_url, wecom = base_url } or nil
-  local base = assert(client.new{ base_urls = urls, retry = { attempts = 6, max_total = 90 } })
+  local plain = assert(client.new{ base_urls = urls })
+  local mux = require("wxhw.provision.mux").new(plain.transport)
+  local base = assert(client.new{ base_urls = urls, transport = mux, retry = { attempts = 6, max_total = 90 } })
   local function with_token(appid, secret, what)
     if not appid or not secret then return nil, what .. " credentials (appid and secret) are missing" end
     local mgr = assert(token.new{ source = "stable_token", appid = appid, secret = secret, base_url = base_url,
@@ -136,7 +139,8 @@ local function build_steps(o, creds, base_url)
     return assert(client.new{ base_urls = urls, transport = base.transport, token_provider = mgr,
       retry = { attempts = 6, max_total = 90 } })
   end
-  local so = { names = creds.names, model_id = creds.mp and creds.mp.model_id }
+  local so = { names = creds.names, model_id = creds.mp and creds.mp.model_id, mux = mux,
+    concurrency = tonumber(o.concurrency) or 8 }
   if o.wmpf then
     local c, err = with_token(creds.host_app and creds.host_app.appid, creds.host_app and creds.host_app.secret,
       "host app (WMPF)")
@@ -237,6 +241,7 @@ function M.run(args)
     creds.emulator = true
   end
   if o.wmpf or not (o.groups or o.wecom) then job.appid = o.appid or (creds.mp and creds.mp.appid) end
+  job.concurrency = o.concurrency
   local steps, serr = build_steps(job, creds, base_url)
   if not steps then io.stderr:write("wxhw provision: ", serr, "\n"); return 2 end
   job.steps = steps

@@ -12,9 +12,11 @@ S.__index = S
 --- o: wmpf (wxhw.wmpf object, host-app client), mp (wxhw.mp object with
 -- model_id), wecom (wxhw.wecom object), model_id, english/chinese/device_default
 -- names (default: the product name).
+-- mux (wxhw.provision.mux the clients use) + concurrency: per-device calls
+-- of a batch run that many at a time.
 function M.new(o)
   return setmetatable({ wmpf = o.wmpf, mp = o.mp, wecom = o.wecom, model_id = o.model_id, names = o.names or {},
-    calls = {} }, S)
+    mux = o.mux, concurrency = o.concurrency or 8, calls = {} }, S)
 end
 
 function S:_count(name) self.calls[name] = (self.calls[name] or 0) + 1 end
@@ -100,6 +102,27 @@ function S:register_sn(sn, in_doubt)
   if not qr then return nil, err end
   if type(qr) ~= "string" then return errors.fail("wx", "register_sn answered without a qr_code") end
   return qr
+end
+
+--- register_sn for many SNs, `concurrency` at a time when a mux is set.
+-- Returns a list of { qr } or { nil, err } in order.
+function S:register_many(sns, in_doubt)
+  local fns = {}
+  for i, sn in ipairs(sns) do fns[i] = function() return self:register_sn(sn, in_doubt) end end
+  if self.mux and self.concurrency > 1 then
+    -- fetch the token here: a coroutine waiting on another's token lease would
+    -- block the whole scheduler until the lease timed out
+    local ok, err = need(self, "wecom"):model_token()
+    if not ok then
+      local out = {}
+      for i = 1, #sns do out[i] = { nil, err } end
+      return out
+    end
+    return self.mux:run(fns, self.concurrency)
+  end
+  local out = {}
+  for i, fn in ipairs(fns) do out[i] = { fn() } end
+  return out
 end
 
 return M
