@@ -16,7 +16,9 @@
 --     http = { host = "127.0.0.1", port = 8080 },                     -- program mode
 --     calls = { socket_path = "/run/wxhw/calls.sock", ring_timeout = 30,
 --               worker = { "wxhw", "call-worker", "--simulate" }, worker_log = "/var/log/wxhw-workers.log",
---               redis = { host = "127.0.0.1", port = 6379 } },          -- optional session store
+--               redis = { host = "127.0.0.1", port = 6379 },            -- optional session store
+--               notify_device = function(session) end,                 -- phone -> device: ring the device
+--               on_transition = function(session, from, to) end },
 --     relay = { host = "0.0.0.0", port = 7000, jitter_ms = 60 },      -- device media
 --   }
 local M = {}
@@ -76,7 +78,8 @@ function M.daemon(conf)
   local call = require "wxhw.call"
   local store = require("wxhw.call.store")
   local kv = conf.calls.redis and assert(store.redis(conf.calls.redis)) or store.memory()
-  local calls = call.new{ store = kv, ring_timeout = conf.calls.ring_timeout, time_limit = conf.calls.time_limit }
+  local calls = call.new{ store = kv, ring_timeout = conf.calls.ring_timeout, time_limit = conf.calls.time_limit,
+                          notify_device = conf.calls.notify_device, on_transition = conf.calls.on_transition }
   local sup = assert(require("wxhw.call.supervisor").new{
     calls = calls, command = conf.calls.worker, socket_path = conf.calls.socket_path,
     appid = conf.mp and conf.mp.appid, log = conf.calls.worker_log, socket_mode = conf.calls.socket_mode,

@@ -62,9 +62,12 @@ return {
             handlers = { model_ticket = function(msg) tickets[#tickets + 1] = msg.event.model_ticket end } },
   http = { host = "127.0.0.1", port = 0 },
   calls = { socket_path = %q, ring_timeout = 1, redis = { host = %q, port = %d },
+            notify_device = function(s)
+              local f = io.open(%q, "a"); f:write(s.sn, " ", s.room_id, " ", tostring(s.server_token), "\n"); f:close()
+            end,
             worker = { "./bin/wxhw", "call-worker", "--simulate", "--answer-after", "0.1" } },
 }]]):format(cred.msg_token, cred.encoding_aes_key, cred.appid, oh.callback_token, oh.encoding_aes_key,
-            oh.service_corpid, dir .. "/calls.sock", r.host, r.port))
+            oh.service_corpid, dir .. "/calls.sock", r.host, r.port, dir .. "/notified.txt"))
     f:close()
     local log = dir .. "/gw.log"
     local pp = io.popen(("env LUA_PATH='./lua/?.lua;./lua/?/init.lua;;' LUA_CPATH='./build/5.4/?.so;;' "
@@ -160,6 +163,28 @@ return {
     remote:call("hangup", room, "device")
     -- not authorised: WeChat refuses, nothing is left pending
     assert.is_nil((api_calls:server_call{ sn = "EMU-SRV2", model_id = cred.model_id, openid = "oSrv" }))
+  end)
+
+  it("phone → device: the device is notified (without credentials) and the call is answered", function()
+    local payload = assert(remote:call("prepare_phone_call", { sn = "EMU-PH", model_id = cred.model_id }))
+    local res = device_call(payload, "EMU-PH")
+    assert.equal("ringing", res.outcome)
+    assert.equal("TALKING", wait(res.roomid, "TALKING"))
+    assert.equal("phone_to_device", calls:get(res.roomid).direction)
+    assert.equal("EMU-PH " .. res.roomid .. " nil\n", read(dir .. "/notified.txt"))
+    remote:call("hangup", res.roomid, "user")
+    assert.equal("HANGUP_BY_CALLEE", calls:get(res.roomid).state)
+  end)
+
+  it("maximum duration: a prepared time_limit ends a talking call", function()
+    local payload = assert(remote:call("prepare_device_call", { sn = "EMU-TL", model_id = cred.model_id, openid = "oTL",
+                                                               time_limit = 0.5 }))
+    local res = device_call(payload, "EMU-TL")
+    assert.equal("TALKING", wait(res.roomid, "TALKING"))
+    assert.equal("HANGUP_BY_CALLER", wait(res.roomid, "HANGUP_BY_CALLER", 3))
+    local s = calls:get(res.roomid)
+    assert.equal("TIMEOUT", s.reason)
+    assert.truthy(s.ended_at - s.talk_at >= 0.5)
   end)
 
   it("WeCom model_ticket reaches the openhw handler within its deadline", function()
