@@ -170,7 +170,7 @@ describe("wxhw.client", function()
     for _, case in ipairs(cases) do
       it(("maps %d to %s without retrying"):format(case[1], case[2]), function()
         local k = key()
-        local _, err = new():call{ product = "wecom", path = "/cgi-bin/errcode", query = { code = case[1], key = k },
+        local _, err = new():call{ product = "mp", path = "/cgi-bin/errcode", query = { code = case[1], key = k },
           rate_limit = false }
         assert.equal("wx", err.kind)
         assert.equal(case[1], err.errcode)
@@ -203,6 +203,17 @@ describe("wxhw.client", function()
       assert.equal("quota", err2.kind)
       assert.equal("daily", err2.reason)
       assert.equal(1, calls(k))
+    end)
+
+    it("WeCom's 45009 is a rate limit there: returned, not turned into a local daily block", function()
+      local k = key()
+      local c = new()
+      for _ = 1, 2 do
+        local _, err = c:call{ product = "wecom", path = "/cgi-bin/errcode", query = { code = 45009, key = k } }
+        assert.equal("wx", err.kind)
+        assert.equal("rate_limited", err.class)
+      end
+      assert.equal(2, calls(k))
     end)
 
     it("45011 waits for the next minute, or gives up when that is beyond the time budget", function()
@@ -273,6 +284,29 @@ describe("wxhw.client", function()
       local dt = socket.gettime() - t0
       assert.equal(2, r.calls)
       assert.is_true(dt >= 0.95, "waited " .. dt)
+    end)
+
+    it("honours Retry-After as an HTTP date", function()
+      local k = key()
+      local when = os.date("!%a, %d %b %Y %H:%M:%S GMT", os.time() + 2)
+      local t0 = socket.gettime()
+      local r = assert(new():call{ product = "mp", path = "/flaky",
+        query = { key = k, fail = 1, code = 503, errcode = 0, retry_after = when } })
+      assert.equal(2, r.calls)
+      assert.is_true(socket.gettime() - t0 >= 0.9)
+    end)
+
+    it("parses both Retry-After forms", function()
+      assert.equal(120, client_mod.parse_retry_after("120", 0))
+      assert.equal(1.5, client_mod.parse_retry_after(" 1.5 ", 0))
+      -- 1445412480 = Wed, 21 Oct 2015 07:28:00 GMT
+      assert.equal(30, client_mod.parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", 1445412450))
+      assert.equal(0, client_mod.parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", 1445412490))
+      -- epoch values from Python's calendar.timegm: a leap day inside, and 2100 (not leap)
+      assert.equal(31622400, client_mod.parse_retry_after("Fri, 01 Mar 2024 00:00:00 GMT", 1677628800))
+      assert.equal(86400, client_mod.parse_retry_after("Mon, 01 Mar 2100 00:00:00 GMT", 4107456000))
+      assert.is_nil(client_mod.parse_retry_after("soon", 0))
+      assert.is_nil(client_mod.parse_retry_after("Wed, 21 Foo 2015 07:28:00 GMT", 0))
     end)
 
     it("does not wait beyond the total time budget", function()

@@ -151,6 +151,16 @@ M.ERRCODES = {
   [47001] = { class = "bad_request" },
 }
 
+--- Per-product differences, looked up before ERRCODES (wechat-api.md §1.4):
+-- WeCom's 45009 is "api freq out of limit", a rate limit, not a daily quota,
+-- so it must not block the API locally for the rest of the day.
+M.PRODUCT_ERRCODES = {
+  wecom = {
+    [45009] = { class = "rate_limited" },
+    [45033] = { class = "busy", retry = true }, -- concurrency limit
+  },
+}
+
 -- ---------------------------------------------------------------- redaction
 
 M.REDACT = {
@@ -204,10 +214,34 @@ local function header(res, name)
   return v
 end
 
--- Retry-After as seconds (delta form; an HTTP date is ignored).
-local function retry_after(res)
-  local v = header(res, "retry-after")
-  return v and tonumber(v:match("^%s*(%d+%.?%d*)%s*$")) or nil
+local MONTHS = { Jan = 1, Feb = 2, Mar = 3, Apr = 4, May = 5, Jun = 6, Jul = 7, Aug = 8, Sep = 9, Oct = 10, Nov = 11, Dec = 12 }
+
+-- Days since 1970-01-01 of a civil date (proleptic Gregorian), no os.time
+-- (which would apply the local time zone).
+local function days_from_civil(y, m, d)
+  if m <= 2 then y = y - 1 end
+  local era = math.floor(y / 400)
+  local yoe = y - era * 400
+  local mp = (m + 9) % 12
+  local doy = math.floor((153 * mp + 2) / 5) + d - 1
+  local doe = yoe * 365 + math.floor(yoe / 4) - math.floor(yoe / 100) + doy
+  return era * 146097 + doe - 719468
+end
+
+--- Seconds to wait from a Retry-After value: delta seconds, or an IMF-fixdate
+-- ("Wed, 21 Oct 2015 07:28:00 GMT") relative to `now`. nil if unparsable.
+function M.parse_retry_after(v, now)
+  if type(v) ~= "string" then return nil end
+  local secs = tonumber(v:match("^%s*(%d+%.?%d*)%s*$"))
+  if secs then return secs end
+  local d, mon, y, hh, mm, ss = v:match("^%s*%a+, (%d%d) (%a%a%a) (%d%d%d%d) (%d%d):(%d%d):(%d%d) GMT%s*$")
+  if not d or not MONTHS[mon] then return nil end
+  local at = days_from_civil(tonumber(y), MONTHS[mon], tonumber(d)) * 86400 + tonumber(hh) * 3600 + tonumber(mm) * 60 + tonumber(ss)
+  return math.max(0, at - now)
+end
+
+local function retry_after(res, now)
+  return M.parse_retry_after(header(res, "retry-after"), now or os.time())
 end
 
 local function request_id(res, body)
@@ -328,7 +362,7 @@ local function interpret(self, spec, res, terr, idempotent)
     if status >= 500 or status == 429 then
       local err = errors.new("http", "HTTP " .. status, {
         reason = "status", http_status = status, retryable = true, request_id = request_id(res),
-        retry_after = retry_after(res), response = res })
+        retry_after = retry_after(res, self.now()), response = res })
       return nil, err, (status == 429 or idempotent) and "retry" or nil
     end
     return res
@@ -344,7 +378,7 @@ local function interpret(self, spec, res, terr, idempotent)
     if status < 300 and body then return body end
     local err = errors.new("pay", (body and body.message) or ("HTTP " .. status), {
       errcode = body and body.code, errmsg = body and body.message, http_status = status,
-      request_id = rid, retryable = status >= 500 or status == 429, retry_after = retry_after(res) })
+      request_id = rid, retryable = status >= 500 or status == 429, retry_after = retry_after(res, self.now()) })
     return nil, err, (status == 429 or (status >= 500 and idempotent)) and "retry" or nil
   end
   if not body then
@@ -353,7 +387,7 @@ local function interpret(self, spec, res, terr, idempotent)
     if status >= 500 or status == 429 then
       derr.message = "HTTP " .. status .. " with a non-JSON body"
       derr.retryable = true
-      derr.retry_after = retry_after(res)
+      derr.retry_after = retry_after(res, self.now())
       return nil, derr, (status == 429 or idempotent) and "retry" or nil
     end
     return nil, derr
@@ -364,12 +398,13 @@ local function interpret(self, spec, res, terr, idempotent)
     local retry = status >= 500 or status == 429
     return nil, errors.new("http", "HTTP " .. status, {
       reason = "status", http_status = status, retryable = retry, request_id = rid,
-      retry_after = retry_after(res) }), (status == 429 or (retry and idempotent)) and "retry" or nil
+      retry_after = retry_after(res, self.now()) }), (status == 429 or (retry and idempotent)) and "retry" or nil
   end
-  local c = M.ERRCODES[errcode] or { class = "other" }
+  local by_product = M.PRODUCT_ERRCODES[spec.product or ""]
+  local c = (by_product and by_product[errcode]) or M.ERRCODES[errcode] or { class = "other" }
   local err = errors.new("wx", ("%s %s failed: %s"):format(spec.method or "GET", spec.path, tostring(body.errmsg)), {
     errcode = errcode, errmsg = body.errmsg, class = c.class, http_status = status,
-    request_id = rid, retryable = c.retry or false, retry_after = retry_after(res) })
+    request_id = rid, retryable = c.retry or false, retry_after = retry_after(res, self.now()) })
   if c.wait == "minute" then
     err.retry_after = math.max(err.retry_after or 0, 60 - (self.now() % 60) + 0.05)
   end

@@ -63,7 +63,7 @@ M.server_block = [=[
     location = /status {
       content_by_lua_block {
         ngx.status = tonumber(ngx.var.arg_code) or 200
-        if ngx.var.arg_retry_after then ngx.header["Retry-After"] = ngx.var.arg_retry_after end
+        if ngx.var.arg_retry_after then ngx.header["Retry-After"] = ngx.unescape_uri(ngx.var.arg_retry_after) end
         ngx.header["Content-Type"] = "application/json"
         ngx.print(ngx.unescape_uri(ngx.var.arg_body or ""))
       }
@@ -87,7 +87,7 @@ M.server_block = [=[
         local calls = d:incr("calls:" .. (ngx.var.arg_key or ""), 1, 0)
         ngx.header["Content-Type"] = "application/json"
         if calls <= (tonumber(ngx.var.arg_fail) or 0) then
-          if ngx.var.arg_retry_after then ngx.header["Retry-After"] = ngx.var.arg_retry_after end
+          if ngx.var.arg_retry_after then ngx.header["Retry-After"] = ngx.unescape_uri(ngx.var.arg_retry_after) end
           if ngx.var.arg_reset then return ngx.exit(444) end
           ngx.status = tonumber(ngx.var.arg_code) or 500
           ngx.print('{"errcode":' .. (ngx.var.arg_errcode or "-1") .. ',"errmsg":"flaky"}')
