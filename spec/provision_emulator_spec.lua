@@ -347,6 +347,25 @@ describe("wxhw provision against the emulator", function()
     assert.truthy(rr[1].qr_code)
   end)
 
+  it("stops on an error no device can get past (permission) and resumes once it is fixed", function()
+    write_devices(dir .. "/d.csv", 400)
+    local job = provision.new{ input = dir .. "/d.csv", product = "Perm", wmpf = true, out = dir .. "/m.csv",
+      state_dir = dir .. "/state" }
+    job.steps = api_steps(job)
+    emu.control("/__emulator/faults", { path = "/wxa/business/runtime/adddevice", errcode = 48001, count = 1, skip = 2 })
+    local sum, err = job:run()
+    assert.is_nil(sum)
+    assert.equal(48001, err.errcode)
+    assert.is_nil(io.open(dir .. "/m.csv", "rb")) -- no manifest claims anything yet
+    local again = provision.new{ input = dir .. "/d.csv", product = "Perm", wmpf = true, out = dir .. "/m.csv",
+      state_dir = dir .. "/state", resume = true }
+    again.steps = api_steps(again)
+    sum = assert(again:run())
+    assert.equal(400, sum.ok)
+    assert.equal(0, sum.failed)
+    assert.equal(1, sum.resent.wmpf) -- the refused batch was in doubt
+  end)
+
   it("runs per-device calls concurrently through the multiplexing transport", function()
     local n = 48
     write_devices(dir .. "/d.csv", n)
@@ -429,6 +448,18 @@ describe("wxhw provision against the emulator", function()
   end)
 
   if LONG then
+    it("waits out a per-minute quota (45011) and completes", function()
+      write_devices(dir .. "/d.csv", 500)
+      emu.control("/__emulator/faults", { path = "/wxa/business/runtime/adddevice", errcode = 45011, count = 1, skip = 2 })
+      local t0 = socket.gettime()
+      local code, text = cli(("%s --product Minute --emulator %s --state-dir %s --out %s --json"):format(
+        q(dir .. "/d.csv"), emu.base_url, q(dir .. "/state"), q(dir .. "/m.csv")))
+      assert.equal(0, code, text)
+      assert.equal(500, cjson.decode(text:match("{.*}")).ok)
+      assert.equal(1, emu.control("/__emulator/counters").faults["/wxa/business/runtime/adddevice"])
+      assert.is_true(socket.gettime() - t0 < 75)
+    end)
+
     it("resumes after kill -9 at 20 random points in a 100 000-device run", function()
       local killed = kill_run(100000, 20, "Crash100k")
       assert.is_true(killed >= 15, "only " .. killed .. " kills landed mid-run")

@@ -310,6 +310,16 @@ end
 
 ------------------------------------------------------------------ pass 2
 
+-- Errors that no device can get past (credentials, permissions, quotas, the
+-- disk): the job stops and can be resumed, instead of failing every device.
+local FATAL_CLASS = { permission = true, daily_quota = true, token_invalid = true }
+local FATAL_CODE = { [50093] = true, [40013] = true, [40125] = true, [41001] = true, [45009] = true }
+local function fatal(err)
+  return err.kind == "io" or err.kind == "token" or err.kind == "quota" or FATAL_CLASS[err.class] or
+    (err.errcode and FATAL_CODE[err.errcode]) or false
+end
+M.fatal = fatal
+
 -- Runs the steps of one batch that the journal has not recorded. `b` is the
 -- batch: { n =, rows = { all rows }, devices = { valid rows } }.
 function Job:_run_batch(b, st)
@@ -343,7 +353,7 @@ function Job:_run_batch(b, st)
     local res, err
     for attempt = 1, self.step_attempts do
       res, err = fn(in_doubt)
-      if res or err.kind == "io" or not err.retryable then return res, err end
+      if res or fatal(err) or not err.retryable then return res, err end
       in_doubt = true
       self.retried = self.retried + 1
       if attempt < self.step_attempts then clock.sleep(math.min(5, self.step_delay * 2 ^ (attempt - 1))) end
@@ -357,7 +367,7 @@ function Job:_run_batch(b, st)
     if not ok then return nil, err end
     local res, aerr = try("wmpf", function(d) return steps:add_devices(self.product_state.product_id, ids, d) end)
     if res then ok, err = finish("wmpf", { ok = true })
-    elseif aerr.kind == "io" then return nil, aerr
+    elseif fatal(aerr) then return nil, aerr
     else ok, err = finish("wmpf", { ok = false, c = aerr.errcode, m = aerr.message }) end
     if not ok then return nil, err end
   end
@@ -375,6 +385,7 @@ function Job:_run_batch(b, st)
     local name = ("%s-%d"):format(self.product:sub(1, 20), b.n)
     local gid, gerr = try("gcreate", function(d) return steps:group_create(name, d) end)
     if gid then ok, err = finish("gcreate", { ok = true, g = gid })
+    elseif fatal(gerr) then return nil, gerr
     else ok, err = finish("gcreate", { ok = false, c = gerr.errcode, m = gerr.message }) end
     if not ok then return nil, err end
   end
@@ -390,6 +401,7 @@ function Job:_run_batch(b, st)
       for i, d in ipairs(gdevs) do sns[i] = d.sn or d.device_id end
       local res, gerr = try("group", function(d) return steps:group_add(gc.g, sns, d) end)
       if res then ok, err = finish("group", { ok = true, f = next(res.failed) and res.failed or nil })
+      elseif fatal(gerr) then return nil, gerr
       else ok, err = finish("group", { ok = false, c = gerr.errcode, m = gerr.message }) end
       if not ok then return nil, err end
     end
@@ -413,7 +425,7 @@ function Job:_run_batch(b, st)
         code, werr = try("wecom", function(d) return steps:register_sn(sn, d or (r ~= nil)) end)
       end
       if code then qr[sn] = code
-      elseif werr.kind == "io" then return nil, werr
+      elseif fatal(werr) then return nil, werr
       else failed[sn] = { c = werr.errcode, m = werr.message } end
     end
     ok, err = finish("wecom", { ok = true, q = qr, f = next(failed) and failed or nil })
