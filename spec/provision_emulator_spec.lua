@@ -429,7 +429,10 @@ describe("wxhw provision against the emulator", function()
     assert.equal(n, #st.device_ids)
     local resent = sum.resent or {}
     local adds = counter(emu, "/wxa/business/runtime/adddevice")
-    assert.equal(n / 50 + (resent.wmpf or 0), adds)
+    -- a batch is sent again only when the journal had it in doubt (sent, or
+    -- about to be, when the process died)
+    assert.is_true(adds >= n / 50 and adds <= n / 50 + (resent.wmpf or 0),
+      ("%d adddevice calls for %d batches, %d in doubt"):format(adds, n / 50, resent.wmpf or 0))
     local products = emu.control("/__emulator/wmpf/products").products
     local pem, pubpath = pubkey_of(dir .. "/state/" .. label .. ".key.pem", dir)
     local ok, bad = python_verify(dir .. "/m.csv", pem, dir)
