@@ -40,9 +40,12 @@ local srv = assert(nginx.start{
     "        d:incr('dispatched', 1, 0)\n" ..
     "        if n > 1 then d:incr('duplicates', 1, 0) end\n" ..
     "        return { errcode = 0, errmsg = 'ok' }\n" ..
-    "      end } }\n  }\n",
+    "      end } }\n" ..
+    ("    PUSH_NODEDUP = callback.mini_program{ token = %q, encoding_aes_key = %q, appid = %q, dedup = false,\n"):format(TOKEN, KEY, APPID) ..
+    "      handlers = { bench_event = function() return { errcode = 0, errmsg = 'ok' } end } }\n  }\n",
   server_block = [[
     location = /push { content_by_lua_block { require("wxhw.callback.ngx").serve(PUSH) } }
+    location = /push_nodedup { content_by_lua_block { require("wxhw.callback.ngx").serve(PUSH_NODEDUP) } }
     location = /static { return 200 "success"; }
     location = /lua { content_by_lua_block { ngx.req.read_body(); ngx.print("success") } }
     location = /stats { content_by_lua_block {
@@ -62,6 +65,7 @@ function init(args)
   for line in io.lines(args[1]) do
     if i % N_T == id then
       local path, body = line:match("^([^\t]*)\t(.*)$")
+      path = path:gsub("^/push", "/push" .. (os.getenv("WRK_SUFFIX") or ""))
       mine[#mine + 1] = wrk.format("POST", path, { ["Content-Type"] = "application/json" }, body)
     end
     i = i + 1
@@ -90,9 +94,9 @@ local function wrk_static(path)
   return rps, p99
 end
 
-local function wrk_push()
-  local out = sh(("WRK_OUT=%s/out.txt wrk -t1 -c%d -d%ds -s %s/push.lua %s/push -- %s/pushes.txt")
-    :format(tmp, conns, secs, tmp, srv.base_url, tmp))
+local function wrk_push(loc)
+  local out = sh(("WRK_SUFFIX=" .. (loc or "") .. " WRK_OUT=%s/out.txt wrk -t1 -c%d -d%ds -s %s/push.lua %s/push%s -- %s/pushes.txt")
+    :format(tmp, conns, secs, tmp, srv.base_url, loc or "", tmp))
   local rps = tonumber(out:match("Requests/sec:%s*([%d%.]+)"))
   local res = io.open(tmp .. "/out.txt"):read("*l")
   local total, bad, sent, p99, p50 = res:match("(%d+) (%d+) (%d+) ([%d%.]+) ([%d%.]+)")
@@ -105,6 +109,7 @@ local ok, err = pcall(function()
   local p_rps, total, bad, sent, p99, p50, out = wrk_push()
   assert(p_rps, out)
   local st = cjson.decode(sh("curl -s " .. srv.base_url .. "/stats"))
+  local nd_rps = wrk_push("_nodedup")
   -- requests wrk cut off at the end may have been dispatched without being counted
   local expect_distinct = math.min(total, N)
   print(("static return 200:  %.0f req/s (p99 %s)"):format(s_rps, s_p99 or "?"))
@@ -112,6 +117,7 @@ local ok, err = pcall(function()
   print(("dispatches: %d for %d answered pushes (%d distinct), %d duplicates; repeats answered from cache: %d")
     :format(st.dispatched, total, expect_distinct, st.duplicates, math.max(0, total - st.dispatched)))
   print(("ratio push/static: %.2fx (target >= 0.5x)"):format(p_rps / s_rps))
+  print(("push without de-duplication store: %.0f req/s = %.2fx static"):format(nd_rps, nd_rps / s_rps))
   print(("reference: minimal content_by_lua (read body, print) %.0f req/s = %.2fx static; push/minimal-lua %.2fx")
     :format(l_rps, l_rps / s_rps, p_rps / l_rps))
   print(("lost: %d, duplicated: %d"):format(math.max(0, expect_distinct - st.dispatched), st.duplicates))
