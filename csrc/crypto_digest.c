@@ -78,18 +78,29 @@ static int l_base64_encode(lua_State *L) {
   return 1;
 }
 
-static int b64value(unsigned char c) {
-  if (c >= 'A' && c <= 'Z') return c - 'A';
-  if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-  if (c >= '0' && c <= '9') return c - '0' + 52;
-  if (c == '+') return 62;
-  if (c == '/') return 63;
-  return -1;
-}
+/* 0..63 for the alphabet, 64 for '=', 255 for anything else. */
+static const unsigned char b64table[256] = {
+    255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,
+    255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,
+    255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,  62, 255, 255, 255,  63,
+     52,  53,  54,  55,  56,  57,  58,  59,  60,  61, 255, 255, 255,  64, 255, 255,
+    255,   0,   1,   2,   3,   4,   5,   6,   7,   8,   9,  10,  11,  12,  13,  14,
+     15,  16,  17,  18,  19,  20,  21,  22,  23,  24,  25, 255, 255, 255, 255, 255,
+    255,  26,  27,  28,  29,  30,  31,  32,  33,  34,  35,  36,  37,  38,  39,  40,
+     41,  42,  43,  44,  45,  46,  47,  48,  49,  50,  51, 255, 255, 255, 255, 255,
+    255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,
+    255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,
+    255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,
+    255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,
+    255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,
+    255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,
+    255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,
+    255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,
+};
 
 /* Strict RFC 4648: padded, no whitespace, no stray characters. */
 static int l_base64_decode(lua_State *L) {
-  size_t n, i, o = 0, pad = 0;
+  size_t n, i, o = 0, pad = 0, bad = (size_t)-1;
   const unsigned char *s = (const unsigned char *)luaL_checklstring(L, 1, &n);
   luaL_Buffer b;
   char *out;
@@ -98,26 +109,25 @@ static int l_base64_decode(lua_State *L) {
   if (n >= 2 && s[n - 2] == '=') pad++;
   out = luaL_buffinitsize(L, &b, n / 4 * 3);
   for (i = 0; i < n; i += 4) {
-    int v[4], k;
-    int last = (i + 4 == n);
-    for (k = 0; k < 4; k++) {
-      if (last && s[i + k] == '=' && k >= 4 - (int)pad) {
-        v[k] = 0;
-        continue;
-      }
-      v[k] = b64value(s[i + k]);
-      if (v[k] < 0) {
-        luaL_pushresultsize(&b, 0);
-        lua_pop(L, 1);
-        return wxhw_fail(L, "input", "invalid base64: bad character at offset %zu", i + k);
-      }
+    unsigned a = b64table[s[i]], c = b64table[s[i + 1]], d = b64table[s[i + 2]], e = b64table[s[i + 3]];
+    if ((a | c | d | e) > 63) { /* padding (only at the very end) or a bad byte */
+      size_t k, limit = (i + 4 == n) ? 4 - pad : 4;
+      for (k = 0; k < 4 && bad == (size_t)-1; k++)
+        if (b64table[s[i + k]] > 63 && (k < limit || s[i + k] != '=')) bad = i + k;
+      if (bad != (size_t)-1) break;
+      a &= 63, c &= 63, d &= 63, e &= 63;
     }
-    unsigned triple = (unsigned)v[0] << 18 | (unsigned)v[1] << 12 | (unsigned)v[2] << 6 | (unsigned)v[3];
+    unsigned triple = a << 18 | c << 12 | d << 6 | e;
     out[o++] = (char)(triple >> 16);
-    if (!last || pad < 2) out[o++] = (char)(triple >> 8);
-    if (!last || pad < 1) out[o++] = (char)triple;
+    out[o++] = (char)(triple >> 8);
+    out[o++] = (char)triple;
   }
-  luaL_pushresultsize(&b, o);
+  if (bad != (size_t)-1) {
+    luaL_pushresultsize(&b, 0);
+    lua_pop(L, 1);
+    return wxhw_fail(L, "input", "invalid base64: bad character at offset %zu", bad);
+  }
+  luaL_pushresultsize(&b, o - pad);
   return 1;
 }
 
