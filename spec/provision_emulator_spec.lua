@@ -413,7 +413,8 @@ describe("wxhw provision against the emulator", function()
     math.randomseed(os.time())
     local log, killed, first = dir .. "/kill.log", 0, true
     while killed < kills do
-      local finished = run_and_kill(args .. (first and "" or " --resume"), 0.05 + math.random() * span * 0.5, log)
+      -- spread the kills so that they land across the whole run
+      local finished = run_and_kill(args .. (first and "" or " --resume"), 0.05 + math.random() * span * 1.5 / kills, log)
       first = false
       if finished or exists(dir .. "/m.csv") then break end
       killed = killed + 1
