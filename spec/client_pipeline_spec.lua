@@ -150,6 +150,17 @@ describe("wxhw.client", function()
       end)
     end
 
+    it("does not touch the provider for a token the caller put in the query", function()
+      local k = key()
+      local tp = provider("good")
+      local c = new{ token_provider = tp }
+      local _, err = c:call{ product = "wecom", path = "/cgi-bin/need_token", query = { key = k, access_token = "mine" } }
+      assert.equal(40001, err.errcode)
+      assert.same({}, tp.invalidated)
+      assert.equal(0, tp.calls)
+      assert.equal(1, calls(k))
+    end)
+
     it("fails clearly without a token provider", function()
       local _, err = new():call{ product = "mp", path = "/cgi-bin/need_token", token = true }
       assert.equal("token", err.kind)

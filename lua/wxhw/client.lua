@@ -505,7 +505,7 @@ function Client:call(spec)
     err.path, err.method, err.attempts = err.path or path, err.method or method, attempt
     if err.class == "daily_quota" and rule ~= false then self.limiter:exhaust(limit_key) end
 
-    if action == "refresh" and not refreshed then
+    if action == "refresh" and spec.token and not refreshed then
       refreshed = true
       attempt = attempt - 1 -- the one token retry is not a backoff retry
       if self.token_provider.invalidate then self.token_provider:invalidate(token) end
