@@ -135,7 +135,7 @@ describe("provision Bloom filter (wxhw.core.seen) #c", function()
   end)
 end)
 
-describe("provision journal", function()
+describe("provision journal #c", function()
   local dir
   setup(function() dir = tmpdir() end)
   teardown(function() os.execute("rm -rf '" .. dir .. "'") end)
