@@ -50,7 +50,7 @@ local function getsnticket(emu, self, b)
   local e = sn_error(b.sn)
   if e then return err(emu, e) end
   if not self:model(b.model_id) then return err(emu, 9800003) end
-  local ticket = "SNT" .. emu:next_seq() .. emu.rng:token(40)
+  local ticket = "SNT" .. emu:next_seq() .. "x" .. emu.rng:token(32)
   emu.state.snticket[ticket] = { sn = b.sn, model_id = b.model_id, expires = emu:now() + TICKET_TTL }
   emu:touch()
   return emu:json({ errcode = 0, errmsg = "ok", sn_ticket = ticket })

@@ -19,6 +19,7 @@ local REASONS = {
 
 local now = socket.gettime
 local concat, insert, remove = table.concat, table.insert, table.remove
+local find, sub, byte, lower = string.find, string.sub, string.byte, string.lower
 
 function M.new(opts)
   local self = setmetatable({
@@ -108,9 +109,22 @@ local function deliver(self, c, res, keepalive)
   elseif not keepalive then
     c.close_after_flush = true
   end
-  c.out[#c.out + 1] = head .. body
   if c.waiting then c.waiting = false; self.recv_dirty = true end
-  flush(self, c)
+  local data = head .. body
+  if not c.out[1] then -- the usual case: the whole answer fits the socket buffer
+    local last, err, partial = c.sock:send(data)
+    if last then
+      if c.close_after_flush then close_conn(self, c) end
+    elseif err == "timeout" then
+      c.out[1], c.outpos = data, (partial or 0) + 1
+      self.pending[c.sock] = c
+    else
+      close_conn(self, c)
+    end
+  else
+    c.out[#c.out + 1] = data
+    flush(self, c)
+  end
   if not c.closed and not c.close_after_flush then process(self, c) end
 end
 
@@ -147,11 +161,26 @@ function process(self, c)
       if #buf > MAX_HEADER then bad(self, c, 431, "header too large") end
       return
     end
-    local method, target, version = buf:match("^(%u+) (%S+) HTTP/(%d%.%d)\r\n")
-    if not method then return bad(self, c, 400, "bad request line") end
+    -- plain finds (memchr) instead of patterns: this runs for every request
+    local le = find(buf, "\r\n", 1, true)
+    local sp1 = find(buf, " ", 1, true)
+    local sp2 = sp1 and find(buf, " ", sp1 + 1, true)
+    if not sp2 or sp2 > le or sub(buf, sp2 + 1, sp2 + 5) ~= "HTTP/" then return bad(self, c, 400, "bad request line") end
+    local method, target, version = sub(buf, 1, sp1 - 1), sub(buf, sp1 + 1, sp2 - 1), sub(buf, sp2 + 6, le - 1)
+    if not find(method, "^%u+$") or (version ~= "1.1" and version ~= "1.0") or target == "" then
+      return bad(self, c, 400, "bad request line")
+    end
     local headers = {}
-    for k, v in buf:sub(1, he + 1):gmatch("\n([^:\r\n]+):[ \t]*([^\r\n]*)") do
-      headers[k:lower()] = v
+    local pos = le + 2
+    while pos < he + 2 do
+      local e = find(buf, "\r\n", pos, true)
+      local colon = find(buf, ":", pos, true)
+      if colon and colon < e then
+        local vs = colon + 1
+        while byte(buf, vs) == 32 or byte(buf, vs) == 9 do vs = vs + 1 end
+        headers[lower(sub(buf, pos, colon - 1))] = sub(buf, vs, e - 1)
+      end
+      pos = e + 2
     end
     local body, nextpos = "", he + 4
     if headers["transfer-encoding"] and headers["transfer-encoding"]:lower():find("chunked", 1, true) then
@@ -181,7 +210,9 @@ function process(self, c)
     local keepalive
     if version == "1.0" then keepalive = conn_h:find("keep-alive", 1, true) ~= nil
     else keepalive = not conn_h:find("close", 1, true) end
-    local path, query = target:match("^([^?]*)%??(.*)$")
+    local qm = find(target, "?", 1, true)
+    local path, query = target, ""
+    if qm then path, query = sub(target, 1, qm - 1), sub(target, qm + 1) end
     local req = {
       method = method, target = target, path = path, query = query, headers = headers,
       body = body, peer = c.peer, version = version,

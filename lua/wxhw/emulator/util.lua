@@ -13,12 +13,14 @@ function M.array(t) return setmetatable(t or {}, M.ARRAY) end
 local cjson_encode = cjson.encode
 -- cjson escapes "/" as "\/": valid, but paths (links.next) read better plain.
 local function encode_string(s)
-  if not s:find('[%c"\\/\128-\255]') then return '"' .. s .. '"' end
   s = cjson_encode(s)
   if s:find("\\/", 1, true) then s = s:gsub("\\/", "/") end
   return s
 end
 local fmt, concat, mtype, floor = string.format, table.concat, math.type, math.floor
+
+-- Object keys repeat (errcode, errmsg, ...): their encoded form is cached.
+local key_cache, key_count = {}, 0
 
 -- cjson prints numbers with 14 significant digits; product ids and other
 -- large integers must go out exactly, so numbers and containers are ours.
@@ -49,7 +51,12 @@ local function enc(v, out, n)
       for k, x in pairs(v) do
         if not first then n = n + 1; out[n] = "," end
         first = false
-        n = n + 1; out[n] = encode_string(tostring(k))
+        local ek = key_cache[k]
+        if not ek then
+          ek = encode_string(tostring(k))
+          if key_count < 4096 then key_cache[k] = ek; key_count = key_count + 1 end
+        end
+        n = n + 1; out[n] = ek
         n = n + 1; out[n] = ":"
         n = enc(x, out, n)
       end
@@ -89,8 +96,10 @@ function M.decode(s)
   return intify(v)
 end
 
+local find, sub = string.find, string.sub
+
 function M.urldecode(s)
-  if not s:find("[%%+]") then return s end
+  if not find(s, "%", 1, true) and not find(s, "+", 1, true) then return s end
   s = s:gsub("+", " ")
   return (s:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
 end
@@ -99,12 +108,21 @@ function M.urlencode(s)
   return (tostring(s):gsub("[^%w%-%._~]", function(c) return fmt("%%%02X", c:byte()) end))
 end
 
+-- Plain finds (memchr) rather than patterns: queries carry 150-byte tokens.
 function M.parse_query(q)
   local t = {}
   if not q or q == "" then return t end
-  for pair in q:gmatch("[^&]+") do
-    local k, v = pair:match("^([^=]*)=?(.*)$")
-    if k and k ~= "" then t[M.urldecode(k)] = M.urldecode(v) end
+  local urldecode, n, pos = M.urldecode, #q, 1
+  while pos <= n do
+    local amp = find(q, "&", pos, true) or n + 1
+    if amp > pos then
+      local eq = find(q, "=", pos, true)
+      local k, v
+      if eq and eq < amp then k, v = sub(q, pos, eq - 1), sub(q, eq + 1, amp - 1)
+      else k, v = sub(q, pos, amp - 1), "" end
+      if k ~= "" then t[urldecode(k)] = urldecode(v) end
+    end
+    pos = amp + 1
   end
   return t
 end
