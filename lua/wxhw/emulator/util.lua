@@ -17,9 +17,11 @@ local function encode_string(s)
   if s:find("\\/", 1, true) then s = s:gsub("\\/", "/") end
   return s
 end
-local fmt, concat, mtype, floor = string.format, table.concat, math.type, math.floor
+local fmt, concat, mtype, floor, tostr = string.format, table.concat, math.type, math.floor, tostring
+local type, pairs, getmetatable = type, pairs, getmetatable
+local NULL, ARRAY = cjson.null, M.ARRAY
 
--- Object keys repeat (errcode, errmsg, ...): their encoded form is cached.
+-- Object keys repeat (errcode, errmsg, ...): '"key":' is cached.
 local key_cache, key_count = {}, 0
 
 -- cjson prints numbers with 14 significant digits; product ids and other
@@ -30,15 +32,15 @@ local function enc(v, out, n)
     n = n + 1; out[n] = encode_string(v)
   elseif t == "number" then
     n = n + 1
-    if mtype(v) == "integer" then out[n] = fmt("%d", v)
+    if mtype(v) == "integer" then out[n] = tostr(v)
     elseif v == floor(v) and v > -2^53 and v < 2^53 then out[n] = fmt("%d", floor(v))
     elseif v ~= v or v == math.huge or v == -math.huge then out[n] = "null"
     else out[n] = fmt("%.17g", v) end
   elseif t == "boolean" then
     n = n + 1; out[n] = v and "true" or "false"
   elseif t == "table" then
-    if v == cjson.null then n = n + 1; out[n] = "null"; return n end
-    if getmetatable(v) == M.ARRAY or (v[1] ~= nil) then
+    if v == NULL then n = n + 1; out[n] = "null"; return n end
+    if getmetatable(v) == ARRAY or (v[1] ~= nil) then
       n = n + 1; out[n] = "["
       for i = 1, #v do
         if i > 1 then n = n + 1; out[n] = "," end
@@ -47,17 +49,15 @@ local function enc(v, out, n)
       n = n + 1; out[n] = "]"
     else
       n = n + 1; out[n] = "{"
-      local first = true
+      local open = n
       for k, x in pairs(v) do
-        if not first then n = n + 1; out[n] = "," end
-        first = false
+        if n > open then n = n + 1; out[n] = "," end
         local ek = key_cache[k]
         if not ek then
-          ek = encode_string(tostring(k))
+          ek = encode_string(tostr(k)) .. ":"
           if key_count < 4096 then key_cache[k] = ek; key_count = key_count + 1 end
         end
         n = n + 1; out[n] = ek
-        n = n + 1; out[n] = ":"
         n = enc(x, out, n)
       end
       n = n + 1; out[n] = "}"
