@@ -177,8 +177,10 @@ function Emu:body_json(req)
 end
 
 ------------------------------------------------------------------ state
-local PERSIST = { "clock_offset", "apps", "tokens", "current", "products", "wmpf_devices",
-  "groups", "group_of", "snticket", "push_tokens", "openhw", "force_log", "seq" }
+-- sn tickets live 5 minutes and can number hundreds of thousands under load:
+-- they are not worth rewriting the file for.
+local PERSIST = { "clock_offset", "apps", "tokens", "current", "products",
+  "groups", "group_of", "push_tokens", "openhw", "force_log", "seq" }
 
 function Emu:save()
   if not self.state_file then self.dirty = false; return true end
@@ -214,7 +216,7 @@ local function fresh_state(creds)
     },
     corps = {},
     tokens = {}, current = { token = {}, stable = {}, wecom = {} },
-    products = {}, wmpf_devices = {}, groups = {}, group_of = {}, snticket = {},
+    products = {}, groups = {}, group_of = {}, snticket = {},
     push_tokens = {}, openhw = {}, force_log = {}, seq = 0,
   }
 end
