@@ -107,6 +107,29 @@ describe("emulator callbacks", function()
     end)
   end)
 
+  it("verifies push URLs as the admin console does", function()
+    -- the vendor script cannot compute the answer, so it replays what it is told;
+    -- first a wrong answer, then the right one read back from its request log
+    v.set_rules{ ["/mp"] = { { body = "nope" } }, ["/hw"] = { { body = "nope" } } }
+    local r = e.control("/__emulator/callbacks/mp/verify_url", {})
+    assert.is_false(r.ok)
+    local req = v.requests("/mp")[1]
+    local q = query(req.target)
+    assert.is_true(mp_crypt():verify_url(q.signature, q.timestamp, q.nonce))
+    assert.is_string(q.echostr)
+    r = e.control("/__emulator/callbacks/openhw/verify_url", {})
+    assert.is_false(r.ok)
+    local hq = query(v.requests("/hw")[1].target)
+    local hc = assert(msgcrypt.new{ token = hw.callback_token, encoding_aes_key = hw.encoding_aes_key,
+      receive_id = hw.service_corpid })
+    local plain = assert(hc:decrypt(hq.msg_signature, hq.timestamp, hq.nonce, hq.echostr))
+    assert.equal(20, #plain)
+    v.set_rules{ ["/mp"] = { { echo_query = "echostr" } }, ["/hw"] = { { wecom_echo = {
+      token = hw.callback_token, encoding_aes_key = hw.encoding_aes_key, receive_id = hw.service_corpid } } } }
+    assert.is_true(e.control("/__emulator/callbacks/mp/verify_url", {}).ok)
+    assert.is_true(e.control("/__emulator/callbacks/openhw/verify_url", {}).ok)
+  end)
+
   describe("WeCom openhw events", function()
     local function hw_crypt()
       return assert(msgcrypt.new{ token = hw.callback_token, encoding_aes_key = hw.encoding_aes_key,

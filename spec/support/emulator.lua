@@ -135,7 +135,9 @@ end
 --   v.url .. "/mp", v.requests() --> { {method, target, path, headers, body}, ... }
 --   v.set_rules{...}; v.stop()
 -- Rules per path are used in order; the last one repeats. A rule may have
--- `delay` (seconds) and `close = true` (drop the connection without answering).
+-- `delay` (seconds), `close = true` (drop the connection without answering),
+-- `echo_query = "name"` (answer that query parameter) or `wecom_echo =
+-- {token, encoding_aes_key, receive_id}` (answer the decrypted echostr).
 local VENDOR = [==[
 local socket = require "socket"
 local cjson = require "cjson"
@@ -176,6 +178,17 @@ while true do
     if r.delay then socket.sleep(r.delay) end
     if not r.close then
       local b = r.body or ""
+      local q = {}
+      for k, v in ((target or ""):match("%?(.*)$") or ""):gmatch("([^&=]+)=([^&]*)") do
+        q[k] = v:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end)
+      end
+      if r.echo_query then b = q[r.echo_query] or "" end
+      if r.wecom_echo then -- URL verification: answer the decrypted echostr
+        package.path = "./lua/?.lua;./lua/?/init.lua;" .. package.path
+        package.cpath = "./build/5.4/?.so;" .. package.cpath
+        local mc = require("wxhw.msgcrypt").new(r.wecom_echo)
+        b = mc:decrypt(q.msg_signature, q.timestamp, q.nonce, q.echostr) or "bad signature"
+      end
       c:send("HTTP/1.1 " .. (r.status or 200) .. " X\r\nContent-Length: " .. #b ..
         "\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n" .. b)
     end

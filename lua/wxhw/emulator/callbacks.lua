@@ -223,6 +223,38 @@ function C:tick()
   end
 end
 
+------------------------------------------------------------------ URL verification
+--- What the admin console does when a push URL is saved: a GET the vendor
+-- must answer with the echostr (Mini Program: verbatim; WeCom: decrypted).
+function C:verify_url(kind, done)
+  local emu = self.emu
+  local url = self.urls[kind]
+  if not url then return done({ ok = false, reason = "no " .. kind .. "_url configured" }) end
+  local ts, nonce = tostring(self:wall()), tostring(emu.rng:int(100000000, 999999999))
+  local q, expect
+  if kind == "mp" then
+    local c = emu.credentials.mp
+    expect = tostring(emu.rng:int(1000000000, 9999999999)) .. tostring(emu.rng:int(100000000, 999999999))
+    q = "signature=" .. msgcrypt.url_signature(c.msg_token, ts, nonce) .. "&timestamp=" .. ts ..
+      "&nonce=" .. nonce .. "&echostr=" .. expect
+  else
+    local c = emu.credentials.openhw
+    local mc = assert(msgcrypt.new{ token = c.callback_token, encoding_aes_key = c.encoding_aes_key,
+      receive_id = c.service_corpid })
+    expect = emu.rng:alnum(20)
+    local enc, sig = mc:encrypt(expect, ts, nonce)
+    q = "msg_signature=" .. sig .. "&timestamp=" .. ts .. "&nonce=" .. nonce .. "&echostr=" .. util.urlencode(enc)
+  end
+  self.emu.srv:request({ url = with_query(url, q), method = "GET", timeout = self.timeout }, function(res, err)
+    local ok = res and res.status == 200 and (res.body or ""):match("^%s*(.-)%s*$") == expect
+    local entry = { kind = kind, event = "verify_url", status = res and res.status, error = err,
+      outcome = ok and "delivered" or "failed" }
+    self:log(entry)
+    done({ ok = ok and true or false, status = res and res.status,
+      reason = not ok and (err or "the answer was not the echostr") or nil })
+  end)
+end
+
 ------------------------------------------------------------------ control
 local function deferred(fn)
   return function(emu, req, b)
@@ -275,6 +307,12 @@ local function control_routes(emu)
     emu.callbacks:openhw_event("model_ticket", { model_ticket = t }, nil, function(ok, why)
       reply({ ok = ok, reason = why, model_ticket = t })
     end)
+  end)
+  r["POST /__emulator/callbacks/mp/verify_url"] = deferred(function(_, _, reply)
+    emu.callbacks:verify_url("mp", reply)
+  end)
+  r["POST /__emulator/callbacks/openhw/verify_url"] = deferred(function(_, _, reply)
+    emu.callbacks:verify_url("openhw", reply)
   end)
   r["POST /__emulator/callbacks/pay/notify"] = deferred(function(_, b, reply)
     emu.callbacks:pay_notify(b, reply)
