@@ -216,6 +216,7 @@ local function voip_call(emu, self, b, req)
   local call = { RoomId = room, SessionKey = emu.rng:alnum(32), ServerToken = emu.rng:alnum(44),
     Payload = b.payload or "", ModelId = b.model_id, Sn = b.sn, openid = b.openid, appid = appid }
   self.calls[#self.calls + 1] = call
+  if #self.calls > 1000 then table.remove(self.calls, 1) end
   if emu.callbacks then emu.callbacks:voip_notify(call) end
   return emu:json({ errcode = 0, errmsg = "ok", roomid = room })
 end
