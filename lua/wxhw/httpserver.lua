@@ -145,6 +145,10 @@ function M:run(opts)
   end
 end
 
+function M:__tostring()
+  return ("wxhw.HttpServer(127.0.0.1:%d, %d requests)"):format(self.port, self.requests)
+end
+
 function M:close()
   for s in pairs(self.conns) do s:close() end
   self.conns = {}

@@ -200,6 +200,12 @@ function M:stats()
   return out
 end
 
+function M:__tostring()
+  local n = 0
+  for _ in pairs(self.devices) do n = n + 1 end
+  return ("wxhw.Relay(%d devices, %d frames in, %d out)"):format(n, self.counters.frames_in, self.counters.frames_out)
+end
+
 function M:close()
   for c in pairs(self.conns) do c:close() end
   for _, s in ipairs(self.servers) do s:close() end

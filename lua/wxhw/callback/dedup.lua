@@ -62,6 +62,8 @@ function M:claim(key)
   end
 end
 
+function M:__tostring() return "wxhw.callback.Dedup(" .. tostring(self.store) .. ", ttl " .. self.ttl .. " s)" end
+
 function M:done(key, status, ctype, body)
   return self.store:set(self.prefix .. key, encode(status, ctype, body), self.ttl)
 end

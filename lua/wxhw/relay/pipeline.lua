@@ -188,6 +188,11 @@ function M:poll(now)
   return out
 end
 
+function M:__tostring()
+  return ("wxhw.relay.Pipeline(%s, %d queued, video %d/%d, audio %d/%d)"):format(self.talking and "talking" or "idle",
+    self:queued(), self.stats.video_out, self.stats.video_in, self.stats.audio_out, self.stats.audio_in)
+end
+
 function M:queued() return self.qtail - self.qhead + 1 end
 
 --- Time of the next due frame, or nil.
