@@ -176,3 +176,61 @@ describe("examples/nginx.conf #nosan", function()
     assert.matches("test is successful", out)
   end)
 end)
+
+describe("nginx: a duplicate arriving while the first copy runs #slow #nosan", function()
+  it("waits for the first answer and dispatches once, across workers", function()
+    local srv = assert(nginx.start{
+      workers = 2,
+      http_block = ([[lua_shared_dict wxhw_callbacks 4m; lua_shared_dict n 1m;
+        init_worker_by_lua_block {
+          SLOW = require("wxhw.callback").mini_program{ token = %q, encoding_aes_key = %q, appid = %q,
+            dedup = require("wxhw.callback.ngx").dedup("wxhw_callbacks"),
+            handlers = { slow_event = function(msg)
+              ngx.shared.n:incr("calls", 1, 0)
+              ngx.sleep(0.4)
+              return { errcode = 0, pid = ngx.worker.pid() }
+            end } }
+        }]]):format(TOKEN, KEY, APPID),
+      server_block = [[
+        location = /push { content_by_lua_block { require("wxhw.callback.ngx").serve(SLOW) } }
+        location = /n { content_by_lua_block {
+          local s = tostring(ngx.shared.n:get("calls") or 0)
+          ngx.header["Content-Length"] = #s
+          ngx.print(s)
+        } }
+      ]],
+    })
+    local mc = assert(msgcrypt.new{ token = TOKEN, encoding_aes_key = KEY, receive_id = APPID })
+    local msg = { MsgType = "event", Event = "slow_event", FromUserName = "o", CreateTime = os.time() }
+    local conns = {}
+    for i = 1, 4 do -- WeChat's copies: re-encrypted, new nonces
+      local qs, body = push_query(mc, msg, "dup" .. i)
+      local c = assert(socket.connect("127.0.0.1", srv.port))
+      c:send(("POST /push?%s HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s"):format(qs, #body, body))
+      c:settimeout(0)
+      conns[i] = { c = c, buf = "" }
+    end
+    local deadline, open = socket.gettime() + 5, 4
+    while open > 0 and socket.gettime() < deadline do
+      socket.select((function() local t = {} for _, x in ipairs(conns) do if not x.done then t[#t + 1] = x.c end end return t end)(), nil, 0.05)
+      for _, x in ipairs(conns) do
+        if not x.done then
+          local data, err, partial = x.c:receive(65536)
+          x.buf = x.buf .. (data or partial or "")
+          if err == "closed" then x.done = true; open = open - 1; x.c:close() end
+        end
+      end
+    end
+    local n = select(2, request(srv.port, "GET", "/n", nil, function() end))
+    local log = srv:error_log()
+    srv:stop()
+    assert.equal(0, open, log)
+    local first = conns[1].buf:match("\r\n\r\n(.*)$")
+    for _, x in ipairs(conns) do
+      assert.matches("^HTTP/1.1 200", x.buf)
+      assert.equal(first, x.buf:match("\r\n\r\n(.*)$"))
+    end
+    assert.equal("1", n)
+    assert.equal(0, reply_plain(mc, first).errcode)
+  end)
+end)
