@@ -8,7 +8,8 @@ M.usage = [[
 usage: wxhw provision DEVICES.csv|.jsonl --product NAME [--wmpf] [--groups] [--wecom]
          [--out manifest.csv|.jsonl] [--resume] [--dry-run] [--json] [--only-failed]
          [--config FILE] [--emulator URL] [--state-dir DIR] [--key KEY.pem]
-         [--product-id N --key-version N] [--batch N] [--concurrency N] [--no-progress] [--quiet]
+         [--product-id N --key-version N] [--appid WXAPPID] [--batch N] [--concurrency N]
+         [--no-progress] [--quiet]
 Targets: --wmpf (default when none is given): product, key pair, registerpubkey,
   adddevice, bindwxaapp, one device signature per device; --groups: Mini Program
   device groups of 50; --wecom: WeCom register_sn and QR code per device.
