@@ -1,5 +1,6 @@
 /* AES-GCM (WeChat Pay resources and certificates) and AES-CBC without padding
  * (WXBizMsgCrypt applies its own 32-byte PKCS#7 on top). */
+#include <pthread.h>
 #include <string.h>
 
 #include <openssl/err.h>
@@ -8,23 +9,36 @@
 
 #define GCM_TAG_LEN 16
 
-static const EVP_CIPHER *gcm_cipher(size_t keylen) {
-  switch (keylen) {
-    case 16: return EVP_aes_128_gcm();
-    case 24: return EVP_aes_192_gcm();
-    case 32: return EVP_aes_256_gcm();
-    default: return NULL;
+/* Fetched once per process: passing EVP_aes_*() to an Init call makes
+ * OpenSSL 3 look the implementation up again on every call, which costs more
+ * than encrypting a WeChat push. Fetched ciphers are immutable and shared
+ * safely between threads and Lua states. */
+static EVP_CIPHER *ciphers[2][3]; /* [gcm, cbc][128, 192, 256] */
+static pthread_once_t ciphers_once = PTHREAD_ONCE_INIT;
+
+static void fetch_ciphers(void) {
+  static const char *names[2][3] = {{"AES-128-GCM", "AES-192-GCM", "AES-256-GCM"},
+                                    {"AES-128-CBC", "AES-192-CBC", "AES-256-CBC"}};
+  int m, k;
+  for (m = 0; m < 2; m++)
+    for (k = 0; k < 3; k++) ciphers[m][k] = EVP_CIPHER_fetch(NULL, names[m][k], NULL);
+  ERR_clear_error();
+}
+
+static const EVP_CIPHER *aes_cipher(int cbc, size_t keylen) {
+  int k = keylen == 16 ? 0 : keylen == 24 ? 1 : keylen == 32 ? 2 : -1;
+  if (k < 0) return NULL;
+  pthread_once(&ciphers_once, fetch_ciphers);
+  if (ciphers[cbc][k]) return ciphers[cbc][k];
+  switch (k) { /* fetch failed (unusual provider setup): the implicit lookup still works */
+    case 0: return cbc ? EVP_aes_128_cbc() : EVP_aes_128_gcm();
+    case 1: return cbc ? EVP_aes_192_cbc() : EVP_aes_192_gcm();
+    default: return cbc ? EVP_aes_256_cbc() : EVP_aes_256_gcm();
   }
 }
 
-static const EVP_CIPHER *cbc_cipher(size_t keylen) {
-  switch (keylen) {
-    case 16: return EVP_aes_128_cbc();
-    case 24: return EVP_aes_192_cbc();
-    case 32: return EVP_aes_256_cbc();
-    default: return NULL;
-  }
-}
+#define gcm_cipher(n) aes_cipher(0, (n))
+#define cbc_cipher(n) aes_cipher(1, (n))
 
 /* aes_gcm_encrypt(key, nonce, aad, plain) --> ciphertext..tag */
 static int l_aes_gcm_encrypt(lua_State *L) {
