@@ -15,7 +15,6 @@
 --   s:cas(key, old, new, ttl)     --> true | false (value was not `old`) atomic
 --   s:delete(key)                 --> true
 --   s:keys(prefix)                --> { key, ... }
-local core = require "wxhw.core"
 local errors = require "wxhw.errors"
 
 local M = {}
@@ -84,12 +83,8 @@ return 1]]
 -- prefix (default "wxhw:"). Blocking (hiredis): use ngx_shared inside nginx.
 function M.redis(opts)
   opts = opts or {}
-  local conn, err = opts.conn
-  if not conn then
-    conn, err = core.tokenstore.redis_connect{ host = opts.host, port = opts.port, db = opts.db,
-                                               password = opts.password, timeout = opts.timeout }
-    if not conn then return nil, err end
-  end
+  local conn, err = require("wxhw.store.redis").connect(opts)
+  if not conn then return nil, err end
   local crypto = require "wxhw.crypto"
   return setmetatable({ kind = "redis", shared = true, conn = conn, prefix = opts.prefix or "wxhw:",
                         cas_sha = crypto.hex(crypto.sha1(CAS)) }, Redis)

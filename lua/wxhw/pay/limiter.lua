@@ -6,7 +6,6 @@
 --
 --   local limiter = require("wxhw.pay.limiter").shared{ host = "127.0.0.1", port = 6379 }
 --   local pay = wxhw.pay.new{ ..., limiter = limiter }
-local core = require "wxhw.core"
 local crypto = require "wxhw.crypto"
 local ratelimit = require "wxhw.ratelimit"
 require "wxhw.errors"
@@ -84,12 +83,8 @@ end
 -- Returns the limiter or nil, err (Redis unreachable).
 function M.shared(opts)
   opts = opts or {}
-  local conn, err = opts.conn
-  if not conn then
-    conn, err = core.tokenstore.redis_connect{ host = opts.host, port = opts.port, db = opts.db,
-      password = opts.password, timeout = opts.timeout }
-    if not conn then return nil, err end
-  end
+  local conn, err = require("wxhw.store.redis").connect(opts)
+  if not conn then return nil, err end
   return ratelimit.new{ backend = M.redis(conn, opts.prefix), now = opts.now, sleep = opts.sleep }
 end
 

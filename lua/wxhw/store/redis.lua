@@ -54,22 +54,28 @@ local function owner_id()
   return string.format("%d-%d-%s", core.tokenstore.pid(), seq, crypto.nonce(12))
 end
 
+
+--- The connection every Redis-backed part of wxhw uses (token store, Pay
+-- limiter, call store): opts.conn when given; inside nginx a cosocket
+-- connection (hiredis would block the worker); else hiredis. Options: host,
+-- port, db, password, timeout. Returns conn | nil, err.
+function M.connect(opts)
+  if opts.conn then return opts.conn end
+  if require("wxhw.transport").default_kind() == "ngx" then
+    return require("wxhw.store.redis_cosocket").new(opts)
+  end
+  return core.tokenstore.redis_connect{ host = opts.host, port = opts.port, db = opts.db,
+                                        password = opts.password, timeout = opts.timeout }
+end
+
 --- opts: host, port, db, password, timeout (s), or conn (an existing
 -- wxhw.TokenRedis). A down server at creation is an error; later outages
 -- come back as kind="store" errors and heal on the next call. Inside nginx
 -- the connection is a cosocket one (wxhw.store.redis_cosocket), made per call.
 function M.new(opts)
   opts = opts or {}
-  local conn, err = opts.conn
-  if not conn and require("wxhw.transport").default_kind() == "ngx" then
-    -- Inside nginx hiredis would block the worker: use cosockets instead.
-    conn = require("wxhw.store.redis_cosocket").new(opts)
-  end
-  if not conn then
-    conn, err = core.tokenstore.redis_connect{ host = opts.host, port = opts.port, db = opts.db,
-                                               password = opts.password, timeout = opts.timeout }
-    if not conn then return nil, err end
-  end
+  local conn, err = M.connect(opts)
+  if not conn then return nil, err end
   return setmetatable({ kind = "redis", shared = true, conn = conn }, M)
 end
 
