@@ -84,13 +84,14 @@ function Job:row_error(row)
   end
 end
 
--- Keys that must be unique across the input, with a label for the message.
+-- Keys that must be unique across the input (up to three, no table: this
+-- runs twice per row).
 function Job:keys(row)
-  local sn = row.sn or row.device_id
-  local k = { "d\0" .. row.device_id }
-  if self.groups and sn ~= row.device_id then k[#k + 1] = "m\0" .. sn end
-  if self.wecom then k[#k + 1] = "w\0" .. sn:lower() end
-  return k
+  local id = row.device_id
+  local sn = row.sn or id
+  local k2 = self.groups and sn ~= id and ("m\0" .. sn) or nil
+  local k3 = self.wecom and ("w\0" .. sn:lower()) or nil
+  return "d\0" .. id, k2, k3
 end
 
 local KEY_LABEL = { d = "device_id", m = "sn", w = "sn (WeCom compares case-insensitively)" }
@@ -138,9 +139,10 @@ function Job:scan()
         invalid = invalid + 1
         if #examples < 20 then examples[#examples + 1] = { line = row.line, error = e } end
       else
-        for _, k in ipairs(self:keys(row)) do
-          if seen:add(k) and not suspects[k] then suspects[k] = true; nsus = nsus + 1 end
-        end
+        local k1, k2, k3 = self:keys(row)
+        if seen:add(k1) and not suspects[k1] then suspects[k1] = true; nsus = nsus + 1 end
+        if k2 and seen:add(k2) and not suspects[k2] then suspects[k2] = true; nsus = nsus + 1 end
+        if k3 and seen:add(k3) and not suspects[k3] then suspects[k3] = true; nsus = nsus + 1 end
       end
     end
   end
@@ -438,17 +440,22 @@ end
 function Job:_write_batch(b, st, counts)
   local done = st.done[b.n] or {}
   local ps = self.product_state
+  local out = {} -- one table reused for every row (this loop runs per device)
+  local errs, code
+  local function fail(step, c, m)
+    errs = errs or {}
+    errs[#errs + 1] = step .. ": " .. tostring(m)
+    code = code or c
+  end
   for _, row in ipairs(b.rows) do
-    local out = { line = row.line, device_id = row.device_id, sn = row.sn or row.device_id }
+    out.line, out.device_id, out.sn = row.line, row.device_id, row.sn or row.device_id
+    out.product_id, out.key_version, out.signature, out.qr_code = nil, nil, nil, nil
+    out.group_id, out.status, out.errcode, out.error = nil, nil, nil, nil
     if row.bad then
       out.status, out.error = "invalid", row.bad
       counts.invalid = counts.invalid + 1
     else
-      local errs, code = {}, nil
-      local function fail(step, c, m)
-        errs[#errs + 1] = step .. ": " .. tostring(m)
-        code = code or c
-      end
+      errs, code = nil, nil
       local sn = out.sn
       if self.wmpf then
         out.product_id, out.key_version = ps.product_id, ps.key_version
@@ -468,7 +475,7 @@ function Job:_write_batch(b, st, counts)
         if w and w.q and w.q[sn] then out.qr_code = w.q[sn]
         elseif w and w.f and w.f[sn] then fail("wecom", w.f[sn].c, w.f[sn].m) end
       end
-      if #errs == 0 then
+      if not errs then
         out.status = "ok"
         if self.wmpf then out.signature = wmpf.device_signature(self.signing_key, ps.product_id, row.device_id) end
         counts.ok = counts.ok + 1
@@ -564,16 +571,20 @@ function Job:run()
     if not skip_row(self, row) then
       local bad = self:row_error(row)
       if not bad and any_suspect then
-        local keys = self:keys(row)
-        for _, k in ipairs(keys) do
-          if suspects[k] and first[k] then
-            local kind = k:sub(1, 1)
-            bad = ("duplicate %s %s (first at line %d)"):format(KEY_LABEL[kind], k:sub(3), first[k])
-            break
+        local k1, k2, k3 = self:keys(row)
+        local s1, s2, s3 = suspects[k1], k2 and suspects[k2], k3 and suspects[k3]
+        if s1 or s2 or s3 then
+          for _, k in ipairs{ s1 and k1 or false, s2 and k2 or false, s3 and k3 or false } do
+            if k and first[k] then
+              bad = ("duplicate %s %s (first at line %d)"):format(KEY_LABEL[k:sub(1, 1)], k:sub(3), first[k])
+              break
+            end
           end
-        end
-        if not bad then
-          for _, k in ipairs(keys) do if suspects[k] then first[k] = row.line end end
+          if not bad then
+            if s1 then first[k1] = row.line end
+            if s2 then first[k2] = row.line end
+            if s3 then first[k3] = row.line end
+          end
         end
       end
       if not bad then

@@ -129,9 +129,11 @@ function W:add_devices(o)
   local pid = pid_arg(o, "add_devices")
   local ids = o.device_ids or o.device_id_list
   if type(ids) ~= "table" or #ids == 0 then error("wxhw.wmpf.add_devices: device_ids must be a non-empty list", 2) end
-  for i, id in ipairs(ids) do
-    local msg = M.device_id_error(id)
-    if msg then return errors.fail("input", ("device %d: %s"):format(i, msg), { index = i }) end
+  if not o.checked then -- `checked = true`: the caller validated every id already
+    for i, id in ipairs(ids) do
+      local msg = M.device_id_error(id)
+      if msg then return errors.fail("input", ("device %d: %s"):format(i, msg), { index = i }) end
+    end
   end
   local chunk = o.chunk or M.CHUNK
   local added, n = 0, 0

@@ -46,7 +46,7 @@ end
 -- adddevice is a set insert on WeChat's side: re-sending an in-doubt batch is harmless.
 function S:add_devices(product_id, ids)
   self:_count("adddevice")
-  return need(self, "wmpf"):add_devices{ product_id = product_id, device_ids = ids, chunk = #ids }
+  return need(self, "wmpf"):add_devices{ product_id = product_id, device_ids = ids, chunk = #ids, checked = true }
 end
 
 function S:group_create(name)
