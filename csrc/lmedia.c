@@ -2,6 +2,7 @@
  * parsers write into a reusable wxhw.media.Buffer (one C call per frame or
  * packet, no per-packet Lua strings); every call resets that buffer and
  * returns how many items it now holds. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -38,7 +39,11 @@ static lua_Integer opt_int(lua_State *L, int t, const char *k, lua_Integer def, 
     if (wxhw_getfield(L, t, k) != LUA_TNIL) {
       if (!lua_isinteger(L, -1)) luaL_error(L, "option '%s' must be an integer", k);
       v = lua_tointeger(L, -1);
-      if (v < lo || v > hi) luaL_error(L, "option '%s' must be in %d..%d", k, (int)lo, (int)hi);
+      if (v < lo || v > hi) {
+        char range[64];
+        snprintf(range, sizeof range, "%lld..%lld", (long long)lo, (long long)hi);
+        luaL_error(L, "option '%s' must be in %s", k, range);
+      }
     }
     lua_pop(L, 1);
   }
