@@ -81,7 +81,7 @@ CURLMcode wxhw_loop_step(wxhw_loop *l) {
 #ifdef __linux__
   struct epoll_event ev[64];
   int i, n, wait;
-  long long left;
+  long long left = 0;
   if (l->deadline >= 0 && (left = l->deadline - now_ms()) <= 0) {
     l->deadline = -1;
     return curl_multi_socket_action(l->multi, CURL_SOCKET_TIMEOUT, 0, &running);
