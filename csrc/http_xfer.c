@@ -28,7 +28,8 @@ void wxhw_http_push_error(lua_State *L, const char *kind, const char *reason,
 
 /* ---- buffers and callbacks ------------------------------------------------ */
 
-static int buf_add(wxhw_buf *b, const char *p, size_t n) {
+/* Makes room for n more bytes. */
+static int buf_reserve(wxhw_buf *b, size_t n) {
   if (n > b->cap - b->len) {
     size_t cap = b->cap ? b->cap : 1024;
     char *d;
@@ -41,6 +42,11 @@ static int buf_add(wxhw_buf *b, const char *p, size_t n) {
     b->data = d;
     b->cap = cap;
   }
+  return 0;
+}
+
+static int buf_add(wxhw_buf *b, const char *p, size_t n) {
+  if (buf_reserve(b, n) != 0) return -1;
   memcpy(b->data + b->len, p, n);
   b->len += n;
   return 0;
@@ -62,26 +68,34 @@ static size_t trim_end(const char *p, size_t n) {
 }
 
 /* Keeps only the headers of the final response: a new status line (after a
- * 1xx or a proxy CONNECT) starts the list again. */
+ * 1xx or a proxy CONNECT) starts the list again. Each header is stored as
+ * "name\0value\0" with the name lower-cased, in one reservation. */
 static size_t on_header(char *p, size_t size, size_t n, void *ud) {
   wxhw_xfer *x = ud;
-  size_t len = size * n, end = trim_end(p, len), i, colon;
-  const char nul = 0;
+  size_t len = size * n, end = trim_end(p, len), i, colon, vstart;
+  char *d;
   if (end >= 5 && memcmp(p, "HTTP/", 5) == 0) {
     x->hdrs.len = 0;
+    x->nhdrs = 0;
     return len;
   }
   if (end == 0 || p[0] == ' ' || p[0] == '\t') return len; /* end, or obsolete folding */
   if (memchr(p, '\0', end)) return 0; /* a NUL would break the packed list: protocol error */
-  for (colon = 0; colon < end && p[colon] != ':'; colon++) {}
-  if (colon == 0 || colon == end) return len;
+  d = memchr(p, ':', end);
+  if (!d || d == p) return len;
+  colon = (size_t)(d - p);
+  for (vstart = colon + 1; vstart < end && (p[vstart] == ' ' || p[vstart] == '\t'); vstart++) {}
+  if (buf_reserve(&x->hdrs, colon + 1 + (end - vstart) + 1) != 0) return 0;
+  d = x->hdrs.data + x->hdrs.len;
   for (i = 0; i < colon; i++) {
-    char c = (char)tolower((unsigned char)p[i]);
-    if (buf_add(&x->hdrs, &c, 1) != 0) return 0;
+    unsigned char c = (unsigned char)p[i];
+    d[i] = (char)(c >= 'A' && c <= 'Z' ? c + 32 : c);
   }
-  if (buf_add(&x->hdrs, &nul, 1) != 0) return 0;
-  for (i = colon + 1; i < end && (p[i] == ' ' || p[i] == '\t'); i++) {}
-  if (buf_add(&x->hdrs, p + i, end - i) != 0 || buf_add(&x->hdrs, &nul, 1) != 0) return 0;
+  d[colon] = '\0';
+  memcpy(d + colon + 1, p + vstart, end - vstart);
+  d[colon + 1 + (end - vstart)] = '\0';
+  x->hdrs.len += colon + 1 + (end - vstart) + 1;
+  x->nhdrs++;
   return len;
 }
 
@@ -331,31 +345,40 @@ int wxhw_xfer_prepare(lua_State *L, wxhw_xfer *x, int req, CURLSH *share,
 
 /* ---- results -------------------------------------------------------------- */
 
+/* Builds the headers table: raw access with each name interned once (a
+ * repeated name turns into a list, in order). */
 static void push_headers(lua_State *L, const wxhw_xfer *x) {
   size_t off = 0;
-  lua_newtable(L);
+  int t;
+  lua_createtable(L, 0, (int)x->nhdrs);
+  t = lua_gettop(L);
   while (off < x->hdrs.len) { /* pairs are complete: on_header adds both or fails */
     const char *name = x->hdrs.data + off;
-    const char *value = name + strlen(name) + 1;
-    off = (size_t)(value - x->hdrs.data) + strlen(value) + 1;
-    switch (wxhw_getfield(L, -1, name)) {
+    size_t nlen = strlen(name);
+    const char *value = name + nlen + 1;
+    size_t vlen = strlen(value);
+    off = (size_t)(value - x->hdrs.data) + vlen + 1;
+    lua_pushlstring(L, name, nlen);
+    lua_pushvalue(L, -1);
+    lua_rawget(L, t);
+    switch (lua_type(L, -1)) {
     case LUA_TNIL: /* first occurrence: a string */
       lua_pop(L, 1);
-      lua_pushstring(L, value);
-      lua_setfield(L, -2, name);
+      lua_pushlstring(L, value, vlen);
+      lua_rawset(L, t);
       break;
     case LUA_TSTRING: /* second: becomes a list, in order */
       lua_createtable(L, 2, 0);
       lua_insert(L, -2);
       lua_rawseti(L, -2, 1);
-      lua_pushstring(L, value);
+      lua_pushlstring(L, value, vlen);
       lua_rawseti(L, -2, 2);
-      lua_setfield(L, -2, name);
+      lua_rawset(L, t);
       break;
     default:
-      lua_pushstring(L, value);
+      lua_pushlstring(L, value, vlen);
       lua_rawseti(L, -2, (int)lua_rawlen(L, -2) + 1);
-      lua_pop(L, 1);
+      lua_pop(L, 2);
     }
   }
 }
@@ -462,6 +485,7 @@ void wxhw_xfer_clear(wxhw_xfer *x) {
   }
   x->body.len = 0;
   x->hdrs.len = 0;
+  x->nhdrs = 0;
   x->too_large = 0;
 }
 

@@ -35,6 +35,7 @@ typedef struct {
   struct curl_slist *expect_off;  /* "Expect:" alone, for requests without headers */
   wxhw_buf body;    /* response body */
   wxhw_buf hdrs;    /* response headers as "name\0value\0" pairs */
+  size_t nhdrs;     /* how many pairs, to size the Lua table */
   size_t max_body;
   int too_large;    /* the write callback refused the body */
   int active;       /* currently added to the multi handle */
