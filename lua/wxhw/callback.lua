@@ -133,24 +133,26 @@ local function emit(o, info)
   if o.on_event then pcall(o.on_event, info) end
 end
 
--- Runs a handler once per distinct push. `run()` returns status, ctype, body
--- and `cache` (false for failures the sender should retry).
-local function once(o, dd, key, info, run)
+-- Runs `run(c, info, fn, msg, ctx)` once per distinct push; it returns
+-- status, ctype, body and `cache` (false for failures the sender should
+-- retry). No closures are made per request: LuaJIT cannot compile a trace
+-- through a function definition, and the gateway's hot path should be traced.
+local function once(dd, key, info, run, c, fn, msg, ctx)
   if not dd then
-    local status, ctype, body = run()
+    local status, ctype, body = run(c, info, fn, msg, ctx)
     return status, ctype, body
   end
-  local state, a, b, c = dd:claim(key)
+  local state, a, b, d = dd:claim(key)
   if state == "dup" then
     info.duplicate = true
-    return a, b, c
+    return a, b, d
   elseif state == "busy" then
     info.duplicate = true
     return 503, TEXT["Content-Type"], "duplicate push still being handled"
   elseif state == nil then
     return 500, TEXT["Content-Type"], "de-duplication store failed"
   end
-  local ok, status, ctype, body, cache = pcall(run)
+  local ok, status, ctype, body, cache = pcall(run, c, info, fn, msg, ctx)
   if not ok then
     dd:abandon(key)
     info.error = tostring(status)
@@ -160,8 +162,12 @@ local function once(o, dd, key, info, run)
   return status, ctype, body
 end
 
+-- Replies share one headers table per content type (read-only for servers).
+local BY_CTYPE = { [TEXT["Content-Type"]] = TEXT, [JSON["Content-Type"]] = JSON, [XML["Content-Type"]] = XML }
+
 local function with_ctype(status, ctype, body)
-  return status, ctype and { ["Content-Type"] = ctype } or {}, body
+  if not ctype then return status, {}, body end
+  return status, BY_CTYPE[ctype] or { ["Content-Type"] = ctype }, body
 end
 
 local function common_opts(o, name)
@@ -195,81 +201,85 @@ end
 
 -- Mini Program message push -----------------------------------------------
 
+-- The handler's run: c = { o, mc }, fn = the event's handler.
+local function mp_run(c, info, fn, msg, ctx)
+  local t0 = clock.monotonic()
+  local r1, r2 = fn(msg, ctx)
+  local fmt = ctx.format
+  local what, reply = handler_result(r1, r2, fmt)
+  info.handler_ms = (clock.monotonic() - t0) * 1000
+  info.dispatched = true
+  if what == "fail" then return 500, TEXT["Content-Type"], "handler failed", false end
+  if what == "ack" or reply == "" or reply == "success" or not ctx.secure then
+    return 200, TEXT["Content-Type"], reply or "success"
+  end
+  local rbody, err = c.mc:reply(reply, fmt == "xml" and "xml" or "mp_json", c.o.clock())
+  if not rbody then return 500, TEXT["Content-Type"], err.message, false end
+  return 200, (fmt == "xml" and XML or JSON)["Content-Type"], rbody
+end
+
+local function mp_request(c, info, method, query, headers, raw_body)
+  local o, mc = c.o, c.mc
+  if not skew_ok(o, query.timestamp) then return plain(403, "stale or missing timestamp") end
+  if method == "GET" then
+    if not query.echostr then return plain(400, "missing echostr") end
+    if not mc:verify_url(query.signature, query.timestamp, query.nonce) then
+      return plain(403, "signature mismatch")
+    end
+    info.event = "url_verification"
+    return 200, TEXT, query.echostr
+  elseif method ~= "POST" then
+    return plain(405, "method not allowed")
+  end
+  if type(raw_body) ~= "string" or raw_body == "" then return plain(400, "empty body") end
+  local secure = query.encrypt_type == "aes" or query.msg_signature ~= nil
+  local plaintext
+  if secure then
+    if not query.msg_signature or not query.nonce then return plain(400, "missing msg_signature or nonce") end
+    local msg, err = mc:open(query, raw_body)
+    if not msg then
+      info.reason = err.reason
+      return plain(err.reason == "validate_signature" and 403 or
+                   err.reason == "validate_receive_id" and 403 or 400, err.message)
+    end
+    plaintext = msg
+  else
+    if not o.allow_plaintext then return plain(403, "plaintext pushes are not accepted (use secure mode)") end
+    if not mc:verify_url(query.signature, query.timestamp, query.nonce) then
+      return plain(403, "signature mismatch")
+    end
+    plaintext = raw_body
+  end
+  local msg, fmt = decode_message(plaintext)
+  if not msg then return plain(400, "decrypted message is neither JSON nor XML") end
+  local event = msg.MsgType == "event" and msg.Event or msg.MsgType
+  info.event = event
+  if type(event) ~= "string" or event == "" then return plain(400, "message has no MsgType/Event") end
+  if event == "iot_voip_notify" and not secure then
+    return plain(403, "iot_voip_notify must arrive in secure mode")
+  end
+  local fn = o.handlers[event] or o.handlers.default
+  if not fn then
+    info.unknown = true
+    if o.unknown == "ack" then return 200, TEXT, "success" end
+    return plain(400, "no handler for event " .. event)
+  end
+  local key = dedup_mod.key("mp", msg.MsgId, plaintext)
+  local ctx = { kind = "mp", format = fmt, query = query, headers = headers, plaintext = plaintext,
+                secure = secure }
+  return with_ctype(once(c.dd, key, info, mp_run, c, fn, msg, ctx))
+end
+
 --- opts: token, encoding_aes_key, appid; handlers = { [Event or MsgType] =
 -- function(msg, ctx) ... end, default = ... }; allow_plaintext (false);
 -- max_skew (300 s, false = off); clock; dedup ({store, ttl, wait, sleep} |
 -- false); unknown ("reject" | "ack"); on_event(info).
 function M.mini_program(o)
   common_opts(o, "callback.mini_program")
-  local mc = mc_or_raise(o, o.appid, "callback.mini_program")
-  local dd = make_dedup(o)
+  local c = { o = o, mc = mc_or_raise(o, o.appid, "callback.mini_program"), dd = make_dedup(o) }
   return function(method, query, headers, raw_body)
-    query = query or {}
     local info = { kind = "mp" }
-    local status, h, body = (function()
-      if not skew_ok(o, query.timestamp) then return plain(403, "stale or missing timestamp") end
-      if method == "GET" then
-        if not query.echostr then return plain(400, "missing echostr") end
-        if not mc:verify_url(query.signature, query.timestamp, query.nonce) then
-          return plain(403, "signature mismatch")
-        end
-        info.event = "url_verification"
-        return 200, TEXT, query.echostr
-      elseif method ~= "POST" then
-        return plain(405, "method not allowed")
-      end
-      if type(raw_body) ~= "string" or raw_body == "" then return plain(400, "empty body") end
-      local secure = query.encrypt_type == "aes" or query.msg_signature ~= nil
-      local plaintext, fmt
-      if secure then
-        if not query.msg_signature or not query.nonce then return plain(400, "missing msg_signature or nonce") end
-        local msg, err = mc:open(query, raw_body)
-        if not msg then
-          info.reason = err.reason
-          return plain(err.reason == "validate_signature" and 403 or
-                       err.reason == "validate_receive_id" and 403 or 400, err.message)
-        end
-        plaintext, fmt = msg, err
-      else
-        if not o.allow_plaintext then return plain(403, "plaintext pushes are not accepted (use secure mode)") end
-        if not mc:verify_url(query.signature, query.timestamp, query.nonce) then
-          return plain(403, "signature mismatch")
-        end
-        plaintext = raw_body
-      end
-      local msg, mfmt = decode_message(plaintext)
-      if not msg then return plain(400, "decrypted message is neither JSON nor XML") end
-      fmt = mfmt
-      local event = msg.MsgType == "event" and msg.Event or msg.MsgType
-      info.event = event
-      if type(event) ~= "string" or event == "" then return plain(400, "message has no MsgType/Event") end
-      if event == "iot_voip_notify" and not secure then
-        return plain(403, "iot_voip_notify must arrive in secure mode")
-      end
-      local fn = o.handlers[event] or o.handlers.default
-      if not fn then
-        info.unknown = true
-        if o.unknown == "ack" then return 200, TEXT, "success" end
-        return plain(400, "no handler for event " .. event)
-      end
-      local key = dedup_mod.key("mp", msg.MsgId, plaintext)
-      return with_ctype(once(o, dd, key, info, function()
-        local ctx = { kind = "mp", format = fmt, query = query, headers = headers, plaintext = plaintext,
-                      secure = secure }
-        local t0 = clock.monotonic()
-        local r1, r2 = fn(msg, ctx)
-        local what, reply = handler_result(r1, r2, fmt)
-        info.handler_ms = (clock.monotonic() - t0) * 1000
-        info.dispatched = true
-        if what == "fail" then return 500, TEXT["Content-Type"], "handler failed", false end
-        if what == "ack" or reply == "" or reply == "success" or not secure then
-          return 200, TEXT["Content-Type"], reply or "success"
-        end
-        local rbody, err = mc:reply(reply, fmt == "xml" and "xml" or "mp_json", o.clock())
-        if not rbody then return 500, TEXT["Content-Type"], err.message, false end
-        return 200, (fmt == "xml" and XML or JSON)["Content-Type"], rbody
-      end))
-    end)()
+    local status, h, body = mp_request(c, info, method, query or {}, headers, raw_body)
     info.status = status
     emit(o, info)
     return status, h, body
@@ -280,68 +290,72 @@ end
 
 M.wecom_deadlines = { model_ticket = 1.0, bind = 3.0, unbind = 1.0 }
 
+local function wecom_run(c, info, fn, msg, ctx)
+  local t0 = clock.monotonic()
+  local r1, r2 = fn(msg, ctx)
+  local fmt = ctx.format
+  local what, reply = handler_result(r1, r2, fmt)
+  local took = clock.monotonic() - t0
+  info.handler_ms, info.dispatched = took * 1000, true
+  if ctx.deadline and took > ctx.deadline then info.late = true end
+  if what == "fail" then return 500, TEXT["Content-Type"], "handler failed", false end
+  if what == "ack" or reply == "" or reply == "success" then return 200, TEXT["Content-Type"], "success" end
+  local rbody, rerr = c.mc:reply(reply, fmt == "xml" and "xml" or "wecom_json", c.o.clock())
+  if not rbody then return 500, TEXT["Content-Type"], rerr.message, false end
+  return 200, (fmt == "xml" and XML or JSON)["Content-Type"], rbody
+end
+
+local function wecom_request(c, info, method, query, headers, raw_body)
+  local o, mc = c.o, c.mc
+  if not query.msg_signature or not query.nonce then return plain(400, "missing msg_signature or nonce") end
+  if not skew_ok(o, query.timestamp) then return plain(403, "stale or missing timestamp") end
+  if method == "GET" then
+    if not query.echostr then return plain(400, "missing echostr") end
+    local echo, err = mc:decrypt(query.msg_signature, query.timestamp, query.nonce, query.echostr)
+    if not echo then
+      return plain(err.reason == "validate_signature" and 403 or 400, err.message)
+    end
+    info.event = "url_verification"
+    return 200, TEXT, echo
+  elseif method ~= "POST" then
+    return plain(405, "method not allowed")
+  end
+  if type(raw_body) ~= "string" or raw_body == "" then return plain(400, "empty body") end
+  local plaintext, err = mc:open(query, raw_body)
+  if not plaintext then
+    info.reason = err.reason
+    return plain((err.reason == "validate_signature" or err.reason == "validate_receive_id") and 403 or 400,
+                 err.message)
+  end
+  local msg, fmt = decode_message(plaintext)
+  if not msg then return plain(400, "decrypted message is neither JSON nor XML") end
+  local ev = type(msg.event) == "table" and msg.event.event_type or msg.Event or msg.event
+  if type(ev) ~= "string" then return plain(400, "message has no event type") end
+  info.event = ev
+  local fn = o.handlers[ev] or o.handlers.default
+  if not fn then
+    info.unknown = true
+    if o.unknown == "ack" then return 200, TEXT, "success" end
+    return plain(400, "no handler for event " .. ev)
+  end
+  local base = type(msg.base_info) == "table" and msg.base_info or {}
+  local key = dedup_mod.key("wecom", base.req_id, plaintext)
+  local ctx = { kind = "wecom", format = fmt, query = query, headers = headers, plaintext = plaintext,
+                deadline = c.deadlines[ev] }
+  return with_ctype(once(c.dd, key, info, wecom_run, c, fn, msg, ctx))
+end
+
 --- opts: token, encoding_aes_key, receive_id (the service corpid / suite id
 -- the callback is encrypted for); handlers = { model_ticket, bind, unbind,
 -- default }; as for mini_program otherwise. A handler that runs past the
 -- event's deadline is reported with info.late = true.
 function M.wecom(o)
   common_opts(o, "callback.wecom")
-  local mc = mc_or_raise(o, o.receive_id, "callback.wecom")
-  local dd = make_dedup(o)
-  local deadlines = setmetatable(o.deadlines or {}, { __index = M.wecom_deadlines })
+  local c = { o = o, mc = mc_or_raise(o, o.receive_id, "callback.wecom"), dd = make_dedup(o),
+              deadlines = setmetatable(o.deadlines or {}, { __index = M.wecom_deadlines }) }
   return function(method, query, headers, raw_body)
-    query = query or {}
     local info = { kind = "wecom" }
-    local status, h, body = (function()
-      if not query.msg_signature or not query.nonce then return plain(400, "missing msg_signature or nonce") end
-      if not skew_ok(o, query.timestamp) then return plain(403, "stale or missing timestamp") end
-      if method == "GET" then
-        if not query.echostr then return plain(400, "missing echostr") end
-        local echo, err = mc:decrypt(query.msg_signature, query.timestamp, query.nonce, query.echostr)
-        if not echo then
-          return plain(err.reason == "validate_signature" and 403 or 400, err.message)
-        end
-        info.event = "url_verification"
-        return 200, TEXT, echo
-      elseif method ~= "POST" then
-        return plain(405, "method not allowed")
-      end
-      if type(raw_body) ~= "string" or raw_body == "" then return plain(400, "empty body") end
-      local plaintext, err = mc:open(query, raw_body)
-      if not plaintext then
-        info.reason = err.reason
-        return plain((err.reason == "validate_signature" or err.reason == "validate_receive_id") and 403 or 400,
-                     err.message)
-      end
-      local msg, fmt = decode_message(plaintext)
-      if not msg then return plain(400, "decrypted message is neither JSON nor XML") end
-      local ev = type(msg.event) == "table" and msg.event.event_type or msg.Event or msg.event
-      if type(ev) ~= "string" then return plain(400, "message has no event type") end
-      info.event = ev
-      local fn = o.handlers[ev] or o.handlers.default
-      if not fn then
-        info.unknown = true
-        if o.unknown == "ack" then return 200, TEXT, "success" end
-        return plain(400, "no handler for event " .. ev)
-      end
-      local base = type(msg.base_info) == "table" and msg.base_info or {}
-      local key = dedup_mod.key("wecom", base.req_id, plaintext)
-      return with_ctype(once(o, dd, key, info, function()
-        local ctx = { kind = "wecom", format = fmt, query = query, headers = headers, plaintext = plaintext,
-                      deadline = deadlines[ev] }
-        local t0 = clock.monotonic()
-        local r1, r2 = fn(msg, ctx)
-        local what, reply = handler_result(r1, r2, fmt)
-        local took = clock.monotonic() - t0
-        info.handler_ms, info.dispatched = took * 1000, true
-        if deadlines[ev] and took > deadlines[ev] then info.late = true end
-        if what == "fail" then return 500, TEXT["Content-Type"], "handler failed", false end
-        if what == "ack" or reply == "" or reply == "success" then return 200, TEXT["Content-Type"], "success" end
-        local rbody, rerr = mc:reply(reply, fmt == "xml" and "xml" or "wecom_json", o.clock())
-        if not rbody then return 500, TEXT["Content-Type"], rerr.message, false end
-        return 200, (fmt == "xml" and XML or JSON)["Content-Type"], rbody
-      end))
-    end)()
+    local status, h, body = wecom_request(c, info, method, query or {}, headers, raw_body)
     info.status = status
     emit(o, info)
     return status, h, body
@@ -354,6 +368,44 @@ local function pay_fail(status, message)
   return status, JSON, cjson.encode({ code = "FAIL", message = message })
 end
 
+local function pay_run(_, info, fn, n, ctx)
+  local r1, r2 = fn(n, ctx)
+  local what = handler_result(r1, r2)
+  info.dispatched = true
+  if what == "fail" then
+    return 500, JSON["Content-Type"], cjson.encode({ code = "FAIL", message = "handler failed" }), false
+  end
+  return 204, nil, ""
+end
+
+local function pay_request(c, info, method, headers, raw_body)
+  local o, dd = c.o, c.dd
+  if method ~= "POST" then return pay_fail(405, "method not allowed") end
+  if type(raw_body) ~= "string" or raw_body == "" then return pay_fail(400, "empty body") end
+  local n, err = o.pay:notification(headers or {}, raw_body)
+  if not n then
+    local reason = errors.is(err) and (err.reason or err.kind) or tostring(err)
+    info.reason = reason
+    -- the same signed copy again (a retry of a handled notification):
+    -- answer as the first time rather than make WeChat Pay retry forever
+    if reason == "replay" and dd then
+      local ev = cjson.decode(raw_body)
+      local id = type(ev) == "table" and ev.id or nil
+      local v = id and dd.store:get(dd.prefix .. dedup_mod.key("pay", id, raw_body))
+      if v and v:sub(1, 1) == "D" then
+        info.duplicate = true
+        return with_ctype(dedup_mod.decode(v))
+      end
+    end
+    return pay_fail((reason == "bad_resource" or reason == "input") and 400 or 401,
+                    errors.is(err) and err.message or "notification rejected")
+  end
+  info.event = type(n) == "table" and n.event_type or nil
+  local key = dedup_mod.key("pay", type(n) == "table" and n.id or nil, raw_body)
+  return with_ctype(once(dd, key, info, pay_run, c, o.handler, n,
+                         { kind = "pay", headers = headers, raw_body = raw_body }))
+end
+
 --- opts: pay (a wxhw.pay client: pay:notification(headers, raw_body) -->
 -- notification | nil, err), handler(notification, ctx) (nil/true = handled;
 -- false or nil, err = failed, WeChat Pay retries), dedup, on_event.
@@ -363,42 +415,10 @@ function M.pay(o)
   if type(o) ~= "table" or o.pay == nil or type(o.handler) ~= "function" then
     error("callback.pay: options { pay = client, handler = function } required", 2)
   end
-  local dd = make_dedup(o)
+  local c = { o = o, dd = make_dedup(o) }
   return function(method, _, headers, raw_body)
     local info = { kind = "pay" }
-    local status, h, body = (function()
-      if method ~= "POST" then return pay_fail(405, "method not allowed") end
-      if type(raw_body) ~= "string" or raw_body == "" then return pay_fail(400, "empty body") end
-      local n, err = o.pay:notification(headers or {}, raw_body)
-      if not n then
-        local reason = errors.is(err) and (err.reason or err.kind) or tostring(err)
-        info.reason = reason
-        -- the same signed copy again (a retry of a handled notification):
-        -- answer as the first time rather than make WeChat Pay retry forever
-        if reason == "replay" and dd then
-          local ev = cjson.decode(raw_body)
-          local id = type(ev) == "table" and ev.id or nil
-          local v = id and dd.store:get(dd.prefix .. dedup_mod.key("pay", id, raw_body))
-          if v and v:sub(1, 1) == "D" then
-            info.duplicate = true
-            return with_ctype(dedup_mod.decode(v))
-          end
-        end
-        return pay_fail((reason == "bad_resource" or reason == "input") and 400 or 401,
-                        errors.is(err) and err.message or "notification rejected")
-      end
-      info.event = type(n) == "table" and n.event_type or nil
-      local key = dedup_mod.key("pay", type(n) == "table" and n.id or nil, raw_body)
-      return with_ctype(once(o, dd, key, info, function()
-        local r1, r2 = o.handler(n, { kind = "pay", headers = headers, raw_body = raw_body })
-        local what = handler_result(r1, r2)
-        info.dispatched = true
-        if what == "fail" then
-          return 500, JSON["Content-Type"], cjson.encode({ code = "FAIL", message = "handler failed" }), false
-        end
-        return 204, nil, ""
-      end))
-    end)()
+    local status, h, body = pay_request(c, info, method, headers, raw_body)
     info.status = status
     emit(o, info)
     return status, h, body
