@@ -104,11 +104,12 @@ describe("provision input", function()
     for row in r:rows() do
       n = n + 1
       assert(row.device_id)
-      if n % 20000 == 0 then peak = math.max(peak, collectgarbage("count")) end
+      -- what the reader keeps alive (garbage depends on the collector's phase)
+      if n % 20000 == 0 then collectgarbage("collect"); peak = math.max(peak, collectgarbage("count")) end
     end
     r:close()
     assert.equal(200000, n)
-    assert.is_true(peak - before < 16 * 1024, "memory grew by " .. (peak - before) .. " KB")
+    assert.is_true(peak - before < 4 * 1024, "memory grew by " .. (peak - before) .. " KB")
     local fp = r.fingerprint
     assert.matches("^%d+:%x+$", fp)
     local _, r2 = rows_of(p)
