@@ -195,7 +195,7 @@ local function print_summary(s, json)
     s.failed or 0, s.invalid or 0, s.batches or 0, resent > 0 and
     (", " .. resent .. " in-doubt steps re-checked after a crash") or ""))
   if s.product_id then print(("product %s: product_id %s key_version %s"):format(s.product, s.product_id,
-    tostring(s.key_version))) end
+    type(s.key_version) == "number" and ("%d"):format(s.key_version) or tostring(s.key_version))) end
   if s.elapsed then print(("%.1f s, %.0f devices/s"):format(s.elapsed, (s.rows or 0) / math.max(s.elapsed, 1e-6))) end
   print("manifest: " .. tostring(s.manifest))
 end
