@@ -19,7 +19,7 @@
 
 typedef struct {
   CURLSH *share;
-  wxhw_loop loop;     /* batch(): multi handle + epoll; loop.multi NULL until used */
+  wxhw_loop loop;     /* multi handle + epoll for every transfer; multi NULL until used */
   wxhw_http_conf conf;
   wxhw_xfer single;   /* for request() */
   wxhw_xfer *slots;   /* for batch(): one per request in flight */
@@ -224,18 +224,54 @@ static void ensure_loop(lua_State *L, wxhw_http *h) {
     luaL_error(L, "cannot create the curl multi handle / epoll instance");
 }
 
+static void attach(lua_State *L, wxhw_http *h, wxhw_xfer *x) {
+  if (x->attached) return;
+  if (wxhw_loop_attach(&h->loop, x->easy) != 0) luaL_error(L, "libcurl refused the socket callbacks");
+  x->attached = 1;
+}
+
+/* Runs the single transfer through the client's own multi handle and epoll
+ * loop rather than curl_easy_perform: no wake-up socketpair to poll, socket
+ * readiness comes from epoll, and the keep-alive socket stays in the epoll
+ * set between requests. */
+static CURLcode perform_single(lua_State *L, wxhw_http *h) {
+  CURLM *m = h->loop.multi;
+  CURL *e = h->single.easy;
+  CURLcode code = CURLE_OK;
+  int done = 0;
+  if (curl_multi_add_handle(m, e) != CURLM_OK) luaL_error(L, "curl_multi_add_handle failed");
+  while (!done) {
+    CURLMsg *msg;
+    int left;
+    if (wxhw_loop_step(&h->loop) != CURLM_OK) {
+      curl_multi_remove_handle(m, e);
+      luaL_error(L, "libcurl multi interface failed");
+    }
+    while ((msg = curl_multi_info_read(m, &left)) != NULL) {
+      if (msg->msg == CURLMSG_DONE && msg->easy_handle == e) {
+        code = msg->data.result;
+        done = 1;
+      }
+    }
+  }
+  curl_multi_remove_handle(m, e);
+  return code;
+}
+
 static int http_request(lua_State *L) {
   wxhw_http *h = check_open(L);
   CURLcode code;
   luaL_checktype(L, 2, LUA_TTABLE);
   lua_settop(L, 2);
+  ensure_loop(L, h);
   if (wxhw_xfer_prepare(L, &h->single, 2, h->share, &h->conf)) {
     lua_pushnil(L);
     lua_insert(L, -2);
     return 2;
   }
+  attach(L, h, &h->single);
   h->requests++;
-  code = curl_easy_perform(h->single.easy);
+  code = perform_single(L, h);
   if (wxhw_xfer_push_result(L, &h->single, code)) {
     wxhw_xfer_clear(&h->single);
     return 1;
@@ -300,6 +336,7 @@ static int http_batch(lua_State *L) {
           continue;
         }
         lua_pop(L, 1);
+        attach(L, h, x);
         if (curl_multi_add_handle(h->loop.multi, x->easy) != CURLM_OK) luaL_error(L, "curl_multi_add_handle failed");
         x->active = 1;
         active++;

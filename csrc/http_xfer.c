@@ -497,6 +497,7 @@ void wxhw_xfer_free(wxhw_xfer *x) {
   x->body.cap = x->hdrs.cap = 0;
   if (x->easy) curl_easy_cleanup(x->easy);
   x->easy = NULL;
+  x->attached = 0;
   curl_slist_free_all(x->expect_off);
   x->expect_off = NULL;
 }

@@ -39,6 +39,7 @@ typedef struct {
   size_t max_body;
   int too_large;    /* the write callback refused the body */
   int active;       /* currently added to the multi handle */
+  int attached;     /* its sockets go through the loop (wxhw_loop_attach) */
   lua_Integer index;/* position in a batch */
   CURLcode code;
   char errbuf[CURL_ERROR_SIZE];
@@ -65,9 +66,12 @@ typedef struct {
   CURLM *multi;
   int epfd;
   long long deadline; /* curl's timer, monotonic ms, or -1 */
+  unsigned char *reg; /* per socket descriptor: what the epoll set holds */
+  size_t nreg;
 } wxhw_loop;
 
 int wxhw_loop_init(wxhw_loop *l, long max_connections); /* 0, or -1 */
+int wxhw_loop_attach(wxhw_loop *l, CURL *e);              /* 0, or -1 */
 void wxhw_loop_free(wxhw_loop *l);
 /* Waits (at most 1 s) for socket readiness or curl's timer and drives the
  * transfers that can move. */
