@@ -229,6 +229,24 @@ static int check_url(lua_State *L, const char *url) {
       return luaL_error(L, "libcurl refused option " #opt), 1;                \
   } while (0)
 
+static const char *env_either(const char *a, const char *b) {
+  const char *v = getenv(a);
+  return v ? v : getenv(b);
+}
+
+/* libcurl looks the proxy variables up in the environment on every transfer
+ * (five getenv scans of environ). Read them once, when the handle is made:
+ * no_proxy is handed over as it is, and when no proxy variable is set the
+ * proxy is turned off explicitly. */
+static int pin_proxy_env(lua_State *L, CURL *e) {
+  const char *no_proxy = env_either("no_proxy", "NO_PROXY");
+  SETOPT(CURLOPT_NOPROXY, no_proxy ? no_proxy : "");
+  if (!getenv("http_proxy") && !env_either("https_proxy", "HTTPS_PROXY") &&
+      !env_either("all_proxy", "ALL_PROXY"))
+    SETOPT(CURLOPT_PROXY, "");
+  return 0;
+}
+
 /* Options that never change for a client: set once per easy handle, which is
  * then never reset, so a request only touches what differs. */
 static int setup_easy(lua_State *L, wxhw_xfer *x, CURLSH *share, const wxhw_http_conf *conf) {
@@ -244,6 +262,7 @@ static int setup_easy(lua_State *L, wxhw_xfer *x, CURLSH *share, const wxhw_http
   SETOPT(CURLOPT_SSL_VERIFYHOST, 2L);
   if (conf->ca_file) SETOPT(CURLOPT_CAINFO, conf->ca_file);
   if (conf->proxy) SETOPT(CURLOPT_PROXY, conf->proxy);
+  else pin_proxy_env(L, e);
   SETOPT(CURLOPT_USERAGENT, conf->user_agent);
   SETOPT(CURLOPT_HTTP_VERSION, conf->http2 ? (long)CURL_HTTP_VERSION_2TLS : (long)CURL_HTTP_VERSION_1_1);
   if (conf->max_idle_s > 0) SETOPT(CURLOPT_MAXAGE_CONN, conf->max_idle_s);
