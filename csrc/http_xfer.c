@@ -5,7 +5,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "http_xfer.h"
 
@@ -201,25 +200,33 @@ static int read_headers(lua_State *L, wxhw_xfer *x, int req) {
   return 0;
 }
 
-/* Returns 0 when url is an absolute http(s) URL, else pushes an error. */
-static int check_url(lua_State *L, const char *url) {
-  CURLU *u = curl_url();
+/* Parses url into x->uh unless it is the URL parsed last time. Returns 0
+ * when it is an absolute http(s) URL, else pushes an error. Handing curl the
+ * parsed handle (CURLOPT_CURLU) saves it parsing the same URL on every
+ * transfer. */
+static int set_url(lua_State *L, wxhw_xfer *x, const char *url) {
   char *scheme = NULL;
   CURLUcode rc;
   int bad = 0;
-  if (!u) luaL_error(L, "out of memory");
-  rc = curl_url_set(u, CURLUPART_URL, url, CURLU_NON_SUPPORT_SCHEME);
+  if (x->uh_url && strcmp(x->uh_url, url) == 0) return 0;
+  free(x->uh_url);
+  x->uh_url = NULL;
+  if (!x->uh && (x->uh = curl_url()) == NULL) luaL_error(L, "out of memory");
+  /* cleared first: on a handle holding a URL, a relative one would resolve */
+  curl_url_set(x->uh, CURLUPART_URL, NULL, 0);
+  rc = curl_url_set(x->uh, CURLUPART_URL, url, CURLU_NON_SUPPORT_SCHEME);
   if (rc != CURLUE_OK) {
     wxhw_http_push_error(L, "input", "url", "bad URL (%s)", curl_url_strerror(rc));
-    bad = 1;
-  } else if (curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
-             (strcmp(scheme, "http") != 0 && strcmp(scheme, "https") != 0)) {
+    return 1;
+  }
+  if (curl_url_get(x->uh, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
+      (strcmp(scheme, "http") != 0 && strcmp(scheme, "https") != 0)) {
     wxhw_http_push_error(L, "input", "scheme", "unsupported URL scheme %.20s (use http or https)",
                          scheme ? scheme : "(none)");
     bad = 1;
   }
   curl_free(scheme);
-  curl_url_cleanup(u);
+  if (!bad && (x->uh_url = strdup(url)) == NULL) luaL_error(L, "out of memory");
   return bad;
 }
 
@@ -276,10 +283,6 @@ static int setup_easy(lua_State *L, wxhw_xfer *x, CURLSH *share, const wxhw_http
   return 0;
 }
 
-static int has_http_scheme(const char *url) {
-  return strncasecmp(url, "http://", 7) == 0 || strncasecmp(url, "https://", 8) == 0;
-}
-
 int wxhw_xfer_prepare(lua_State *L, wxhw_xfer *x, int req, CURLSH *share,
                       const wxhw_http_conf *conf) {
   CURL *e;
@@ -322,9 +325,7 @@ int wxhw_xfer_prepare(lua_State *L, wxhw_xfer *x, int req, CURLSH *share,
                          blen, conf->max_request_body);
     return 1;
   }
-  /* the full parse only when the scheme is not plainly http(s); curl itself
-   * rejects a malformed URL (CURLE_URL_MALFORMAT, reported as input) */
-  if (!has_http_scheme(url) && check_url(L, url)) return 1;
+  if (set_url(L, x, url)) return 1;
   if (read_headers(L, x, req)) {
     wxhw_xfer_clear(x);
     return 1;
@@ -337,7 +338,7 @@ int wxhw_xfer_prepare(lua_State *L, wxhw_xfer *x, int req, CURLSH *share,
   }
   e = x->easy;
   x->errbuf[0] = '\0';
-  SETOPT(CURLOPT_URL, url);
+  SETOPT(CURLOPT_CURLU, x->uh);
   SETOPT(CURLOPT_TIMEOUT_MS, timeout > 0 ? (long)(timeout * 1000) : conf->timeout_ms);
   SETOPT(CURLOPT_CONNECTTIMEOUT_MS,
          connect_timeout > 0 ? (long)(connect_timeout * 1000) : conf->connect_timeout_ms);
@@ -519,4 +520,8 @@ void wxhw_xfer_free(wxhw_xfer *x) {
   x->attached = 0;
   curl_slist_free_all(x->expect_off);
   x->expect_off = NULL;
+  curl_url_cleanup(x->uh); /* after the easy handle that used it */
+  x->uh = NULL;
+  free(x->uh_url);
+  x->uh_url = NULL;
 }

@@ -33,6 +33,8 @@ typedef struct {
   CURL *easy;       /* owned; kept across requests so its caches stay warm */
   struct curl_slist *req_headers; /* this request's, or NULL */
   struct curl_slist *expect_off;  /* "Expect:" alone, for requests without headers */
+  CURLU *uh;        /* the parsed URL handed to curl (CURLOPT_CURLU) */
+  char *uh_url;     /* the URL string uh holds, or NULL */
   wxhw_buf body;    /* response body */
   wxhw_buf hdrs;    /* response headers as "name\0value\0" pairs */
   size_t nhdrs;     /* how many pairs, to size the Lua table */
