@@ -76,11 +76,12 @@ local function shared_checks(port, d, mc)
   assert.equal(403, st)
   -- a call: errcode 0, the worker answers, a retransmission gets the same bytes
   local room = "room-srv-" .. math.random(1e9)
-  local qs, pbody = push_query(mc, voip(room, "SN-" .. room), "n1")
+  local call_msg = voip(room, "SN-" .. room) -- one message: a retransmission repeats it byte for byte
+  local qs, pbody = push_query(mc, call_msg, "n1")
   local st1, b1 = request(port, "POST", "/wx/push?" .. qs, pbody, pump)
   assert.equal(200, st1)
   assert.same({ errcode = 0, errmsg = "ok" }, reply_plain(mc, b1))
-  local qs2, pbody2 = push_query(mc, voip(room, "SN-" .. room), "n2")
+  local qs2, pbody2 = push_query(mc, call_msg, "n2")
   local st2, b2 = request(port, "POST", "/wx/push?" .. qs2, pbody2, pump)
   assert.equal(200, st2); assert.equal(b1, b2)
   local deadline = socket.gettime() + 5
