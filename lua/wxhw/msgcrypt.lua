@@ -6,6 +6,7 @@ local crypto = require "wxhw.crypto"
 local errors = require "wxhw.errors"
 
 local byte, char, concat, sort = string.byte, string.char, table.concat, table.sort
+local find, sub = string.find, string.sub
 
 local M = {}
 local MsgCrypt = {}
@@ -54,9 +55,20 @@ function MsgCrypt:__tostring()
   return "wxhw.MsgCrypt(receive_id=" .. self.receive_id .. ")"
 end
 
+-- The four signed strings in sorted order, concatenated: a sorting network
+-- (same `<` as table.sort) without a table per push.
+local function sorted4(a, b, c, d)
+  if b < a then a, b = b, a end
+  if d < c then c, d = d, c end
+  if c < a then a, c = c, a end
+  if d < b then b, d = d, b end
+  if c < b then b, c = c, b end
+  return a .. b .. c .. d
+end
+
 --- msg_signature = sha1(sort(token, timestamp, nonce, encrypted)), lowercase hex.
 function MsgCrypt:signature(timestamp, nonce, encrypted)
-  return sha1_sorted({ self._token, tostring(timestamp), tostring(nonce), encrypted })
+  return crypto.hex(crypto.sha1(sorted4(self._token, tostring(timestamp), tostring(nonce), encrypted)))
 end
 
 function MsgCrypt:url_signature(timestamp, nonce)
@@ -169,18 +181,38 @@ function MsgCrypt:open(query, raw_body)
   return msg, fmt
 end
 
+local MP_KEYS = { '{"Encrypt":"', '","MsgSignature":"', '","TimeStamp":', ',"Nonce":"', "Encrypt", "MsgSignature",
+                  "TimeStamp", "Nonce" }
+local WECOM_KEYS = { '{"encrypt":"', '","msgsignature":"', '","timestamp":', ',"nonce":"', "encrypt", "msgsignature",
+                     "timestamp", "nonce" }
+
+-- The JSON reply object, concatenated when every value is plain (base64, hex,
+-- digits, [A-Za-z0-9] nonce: nothing to escape), else through cjson.
+local function json_reply(k, enc, sig, timestamp, nonce)
+  timestamp, nonce = tostring(timestamp), tostring(nonce)
+  if find(timestamp, "^[1-9]%d*$") and find(nonce, "^%w*$") then
+    return k[1] .. enc .. k[2] .. sig .. k[3] .. timestamp .. k[4] .. nonce .. '"}'
+  end
+  return cjson.encode({ [k[5]] = enc, [k[6]] = sig, [k[7]] = tonumber(timestamp), [k[8]] = nonce })
+end
+
 --- Builds an encrypted passive reply body. style: "mp_json" (Mini Program),
 -- "wecom_json" or "xml". Returns body, encrypted, msg_signature.
 function MsgCrypt:reply(plaintext, style, timestamp, nonce, random16)
   timestamp = timestamp or os.time()
+  if not nonce and not random16 then
+    -- one draw for both (the random source costs more than the bytes)
+    local r = crypto.nonce(26)
+    random16, nonce = sub(r, 1, 16), sub(r, 17)
+  end
   nonce = nonce or crypto.nonce(10)
   local enc, sig = self:encrypt(plaintext, timestamp, nonce, random16)
   if not enc then return nil, sig end
   local body
   if style == "mp_json" then
-    body = cjson.encode({ Encrypt = enc, MsgSignature = sig, TimeStamp = tonumber(timestamp), Nonce = tostring(nonce) })
+    body = json_reply(MP_KEYS, enc, sig, timestamp, nonce)
   elseif style == "wecom_json" then
-    body = cjson.encode({ encrypt = enc, msgsignature = sig, timestamp = tonumber(timestamp), nonce = tostring(nonce) })
+    body = json_reply(WECOM_KEYS, enc, sig, timestamp, nonce)
   elseif style == "xml" then
     body = "<xml><Encrypt>" .. cdata(enc) .. "</Encrypt><MsgSignature>" .. cdata(sig) ..
         "</MsgSignature><TimeStamp>" .. tostring(timestamp) .. "</TimeStamp><Nonce>" ..
