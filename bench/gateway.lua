@@ -8,9 +8,23 @@
 -- the best round of each is kept, which damps the noise of a shared machine.
 -- The nginx workers' CPU time per request (from /proc) is printed too: it is
 -- the cost of the request inside nginx, independent of how busy the machine is.
+-- The de-duplication dict is sized for every push of the run (a reply entry
+-- takes a 512-byte slab chunk): an undersized dict evicts on every insert,
+-- which costs more than the handler (see docs/callback.md).
 local nginx = require "support.nginx"
 local msgcrypt = require "wxhw.msgcrypt"
 local cjson = require "cjson"
+
+if arg[1] == "--stages" then
+  -- per-stage costs inside one nginx worker (bench/gateway_stages.lua)
+  local srv = assert(nginx.start{ http_block = "lua_shared_dict wxhw_callbacks 256m;\n",
+    server_block = "location = /stages { content_by_lua_file " .. nginx.repo .. "/bench/gateway_stages.lua; }" })
+  local p = io.popen("curl -s '" .. srv.base_url .. "/stages?dict=wxhw_callbacks&n=" .. (arg[2] or "20000") .. "'")
+  io.write(p:read("*a")); p:close()
+  local elog = srv:error_log(); if #elog > 0 then io.stderr:write(elog:sub(1, 2000), "\n") end
+  srv:stop()
+  os.exit(0)
+end
 
 local smoke = arg[1] == "--smoke"
 local secs = tonumber(os.getenv("WXHW_BENCH_SECS") or "") or (smoke and 2 or 5)
@@ -42,7 +56,7 @@ end
 
 local srv = assert(nginx.start{
   workers = 2,
-  http_block = "lua_code_cache on;\n  lua_shared_dict wxhw_callbacks 64m;\n  lua_shared_dict bench 32m;\n" ..
+  http_block = "lua_code_cache on;\n  lua_shared_dict wxhw_callbacks 256m;\n  lua_shared_dict bench 64m;\n" ..
     "  init_worker_by_lua_block {\n" ..
     "    local callback = require 'wxhw.callback'\n" ..
     "    local d = ngx.shared.bench\n" ..
