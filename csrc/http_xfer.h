@@ -32,7 +32,8 @@ typedef struct {
 typedef struct {
   CURL *easy;       /* owned; kept across requests so its caches stay warm */
   struct curl_slist *req_headers; /* this request's, or NULL */
-  struct curl_slist *expect_off;  /* "Expect:" alone, for requests without headers */
+  struct curl_slist *base_hdrs;   /* "Expect:" and User-Agent, for every request */
+  int own_ua;       /* the request's headers carry a User-Agent */
   CURLU *uh;        /* the parsed URL handed to curl (CURLOPT_CURLU) */
   char *uh_url;     /* the URL string uh holds, or NULL */
   wxhw_buf body;    /* response body */
