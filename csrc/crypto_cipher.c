@@ -1,6 +1,7 @@
 /* AES-GCM (WeChat Pay resources and certificates) and AES-CBC without padding
  * (WXBizMsgCrypt applies its own 32-byte PKCS#7 on top). */
 #include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <openssl/err.h>
@@ -16,6 +17,18 @@
 static EVP_CIPHER *ciphers[2][3]; /* [gcm, cbc][128, 192, 256] */
 static pthread_once_t ciphers_once = PTHREAD_ONCE_INIT;
 
+/* Runs at exit or when Lua unloads the module (glibc ties atexit handlers of
+ * a shared object to its dlclose), before OpenSSL's own cleanup: holding the
+ * fetched methods past that would strand OpenSSL's internal state. */
+static void free_ciphers(void) {
+  int m, k;
+  for (m = 0; m < 2; m++)
+    for (k = 0; k < 3; k++) {
+      EVP_CIPHER_free(ciphers[m][k]);
+      ciphers[m][k] = NULL;
+    }
+}
+
 static void fetch_ciphers(void) {
   static const char *names[2][3] = {{"AES-128-GCM", "AES-192-GCM", "AES-256-GCM"},
                                     {"AES-128-CBC", "AES-192-CBC", "AES-256-CBC"}};
@@ -23,6 +36,7 @@ static void fetch_ciphers(void) {
   for (m = 0; m < 2; m++)
     for (k = 0; k < 3; k++) ciphers[m][k] = EVP_CIPHER_fetch(NULL, names[m][k], NULL);
   ERR_clear_error();
+  atexit(free_ciphers);
 }
 
 static const EVP_CIPHER *aes_cipher(int cbc, size_t keylen) {
