@@ -24,6 +24,7 @@ typedef struct {
   wxhw_xfer single;   /* for request() */
   wxhw_xfer *slots;   /* for batch(): one per request in flight */
   size_t nslots;
+  size_t inflight;    /* slots inside the multi handle */
   lua_Integer requests;
 } wxhw_http;
 
@@ -42,6 +43,7 @@ static void detach_slots(wxhw_http *h) {
       h->slots[i].active = 0;
     }
   }
+  h->inflight = 0;
 }
 
 static void http_release(wxhw_http *h) {
@@ -264,6 +266,7 @@ static int http_request(lua_State *L) {
   luaL_checktype(L, 2, LUA_TTABLE);
   lua_settop(L, 2);
   ensure_loop(L, h);
+  if (h->inflight) detach_slots(h); /* a batch stopped by an error: its transfers must not run here */
   if (wxhw_xfer_prepare(L, &h->single, 2, h->share, &h->conf)) {
     lua_pushnil(L);
     lua_insert(L, -2);
@@ -340,6 +343,7 @@ static int http_batch(lua_State *L) {
         if (curl_multi_add_handle(h->loop.multi, x->easy) != CURLM_OK) luaL_error(L, "curl_multi_add_handle failed");
         x->active = 1;
         active++;
+        h->inflight++;
         h->requests++;
       }
     }
@@ -352,6 +356,7 @@ static int http_batch(lua_State *L) {
       curl_multi_remove_handle(h->loop.multi, msg->easy_handle);
       x->active = 0;
       active--;
+      h->inflight--;
       wxhw_xfer_push_result(L, x, msg->data.result);
       lua_rawseti(L, 3, (int)x->index);
       wxhw_xfer_clear(x);
