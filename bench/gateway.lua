@@ -1,13 +1,15 @@
 -- bench/gateway driver (see bench/gateway).
 --
--- Fairness: one nginx (2 workers, lua_code_cache on, access_log off) serves
--- every location; every location is driven by the same wrk client (1 thread,
--- 32 connections) replaying the same POST bodies through the same Lua script,
--- so client-side costs (request()/response() callbacks, body bytes) are equal
--- on both sides of the ratio. Rounds are interleaved (static, push, ...) and
--- the best round of each is kept, which damps the noise of a shared machine.
+-- Fairness: one nginx (2 workers unless WXHW_BENCH_WORKERS, lua_code_cache
+-- on, access_log off) serves every location; every location is driven by the
+-- same wrk client (1 thread, 32 connections) replaying the same POST bodies
+-- through the same Lua script, so client-side costs (request()/response()
+-- callbacks, body bytes) are equal on both sides of the ratio. Rounds are
+-- interleaved (static, push, ...) and the best round of each is kept, which
+-- damps the noise of a shared machine.
 -- The nginx workers' CPU time per request (from /proc) is printed too: it is
--- the cost of the request inside nginx, independent of how busy the machine is.
+-- the cost of the request inside nginx, much less dependent on how busy the
+-- machine is.
 -- The de-duplication dict is sized for every push of the run (a reply entry
 -- takes a 512-byte slab chunk): an undersized dict evicts on every insert,
 -- which costs more than the handler (see docs/callback.md).
@@ -30,6 +32,8 @@ local smoke = arg[1] == "--smoke"
 local secs = tonumber(os.getenv("WXHW_BENCH_SECS") or "") or (smoke and 2 or 5)
 local rounds = tonumber(os.getenv("WXHW_BENCH_ROUNDS") or "") or (smoke and 1 or 3)
 local conns = 32
+-- nginx workers for every location (WXHW_BENCH_WORKERS; the same for both sides)
+local workers = tonumber(os.getenv("WXHW_BENCH_WORKERS") or "") or 2
 -- enough distinct pushes per round that every request is a new one: the
 -- measured path is verify + decrypt + dispatch + encrypted reply
 local N = secs * 30000
@@ -64,12 +68,12 @@ local TALLY = tmp .. "/tally.bin"
 do
   local f = assert(io.open(TALLY, "wb"))
   local zeros = ("\0"):rep(65536)
-  for _ = 1, math.ceil(2 * TOTAL / 65536) do f:write(zeros) end
+  for _ = 1, math.ceil(workers * TOTAL / 65536) do f:write(zeros) end
   f:close()
 end
 
 local srv = assert(nginx.start{
-  workers = 2,
+  workers = workers,
   http_block = "lua_code_cache on;\n  lua_shared_dict wxhw_callbacks 256m;\n" ..
     "  init_worker_by_lua_block {\n" ..
     "    local callback = require 'wxhw.callback'\n" ..
@@ -78,7 +82,7 @@ local srv = assert(nginx.start{
     "      'void *mmap(void *, size_t, int, int, int, long);')\n" ..
     ("    local fd = ffi.C.open(%q, 2, 0)\n"):format(TALLY) ..
     ("    local tally = ffi.cast('uint8_t *', ffi.C.mmap(nil, %d, 3, 1, fd, 0)) + ngx.worker.id() * %d - 1\n")
-      :format(2 * TOTAL, TOTAL) ..
+      :format(workers * TOTAL, TOTAL) ..
     "    ffi.C.close(fd)\n" ..
     ("    PUSH = callback.mini_program{ token = %q, encoding_aes_key = %q, appid = %q,\n"):format(TOKEN, KEY, APPID) ..
     "      dedup = require('wxhw.callback.ngx').dedup('wxhw_callbacks'),\n" ..
@@ -179,14 +183,15 @@ local function run(path, file, plain)
   return r
 end
 
--- dispatches of pushes first..last (both workers): distinct, duplicated
+-- dispatches of pushes first..last (all workers): distinct, duplicated
 local function tally(first, last)
   local f = assert(io.open(TALLY, "rb"))
   local s = f:read("*a")
   f:close()
   local byte, distinct, dups = string.byte, 0, 0
   for i = first, last do
-    local n = byte(s, i) + byte(s, TOTAL + i)
+    local n = 0
+    for w = 0, workers - 1 do n = n + byte(s, w * TOTAL + i) end
     if n > 0 then distinct = distinct + 1 end
     if n > 1 then dups = dups + 1 end
   end
@@ -221,8 +226,8 @@ local ok, err = pcall(function()
     io.stderr:write(table.concat(line, ", "), "\n")
   end
   local b = best
-  print(("bench/gateway: %d round(s) of %d s per location, best round each; wrk -t1 -c%d; nginx 2 workers")
-    :format(rounds, secs, conns))
+  print(("bench/gateway: %d round(s) of %d s per location, best round each; wrk -t1 -c%d; nginx %d worker(s)")
+    :format(rounds, secs, conns, workers))
   print("  location                   req/s   p50      p99     nginx CPU/req  wrk CPU/req")
   local function row(label, x)
     print(("  %-24s %7.0f  %-8s %-8s %6.1f us     %5.1f us"):format(label, x.rps, x.p50 or "-", x.p99 or "?",
