@@ -1,4 +1,6 @@
 /* wxhw.crypto: digests, encodings, keys, ciphers and certificates. */
+#include <string.h>
+
 #include <openssl/err.h>
 
 #include "crypto.h"
@@ -10,13 +12,53 @@ static int l_openssl_errors(lua_State *L) {
   return 1;
 }
 
-int wxhw_open_crypto(lua_State *L) {
+static int algs_gc(lua_State *L) {
+  wxhw_crypto_algs *a = (wxhw_crypto_algs *)lua_touserdata(L, 1);
+  int m, k;
+  EVP_MD_free(a->sha1);
+  EVP_MD_free(a->sha256);
+  a->sha1 = a->sha256 = NULL;
+  for (m = 0; m < 2; m++)
+    for (k = 0; k < 3; k++) {
+      EVP_CIPHER_free(a->aes[m][k]);
+      a->aes[m][k] = NULL;
+    }
+  return 0;
+}
+
+static void push_algs(lua_State *L) {
+  static const char *aes[2][3] = {{"AES-128-GCM", "AES-192-GCM", "AES-256-GCM"},
+                                  {"AES-128-CBC", "AES-192-CBC", "AES-256-CBC"}};
+  wxhw_crypto_algs *a = (wxhw_crypto_algs *)lua_newuserdatauv(L, sizeof *a, 0);
+  int m, k;
+  memset(a, 0, sizeof *a); /* born empty, so __gc is safe whatever fails below */
   lua_newtable(L);
+  lua_pushcfunction(L, algs_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_setmetatable(L, -2);
+  a->sha1 = EVP_MD_fetch(NULL, "SHA1", NULL);
+  a->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+  for (m = 0; m < 2; m++)
+    for (k = 0; k < 3; k++) a->aes[m][k] = EVP_CIPHER_fetch(NULL, aes[m][k], NULL);
+  ERR_clear_error();
+}
+
+void wxhw_crypto_setfuncs(lua_State *L, const luaL_Reg *funcs) {
+  lua_pushvalue(L, -2);
+  lua_pushvalue(L, -2);
+  luaL_setfuncs(L, funcs, 1);
+  lua_pop(L, 1);
+}
+
+int wxhw_open_crypto(lua_State *L) {
+  static const luaL_Reg funcs[] = {{"_openssl_error_pending", l_openssl_errors}, {NULL, NULL}};
+  lua_newtable(L);
+  push_algs(L);
   wxhw_crypto_digest_register(L);
   wxhw_crypto_pkey_register(L);
   wxhw_crypto_cipher_register(L);
   wxhw_crypto_x509_register(L);
-  lua_pushcfunction(L, l_openssl_errors);
-  lua_setfield(L, -2, "_openssl_error_pending");
+  wxhw_crypto_setfuncs(L, funcs);
+  lua_pop(L, 1);
   return 1;
 }

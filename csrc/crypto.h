@@ -11,6 +11,25 @@
 #define KEY_CLASS "wxhw.Key"
 #define PUBKEY_CLASS "wxhw.PublicKey"
 
+/* Algorithms fetched once per Lua state: OpenSSL 3 otherwise looks an
+ * implementation up by name on every one-shot call (SHA1(), EVP_aes_*() in an
+ * Init), which costs more than hashing or encrypting a WeChat push. Kept in a
+ * userdata that is upvalue 1 of every wxhw.crypto function and frees them in
+ * __gc, so nothing outlives the state or an unload of core.so. A NULL entry
+ * (unusual provider set-up) falls back to the implicit lookup. */
+typedef struct {
+  EVP_MD *sha1, *sha256;
+  EVP_CIPHER *aes[2][3]; /* [gcm, cbc][128, 192, 256] */
+} wxhw_crypto_algs;
+
+#define WXHW_CRYPTO_ALGS(L) ((const wxhw_crypto_algs *)lua_touserdata((L), lua_upvalueindex(1)))
+
+/* With the module table at -2 and the algs userdata at -1, adds funcs to the
+ * module with the userdata as their upvalue; leaves the stack as it was. */
+void wxhw_crypto_setfuncs(lua_State *L, const luaL_Reg *funcs);
+
+/* Each file registers its functions with the module table at -2 and the algs
+ * userdata at -1 (and leaves them there). */
 void wxhw_crypto_digest_register(lua_State *L);
 void wxhw_crypto_pkey_register(lua_State *L);
 void wxhw_crypto_cipher_register(lua_State *L);

@@ -1,7 +1,5 @@
 /* AES-GCM (WeChat Pay resources and certificates) and AES-CBC without padding
  * (WXBizMsgCrypt applies its own 32-byte PKCS#7 on top). */
-#include <pthread.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include <openssl/err.h>
@@ -10,49 +8,20 @@
 
 #define GCM_TAG_LEN 16
 
-/* Fetched once per process: passing EVP_aes_*() to an Init call makes
- * OpenSSL 3 look the implementation up again on every call, which costs more
- * than encrypting a WeChat push. Fetched ciphers are immutable and shared
- * safely between threads and Lua states. */
-static EVP_CIPHER *ciphers[2][3]; /* [gcm, cbc][128, 192, 256] */
-static pthread_once_t ciphers_once = PTHREAD_ONCE_INIT;
-
-/* Runs at exit or when Lua unloads the module (glibc ties atexit handlers of
- * a shared object to its dlclose), before OpenSSL's own cleanup: holding the
- * fetched methods past that would strand OpenSSL's internal state. */
-static void free_ciphers(void) {
-  int m, k;
-  for (m = 0; m < 2; m++)
-    for (k = 0; k < 3; k++) {
-      EVP_CIPHER_free(ciphers[m][k]);
-      ciphers[m][k] = NULL;
-    }
-}
-
-static void fetch_ciphers(void) {
-  static const char *names[2][3] = {{"AES-128-GCM", "AES-192-GCM", "AES-256-GCM"},
-                                    {"AES-128-CBC", "AES-192-CBC", "AES-256-CBC"}};
-  int m, k;
-  for (m = 0; m < 2; m++)
-    for (k = 0; k < 3; k++) ciphers[m][k] = EVP_CIPHER_fetch(NULL, names[m][k], NULL);
-  ERR_clear_error();
-  atexit(free_ciphers);
-}
-
-static const EVP_CIPHER *aes_cipher(int cbc, size_t keylen) {
+static const EVP_CIPHER *aes_cipher(lua_State *L, int cbc, size_t keylen) {
   int k = keylen == 16 ? 0 : keylen == 24 ? 1 : keylen == 32 ? 2 : -1;
+  const EVP_CIPHER *fetched;
   if (k < 0) return NULL;
-  pthread_once(&ciphers_once, fetch_ciphers);
-  if (ciphers[cbc][k]) return ciphers[cbc][k];
-  switch (k) { /* fetch failed (unusual provider setup): the implicit lookup still works */
+  if ((fetched = WXHW_CRYPTO_ALGS(L)->aes[cbc][k]) != NULL) return fetched;
+  switch (k) {
     case 0: return cbc ? EVP_aes_128_cbc() : EVP_aes_128_gcm();
     case 1: return cbc ? EVP_aes_192_cbc() : EVP_aes_192_gcm();
     default: return cbc ? EVP_aes_256_cbc() : EVP_aes_256_gcm();
   }
 }
 
-#define gcm_cipher(n) aes_cipher(0, (n))
-#define cbc_cipher(n) aes_cipher(1, (n))
+#define gcm_cipher(n) aes_cipher(L, 0, (n))
+#define cbc_cipher(n) aes_cipher(L, 1, (n))
 
 /* aes_gcm_encrypt(key, nonce, aad, plain) --> ciphertext..tag */
 static int l_aes_gcm_encrypt(lua_State *L) {
@@ -167,5 +136,5 @@ void wxhw_crypto_cipher_register(lua_State *L) {
       {"aes_cbc_decrypt", l_aes_cbc_decrypt},
       {NULL, NULL},
   };
-  luaL_setfuncs(L, funcs, 0);
+  wxhw_crypto_setfuncs(L, funcs);
 }

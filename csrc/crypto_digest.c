@@ -8,30 +8,13 @@
 
 #include "crypto.h"
 
-/* The one-shot SHA1()/SHA256() of OpenSSL 3 look the implementation up by
- * name on every call (two per WeChat push); sha1/sha256 use digests fetched
- * once per Lua state instead, kept in a userdata upvalue that frees them. */
-typedef struct {
-  EVP_MD *md[2]; /* sha1, sha256 */
-} Digests;
-
-static int digests_gc(lua_State *L) {
-  Digests *d = (Digests *)lua_touserdata(L, 1);
-  int i;
-  for (i = 0; i < 2; i++) {
-    EVP_MD_free(d->md[i]);
-    d->md[i] = NULL;
-  }
-  return 0;
-}
-
 static int digest(lua_State *L, int which, const char *name) {
   size_t n;
   const char *s = luaL_checklstring(L, 1, &n);
-  const Digests *d = (const Digests *)lua_touserdata(L, lua_upvalueindex(1));
+  const wxhw_crypto_algs *a = WXHW_CRYPTO_ALGS(L);
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
-  const EVP_MD *type = d->md[which] ? d->md[which] : which == 0 ? EVP_sha1() : EVP_sha256();
+  const EVP_MD *type = which == 0 ? (a->sha1 ? a->sha1 : EVP_sha1()) : (a->sha256 ? a->sha256 : EVP_sha256());
   if (EVP_Digest(s, n, md, &len, type, NULL) != 1) return wxhw_raise_ssl(L, "%s failed", name);
   lua_pushlstring(L, (const char *)md, len);
   return 1;
@@ -187,6 +170,8 @@ static int l_constant_time_equal(lua_State *L) {
 
 void wxhw_crypto_digest_register(lua_State *L) {
   static const luaL_Reg funcs[] = {
+      {"sha1", l_sha1},
+      {"sha256", l_sha256},
       {"hmac_sha256", l_hmac_sha256},
       {"hex", l_hex},
       {"base64_encode", l_base64_encode},
@@ -196,22 +181,5 @@ void wxhw_crypto_digest_register(lua_State *L) {
       {"constant_time_equal", l_constant_time_equal},
       {NULL, NULL},
   };
-  static const luaL_Reg digest_funcs[] = {
-      {"sha1", l_sha1},
-      {"sha256", l_sha256},
-      {NULL, NULL},
-  };
-  Digests *d;
-  luaL_setfuncs(L, funcs, 0);
-  d = (Digests *)lua_newuserdatauv(L, sizeof *d, 0);
-  d->md[0] = d->md[1] = NULL;
-  lua_newtable(L);
-  lua_pushcfunction(L, digests_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_setmetatable(L, -2);
-  /* a failed fetch (unusual provider setup) falls back to the implicit lookup */
-  d->md[0] = EVP_MD_fetch(NULL, "SHA1", NULL);
-  d->md[1] = EVP_MD_fetch(NULL, "SHA256", NULL);
-  ERR_clear_error();
-  luaL_setfuncs(L, digest_funcs, 1);
+  wxhw_crypto_setfuncs(L, funcs);
 }

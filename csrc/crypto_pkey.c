@@ -332,5 +332,5 @@ void wxhw_crypto_pkey_register(lua_State *L) {
   };
   wxhw_newclass(L, KEY_CLASS, key_methods, key_meta);
   wxhw_newclass(L, PUBKEY_CLASS, pub_methods, pub_meta);
-  luaL_setfuncs(L, funcs, 0);
+  wxhw_crypto_setfuncs(L, funcs);
 }

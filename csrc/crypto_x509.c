@@ -67,5 +67,5 @@ static int l_certificate(lua_State *L) {
 
 void wxhw_crypto_x509_register(lua_State *L) {
   static const luaL_Reg funcs[] = {{"certificate", l_certificate}, {NULL, NULL}};
-  luaL_setfuncs(L, funcs, 0);
+  wxhw_crypto_setfuncs(L, funcs);
 }
