@@ -26,25 +26,23 @@ environment: WXHW_CALL_SOCKET, WXHW_CALL_ROOM, WXHW_CALL_TOKEN (set by the super
 local apply_payload
 local ST = { CALLING = 1, TALKING = 2, REJECTED = 3, HANGUP_BY_CALLEE = 6, BUSY = 8 }
 
+local NUMBERS = { ["answer-after"] = true, ["reject-after"] = true, ["user-hangup-after"] = true,
+  ["crash-after"] = true, ["late-ms"] = true }
+
 local function parse(args)
+  local raw, pos = require("wxhw.cli.args").parse(args, {
+    flags = { simulate = true, ["no-answer"] = true, busy = true, help = true },
+    values = { ["answer-after"] = true, ["reject-after"] = true, ["user-hangup-after"] = true,
+      ["crash-after"] = true, ["late-ms"] = true, stats = true } })
+  if not raw then return nil, pos end
+  if pos[1] then return nil, "unexpected argument '" .. pos[1] .. "'" end
   local o = { answer_after = 0.2, late_ms = 60 }
-  local i = 1
-  while i <= #args do
-    local a = args[i]
-    local function val() i = i + 1; return args[i] end
-    if a == "--simulate" then o.simulate = true
-    elseif a == "--no-answer" then o.no_answer = true
-    elseif a == "--busy" then o.busy = true
-    elseif a == "--answer-after" then o.answer_after = tonumber(val())
-    elseif a == "--reject-after" then o.reject_after = tonumber(val())
-    elseif a == "--user-hangup-after" then o.user_hangup_after = tonumber(val())
-    elseif a == "--crash-after" then o.crash_after = tonumber(val())
-    elseif a == "--late-ms" then o.late_ms = tonumber(val())
-    elseif a == "--stats" then o.stats = val()
-    elseif a == "--help" or a == "-h" then o.help = true
-    else return nil, "unexpected argument '" .. a .. "'" end
-    if o.answer_after == nil or o.late_ms == nil then return nil, "bad number for " .. a end
-    i = i + 1
+  for k, v in pairs(raw) do
+    if NUMBERS[k] then
+      v = tonumber(v)
+      if not v then return nil, "bad number for --" .. k end
+    end
+    o[k:gsub("%-", "_")] = v
   end
   return o
 end

@@ -16,38 +16,9 @@ merchant (else the built-in emulator is started, see --emulator-devices):
   [--public-key FILE --public-key-id PUB_KEY_ID_...] [--base-url URL]
   --emulator-devices N fleet size of the built-in emulator (default 1000)]]
 
+local cli_args = require "wxhw.cli.args"
 local FLAGS = { json = true, help = true, quiet = true }
 
-local function parse(args)
-  local o, pos = {}, {}
-  local i = 1
-  while i <= #args do
-    local a = args[i]
-    local k, v = a:match("^%-%-([%w%-]+)=(.*)$")
-    if not k then k = a:match("^%-%-([%w%-]+)$") end
-    if not k then
-      pos[#pos + 1] = a
-    elseif FLAGS[k] then
-      o[k] = true
-    else
-      if v == nil then i = i + 1; v = args[i] end
-      if v == nil then return nil, "--" .. k .. " needs a value" end
-      o[k] = v
-    end
-    i = i + 1
-  end
-  return o, pos
-end
-
-local function int(o, k, min, max, default)
-  if o[k] == nil then o[k] = default; return true end
-  local n = tonumber(o[k])
-  if not n or n ~= math.floor(n) or n < min or (max and n > max) then
-    return nil, "--" .. k .. " must be an integer " .. (max and (min .. ".." .. max) or (">= " .. min))
-  end
-  o[k] = math.floor(n)
-  return true
-end
 
 local function read(path)
   local f, err = io.open(path, "rb")
@@ -184,16 +155,14 @@ local function list(o)
 end
 
 function M.run(args)
-  local o, pos = parse(args)
+  local o, pos = cli_args.parse(args, { flags = FLAGS })
   if o and o.help then print(usage); return 0 end
   if o and pos[1] ~= "list" then o, pos = nil, "expected 'list'" end
   if o and #pos > 1 then o, pos = nil, "unexpected argument '" .. pos[2] .. "'" end
   if o then
-    for _, s in ipairs{ { "limit", 1, nil, nil }, { "page-size", 1, 100, 100 }, { "offset", 0, nil, 0 },
-                        { "concurrency", 1, 16, 4 }, { "emulator-devices", 0, 10000000, 1000 } } do
-      local ok, e = int(o, s[1], s[2], s[3], s[4])
-      if not ok then o, pos = nil, e; break end
-    end
+    local ok, e = cli_args.integers(o, { { "limit", 1, nil, nil }, { "page-size", 1, 100, 100 }, { "offset", 0, nil, 0 },
+                                         { "concurrency", 1, 16, 4 }, { "emulator-devices", 0, 10000000, 1000 } })
+    if not ok then o, pos = nil, e end
   end
   if not o then
     io.stderr:write("wxhw devices: ", pos, "\n", usage, "\n")

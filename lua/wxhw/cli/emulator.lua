@@ -1,5 +1,7 @@
 --- `wxhw emulator`: run the offline WeChat / WeCom / WeChat Pay emulator.
 -- The first line on stdout is machine readable: "WXHW_EMULATOR <base_url> <pid>".
+local cli_args = require "wxhw.cli.args"
+
 local M = {}
 
 local usage = [[
@@ -11,44 +13,14 @@ usage: wxhw emulator [--host 127.0.0.1] [--port N] [--state FILE] [--seed N]
   --parent-pid PID   exit when that process is gone (used by spec/support/emulator.lua)
   --*-callback URL   where to push Mini Program / WeCom openhw / WeChat Pay callbacks (http://)]]
 
-local function parse(args)
-  local o = {}
-  local i = 1
-  while i <= #args do
-    local a = args[i]
-    local k, v = a:match("^%-%-([%w%-]+)=(.*)$")
-    if not k then k = a:match("^%-%-([%w%-]+)$") end
-    if not k then return nil, "unexpected argument '" .. a .. "'" end
-    if k == "quiet" or k == "help" then o[k] = true
-    else
-      if v == nil then i = i + 1; v = args[i] end
-      if v == nil then return nil, "--" .. k .. " needs a value" end
-      o[k] = v
-    end
-    i = i + 1
-  end
-  return o
-end
-
-local function num(o, k, min, max)
-  if o[k] == nil then return true end
-  local n = tonumber(o[k])
-  if not n or n ~= math.floor(n) or n < min or n > max then
-    return nil, "--" .. k .. " must be an integer in " .. min .. ".." .. max
-  end
-  o[k] = math.floor(n)
-  return true
-end
-
 function M.run(args)
-  local o, err = parse(args)
+  local o, err = cli_args.parse(args, { flags = { quiet = true, help = true } })
   if o and o.help then print(usage); return 0 end
+  if o and #err > 0 then o, err = nil, "unexpected argument '" .. err[1] .. "'" end
   if o then
-    for _, spec in ipairs{ { "port", 0, 65535 }, { "seed", 0, 2^31 }, { "iot-devices", 0, 10000000 },
-                           { "parent-pid", 1, 2^22 } } do
-      local ok, e = num(o, spec[1], spec[2], spec[3])
-      if not ok then o, err = nil, e; break end
-    end
+    local ok, e = cli_args.integers(o, { { "port", 0, 65535 }, { "seed", 0, 2^31 }, { "iot-devices", 0, 10000000 },
+                                         { "parent-pid", 1, 2^22 } })
+    if not ok then o, err = nil, e end
   end
   if o then
     for _, k in ipairs{ "mp", "openhw", "pay" } do

@@ -20,34 +20,13 @@ Credentials: --config FILE (JSON) or the environment (WXHW_MP_APPID, WXHW_MP_SEC
 Exit: 0 every device ok, 3 finished with failed or invalid rows, 1 error (re-run
   with --resume), 2 usage.]]
 
+local cli_args = require "wxhw.cli.args"
+
 local FLAGS = { wmpf = true, groups = true, wecom = true, resume = true, ["dry-run"] = true, json = true,
   ["only-failed"] = true, ["no-progress"] = true, quiet = true, help = true }
 local VALUES = { product = true, out = true, config = true, emulator = true, ["state-dir"] = true, key = true,
   ["product-id"] = true, ["key-version"] = true, batch = true, journal = true, appid = true, format = true,
   concurrency = true }
-
-local function parse(args)
-  local o, pos = {}, {}
-  local i = 1
-  while i <= #args do
-    local a = args[i]
-    local k, v = a:match("^%-%-([%w%-]+)=(.*)$")
-    if not k then k = a:match("^%-%-([%w%-]+)$") end
-    if k then
-      if FLAGS[k] then o[k] = true
-      elseif VALUES[k] then
-        if v == nil then i = i + 1; v = args[i] end
-        if v == nil then return nil, "--" .. k .. " needs a value" end
-        o[k] = v
-      else return nil, "unknown option --" .. k end
-    elseif a == "-h" then o.help = true
-    else pos[#pos + 1] = a end
-    i = i + 1
-  end
-  o.file = pos[1]
-  if #pos > 1 then return nil, "one device list at a time (got " .. #pos .. ")" end
-  return o
-end
 
 local function read_file(p)
   local f = io.open(p, "rb")
@@ -201,8 +180,11 @@ local function print_summary(s, json)
 end
 
 function M.run(args)
-  local o, perr = parse(args)
+  local o, pos = cli_args.parse(args, { flags = FLAGS, values = VALUES })
+  local perr = pos
+  if o and #pos > 1 then o, perr = nil, "one device list at a time (got " .. #pos .. ")" end
   if not o then io.stderr:write("wxhw provision: ", perr, "\n", M.usage, "\n"); return 2 end
+  o.file = pos[1]
   if o.help then print(M.usage); return 0 end
   if not o.file or not o.product then io.stderr:write(M.usage, "\n"); return 2 end
   local provision = require "wxhw.provision"
