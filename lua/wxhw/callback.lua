@@ -133,6 +133,18 @@ local function emit(o, info)
   if o.on_event then pcall(o.on_event, info) end
 end
 
+-- One endpoint per product: the request function answers, the info table it
+-- fills goes to the on_event hook.
+local function endpoint(o, kind, request, c)
+  return function(method, query, headers, raw_body)
+    local info = { kind = kind }
+    local status, h, body = request(c, info, method, query or {}, headers, raw_body)
+    info.status = status
+    emit(o, info)
+    return status, h, body
+  end
+end
+
 -- Runs `run(c, info, fn, msg, ctx)` once per distinct push; it returns
 -- status, ctype, body and `cache` (false for failures the sender should
 -- retry). No closures are made per request: LuaJIT cannot compile a trace
@@ -277,13 +289,7 @@ end
 function M.mini_program(o)
   common_opts(o, "callback.mini_program")
   local c = { o = o, mc = mc_or_raise(o, o.appid, "callback.mini_program"), dd = make_dedup(o) }
-  return function(method, query, headers, raw_body)
-    local info = { kind = "mp" }
-    local status, h, body = mp_request(c, info, method, query or {}, headers, raw_body)
-    info.status = status
-    emit(o, info)
-    return status, h, body
-  end
+  return endpoint(o, "mp", mp_request, c)
 end
 
 -- WeCom hardware (openhw) callbacks ----------------------------------------
@@ -353,13 +359,7 @@ function M.wecom(o)
   common_opts(o, "callback.wecom")
   local c = { o = o, mc = mc_or_raise(o, o.receive_id, "callback.wecom"), dd = make_dedup(o),
               deadlines = setmetatable(o.deadlines or {}, { __index = M.wecom_deadlines }) }
-  return function(method, query, headers, raw_body)
-    local info = { kind = "wecom" }
-    local status, h, body = wecom_request(c, info, method, query or {}, headers, raw_body)
-    info.status = status
-    emit(o, info)
-    return status, h, body
-  end
+  return endpoint(o, "wecom", wecom_request, c)
 end
 
 -- WeChat Pay notifications ---------------------------------------------------
@@ -378,7 +378,7 @@ local function pay_run(_, info, fn, n, ctx)
   return 204, nil, ""
 end
 
-local function pay_request(c, info, method, headers, raw_body)
+local function pay_request(c, info, method, _, headers, raw_body)
   local o, dd = c.o, c.dd
   if method ~= "POST" then return pay_fail(405, "method not allowed") end
   if type(raw_body) ~= "string" or raw_body == "" then return pay_fail(400, "empty body") end
@@ -416,13 +416,7 @@ function M.pay(o)
     error("callback.pay: options { pay = client, handler = function } required", 2)
   end
   local c = { o = o, dd = make_dedup(o) }
-  return function(method, _, headers, raw_body)
-    local info = { kind = "pay" }
-    local status, h, body = pay_request(c, info, method, headers, raw_body)
-    info.status = status
-    emit(o, info)
-    return status, h, body
-  end
+  return endpoint(o, "pay", pay_request, c)
 end
 
 -- routing ---------------------------------------------------------------
