@@ -2,28 +2,17 @@
 -- of wxhw.pay (key parsed once), printed as "auth verify raw_verify".
 local pay_mod = require "wxhw.pay"
 local crypto = require "wxhw.crypto"
-local clock = require("wxhw.clock").monotonic
+local bench = require "benchlib"
 local merchant_path, platform_path, secs = arg[1], arg[2], tonumber(arg[3]) or 3
 
-local function read(p) local f = assert(io.open(p, "rb")); local s = f:read("a"); f:close(); return s end
+local read = bench.read
 
 local platform = assert(crypto.private_key(read(platform_path)))
 local pay = assert(pay_mod.new{ mchid = "1900000001", serial_no = "3775B6A45ACD588826D15E583A95F5DD2E8B3B41",
   private_key = read(merchant_path), platform_public_key = platform:public_pem(),
   platform_public_key_id = "PUB_KEY_ID_0000000000000024101100397200000006" })
 
--- Operations per CPU second, as `openssl speed` counts them (it reports user
--- CPU time unless -elapsed), so busy neighbours on a shared machine do not
--- skew one side of the ratio.
-local function rate(fn)
-  local n, t0, c0 = 0, clock(), os.clock()
-  local deadline = t0 + secs
-  repeat
-    for _ = 1, 16 do fn() end
-    n = n + 16
-  until clock() >= deadline
-  return n / (os.clock() - c0)
-end
+local function rate(fn) return bench.rate(fn, secs) end
 
 -- as a real request: fresh timestamp and nonce, path with its query
 local url = "/v3/iotmanage/devices?limit=100&offset=0"
