@@ -45,6 +45,14 @@ static unsigned ue(bits *b) {
   return ((1u << lz) - 1) + ubits(b, lz);
 }
 
+/* An Exp-Golomb value that must not exceed max; larger ones (up to 2^32-2 in
+ * hostile input) are an error, never converted to int. */
+static int ue_max(bits *b, unsigned max) {
+  unsigned v = ue(b);
+  if (v > max) return b->err = 1, 0;
+  return (int)v;
+}
+
 int wm_h264_sps_parse(const uint8_t *nal, size_t len, wm_sps_info *s) {
   bits b;
   int p;
@@ -57,13 +65,12 @@ int wm_h264_sps_parse(const uint8_t *nal, size_t len, wm_sps_info *s) {
   p = s->profile;
   if (p == 100 || p == 110 || p == 122 || p == 244 || p == 44 || p == 83 || p == 86 ||
       p == 118 || p == 128 || p == 138 || p == 139 || p == 134 || p == 135) {
-    s->chroma_format = (int)ue(&b);
+    s->chroma_format = ue_max(&b, 3);
     if (s->chroma_format == 3) (void)u1(&b);
-    s->bit_depth_luma = (int)ue(&b) + 8;
-    s->bit_depth_chroma = (int)ue(&b) + 8;
+    s->bit_depth_luma = ue_max(&b, 6) + 8;
+    s->bit_depth_chroma = ue_max(&b, 6) + 8;
   }
-  if (b.err || s->chroma_format > 3 || s->bit_depth_luma > 14 || s->bit_depth_chroma > 14)
-    return WM_EBAD;
+  if (b.err) return WM_EBAD;
   return WM_OK;
 }
 
@@ -113,13 +120,13 @@ static int h265_sps_parse(const uint8_t *nal, size_t len, hevc_sps *s) {
     if (lev[i]) b.bit += 8;
   }
   (void)ue(&b); /* sps_seq_parameter_set_id */
-  s->chroma = (int)ue(&b);
+  s->chroma = ue_max(&b, 3);
   if (s->chroma == 3) (void)u1(&b);
   (void)ue(&b), (void)ue(&b); /* width, height */
   if (u1(&b)) (void)ue(&b), (void)ue(&b), (void)ue(&b), (void)ue(&b);
-  s->bd_luma = (int)ue(&b);
-  s->bd_chroma = (int)ue(&b);
-  if (b.err || s->chroma > 3 || s->bd_luma > 8 || s->bd_chroma > 8) return WM_EBAD;
+  s->bd_luma = ue_max(&b, 8);
+  s->bd_chroma = ue_max(&b, 8);
+  if (b.err) return WM_EBAD;
   return WM_OK;
 }
 
