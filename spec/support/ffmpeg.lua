@@ -99,13 +99,17 @@ function M.access_units(path, fmt)
 end
 
 --- Hash column of `-f framemd5` for an input (extra input args allowed).
-function M.framemd5(input_args)
-  local out = M.must("ffmpeg -nostdin -v error " .. input_args .. " -f framemd5 -")
+--- The per-frame hashes of framemd5 output text.
+function M.framemd5_hashes(text)
   local h = {}
-  for line in out:gmatch("[^\n]+") do
+  for line in text:gmatch("[^\n]+") do
     if not line:match("^#") then h[#h + 1] = line:match("([0-9a-f]+)%s*$") end
   end
   return h
+end
+
+function M.framemd5(input_args)
+  return M.framemd5_hashes(M.must("ffmpeg -nostdin -v error " .. input_args .. " -f framemd5 -"))
 end
 
 --- NAL units of an Annex-B string, split with plain string search (independent
@@ -246,7 +250,7 @@ function M.feed_rtp(sdp_fn, packets, ssrc, output_args, dir)
       r:send(bye)
       socket.sleep(0.1)
     end
-    assert(M.wait(pid, 5), "ffmpeg did not finish")
+    assert(M.wait(pid, 10), "ffmpeg did not finish")
   end)
   M.kill(pid)
   return ok, ok and M.read(log) or tostring(err) .. "\n" .. M.read(log)
