@@ -3,16 +3,7 @@
 local media = require "wxhw.media"
 local ff = require "support.ffmpeg"
 
-local function adts_frames(s)
-  local t, pos = {}, 1
-  while pos + 6 <= #s do
-    local b3, b4, b5 = s:byte(pos + 3, pos + 5)
-    local len = (b3 % 4) * 2048 + b4 * 8 + math.floor(b5 / 32)
-    t[#t + 1] = s:sub(pos, pos + len - 1)
-    pos = pos + len
-  end
-  return t
-end
+local adts_frames = require("support.media_util").adts_frames
 
 local function column(csv, pattern)
   local t = {}

@@ -39,4 +39,16 @@ function M.hex(s)
   return (s:gsub(".", function(c) return ("%02x"):format(c:byte()) end))
 end
 
+--- An ADTS stream split into its frames (frame length from each header).
+function M.adts_frames(s)
+  local t, pos = {}, 1
+  while pos + 6 <= #s do
+    local b3, b4, b5 = s:byte(pos + 3, pos + 5)
+    local len = (b3 % 4) * 2048 + b4 * 8 + math.floor(b5 / 32)
+    t[#t + 1] = s:sub(pos, pos + len - 1)
+    pos = pos + len
+  end
+  return t
+end
+
 return M
