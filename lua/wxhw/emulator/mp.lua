@@ -222,6 +222,16 @@ local function voip_call(emu, self, b, req)
 end
 
 ------------------------------------------------------------------ control
+-- A user action on a device (subscribe, authorise): the body names the user
+-- and the device, and an snTicket, when given, must be valid for it.
+local function user_device(self, b, need)
+  if type(b.openid) ~= "string" or type(b.sn) ~= "string" or type(b.model_id) ~= "string" then
+    return nil, need
+  end
+  if b.sn_ticket then return self:check_ticket(b.sn_ticket, b.sn, b.model_id) end
+  return true
+end
+
 local function control_routes(emu)
   local r = emu.control_routes
   r["POST /__emulator/mp/models"] = function(_, _, b)
@@ -232,13 +242,8 @@ local function control_routes(emu)
   -- The user taps "subscribe" (wx.requestSubscribeDeviceMessage).
   r["POST /__emulator/mp/subscribe"] = function(_, _, b)
     local self = emu.mp
-    if type(b.openid) ~= "string" or type(b.sn) ~= "string" or type(b.model_id) ~= "string" then
-      return nil, "need openid, sn, model_id, template_id (or template_ids)"
-    end
-    if b.sn_ticket then
-      local ok, why = self:check_ticket(b.sn_ticket, b.sn, b.model_id)
-      if not ok then return nil, why end
-    end
+    local ok, why = user_device(self, b, "need openid, sn, model_id, template_id (or template_ids)")
+    if not ok then return nil, why end
     local ids = b.template_ids or { b.template_id }
     if #ids == 0 or #ids > 3 then return nil, "1-3 template ids" end
     for _, t in ipairs(ids) do
@@ -249,13 +254,8 @@ local function control_routes(emu)
   -- The user accepts wx.requestDeviceVoIP for a device.
   r["POST /__emulator/mp/voip_authorize"] = function(_, _, b)
     local self = emu.mp
-    if type(b.openid) ~= "string" or type(b.sn) ~= "string" or type(b.model_id) ~= "string" then
-      return nil, "need openid, sn, model_id"
-    end
-    if b.sn_ticket then
-      local ok, why = self:check_ticket(b.sn_ticket, b.sn, b.model_id)
-      if not ok then return nil, why end
-    end
+    local ok, why = user_device(self, b, "need openid, sn, model_id")
+    if not ok then return nil, why end
     self.voip_auth[b.openid .. "|" .. b.sn .. "|" .. b.model_id] = b.revoke ~= true or nil
     return { ok = true }
   end
