@@ -17,9 +17,11 @@ static int l_now(lua_State *L) {
   return 1;
 }
 
+double wxhw_monotonic(void) { return read_clock(CLOCK_MONOTONIC); }
+
 /* Seconds on a clock that never jumps: for intervals and deadlines. */
 static int l_monotonic(lua_State *L) {
-  lua_pushnumber(L, read_clock(CLOCK_MONOTONIC));
+  lua_pushnumber(L, wxhw_monotonic());
   return 1;
 }
 

@@ -2,16 +2,9 @@
  *   shm_open(path[, nslots])     file-backed table shared by the processes of a host
  *   redis_connect{host=, port=, timeout=, password=, db=}   hiredis connection
  *   pid()                        this process (lease owners; clocks are wxhw.clock) */
-#include <time.h>
 #include <unistd.h>
 
 #include "tokenstore.h"
-
-double wxhw_monotonic(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static int l_pid(lua_State *L) {
   lua_pushinteger(L, (lua_Integer)getpid());

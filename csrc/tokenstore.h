@@ -10,10 +10,6 @@
 void wxhw_tokenstore_shm_register(lua_State *L);
 void wxhw_tokenstore_redis_register(lua_State *L);
 
-/* CLOCK_MONOTONIC in seconds: system-wide on Linux, so comparable across the
- * processes of one host (lease deadlines). */
-double wxhw_monotonic(void);
-
 #pragma GCC visibility pop
 
 #endif

@@ -19,6 +19,10 @@ int wxhw_open_clock(lua_State *L);
 int wxhw_open_fileio(lua_State *L);
 int wxhw_open_seen(lua_State *L);
 
+/* CLOCK_MONOTONIC in seconds (csrc/clock.c): system-wide on Linux, so
+ * comparable across the processes of one host (lease deadlines, timers). */
+double wxhw_monotonic(void);
+
 /* Creates (or reuses) the metatable `name` with `methods` as __index and the
  * metamethods set; leaves nothing on the stack. */
 void wxhw_newclass(lua_State *L, const char *name, const luaL_Reg *methods,
