@@ -58,6 +58,7 @@ int wxhw_open_crypto(lua_State *L) {
   wxhw_crypto_pkey_register(L);
   wxhw_crypto_cipher_register(L);
   wxhw_crypto_x509_register(L);
+  wxhw_crypto_msg_register(L);
   wxhw_crypto_setfuncs(L, funcs);
   lua_pop(L, 1);
   return 1;

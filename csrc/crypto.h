@@ -34,6 +34,7 @@ void wxhw_crypto_digest_register(lua_State *L);
 void wxhw_crypto_pkey_register(lua_State *L);
 void wxhw_crypto_cipher_register(lua_State *L);
 void wxhw_crypto_x509_register(lua_State *L);
+void wxhw_crypto_msg_register(lua_State *L);
 
 /* Wraps an owned EVP_PKEY (public part only is used) in a wxhw.PublicKey;
  * takes ownership of pkey even on error. */

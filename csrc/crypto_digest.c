@@ -7,6 +7,7 @@
 #include <openssl/sha.h>
 
 #include "crypto.h"
+#include "crypto_wire.h"
 
 static int digest(lua_State *L, int which, const char *name) {
   size_t n;
@@ -49,83 +50,29 @@ static int l_hex(lua_State *L) {
   return 1;
 }
 
-static const char b64chars[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
 static int l_base64_encode(lua_State *L) {
-  size_t n, i, o = 0;
+  size_t n;
   const unsigned char *s = (const unsigned char *)luaL_checklstring(L, 1, &n);
-  size_t outlen = 4 * ((n + 2) / 3);
   luaL_Buffer b;
-  char *out = luaL_buffinitsize(L, &b, outlen);
-  for (i = 0; i + 2 < n; i += 3) {
-    unsigned v = (unsigned)s[i] << 16 | (unsigned)s[i + 1] << 8 | s[i + 2];
-    out[o++] = b64chars[v >> 18];
-    out[o++] = b64chars[(v >> 12) & 63];
-    out[o++] = b64chars[(v >> 6) & 63];
-    out[o++] = b64chars[v & 63];
-  }
-  if (i < n) {
-    unsigned v = (unsigned)s[i] << 16 | (i + 1 < n ? (unsigned)s[i + 1] << 8 : 0);
-    out[o++] = b64chars[v >> 18];
-    out[o++] = b64chars[(v >> 12) & 63];
-    out[o++] = i + 1 < n ? b64chars[(v >> 6) & 63] : '=';
-    out[o++] = '=';
-  }
-  luaL_pushresultsize(&b, o);
+  char *out = luaL_buffinitsize(L, &b, WXHW_B64_ENCODED_LEN(n));
+  luaL_pushresultsize(&b, wxhw_b64_encode(s, n, out));
   return 1;
 }
 
-/* 0..63 for the alphabet, 64 for '=', 255 for anything else. */
-static const unsigned char b64table[256] = {
-    255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,
-    255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,
-    255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,  62, 255, 255, 255,  63,
-     52,  53,  54,  55,  56,  57,  58,  59,  60,  61, 255, 255, 255,  64, 255, 255,
-    255,   0,   1,   2,   3,   4,   5,   6,   7,   8,   9,  10,  11,  12,  13,  14,
-     15,  16,  17,  18,  19,  20,  21,  22,  23,  24,  25, 255, 255, 255, 255, 255,
-    255,  26,  27,  28,  29,  30,  31,  32,  33,  34,  35,  36,  37,  38,  39,  40,
-     41,  42,  43,  44,  45,  46,  47,  48,  49,  50,  51, 255, 255, 255, 255, 255,
-    255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,
-    255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,
-    255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,
-    255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,
-    255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,
-    255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,
-    255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,
-    255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,
-};
-
 /* Strict RFC 4648: padded, no whitespace, no stray characters. */
 static int l_base64_decode(lua_State *L) {
-  size_t n, i, o = 0, pad = 0, bad = (size_t)-1;
+  size_t n, o = 0, bad = 0;
   const unsigned char *s = (const unsigned char *)luaL_checklstring(L, 1, &n);
   luaL_Buffer b;
-  char *out;
+  unsigned char *out;
   if (n % 4 != 0) return wxhw_fail(L, "input", "invalid base64: length %zu is not a multiple of 4", n);
-  if (n >= 1 && s[n - 1] == '=') pad++;
-  if (n >= 2 && s[n - 2] == '=') pad++;
-  out = luaL_buffinitsize(L, &b, n / 4 * 3);
-  for (i = 0; i < n; i += 4) {
-    unsigned a = b64table[s[i]], c = b64table[s[i + 1]], d = b64table[s[i + 2]], e = b64table[s[i + 3]];
-    if ((a | c | d | e) > 63) { /* padding (only at the very end) or a bad byte */
-      size_t k, limit = (i + 4 == n) ? 4 - pad : 4;
-      for (k = 0; k < 4 && bad == (size_t)-1; k++)
-        if (b64table[s[i + k]] > 63 && (k < limit || s[i + k] != '=')) bad = i + k;
-      if (bad != (size_t)-1) break;
-      a &= 63, c &= 63, d &= 63, e &= 63;
-    }
-    unsigned triple = a << 18 | c << 12 | d << 6 | e;
-    out[o++] = (char)(triple >> 16);
-    out[o++] = (char)(triple >> 8);
-    out[o++] = (char)triple;
-  }
-  if (bad != (size_t)-1) {
+  out = (unsigned char *)luaL_buffinitsize(L, &b, n / 4 * 3);
+  if (wxhw_b64_decode(s, n, out, &o, &bad) != 0) {
     luaL_pushresultsize(&b, 0);
     lua_pop(L, 1);
     return wxhw_fail(L, "input", "invalid base64: bad character at offset %zu", bad);
   }
-  luaL_pushresultsize(&b, o - pad);
+  luaL_pushresultsize(&b, o);
   return 1;
 }
 
@@ -140,9 +87,8 @@ static int l_random_bytes(lua_State *L) {
   return 1;
 }
 
-/* Uniform over [0-9A-Za-z] by rejection sampling (62 does not divide 256). */
+/* Uniform over [0-9A-Za-z] (rejection sampling in wxhw_alnum_from_random). */
 static int l_nonce(lua_State *L) {
-  static const char alphabet[] = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
   lua_Integer n = luaL_optinteger(L, 1, 32);
   unsigned char rnd[64];
   luaL_Buffer b;
@@ -151,10 +97,8 @@ static int l_nonce(lua_State *L) {
   luaL_argcheck(L, n >= 1 && n <= 4096, 1, "must be between 1 and 4096");
   out = luaL_buffinitsize(L, &b, (size_t)n);
   while (o < (size_t)n) {
-    size_t i;
     if (RAND_bytes(rnd, sizeof rnd) != 1) return wxhw_raise_ssl(L, "nonce: RAND_bytes failed");
-    for (i = 0; i < sizeof rnd && o < (size_t)n; i++)
-      if (rnd[i] < 248) out[o++] = alphabet[rnd[i] % 62];
+    o += wxhw_alnum_from_random(rnd, sizeof rnd, out + o, (size_t)n - o);
   }
   luaL_pushresultsize(&b, (size_t)n);
   return 1;

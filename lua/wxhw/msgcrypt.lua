@@ -5,7 +5,7 @@
 local crypto = require "wxhw.crypto"
 local errors = require "wxhw.errors"
 
-local byte, char, concat, sort = string.byte, string.char, table.concat, table.sort
+local concat, sort = table.concat, table.sort
 local find, sub = string.find, string.sub
 
 local M = {}
@@ -47,28 +47,24 @@ function M.new(opts)
   if not aes_key or #aes_key ~= 32 then
     return fail("illegal_aes_key", "encoding_aes_key does not decode to 32 bytes")
   end
-  -- Secrets sit in underscore fields that __tostring never shows.
-  return setmetatable({ receive_id = rid, _token = token, _key = aes_key, _iv = aes_key:sub(1, 16) }, MsgCrypt)
+  -- The token and key live in the C engine (wiped when it is collected);
+  -- __tostring never shows them.
+  return setmetatable({ receive_id = rid, _token = token,
+                        _eng = crypto.msgcrypt_engine(token, aes_key, rid) }, MsgCrypt)
 end
 
 function MsgCrypt:__tostring()
   return "wxhw.MsgCrypt(receive_id=" .. self.receive_id .. ")"
 end
 
--- The four signed strings in sorted order, concatenated: a sorting network
--- (same `<` as table.sort) without a table per push.
-local function sorted4(a, b, c, d)
-  if b < a then a, b = b, a end
-  if d < c then c, d = d, c end
-  if c < a then a, c = c, a end
-  if d < b then b, d = d, b end
-  if c < b then b, c = c, b end
-  return a .. b .. c .. d
+local function str(v)
+  if type(v) == "string" then return v end
+  return tostring(v)
 end
 
 --- msg_signature = sha1(sort(token, timestamp, nonce, encrypted)), lowercase hex.
 function MsgCrypt:signature(timestamp, nonce, encrypted)
-  return crypto.hex(crypto.sha1(sorted4(self._token, tostring(timestamp), tostring(nonce), encrypted)))
+  return self._eng:signature(str(timestamp), str(nonce), encrypted)
 end
 
 function MsgCrypt:url_signature(timestamp, nonce)
@@ -83,67 +79,39 @@ function MsgCrypt:verify_url(signature, timestamp, nonce)
   return true
 end
 
-local function be32(n)
-  return char(math.floor(n / 16777216) % 256, math.floor(n / 65536) % 256, math.floor(n / 256) % 256, n % 256)
+-- The engine answers nil, reason, message for a bad push.
+local function engine_result(msg, reason, message)
+  if msg then return msg end
+  return fail(reason, message)
 end
 
 --- Decrypts after checking msg_signature; returns the inner message.
 function MsgCrypt:decrypt(msg_signature, timestamp, nonce, encrypted)
   if type(encrypted) ~= "string" or encrypted == "" then return fail("parse", "missing Encrypt field") end
-  if type(msg_signature) ~= "string" or
-      not crypto.constant_time_equal(msg_signature, self:signature(timestamp, nonce, encrypted)) then
-    return fail("validate_signature", "msg_signature mismatch")
-  end
-  return self:decrypt_unsigned(encrypted)
+  return engine_result(self._eng:open(msg_signature, str(timestamp), str(nonce), encrypted))
 end
 
 --- Decrypts without a signature check: only for payloads already verified.
 function MsgCrypt:decrypt_unsigned(encrypted)
-  local ct = crypto.base64_decode(encrypted)
-  if not ct then return fail("decode_base64", "Encrypt is not valid base64") end
-  if #ct == 0 or #ct % 32 ~= 0 then
-    return fail("illegal_buffer", "ciphertext length " .. #ct .. " is not a positive multiple of 32")
-  end
-  local plain, err = crypto.aes_cbc_decrypt(self._key, self._iv, ct)
-  if not plain then return fail("decrypt_aes", err.message) end
-  local pad = byte(plain, #plain)
-  if pad < 1 or pad > 32 then return fail("illegal_buffer", "bad padding value " .. pad) end
-  for i = #plain - pad + 1, #plain do
-    if byte(plain, i) ~= pad then return fail("illegal_buffer", "inconsistent padding") end
-  end
-  local body_end = #plain - pad
-  if body_end < 20 then return fail("illegal_buffer", "plaintext too short") end
-  local b1, b2, b3, b4 = byte(plain, 17, 20)
-  local len = ((b1 * 256 + b2) * 256 + b3) * 256 + b4
-  if len > body_end - 20 then
-    return fail("illegal_buffer", "length field " .. len .. " exceeds the decrypted data")
-  end
-  local msg = plain:sub(21, 20 + len)
-  local rid = plain:sub(21 + len, body_end)
-  if rid ~= self.receive_id then
-    return fail("validate_receive_id", "receive_id mismatch (message is for another app or corp)")
-  end
-  return msg
+  return engine_result(self._eng:decrypt(encrypted))
 end
 
 --- Encrypts a reply; `random16` (16 bytes) is for known-answer tests only.
 -- Returns encrypted, msg_signature.
 function MsgCrypt:encrypt(plaintext, timestamp, nonce, random16)
   if type(plaintext) ~= "string" then error("msgcrypt:encrypt: plaintext must be a string", 2) end
-  random16 = random16 or crypto.nonce(16)
-  if #random16 ~= 16 then error("msgcrypt:encrypt: random prefix must be 16 bytes", 2) end
-  local full = random16 .. be32(#plaintext) .. plaintext .. self.receive_id
-  local pad = 32 - #full % 32
-  full = full .. string.rep(char(pad), pad)
-  local ct, err = crypto.aes_cbc_encrypt(self._key, self._iv, full)
-  if not ct then return fail("encrypt_aes", err.message) end
-  local encrypted = crypto.base64_encode(ct)
-  return encrypted, self:signature(timestamp, nonce, encrypted)
+  if random16 ~= nil and (type(random16) ~= "string" or #random16 ~= 16) then
+    error("msgcrypt:encrypt: random prefix must be 16 bytes", 2)
+  end
+  local enc, sig, message = self._eng:seal(plaintext, str(timestamp), str(nonce), random16)
+  if not enc then return fail(sig, message) end
+  return enc, sig
 end
 
 -- Envelopes ---------------------------------------------------------------
 
 local cjson = require "cjson.safe"
+local json_envelope = crypto.json_envelope
 
 local function xml_field(xml, name)
   local v = xml:match("<" .. name .. ">%s*<!%[CDATA%[(.-)%]%]>%s*</" .. name .. ">")
@@ -159,6 +127,8 @@ function M.envelope_encrypt(raw_body)
   if type(raw_body) ~= "string" then error("envelope_encrypt: raw body string required", 2) end
   local first = raw_body:match("^%s*(.)")
   if first == "{" then
+    local plain = json_envelope(raw_body) -- nil: not plain enough to be sure without a decoder
+    if plain then return plain, "json" end
     local t = cjson.decode(raw_body)
     if type(t) ~= "table" then return fail("parse", "body is not valid JSON") end
     local enc = t.Encrypt or t.encrypt
@@ -174,9 +144,16 @@ end
 
 --- Verifies and decrypts a pushed body with the query's msg_signature/timestamp/nonce.
 function MsgCrypt:open(query, raw_body)
+  local ts, nonce = query.timestamp, query.nonce
+  if type(raw_body) == "string" and type(ts) == "string" and type(nonce) == "string" then
+    -- one C call for a plain JSON envelope; false: let the general path read it
+    local msg, reason, message = self._eng:open_json(query.msg_signature, ts, nonce, raw_body)
+    if msg then return msg, "json" end
+    if msg == nil then return fail(reason, message) end
+  end
   local enc, fmt = M.envelope_encrypt(raw_body)
   if not enc then return nil, fmt end
-  local msg, err = self:decrypt(query.msg_signature, query.timestamp, query.nonce, enc)
+  local msg, err = self:decrypt(query.msg_signature, ts, nonce, enc)
   if not msg then return nil, err end
   return msg, fmt
 end
@@ -200,14 +177,19 @@ end
 -- "wecom_json" or "xml". Returns body, encrypted, msg_signature.
 function MsgCrypt:reply(plaintext, style, timestamp, nonce, random16)
   timestamp = timestamp or os.time()
+  local enc, sig
   if not nonce and not random16 then
-    -- one draw for both (the random source costs more than the bytes)
-    local r = crypto.nonce(26)
-    random16, nonce = sub(r, 1, 16), sub(r, 17)
+    if type(plaintext) ~= "string" then error("msgcrypt:reply: plaintext must be a string", 2) end
+    -- the engine draws the random prefix and the nonce in one go
+    local third
+    enc, sig, third = self._eng:seal(plaintext, str(timestamp))
+    if not enc then return fail(sig, third) end
+    nonce = third
+  else
+    nonce = nonce or crypto.nonce(10)
+    enc, sig = self:encrypt(plaintext, timestamp, nonce, random16)
+    if not enc then return nil, sig end
   end
-  nonce = nonce or crypto.nonce(10)
-  local enc, sig = self:encrypt(plaintext, timestamp, nonce, random16)
-  if not enc then return nil, sig end
   local body
   if style == "mp_json" then
     body = json_reply(MP_KEYS, enc, sig, timestamp, nonce)

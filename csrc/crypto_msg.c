@@ -1,0 +1,341 @@
+/* WXBizMsgCrypt engine (wxhw.crypto.msgcrypt_engine): one C call opens a push
+ * (msg_signature over the sorted four strings, constant-time compare, strict
+ * base64, AES-256-CBC, padding 1..32, length bound, receive_id) and one seals
+ * a reply (random prefix + nonce, framing, padding, AES, base64, signature).
+ * Per push, the Lua version made ~10 C calls and ~12 strings; a per-config
+ * userdata keeps the keyed cipher contexts, so no key schedule or algorithm
+ * lookup is repeated. lua/wxhw/msgcrypt.lua keeps the API and error codes. */
+#include <string.h>
+#include <stdarg.h>
+#include <stdio.h>
+
+#include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/rand.h>
+
+#include "crypto.h"
+#include "crypto_wire.h"
+
+#define ENGINE_CLASS "wxhw.MsgCryptEngine"
+#define SIG_HEX 40
+#define MSG_MAX_INPUT 0x3fffffff /* keeps every size below int and its sums from wrapping */
+
+typedef struct {
+  EVP_CIPHER_CTX *enc, *dec; /* keyed once; each message only resets the IV */
+  EVP_MD_CTX *md;
+  EVP_MD *sha1;
+  unsigned char *scratch; /* grown on demand, wiped and freed on close */
+  size_t cap;
+  unsigned char iv[16];
+  char *token, *rid; /* one allocation, wiped on close */
+  size_t token_len, rid_len;
+} engine;
+
+typedef struct {
+  const char *s;
+  size_t n;
+} span;
+
+static void engine_free(engine *e) {
+  EVP_CIPHER_CTX_free(e->enc); /* frees the key schedule with its context */
+  EVP_CIPHER_CTX_free(e->dec);
+  EVP_MD_CTX_free(e->md);
+  EVP_MD_free(e->sha1);
+  if (e->scratch) OPENSSL_clear_free(e->scratch, e->cap);
+  if (e->token) OPENSSL_clear_free(e->token, e->token_len + e->rid_len);
+  OPENSSL_cleanse(e->iv, sizeof e->iv);
+  memset(e, 0, sizeof *e);
+}
+
+static int engine_close(lua_State *L) {
+  engine_free((engine *)luaL_checkudata(L, 1, ENGINE_CLASS));
+  return 0;
+}
+
+static engine *check_engine(lua_State *L) {
+  engine *e = (engine *)luaL_checkudata(L, 1, ENGINE_CLASS);
+  if (!e->enc) luaL_error(L, ENGINE_CLASS " is closed");
+  return e;
+}
+
+static int engine_tostring(lua_State *L) {
+  engine *e = (engine *)luaL_checkudata(L, 1, ENGINE_CLASS);
+  if (!e->enc) lua_pushliteral(L, ENGINE_CLASS "(closed)");
+  else lua_pushfstring(L, ENGINE_CLASS "(receive_id=%s)", e->rid);
+  return 1;
+}
+
+static unsigned char *scratch(lua_State *L, engine *e, size_t need) {
+  if (need > e->cap) {
+    unsigned char *p = (unsigned char *)OPENSSL_malloc(need);
+    if (!p) luaL_error(L, "out of memory");
+    if (e->scratch) OPENSSL_clear_free(e->scratch, e->cap);
+    e->scratch = p;
+    e->cap = need;
+  }
+  return e->scratch;
+}
+
+/* sha1 of the four strings in byte order, as lowercase hex into out[40]. */
+static int signature(engine *e, span ts, span nonce, span enc, char *out) {
+  static const char digits[] = "0123456789abcdef";
+  span v[4];
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned len = 0;
+  int i, j, ok;
+  v[0].s = e->token, v[0].n = e->token_len, v[1] = ts, v[2] = nonce, v[3] = enc;
+  for (i = 1; i < 4; i++) /* insertion sort: memcmp order, a prefix first (strcmp's order) */
+    for (j = i; j > 0; j--) {
+      size_t m = v[j - 1].n < v[j].n ? v[j - 1].n : v[j].n;
+      int c = memcmp(v[j - 1].s, v[j].s, m);
+      span t;
+      if (c < 0 || (c == 0 && v[j - 1].n <= v[j].n)) break;
+      t = v[j - 1], v[j - 1] = v[j], v[j] = t;
+    }
+  ok = EVP_DigestInit_ex(e->md, e->sha1, NULL) == 1;
+  for (i = 0; i < 4 && ok; i++) ok = EVP_DigestUpdate(e->md, v[i].s, v[i].n) == 1;
+  ok = ok && EVP_DigestFinal_ex(e->md, md, &len) == 1 && len == 20;
+  if (!ok) {
+    ERR_clear_error();
+    return 0;
+  }
+  for (i = 0; i < 20; i++) {
+    out[2 * i] = digits[md[i] >> 4];
+    out[2 * i + 1] = digits[md[i] & 15];
+  }
+  return 1;
+}
+
+static span arg_span(lua_State *L, int i) {
+  span s;
+  s.s = luaL_checklstring(L, i, &s.n);
+  return s;
+}
+
+static int fail3(lua_State *L, const char *reason, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* nil, reason (a msgcrypt code name), message */
+static int fail3(lua_State *L, const char *reason, const char *fmt, ...) {
+  char msg[160];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  lua_pushnil(L);
+  lua_pushstring(L, reason);
+  lua_pushstring(L, msg);
+  return 3;
+}
+
+static int aes_cbc(engine *e, EVP_CIPHER_CTX *ctx, unsigned char *buf, size_t n) {
+  int len = 0, fin = 0;
+  int ok = EVP_CipherInit_ex(ctx, NULL, NULL, NULL, e->iv, -1) == 1 &&
+           EVP_CipherUpdate(ctx, buf, &len, buf, (int)n) == 1 && EVP_CipherFinal_ex(ctx, buf + len, &fin) == 1 &&
+           (size_t)(len + fin) == n;
+  if (!ok) ERR_clear_error();
+  return ok;
+}
+
+/* Base64 text (at buf, n bytes) --> message, or nil, reason, message. The
+ * ciphertext is decoded to buf + n and decrypted in place. */
+static int decrypt_at(lua_State *L, engine *e, const unsigned char *text, size_t n, unsigned char *ct) {
+  size_t clen = 0, bad = 0, off = 0, mlen = 0;
+  unsigned long detail = 0;
+  if (wxhw_b64_decode(text, n, ct, &clen, &bad) != 0) return fail3(L, "decode_base64", "Encrypt is not valid base64");
+  if (clen == 0 || clen % 32 != 0)
+    return fail3(L, "illegal_buffer", "ciphertext length %zu is not a positive multiple of 32", clen);
+  if (!aes_cbc(e, e->dec, ct, clen)) return fail3(L, "decrypt_aes", "AES-CBC decryption failed");
+  switch (wxhw_msg_unframe(ct, clen, e->rid, e->rid_len, &off, &mlen, &detail)) {
+    case WXHW_UNFRAME_OK: break;
+    case WXHW_UNFRAME_PAD_VALUE: return fail3(L, "illegal_buffer", "bad padding value %lu", detail);
+    case WXHW_UNFRAME_PAD_MISMATCH: return fail3(L, "illegal_buffer", "inconsistent padding");
+    case WXHW_UNFRAME_SHORT: return fail3(L, "illegal_buffer", "plaintext too short");
+    case WXHW_UNFRAME_LENGTH: return fail3(L, "illegal_buffer", "length field %lu exceeds the decrypted data", detail);
+    default: return fail3(L, "validate_receive_id", "receive_id mismatch (message is for another app or corp)");
+  }
+  lua_pushlstring(L, (const char *)ct + off, mlen);
+  return 1;
+}
+
+/* Signature check of enc, then decrypt. */
+static int open_enc(lua_State *L, engine *e, int sig_arg, span ts, span nonce, span enc, unsigned char *ct) {
+  char want[SIG_HEX];
+  size_t slen = 0;
+  const char *sig = lua_type(L, sig_arg) == LUA_TSTRING ? lua_tolstring(L, sig_arg, &slen) : NULL;
+  if (enc.n == 0) return fail3(L, "parse", "missing Encrypt field");
+  if (!signature(e, ts, nonce, enc, want))
+    return fail3(L, "compute_signature", "SHA-1 failed");
+  if (!sig || slen != SIG_HEX || CRYPTO_memcmp(sig, want, SIG_HEX) != 0)
+    return fail3(L, "validate_signature", "msg_signature mismatch");
+  return decrypt_at(L, e, (const unsigned char *)enc.s, enc.n, ct);
+}
+
+/* e:open(msg_signature, timestamp, nonce, encrypted) --> msg | nil, reason, message */
+static int l_open(lua_State *L) {
+  engine *e = check_engine(L);
+  span ts = arg_span(L, 3), nonce = arg_span(L, 4), enc = arg_span(L, 5);
+  if (enc.n > MSG_MAX_INPUT) return fail3(L, "illegal_buffer", "Encrypt too large");
+  return open_enc(L, e, 2, ts, nonce, enc, scratch(L, e, enc.n / 4 * 3 + 1));
+}
+
+/* e:open_json(msg_signature, timestamp, nonce, raw_body) --> msg | nil,
+ * reason, message | false when the body needs a full JSON decoder. */
+static int l_open_json(lua_State *L) {
+  engine *e = check_engine(L);
+  span ts = arg_span(L, 3), nonce = arg_span(L, 4), body = arg_span(L, 5);
+  unsigned char *buf;
+  size_t elen = 0;
+  if (body.n > MSG_MAX_INPUT) {
+    lua_pushboolean(L, 0);
+    return 1;
+  }
+  buf = scratch(L, e, body.n + body.n / 4 * 3 + 1);
+  if (!wxhw_json_envelope(body.s, body.n, (char *)buf, &elen)) {
+    lua_pushboolean(L, 0);
+    return 1;
+  }
+  {
+    span enc;
+    enc.s = (const char *)buf, enc.n = elen;
+    return open_enc(L, e, 2, ts, nonce, enc, buf + body.n);
+  }
+}
+
+/* e:decrypt(encrypted) --> msg | nil, reason, message (no signature check:
+ * only for payloads already verified) */
+static int l_decrypt(lua_State *L) {
+  engine *e = check_engine(L);
+  span enc = arg_span(L, 2);
+  if (enc.n > MSG_MAX_INPUT) return fail3(L, "illegal_buffer", "Encrypt too large");
+  return decrypt_at(L, e, (const unsigned char *)enc.s, enc.n, scratch(L, e, enc.n / 4 * 3 + 1));
+}
+
+/* e:signature(timestamp, nonce, encrypted) --> 40 hex digits */
+static int l_signature(lua_State *L) {
+  engine *e = check_engine(L);
+  char out[SIG_HEX];
+  if (!signature(e, arg_span(L, 2), arg_span(L, 3), arg_span(L, 4), out)) return luaL_error(L, "SHA-1 failed");
+  lua_pushlstring(L, out, SIG_HEX);
+  return 1;
+}
+
+/* e:seal(plaintext, timestamp [, nonce [, random16]]) --> encrypted,
+ * msg_signature, nonce. A nil nonce is drawn (10 of [0-9A-Za-z]) with the
+ * random prefix in one RAND_bytes call; random16 is for known-answer tests. */
+static int l_seal(lua_State *L) {
+  engine *e = check_engine(L);
+  span plain = arg_span(L, 2), ts = arg_span(L, 3), nonce;
+  unsigned char rnd[16 + 32], *buf;
+  char drawn[10], sig[SIG_HEX];
+  size_t full, total, blen;
+  unsigned pad;
+  if (plain.n > MSG_MAX_INPUT) return luaL_argerror(L, 2, "too large");
+  lua_settop(L, 5); /* slot 4 receives a drawn nonce */
+  if (lua_isnil(L, 5)) {
+    int draw = lua_isnil(L, 4);
+    if (RAND_bytes(rnd, draw ? (int)sizeof rnd : 16) != 1) return wxhw_raise_ssl(L, "seal: RAND_bytes failed");
+    if (draw) {
+      size_t got = wxhw_alnum_from_random(rnd + 16, 32, drawn, sizeof drawn);
+      while (got < sizeof drawn) { /* ~1e-9 per reply */
+        if (RAND_bytes(rnd + 16, 32) != 1) return wxhw_raise_ssl(L, "seal: RAND_bytes failed");
+        got += wxhw_alnum_from_random(rnd + 16, 32, drawn + got, sizeof drawn - got);
+      }
+      lua_pushlstring(L, drawn, sizeof drawn);
+      lua_replace(L, 4);
+    }
+  } else {
+    size_t rn;
+    const char *r = luaL_checklstring(L, 5, &rn);
+    if (rn != 16) return luaL_argerror(L, 5, "random prefix must be 16 bytes");
+    memcpy(rnd, r, 16);
+  }
+  nonce = arg_span(L, 4);
+  total = 20 + plain.n + e->rid_len;
+  pad = 32 - (unsigned)(total % 32);
+  full = total + pad;
+  buf = scratch(L, e, full + WXHW_B64_ENCODED_LEN(full));
+  memcpy(buf, rnd, 16);
+  buf[16] = (unsigned char)(plain.n >> 24), buf[17] = (unsigned char)(plain.n >> 16);
+  buf[18] = (unsigned char)(plain.n >> 8), buf[19] = (unsigned char)plain.n;
+  memcpy(buf + 20, plain.s, plain.n);
+  memcpy(buf + 20 + plain.n, e->rid, e->rid_len);
+  memset(buf + total, (int)pad, pad);
+  OPENSSL_cleanse(rnd, sizeof rnd);
+  if (!aes_cbc(e, e->enc, buf, full)) return fail3(L, "encrypt_aes", "AES-CBC encryption failed");
+  blen = wxhw_b64_encode(buf, full, (char *)buf + full);
+  {
+    span enc;
+    enc.s = (const char *)buf + full, enc.n = blen;
+    if (!signature(e, ts, nonce, enc, sig)) return fail3(L, "compute_signature", "SHA-1 failed");
+  }
+  lua_pushlstring(L, (const char *)buf + full, blen);
+  lua_pushlstring(L, sig, SIG_HEX);
+  lua_pushvalue(L, 4);
+  return 3;
+}
+
+/* json_envelope(raw_body) --> the Encrypt (else encrypt) string of a plain
+ * JSON push envelope, or nil when only a full JSON decoder can tell. */
+static int l_json_envelope(lua_State *L) {
+  size_t n, len = 0;
+  const char *body = luaL_checklstring(L, 1, &n);
+  luaL_Buffer b;
+  char *out = luaL_buffinitsize(L, &b, n);
+  if (!wxhw_json_envelope(body, n, out, &len)) {
+    luaL_pushresultsize(&b, 0);
+    lua_pop(L, 1);
+    lua_pushnil(L);
+    return 1;
+  }
+  luaL_pushresultsize(&b, len);
+  return 1;
+}
+
+/* msgcrypt_engine(token, aes_key (32 bytes), receive_id) --> engine */
+static int l_engine(lua_State *L) {
+  size_t tlen, klen, rlen;
+  const char *token = luaL_checklstring(L, 1, &tlen);
+  const char *key = luaL_checklstring(L, 2, &klen);
+  const char *rid = luaL_checklstring(L, 3, &rlen);
+  const EVP_CIPHER *cbc = WXHW_CRYPTO_ALGS(L)->aes[1][2];
+  engine *e;
+  int ok;
+  luaL_argcheck(L, tlen > 0 && tlen <= 4096, 1, "token must be 1..4096 bytes");
+  luaL_argcheck(L, klen == 32, 2, "AES key must be 32 bytes");
+  luaL_argcheck(L, rlen > 0 && rlen <= 4096, 3, "receive_id must be 1..4096 bytes");
+  e = (engine *)lua_newuserdatauv(L, sizeof *e, 0);
+  memset(e, 0, sizeof *e); /* born empty, so __gc is safe whatever fails below */
+  luaL_getmetatable(L, ENGINE_CLASS);
+  lua_setmetatable(L, -2);
+  if (!cbc) cbc = EVP_aes_256_cbc();
+  memcpy(e->iv, key, 16);
+  e->token = (char *)OPENSSL_malloc(tlen + rlen + 1);
+  e->enc = EVP_CIPHER_CTX_new();
+  e->dec = EVP_CIPHER_CTX_new();
+  e->md = EVP_MD_CTX_new();
+  e->sha1 = EVP_MD_fetch(NULL, "SHA1", NULL);
+  ok = e->token && e->enc && e->dec && e->md && e->sha1 &&
+       EVP_CipherInit_ex(e->enc, cbc, NULL, (const unsigned char *)key, e->iv, 1) == 1 &&
+       EVP_CipherInit_ex(e->dec, cbc, NULL, (const unsigned char *)key, e->iv, 0) == 1 &&
+       EVP_CIPHER_CTX_set_padding(e->enc, 0) == 1 && EVP_CIPHER_CTX_set_padding(e->dec, 0) == 1;
+  if (!ok) {
+    if (!e->token) e->token_len = e->rid_len = 0;
+    engine_free(e);
+    return wxhw_raise_ssl(L, "msgcrypt_engine: OpenSSL set-up failed");
+  }
+  memcpy(e->token, token, tlen);
+  e->rid = e->token + tlen;
+  memcpy(e->rid, rid, rlen);
+  e->rid[rlen] = '\0';
+  e->token_len = tlen, e->rid_len = rlen;
+  return 1;
+}
+
+void wxhw_crypto_msg_register(lua_State *L) {
+  static const luaL_Reg methods[] = {{"open", l_open},       {"open_json", l_open_json}, {"decrypt", l_decrypt},
+                                     {"signature", l_signature}, {"seal", l_seal},         {NULL, NULL}};
+  static const luaL_Reg meta[] = {
+      {"__gc", engine_close}, {"__close", engine_close}, {"__tostring", engine_tostring}, {NULL, NULL}};
+  static const luaL_Reg funcs[] = {{"msgcrypt_engine", l_engine}, {"json_envelope", l_json_envelope}, {NULL, NULL}};
+  wxhw_newclass(L, ENGINE_CLASS, methods, meta);
+  wxhw_crypto_setfuncs(L, funcs);
+}
