@@ -42,10 +42,13 @@ end
 
 local REPLY = '{"errcode":0,"errmsg":"ok"}'
 ngx.say(("stages of a push inside one nginx worker (%d distinct pushes, best chunk of 1000):"):format(N)) -- luacheck: ignore ngx
+local AES = crypto.base64_decode(KEY .. "=")
+local IV = AES:sub(1, 16)
+stage("envelope: cjson.decode of the JSON body", function(p) cjson.decode(p.body) end)
 stage("envelope: Encrypt out of the JSON body", function(p) msgcrypt.envelope_encrypt(p.body) end)
 stage("msg_signature (sort + sha1 + hex)", function(p, i) mc:signature(p.q.timestamp, p.q.nonce, encs[i]) end)
 stage("base64 decode", function(_, i) crypto.base64_decode(encs[i]) end)
-stage("AES-256-CBC decrypt", function(_, i) crypto.aes_cbc_decrypt(mc._key, mc._iv, cts[i]) end)
+stage("AES-256-CBC decrypt (crypto.aes_cbc_decrypt)", function(_, i) crypto.aes_cbc_decrypt(AES, IV, cts[i]) end)
 stage("decrypt + unframe (b64, AES, padding, id)", function(_, i) mc:decrypt_unsigned(encs[i]) end)
 stage("mc:open (all of the above)", function(p) mc:open(p.q, p.body) end)
 stage("cjson.decode of the message", function(p) cjson.decode(p.plain) end)
@@ -90,3 +93,9 @@ if dict then
     assert(h1("POST", p.q, {}, p.body) == 200)
   end)
 end
+
+-- the adapter's per-request work (wxhw.callback.ngx serve), on this request
+stage("adapter: ngx.req.get_uri_args(100)", function() ngx.req.get_uri_args(100) end) -- luacheck: ignore ngx
+stage("adapter: ngx.req.get_headers(100)", function() ngx.req.get_headers(100) end) -- luacheck: ignore ngx
+stage("adapter: ngx.req.get_method()", function() ngx.req.get_method() end) -- luacheck: ignore ngx
+stage("adapter: ngx.req.get_body_data()", function() ngx.req.get_body_data() end) -- luacheck: ignore ngx
