@@ -1,8 +1,10 @@
 /* wxhw.http: an HTTP client on libcurl. One wxhw.Http object holds a curl
  * share handle (connection cache, DNS, TLS sessions), a reused easy handle for
  * sequential requests and reused slots for the multi interface, so repeated
- * calls to one host ride the same connection. All memory hangs off the
- * userdata: a Lua error at any point leaks nothing. */
+ * calls to one host ride the same connection. HTTP/1.1 requests without a
+ * proxy take the direct engine (http_direct.c) unless engine="curl"; both
+ * engines run on one event loop. All memory hangs off the userdata: a Lua
+ * error at any point leaks nothing. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +23,7 @@ typedef struct {
   CURLSH *share;
   wxhw_loop loop;     /* multi handle + epoll for every transfer; multi NULL until used */
   wxhw_http_conf conf;
+  wxhw_dpool pool;    /* the direct engine's connections */
   wxhw_xfer single;   /* for request() */
   wxhw_xfer *slots;   /* for batch(): one per request in flight */
   size_t nslots;
@@ -34,12 +37,14 @@ static wxhw_http *check_open(lua_State *L) {
   return h;
 }
 
-/* Removes batch slots that a Lua error left inside the multi handle. */
+/* Removes batch slots that a Lua error left inside the multi handle (or
+ * holding a direct connection mid-exchange). */
 static void detach_slots(wxhw_http *h) {
   size_t i;
   for (i = 0; i < h->nslots; i++) {
     if (h->slots[i].active) {
-      curl_multi_remove_handle(h->loop.multi, h->slots[i].easy);
+      if (h->slots[i].engine == WXHW_ENGINE_DIRECT) wxhw_direct_abort(&h->pool, &h->slots[i]);
+      else curl_multi_remove_handle(h->loop.multi, h->slots[i].easy);
       h->slots[i].active = 0;
     }
   }
@@ -48,7 +53,11 @@ static void detach_slots(wxhw_http *h) {
 
 static void http_release(wxhw_http *h) {
   size_t i;
-  if (h->loop.multi) detach_slots(h);
+  if (h->loop.multi) {
+    detach_slots(h);
+    wxhw_direct_abort(&h->pool, &h->single);
+    wxhw_dpool_free(&h->pool); /* its handles sit in the multi handle */
+  }
   for (i = 0; i < h->nslots; i++) wxhw_xfer_free(&h->slots[i]);
   free(h->slots);
   h->slots = NULL;
@@ -61,6 +70,7 @@ static void http_release(wxhw_http *h) {
   free(h->conf.proxy_safe);
   free(h->conf.ca_file);
   free(h->conf.user_agent);
+  free(h->conf.no_proxy);
   memset(&h->conf, 0, sizeof h->conf);
 }
 
@@ -75,7 +85,8 @@ static int http_tostring(lua_State *L) {
     lua_pushfstring(L, HTTP_CLASS " (closed) %p", (void *)h);
     return 1;
   }
-  lua_pushfstring(L, HTTP_CLASS " (timeout=%fs connect_timeout=%fs max_body=%d max_connections=%d http2=%s",
+  lua_pushfstring(L, HTTP_CLASS " (engine=%s timeout=%fs connect_timeout=%fs max_body=%d max_connections=%d http2=%s",
+                  h->conf.engine_curl ? "curl" : "auto",
                   (lua_Number)h->conf.timeout_ms / 1000, (lua_Number)h->conf.connect_timeout_ms / 1000,
                   (int)h->conf.max_body, (int)h->conf.max_connections, h->conf.http2 ? "on" : "off");
   if (h->conf.proxy_safe) lua_pushfstring(L, " proxy=%s", h->conf.proxy_safe);
@@ -131,7 +142,7 @@ static const char *opt_str(lua_State *L, const char *name) {
 
 static const char *const known_options[] = {
     "timeout", "connect_timeout", "proxy", "ca_file", "max_connections", "http2",
-    "user_agent", "max_body", "max_request_body", "max_idle", NULL};
+    "user_agent", "max_body", "max_request_body", "max_idle", "engine", NULL};
 
 static void check_option_names(lua_State *L) {
   lua_pushnil(L);
@@ -157,6 +168,24 @@ static char *proxy_for_display(const char *proxy) {
   }
   curl_url_cleanup(u);
   return out ? out : strdup("(unparsable)");
+}
+
+static int env_set(const char *a, const char *b) {
+  const char *v = getenv(a);
+  if (!v && b) v = getenv(b);
+  return v && *v;
+}
+
+/* The proxy variables as libcurl reads them (http_proxy has no upper-case
+ * form), read once: a request the direct engine could take goes through
+ * libcurl instead when a proxy applies to it. */
+static void read_proxy_env(lua_State *L, wxhw_http_conf *conf) {
+  const char *np = getenv("no_proxy");
+  int all = env_set("all_proxy", "ALL_PROXY");
+  conf->env_proxy_http = all || env_set("http_proxy", NULL);
+  conf->env_proxy_https = all || env_set("https_proxy", "HTTPS_PROXY");
+  if (!np) np = getenv("NO_PROXY");
+  if (np && *np) conf->no_proxy = dup_or_raise(L, np);
 }
 
 static int http_new(lua_State *L) {
@@ -187,6 +216,11 @@ static int http_new(lua_State *L) {
     h->conf.http2 = lua_toboolean(L, -1);
   }
   lua_pop(L, 1);
+  if ((s = opt_str(L, "engine")) != NULL) {
+    if (strcmp(s, "curl") == 0) h->conf.engine_curl = 1;
+    else if (strcmp(s, "auto") != 0) luaL_error(L, "wxhw.http.new: engine must be \"auto\" or \"curl\"");
+  }
+  read_proxy_env(L, &h->conf);
   if ((s = opt_str(L, "proxy")) != NULL && *s) {
     h->conf.proxy = dup_or_raise(L, s);
     h->conf.proxy_safe = proxy_for_display(s);
@@ -222,8 +256,44 @@ static int http_new(lua_State *L) {
 /* ---- requests ------------------------------------------------------------- */
 
 static void ensure_loop(lua_State *L, wxhw_http *h) {
-  if (!h->loop.multi && wxhw_loop_init(&h->loop, h->conf.max_connections) != 0)
+  if (h->loop.multi) return;
+  if (wxhw_loop_init(&h->loop, h->conf.max_connections) != 0)
     luaL_error(L, "cannot create the curl multi handle / epoll instance");
+  wxhw_dpool_init(&h->pool, &h->loop, &h->conf);
+  h->loop.on_direct = wxhw_direct_on_ready;
+  h->loop.direct_ud = &h->pool;
+}
+
+/* Hands the multi handle's finished transfers on: connects of the direct
+ * engine to it, others (batch slots) to `done`. */
+static void drain_messages(wxhw_http *h, void (*done)(void *ud, wxhw_xfer *x, CURLcode rc), void *ud) {
+  CURLMsg *msg;
+  int left;
+  while ((msg = curl_multi_info_read(h->loop.multi, &left)) != NULL) {
+    unsigned char *tag = NULL;
+    if (msg->msg != CURLMSG_DONE) continue;
+    curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&tag);
+    if (!tag) continue;
+    if (*tag == 1) wxhw_direct_connected(&h->pool, (wxhw_dconn *)(void *)tag, msg->data.result);
+    else if (done) done(ud, (wxhw_xfer *)(void *)tag, msg->data.result);
+  }
+}
+
+/* Runs one direct transfer to its end on the loop. */
+static void run_direct_single(lua_State *L, wxhw_http *h, wxhw_xfer *x) {
+  wxhw_direct_start(&h->pool, x);
+  while (x->dstate != WXHW_DX_DONE) {
+    if (x->dstate == WXHW_DX_WAIT) wxhw_direct_start(&h->pool, x);
+    h->loop.wake = wxhw_direct_check_time(&h->pool, x, wxhw_loop_now_ms());
+    if (x->dstate == WXHW_DX_DONE) break;
+    if (wxhw_loop_step(&h->loop) != CURLM_OK) {
+      h->loop.wake = -1;
+      wxhw_direct_abort(&h->pool, x);
+      luaL_error(L, "libcurl multi interface failed");
+    }
+    drain_messages(h, NULL, NULL);
+  }
+  h->loop.wake = -1;
 }
 
 static void attach(lua_State *L, wxhw_http *h, wxhw_xfer *x) {
@@ -267,7 +337,19 @@ static int http_request(lua_State *L) {
   lua_settop(L, 2);
   ensure_loop(L, h);
   if (h->inflight) detach_slots(h); /* a batch stopped by an error: its transfers must not run here */
+  wxhw_direct_abort(&h->pool, &h->single); /* likewise a request stopped by an error */
   if (wxhw_xfer_prepare(L, &h->single, 2, h->share, &h->conf)) {
+    lua_pushnil(L);
+    lua_insert(L, -2);
+    return 2;
+  }
+  if (h->single.engine == WXHW_ENGINE_DIRECT) {
+    int ok;
+    h->requests++;
+    run_direct_single(L, h, &h->single);
+    ok = wxhw_direct_push_result(L, &h->single);
+    wxhw_xfer_clear(&h->single);
+    if (ok) return 1;
     lua_pushnil(L);
     lua_insert(L, -2);
     return 2;
@@ -294,6 +376,26 @@ static void ensure_multi(lua_State *L, wxhw_http *h, size_t nslots) {
     h->slots = s;
     h->nslots = nslots;
   }
+}
+
+typedef struct {
+  lua_State *L;
+  wxhw_http *h;
+  size_t *active;
+  lua_Integer *done;
+} batch_ctx;
+
+/* A libcurl-engine slot finished: its result goes in place. */
+static void batch_done(void *ud, wxhw_xfer *x, CURLcode rc) {
+  batch_ctx *b = ud;
+  curl_multi_remove_handle(b->h->loop.multi, x->easy);
+  x->active = 0;
+  (*b->active)--;
+  b->h->inflight--;
+  wxhw_xfer_push_result(b->L, x, rc);
+  lua_rawseti(b->L, 3, (int)x->index);
+  wxhw_xfer_clear(x);
+  (*b->done)++;
 }
 
 /* client:batch(requests[, {concurrency=N}]) -> results, in request order; each
@@ -325,8 +427,8 @@ static int http_batch(lua_State *L) {
   detach_slots(h);
 
   while (done < n) {
-    CURLMsg *msg;
-    int left;
+    int finished = 0;
+    long long now, wake = -1;
     for (i = 0; i < nslots && next <= n; i++) {
       wxhw_xfer *x = &h->slots[i];
       while (!x->active && next <= n) {
@@ -339,28 +441,51 @@ static int http_batch(lua_State *L) {
           continue;
         }
         lua_pop(L, 1);
-        attach(L, h, x);
-        if (curl_multi_add_handle(h->loop.multi, x->easy) != CURLM_OK) luaL_error(L, "curl_multi_add_handle failed");
         x->active = 1;
         active++;
         h->inflight++;
         h->requests++;
+        if (x->engine == WXHW_ENGINE_DIRECT) {
+          wxhw_direct_start(&h->pool, x);
+          continue;
+        }
+        attach(L, h, x);
+        if (curl_multi_add_handle(h->loop.multi, x->easy) != CURLM_OK) luaL_error(L, "curl_multi_add_handle failed");
       }
     }
-    if (active == 0) continue; /* everything left was refused locally */
-    if (wxhw_loop_step(&h->loop) != CURLM_OK) luaL_error(L, "libcurl multi interface failed");
-    while ((msg = curl_multi_info_read(h->loop.multi, &left)) != NULL) {
-      wxhw_xfer *x = NULL;
-      if (msg->msg != CURLMSG_DONE) continue;
-      curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&x);
-      curl_multi_remove_handle(h->loop.multi, msg->easy_handle);
+    /* direct transfers: results, connections freed for waiting ones, timeouts */
+    now = wxhw_loop_now_ms();
+    for (i = 0; i < nslots; i++) {
+      wxhw_xfer *x = &h->slots[i];
+      long long dl;
+      if (!x->active || x->engine != WXHW_ENGINE_DIRECT) continue;
+      if (x->dstate == WXHW_DX_WAIT) wxhw_direct_start(&h->pool, x);
+      dl = wxhw_direct_check_time(&h->pool, x, now);
+      if (dl >= 0 && (wake < 0 || dl < wake)) wake = dl;
+      if (x->dstate != WXHW_DX_DONE) continue;
       x->active = 0;
       active--;
       h->inflight--;
-      wxhw_xfer_push_result(L, x, msg->data.result);
+      wxhw_direct_push_result(L, x);
       lua_rawseti(L, 3, (int)x->index);
       wxhw_xfer_clear(x);
       done++;
+      finished = 1;
+    }
+    if (finished || active == 0) continue; /* refill the free slots first */
+    h->loop.wake = wake;
+    if (wxhw_loop_step(&h->loop) != CURLM_OK) {
+      h->loop.wake = -1;
+      luaL_error(L, "libcurl multi interface failed");
+    }
+    h->loop.wake = -1;
+    {
+      batch_ctx bc;
+      bc.L = L;
+      bc.h = h;
+      bc.active = &active;
+      bc.done = &done;
+      drain_messages(h, batch_done, &bc);
     }
   }
   return 1;

@@ -1,6 +1,8 @@
-/* The batch event loop: curl_multi_socket_action driven by epoll, so each
- * wake-up touches only the transfers whose sockets are ready (curl_multi_perform
- * would poll every transfer's socket on every call). */
+/* The event loop of wxhw.http: curl_multi_socket_action driven by epoll, so
+ * each wake-up touches only the transfers whose sockets are ready
+ * (curl_multi_perform would poll every transfer's socket on every call).
+ * Sockets of the direct engine share the epoll set: once connected they are
+ * handed over (wxhw_loop_watch) and their readiness goes to on_direct. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +15,8 @@
 #include "http_xfer.h"
 
 static long long now_ms(void) { return (long long)(wxhw_monotonic() * 1000.0); }
+
+long long wxhw_loop_now_ms(void) { return now_ms(); }
 
 static int on_timer(CURLM *m, long timeout_ms, void *ud) {
   wxhw_loop *l = ud;
@@ -27,6 +31,7 @@ static int on_timer(CURLM *m, long timeout_ms, void *ud) {
 #define REG_WANTED 0x04  /* curl currently wants events on it */
 #define REG_POLLED 0x08  /* in the epoll set */
 #define REG_OURS 0x10    /* opened by on_open: its close reaches on_close */
+#define REG_DIRECT 0x20  /* handed over to the direct engine: curl no longer drives it */
 
 static unsigned char *reg_slot(wxhw_loop *l, curl_socket_t s) {
   if (s < 0) return NULL;
@@ -54,6 +59,7 @@ static int on_socket(CURL *e, curl_socket_t s, int what, void *ud, void *sockp) 
   (void)e;
   (void)sockp;
   if (!r) return -1;
+  if (*r & REG_DIRECT) return 0; /* a CONNECT_ONLY socket: the direct engine watches it */
   if (what == CURL_POLL_REMOVE) {
     if ((*r & REG_POLLED) && !(*r & REG_OURS)) {
       epoll_ctl(l->epfd, EPOLL_CTL_DEL, s, NULL);
@@ -95,6 +101,35 @@ static int on_close(void *ud, curl_socket_t s) {
 }
 #endif
 
+#ifdef __linux__
+int wxhw_loop_watch(wxhw_loop *l, int fd, unsigned events) {
+  unsigned char *r = reg_slot(l, fd), want = (unsigned char)(events & 3);
+  struct epoll_event ev;
+  if (!r) return -1;
+  if ((*r & REG_DIRECT) && (*r & REG_POLLED) && (*r & REG_EV) == want) return 0;
+  if (want == 0) {
+    if (*r & REG_POLLED) epoll_ctl(l->epfd, EPOLL_CTL_DEL, fd, NULL);
+    *r = (unsigned char)((*r & REG_OURS) | REG_DIRECT);
+    return 0;
+  }
+  ev.events = ((want & 1) ? EPOLLIN : 0) | ((want & 2) ? EPOLLOUT : 0);
+  ev.data.fd = fd;
+  if (epoll_ctl(l->epfd, (*r & REG_POLLED) ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, &ev) != 0) {
+    if (errno != ENOENT && errno != EEXIST) return -1;
+    if (epoll_ctl(l->epfd, errno == ENOENT ? EPOLL_CTL_ADD : EPOLL_CTL_MOD, fd, &ev) != 0) return -1;
+  }
+  *r = (unsigned char)((*r & REG_OURS) | REG_DIRECT | REG_POLLED | want);
+  return 0;
+}
+#endif
+
+#ifndef __linux__
+int wxhw_loop_watch(wxhw_loop *l, int fd, unsigned events) {
+  (void)l, (void)fd, (void)events;
+  return -1; /* the direct engine is Linux-only (epoll) */
+}
+#endif
+
 /* Sockets of `e` are opened and closed through the loop, so it can keep
  * idle keep-alive sockets in its epoll set. */
 int wxhw_loop_attach(wxhw_loop *l, CURL *e) {
@@ -113,6 +148,9 @@ int wxhw_loop_attach(wxhw_loop *l, CURL *e) {
 
 int wxhw_loop_init(wxhw_loop *l, long max_connections) {
   l->deadline = -1;
+  l->wake = -1;
+  l->on_direct = NULL;
+  l->direct_ud = NULL;
   l->reg = NULL;
   l->nreg = 0;
   l->epfd = -1;
@@ -158,11 +196,23 @@ CURLMcode wxhw_loop_step(wxhw_loop *l) {
     return curl_multi_socket_action(l->multi, CURL_SOCKET_TIMEOUT, 0, &running);
   }
   wait = l->deadline < 0 ? 1000 : (int)(left > 1000 ? 1000 : left);
+  if (l->wake >= 0) {
+    long long w = l->wake - now_ms();
+    if (w < 0) w = 0;
+    if (w < wait) wait = (int)w;
+  }
   n = epoll_wait(l->epfd, ev, (int)(sizeof ev / sizeof ev[0]), wait);
   if (n < 0) return errno == EINTR ? CURLM_OK : CURLM_INTERNAL_ERROR;
   for (i = 0; i < n; i++) {
     int fd = ev[i].data.fd, flags;
     CURLMcode rc;
+    if ((size_t)fd < l->nreg && (l->reg[fd] & REG_DIRECT)) {
+      if (l->on_direct)
+        l->on_direct(l->direct_ud, fd,
+                     ((ev[i].events & EPOLLIN) ? 1u : 0u) | ((ev[i].events & EPOLLOUT) ? 2u : 0u) |
+                         ((ev[i].events & (EPOLLERR | EPOLLHUP)) ? 4u : 0u));
+      continue;
+    }
     if ((size_t)fd < l->nreg && !(l->reg[fd] & REG_WANTED)) {
       /* a parked socket woke up (peer closed it, most likely): stop watching;
        * curl finds it dead when it next looks at that connection */

@@ -45,7 +45,7 @@ static int buf_reserve(wxhw_buf *b, size_t n) {
   return 0;
 }
 
-static int buf_add(wxhw_buf *b, const char *p, size_t n) {
+int wxhw_buf_add(wxhw_buf *b, const char *p, size_t n) {
   if (buf_reserve(b, n) != 0) return -1;
   memcpy(b->data + b->len, p, n);
   b->len += n;
@@ -59,7 +59,7 @@ static size_t on_body(char *p, size_t size, size_t n, void *ud) {
     x->too_large = 1;
     return 0; /* aborts with CURLE_WRITE_ERROR */
   }
-  return buf_add(&x->body, p, len) == 0 ? len : 0;
+  return wxhw_buf_add(&x->body, p, len) == 0 ? len : 0;
 }
 
 static size_t trim_end(const char *p, size_t n) {
@@ -67,12 +67,32 @@ static size_t trim_end(const char *p, size_t n) {
   return n;
 }
 
+/* Stores one response header as "name\0value\0", the name lower-cased, in
+ * one reservation. Returns 0, or -1 (no memory, or a NUL that would break
+ * the packed list). */
+int wxhw_xfer_add_header(wxhw_xfer *x, const char *name, size_t nlen, const char *value, size_t vlen) {
+  size_t i;
+  char *d;
+  if (memchr(name, '\0', nlen) || memchr(value, '\0', vlen)) return -1;
+  if (buf_reserve(&x->hdrs, nlen + 1 + vlen + 1) != 0) return -1;
+  d = x->hdrs.data + x->hdrs.len;
+  for (i = 0; i < nlen; i++) {
+    unsigned char c = (unsigned char)name[i];
+    d[i] = (char)(c >= 'A' && c <= 'Z' ? c + 32 : c);
+  }
+  d[nlen] = '\0';
+  memcpy(d + nlen + 1, value, vlen);
+  d[nlen + 1 + vlen] = '\0';
+  x->hdrs.len += nlen + 1 + vlen + 1;
+  x->nhdrs++;
+  return 0;
+}
+
 /* Keeps only the headers of the final response: a new status line (after a
- * 1xx or a proxy CONNECT) starts the list again. Each header is stored as
- * "name\0value\0" with the name lower-cased, in one reservation. */
+ * 1xx or a proxy CONNECT) starts the list again. */
 static size_t on_header(char *p, size_t size, size_t n, void *ud) {
   wxhw_xfer *x = ud;
-  size_t len = size * n, end = trim_end(p, len), i, colon, vstart;
+  size_t len = size * n, end = trim_end(p, len), colon, vstart;
   char *d;
   if (end >= 5 && memcmp(p, "HTTP/", 5) == 0) {
     x->hdrs.len = 0;
@@ -85,18 +105,7 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud) {
   if (!d || d == p) return len;
   colon = (size_t)(d - p);
   for (vstart = colon + 1; vstart < end && (p[vstart] == ' ' || p[vstart] == '\t'); vstart++) {}
-  if (buf_reserve(&x->hdrs, colon + 1 + (end - vstart) + 1) != 0) return 0;
-  d = x->hdrs.data + x->hdrs.len;
-  for (i = 0; i < colon; i++) {
-    unsigned char c = (unsigned char)p[i];
-    d[i] = (char)(c >= 'A' && c <= 'Z' ? c + 32 : c);
-  }
-  d[colon] = '\0';
-  memcpy(d + colon + 1, p + vstart, end - vstart);
-  d[colon + 1 + (end - vstart)] = '\0';
-  x->hdrs.len += colon + 1 + (end - vstart) + 1;
-  x->nhdrs++;
-  return len;
+  return wxhw_xfer_add_header(x, p, colon, p + vstart, end - vstart) == 0 ? len : 0;
 }
 
 /* ---- request validation --------------------------------------------------- */
@@ -206,7 +215,7 @@ static int read_headers(lua_State *L, wxhw_xfer *x, int req) {
  * when it is an absolute http(s) URL, else pushes an error. Handing curl the
  * parsed handle (CURLOPT_CURLU) saves it parsing the same URL on every
  * transfer. */
-static int set_url(lua_State *L, wxhw_xfer *x, const char *url) {
+static int set_url(lua_State *L, wxhw_xfer *x, const char *url, const wxhw_http_conf *conf) {
   char *scheme = NULL;
   CURLUcode rc;
   int bad = 0;
@@ -228,6 +237,7 @@ static int set_url(lua_State *L, wxhw_xfer *x, const char *url) {
     bad = 1;
   }
   curl_free(scheme);
+  if (!bad && wxhw_direct_url(x, conf) != 0) luaL_error(L, "out of memory");
   if (!bad && (x->uh_url = strdup(url)) == NULL) luaL_error(L, "out of memory");
   return bad;
 }
@@ -351,11 +361,24 @@ int wxhw_xfer_prepare(lua_State *L, wxhw_xfer *x, int req, CURLSH *share,
                          blen, conf->max_request_body);
     return 1;
   }
-  if (set_url(L, x, url)) return 1;
+  if (set_url(L, x, url, conf)) return 1;
   if (read_headers(L, x, req)) {
     wxhw_xfer_clear(x);
     return 1;
   }
+  x->method = method;
+  x->mlen = mlen;
+  x->rbody = body;
+  x->rblen = blen;
+  x->timeout_ms = timeout > 0 ? (long)(timeout * 1000) : conf->timeout_ms;
+  x->connect_timeout_ms = connect_timeout > 0 ? (long)(connect_timeout * 1000) : conf->connect_timeout_ms;
+  if (wxhw_direct_eligible(x, conf)) {
+    x->engine = WXHW_ENGINE_DIRECT;
+    if (wxhw_direct_prepare(L, x, conf) == 0) return 0;
+    wxhw_xfer_clear(x);
+    return 1;
+  }
+  x->engine = WXHW_ENGINE_CURL;
   if (!x->easy) setup_easy(L, x, share, conf);
   if (x->req_headers) { /* user headers: add the base ones to them */
     struct curl_slist *b;
@@ -369,9 +392,8 @@ int wxhw_xfer_prepare(lua_State *L, wxhw_xfer *x, int req, CURLSH *share,
   e = x->easy;
   x->errbuf[0] = '\0';
   SETOPT(CURLOPT_CURLU, x->uh);
-  SETOPT(CURLOPT_TIMEOUT_MS, timeout > 0 ? (long)(timeout * 1000) : conf->timeout_ms);
-  SETOPT(CURLOPT_CONNECTTIMEOUT_MS,
-         connect_timeout > 0 ? (long)(connect_timeout * 1000) : conf->connect_timeout_ms);
+  SETOPT(CURLOPT_TIMEOUT_MS, x->timeout_ms);
+  SETOPT(CURLOPT_CONNECTTIMEOUT_MS, x->connect_timeout_ms);
   SETOPT(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)x->max_body);
   SETOPT(CURLOPT_HTTPHEADER, x->req_headers ? x->req_headers : x->base_hdrs);
 
@@ -472,51 +494,60 @@ static classification classify(CURLcode c, int too_large) {
   return r;
 }
 
-int wxhw_xfer_push_result(lua_State *L, wxhw_xfer *x, CURLcode code) {
-  long status = 0;
-  double total = 0;
-  curl_off_t req_size = 0;
+void wxhw_xfer_push_response(lua_State *L, wxhw_xfer *x, long status, const char *version, double total) {
+  lua_createtable(L, 0, 5);
+  lua_pushinteger(L, status);
+  lua_setfield(L, -2, "status");
+  push_headers(L, x);
+  lua_setfield(L, -2, "headers");
+  lua_pushlstring(L, x->body.data ? x->body.data : "", x->body.len);
+  lua_setfield(L, -2, "body");
+  lua_pushnumber(L, total);
+  lua_setfield(L, -2, "time");
+  lua_pushstring(L, version);
+  lua_setfield(L, -2, "http_version");
+}
+
+void wxhw_xfer_push_failure(lua_State *L, wxhw_xfer *x, CURLcode code, const char *detail, int sent,
+                            double total) {
+  classification c;
   x->code = code;
+  if (code == CURLE_FILESIZE_EXCEEDED) x->too_large = 1;
+  c = classify(code, x->too_large);
+  if (x->too_large)
+    wxhw_http_push_error(L, "http", c.reason, "too_large: response body exceeds %zu bytes", x->max_body);
+  else
+    wxhw_http_push_error(L, strcmp(c.reason, "url") == 0 ? "input" : "http", c.reason, "%s: %s", c.reason,
+                         detail);
+  lua_pushstring(L, detail);
+  lua_setfield(L, -2, "detail");
+  lua_pushinteger(L, (lua_Integer)code);
+  lua_setfield(L, -2, "curl_code");
+  lua_pushboolean(L, c.retryable);
+  lua_setfield(L, -2, "retryable");
+  /* whether any request bytes left: a POST that never went out may be repeated */
+  lua_pushboolean(L, sent);
+  lua_setfield(L, -2, "sent");
+  lua_pushnumber(L, total);
+  lua_setfield(L, -2, "time");
+}
+
+int wxhw_xfer_push_result(lua_State *L, wxhw_xfer *x, CURLcode code) {
+  double total = 0;
   curl_easy_getinfo(x->easy, CURLINFO_TOTAL_TIME, &total);
+  x->code = code;
   if (code == CURLE_OK) {
-    long httpver = 0;
+    long status = 0, httpver = 0;
     curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
     curl_easy_getinfo(x->easy, CURLINFO_HTTP_VERSION, &httpver);
-    lua_createtable(L, 0, 5);
-    lua_pushinteger(L, status);
-    lua_setfield(L, -2, "status");
-    push_headers(L, x);
-    lua_setfield(L, -2, "headers");
-    lua_pushlstring(L, x->body.data ? x->body.data : "", x->body.len);
-    lua_setfield(L, -2, "body");
-    lua_pushnumber(L, total);
-    lua_setfield(L, -2, "time");
-    lua_pushstring(L, httpver == CURL_HTTP_VERSION_2_0 ? "2" : httpver == CURL_HTTP_VERSION_1_0 ? "1.0" : "1.1");
-    lua_setfield(L, -2, "http_version");
+    wxhw_xfer_push_response(L, x, status,
+                            httpver == CURL_HTTP_VERSION_2_0 ? "2" : httpver == CURL_HTTP_VERSION_1_0 ? "1.0" : "1.1",
+                            total);
     return 1;
   } else {
-    classification c;
-    if (code == CURLE_FILESIZE_EXCEEDED) x->too_large = 1;
-    c = classify(code, x->too_large);
-    const char *detail = x->errbuf[0] ? x->errbuf : curl_easy_strerror(code);
+    curl_off_t req_size = 0;
     curl_easy_getinfo(x->easy, CURLINFO_REQUEST_SIZE, &req_size);
-    if (x->too_large)
-      wxhw_http_push_error(L, "http", c.reason, "too_large: response body exceeds %zu bytes",
-                           x->max_body);
-    else
-      wxhw_http_push_error(L, strcmp(c.reason, "url") == 0 ? "input" : "http", c.reason,
-                           "%s: %s", c.reason, detail);
-    lua_pushstring(L, detail);
-    lua_setfield(L, -2, "detail");
-    lua_pushinteger(L, (lua_Integer)code);
-    lua_setfield(L, -2, "curl_code");
-    lua_pushboolean(L, c.retryable);
-    lua_setfield(L, -2, "retryable");
-    /* whether any request bytes left: a POST that never went out may be repeated */
-    lua_pushboolean(L, req_size > 0);
-    lua_setfield(L, -2, "sent");
-    lua_pushnumber(L, total);
-    lua_setfield(L, -2, "time");
+    wxhw_xfer_push_failure(L, x, code, x->errbuf[0] ? x->errbuf : curl_easy_strerror(code), req_size > 0, total);
     return 0;
   }
 }
@@ -538,6 +569,19 @@ void wxhw_xfer_clear(wxhw_xfer *x) {
   x->hdrs.len = 0;
   x->nhdrs = 0;
   x->too_large = 0;
+  x->method = x->rbody = NULL;
+  x->conn = NULL;
+  x->dstate = WXHW_DX_IDLE;
+  x->req.len = 0;
+  x->req_off = 0;
+  x->retried = 0;
+  x->dcode = CURLE_OK;
+  x->dmsg[0] = '\0';
+  if (x->req.cap > BODY_KEEP) {
+    free(x->req.data);
+    x->req.data = NULL;
+    x->req.cap = 0;
+  }
 }
 
 void wxhw_xfer_free(wxhw_xfer *x) {
@@ -555,4 +599,12 @@ void wxhw_xfer_free(wxhw_xfer *x) {
   x->uh = NULL;
   free(x->uh_url);
   x->uh_url = NULL;
+  free(x->origin);
+  free(x->target);
+  free(x->hosthdr);
+  x->origin = x->target = x->hosthdr = NULL;
+  free(x->req.data);
+  x->req.data = NULL;
+  x->req.cap = 0;
+  wxhw_h1_free(&x->parser);
 }

@@ -7,6 +7,7 @@
 
 #include <curl/curl.h>
 
+#include "http1.h"
 #include "wxhw.h"
 
 #pragma GCC visibility push(hidden)
@@ -23,13 +24,26 @@ typedef struct {
   size_t max_body;         /* response body cap */
   size_t max_request_body; /* request body cap, checked before sending */
   int http2;
+  int engine_curl;  /* engine="curl": never the direct engine */
+  int env_proxy_http, env_proxy_https; /* a proxy variable applies to that scheme */
+  char *no_proxy;   /* no_proxy / NO_PROXY as read at new(), or NULL */
   char *proxy;      /* as given (may carry credentials): never printed */
   char *proxy_safe; /* without user:password, for tostring */
   char *ca_file;
   char *user_agent;
 } wxhw_http_conf;
 
-typedef struct {
+enum { WXHW_ENGINE_CURL, WXHW_ENGINE_DIRECT };
+/* direct transfer states */
+enum { WXHW_DX_IDLE, WXHW_DX_WAIT, WXHW_DX_CONNECTING, WXHW_DX_SEND, WXHW_DX_RECV, WXHW_DX_DONE };
+
+struct wxhw_dconn;
+
+typedef struct wxhw_xfer {
+  /* First member, also first in wxhw_dconn: CURLINFO_PRIVATE of an easy
+   * handle in the multi points at either, and this byte says which. */
+  unsigned char tag; /* 0 */
+  int engine;       /* of the current request */
   CURL *easy;       /* owned; kept across requests so its caches stay warm */
   struct curl_slist *req_headers; /* this request's, or NULL */
   struct curl_slist *base_hdrs;   /* "Expect:" and User-Agent, for every request */
@@ -46,7 +60,49 @@ typedef struct {
   lua_Integer index;/* position in a batch */
   CURLcode code;
   char errbuf[CURL_ERROR_SIZE];
+
+  /* The request as read by wxhw_xfer_prepare (strings held by the request
+   * table, which stays on the Lua stack while the transfer runs). */
+  const char *method, *rbody;
+  size_t mlen, rblen;
+  long timeout_ms, connect_timeout_ms;
+
+  /* Direct engine (http_direct.c). The URL parts are cached with uh_url. */
+  char *origin;      /* "scheme://host:port", the pool key */
+  char *target;      /* path?query */
+  char *hosthdr;     /* Host header value */
+  int url_direct;    /* the URL itself allows the direct engine */
+  struct wxhw_dconn *conn;
+  wxhw_buf req;      /* request head (and a small body) */
+  size_t req_off;    /* bytes of req + body sent */
+  int body_inline;   /* the body is inside req */
+  int close_after;   /* the request said Connection: close */
+  wxhw_h1 parser;
+  int dstate;
+  int retried;       /* a stale keep-alive connection was replaced once */
+  long long deadline;/* monotonic ms */
+  double t0;
+  CURLcode dcode;    /* the outcome, CURLE_OK or what libcurl would say */
+  int dsent;         /* request bytes left before the failure */
+  double dtime;      /* seconds the exchange took */
+  char dmsg[160];    /* detail of a failure decided here */
 } wxhw_xfer;
+
+/* A CONNECT_ONLY connection of the direct engine. */
+typedef struct wxhw_dconn {
+  unsigned char tag; /* 1 */
+  CURL *easy;
+  char *origin;
+  curl_socket_t fd;
+  int busy;          /* connecting or carrying a request */
+  int connecting;
+  int dead;          /* woke while idle: the peer closed it */
+  unsigned watched;  /* epoll events set for it: 1 in, 2 out */
+  long uses;         /* requests it completed */
+  double idle_since;
+  wxhw_xfer *owner;
+  char errbuf[CURL_ERROR_SIZE];
+} wxhw_dconn;
 
 /* Prepares `x` from the request table at `req`. Returns 0 when ready, or
  * pushes an error object (the request was refused before any I/O) and returns
@@ -69,16 +125,65 @@ typedef struct {
   CURLM *multi;
   int epfd;
   long long deadline; /* curl's timer, monotonic ms, or -1 */
+  long long wake;     /* the caller's next deadline, monotonic ms, or -1 */
   unsigned char *reg; /* per socket descriptor: what the epoll set holds */
   size_t nreg;
+  /* readiness of sockets handed over with wxhw_loop_watch: events 1 in, 2 out, 4 error */
+  void (*on_direct)(void *ud, int fd, unsigned events);
+  void *direct_ud;
 } wxhw_loop;
 
 int wxhw_loop_init(wxhw_loop *l, long max_connections); /* 0, or -1 */
 int wxhw_loop_attach(wxhw_loop *l, CURL *e);              /* 0, or -1 */
 void wxhw_loop_free(wxhw_loop *l);
-/* Waits (at most 1 s) for socket readiness or curl's timer and drives the
- * transfers that can move. */
+/* Waits (at most 1 s, or until curl's timer or l->wake) for socket
+ * readiness and drives the transfers that can move. */
 CURLMcode wxhw_loop_step(wxhw_loop *l);
+/* The socket fd (opened through the loop) is driven by the caller from now
+ * on: watch `events` (1 in, 2 out, 0 none) and report to on_direct. */
+int wxhw_loop_watch(wxhw_loop *l, int fd, unsigned events);
+long long wxhw_loop_now_ms(void);
+
+/* The direct engine's connection pool (http_direct.c). */
+typedef struct {
+  CURLSH *share;        /* DNS + TLS sessions of direct connections */
+  wxhw_dconn **conns;   /* every direct connection, idle or busy */
+  size_t n, cap;
+  wxhw_dconn **byfd;    /* socket descriptor -> connection */
+  size_t nbyfd;
+  wxhw_loop *loop;
+  const wxhw_http_conf *conf;
+} wxhw_dpool;
+
+/* Whether the request prepared in x (URL set) takes the direct engine. */
+int wxhw_direct_eligible(const wxhw_xfer *x, const wxhw_http_conf *conf);
+/* Caches the URL parts of x->uh the direct engine needs and whether the URL
+ * allows it (no credentials in it, no proxy for it); 0, or -1 (memory). */
+int wxhw_direct_url(wxhw_xfer *x, const wxhw_http_conf *conf);
+/* wxhw_loop.on_direct for a pool (ud). */
+void wxhw_direct_on_ready(void *ud, int fd, unsigned events);
+/* Builds the request bytes; 0, or 1 after pushing an input error. */
+int wxhw_direct_prepare(lua_State *L, wxhw_xfer *x, const wxhw_http_conf *conf);
+/* Starts (or, for a transfer waiting for a connection, retries starting) x. */
+void wxhw_direct_start(wxhw_dpool *p, wxhw_xfer *x);
+/* A connection's connect finished (CURLMSG_DONE for a wxhw_dconn). */
+void wxhw_direct_connected(wxhw_dpool *p, wxhw_dconn *c, CURLcode rc);
+/* Fails x with a timeout when its deadline passed; returns its deadline. */
+long long wxhw_direct_check_time(wxhw_dpool *p, wxhw_xfer *x, long long now);
+/* Drops x's connection (a Lua error interrupted the transfer). */
+void wxhw_direct_abort(wxhw_dpool *p, wxhw_xfer *x);
+/* Pushes the response table (returns 1) or an error object (returns 0). */
+int wxhw_direct_push_result(lua_State *L, wxhw_xfer *x);
+void wxhw_dpool_init(wxhw_dpool *p, wxhw_loop *l, const wxhw_http_conf *conf);
+void wxhw_dpool_free(wxhw_dpool *p);
+size_t wxhw_dpool_count(const wxhw_dpool *p);
+
+/* Shared by both engines (http_xfer.c). */
+int wxhw_buf_add(wxhw_buf *b, const char *p, size_t n); /* 0, or -1 */
+int wxhw_xfer_add_header(wxhw_xfer *x, const char *name, size_t nlen, const char *value, size_t vlen);
+void wxhw_xfer_push_response(lua_State *L, wxhw_xfer *x, long status, const char *version, double total);
+void wxhw_xfer_push_failure(lua_State *L, wxhw_xfer *x, CURLcode code, const char *detail, int sent,
+                            double total);
 
 /* Pushes an error object {kind="http", reason=, message=, ...} (no nil). */
 void wxhw_http_push_error(lua_State *L, const char *kind, const char *reason,
