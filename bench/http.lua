@@ -39,8 +39,8 @@ local url = srv.base_url .. "/b"
 
 -- Both sides are timed on the wall clock, as wrk is; CPU is os.clock()
 -- (process user+sys).
-local function sequential()
-  local c = http.new{}
+local function sequential(engine)
+  local c = http.new{ engine = engine }
   local req = { url = url }
   local conns, n = {}, 0
   local t0, c0 = socket.gettime(), os.clock()
@@ -59,8 +59,8 @@ local function sequential()
   return rps, cpu, distinct, n
 end
 
-local function batch()
-  local c = http.new{ max_connections = 64 }
+local function batch(engine)
+  local c = http.new{ max_connections = 64, engine = engine }
   local reqs = {}
   for i = 1, 32 * 20 do reqs[i] = { url = url } end
   local conns, n, failed = {}, 0, 0
@@ -82,8 +82,10 @@ end
 -- Rounds alternate the four runs; each side keeps its best throughput and its
 -- lowest CPU per request, so a burst of load from elsewhere on the machine
 -- hurts whichever run it lands on, not one side systematically.
-local best = { w1 = 0, s = 0, w32 = 0, b = 0 }
-local cpu = { w1 = math.huge, s = math.huge, w32 = math.huge, b = math.huge }
+-- s/b: the default engine (direct for this plain HTTP/1.1 URL); cs/cb: the
+-- same runs with engine = "curl", the full libcurl path, as a reference.
+local best = { w1 = 0, s = 0, w32 = 0, b = 0, cs = 0, cb = 0 }
+local cpu = { w1 = math.huge, s = math.huge, w32 = math.huge, b = math.huge, cs = math.huge, cb = math.huge }
 local seq_conns, seq_n, b_conns, b_n, b_failed
 local function keep(k, rps, c)
   best[k] = math.max(best[k], rps)
@@ -95,9 +97,13 @@ local ok, err = pcall(function()
     keep("w1", wrk(1))
     rps, c, seq_conns, seq_n = sequential()
     keep("s", rps, c)
+    keep("cs", sequential("curl"))
     keep("w32", wrk(32))
     rps, c, b_conns, b_n, b_failed = batch()
     keep("b", rps, c)
+    local crps, ccpu, _, _, cfailed = batch("curl")
+    if cfailed > 0 then error(("engine=curl batch: %d request(s) failed"):format(cfailed)) end
+    keep("cb", crps, ccpu)
   end
 end)
 srv:stop()
@@ -114,3 +120,5 @@ report("sequential request vs wrk -t1 -c1", best.s, best.w1, 0.8, cpu.s, cpu.w1,
 report("batch(c=32) vs wrk -t1 -c32", best.b, best.w32, 0.7, cpu.b, cpu.w32,
   ("connections reused: %s (%d connection(s) for %d requests, %d failed)"):format(
     b_conns <= 64 and "yes" or "NO", b_conns, b_n, b_failed))
+print(("%-34s sequential %.0f/s ratio %.3f (CPU %.1f us)  batch(c=32) %.0f/s ratio %.3f (CPU %.1f us)"):format(
+  "reference: engine=\"curl\"", best.cs, best.cs / best.w1, cpu.cs * 1e6, best.cb, best.cb / best.w32, cpu.cb * 1e6))
