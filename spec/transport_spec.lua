@@ -69,15 +69,26 @@ describe("wxhw.transport", function()
     assert.has_error(function() transport.new{ kind = "carrier-pigeon" } end)
   end)
 
-  describe("curl", function()
-    local t
-    setup(function() t = assert(transport.new{ kind = "curl", ca_file = upstream.pki.ca_file, timeout = 5 }) end)
-    for _, name in ipairs(cases.order) do
-      it(name, function()
-        cases[name].check(cases.run(name, t, env))
+  -- the libcurl transport with each engine of wxhw.http: the default (direct
+  -- for plain HTTP/1.1) and engine="curl", the full libcurl path
+  for _, engine in ipairs { "auto", "curl" } do
+    describe("curl, engine=" .. engine, function()
+      local t
+      setup(function()
+        t = assert(transport.new{ kind = "curl", ca_file = upstream.pki.ca_file, timeout = 5 })
+        -- wxhw.transport.curl does not pass `engine` on: swap in a primitive that has it
+        t.http:close()
+        t.http = http.new{ ca_file = upstream.pki.ca_file, timeout = 5, engine = engine }
+        assert.truthy(tostring(t.http):find("engine=" .. engine, 1, true))
       end)
-    end
-  end)
+      teardown(function() if t then t:close() end end)
+      for _, name in ipairs(cases.order) do
+        it(name, function()
+          cases[name].check(cases.run(name, t, env))
+        end)
+      end
+    end)
+  end
 
   describe("ngx (inside an nginx worker)", function()
     for _, name in ipairs(cases.order) do
