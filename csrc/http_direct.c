@@ -341,6 +341,7 @@ static void io_failed(wxhw_dpool *p, wxhw_xfer *x, CURLcode code, const char *de
     x->conn = NULL;
     x->retried = 1;
     x->req_off = 0;
+    wxhw_h1_init(&x->parser); /* it saw the EOF */
     acquire(p, x);
     return;
   }

@@ -21,8 +21,21 @@
 --   /inflight?key=K&s=0.2   counts requests in flight for K; /max_inflight?key=K the peak
 --   /nul_header             a raw response with a NUL byte inside a header value
 --   /headers_twice          response with a repeated header (x-dup: a, x-dup: b)
+--
+-- http_server.raw(routes) starts a scripted raw-socket HTTP/1 server (python3)
+-- for responses nginx will not write (malformed, HTTP/1.0, odd framing):
+--   local raw = http_server.raw{ ["/path"] = route, ["*"] = default_route }
+--   raw.base_url, raw:stop()      (by pid; also when the Lua state closes)
+-- route = { send = { "bytes", ... } } the response written piece by piece
+--         (`delay` seconds between pieces), or { body = "..." } for a 200 with
+--         Content-Length; "{conn}" becomes the connection's serial number
+--         (1, 2, ...), "{req}" the request's number on it and "{request}"
+--         the request head as received. Afterwards the connection is kept
+--         unless `close = true` (closed after `hold` seconds, if given) or
+--         `rst = true` (reset at once, before any response).
 local nginx = require "support.nginx"
 local tls = require "support.tls"
+local socket = require "socket"
 
 local M = {}
 
@@ -153,6 +166,127 @@ function M.start(o)
     if srv.pki then srv.pki:cleanup() end
   end
   return srv
+end
+
+local RAW_PY = [==[
+import json, socket, struct, sys, threading, time
+routes = json.load(open(sys.argv[1]))
+srv = socket.socket()
+srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind(("127.0.0.1", 0))
+srv.listen(128)
+print(srv.getsockname()[1], flush=True)
+lock = threading.Lock()
+serial = [0]
+
+def fill(s, n, k, head):
+    return s.replace("{conn}", str(n)).replace("{req}", str(k)).replace("{request}", head)
+
+def handle(c, n):
+    buf, k = b"", 0
+    try:
+        while True:
+            while b"\r\n\r\n" not in buf:
+                d = c.recv(65536)
+                if not d:
+                    return
+                buf += d
+            head, _, rest = buf.partition(b"\r\n\r\n")
+            lines = head.split(b"\r\n")
+            path = lines[0].split(b" ")[1].split(b"?")[0].decode("latin-1")
+            cl = 0
+            for l in lines[1:]:
+                if l.lower().startswith(b"content-length:"):
+                    cl = int(l.split(b":", 1)[1])
+            while len(rest) < cl:
+                d = c.recv(65536)
+                if not d:
+                    return
+                rest += d
+            buf = rest[cl:]
+            k += 1
+            r = routes.get(path) or routes.get("*")
+            if r.get("rst"):
+                c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                return
+            h = (head + b"\r\n\r\n").decode("latin-1")
+            if "body" in r:
+                body = fill(r["body"], n, k, h)
+                parts = ["HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body.encode("latin-1")), body)]
+            else:
+                parts = [fill(p, n, k, h) for p in r["send"]]
+            for i, p in enumerate(parts):
+                if i and r.get("delay"):
+                    time.sleep(r["delay"])
+                c.sendall(p.encode("latin-1"))
+            if r.get("close"):
+                time.sleep(r.get("hold", 0))
+                return
+    except OSError:
+        pass
+    finally:
+        c.close()
+
+while True:
+    c, _ = srv.accept()
+    with lock:
+        serial[0] += 1
+        n = serial[0]
+    threading.Thread(target=handle, args=(c, n), daemon=True).start()
+]==]
+
+local raw_live = {}
+local function raw_reap()
+  for r in pairs(raw_live) do r:stop() end
+end
+if newproxy then -- LuaJIT runs __gc on userdata only
+  M._raw_reaper = newproxy(true)
+  getmetatable(M._raw_reaper).__gc = raw_reap
+else
+  M._raw_reaper = setmetatable({}, { __gc = raw_reap })
+end
+
+local Raw = {}
+Raw.__index = Raw
+
+function Raw:stop()
+  if self.stopped then return end
+  self.stopped = true
+  raw_live[self] = nil
+  os.execute("kill " .. self.pid .. " 2>/dev/null")
+  os.execute("rm -rf '" .. self.dir .. "'")
+end
+
+function M.raw(routes)
+  local cjson = require "cjson"
+  local p = io.popen("mktemp -d /tmp/wxhw-raw.XXXXXX")
+  local dir = p:read("*l")
+  p:close()
+  local function write(name, s)
+    local f = assert(io.open(dir .. "/" .. name, "wb"))
+    f:write(s)
+    f:close()
+  end
+  write("server.py", RAW_PY)
+  write("routes.json", cjson.encode(routes))
+  p = io.popen(("python3 %s/server.py %s/routes.json >%s/port 2>%s/log & echo $!"):format(dir, dir, dir, dir))
+  local pid = tonumber(p:read("*l"))
+  p:close()
+  local r = setmetatable({ pid = pid, dir = dir }, Raw)
+  raw_live[r] = true
+  for _ = 1, 100 do
+    local f = io.open(dir .. "/port")
+    local port = f and tonumber(f:read("*l") or "")
+    if f then f:close() end
+    if port then
+      r.port = port
+      r.base_url = "http://127.0.0.1:" .. port
+      return r
+    end
+    socket.sleep(0.05)
+  end
+  r:stop()
+  return nil, "the raw server did not start"
 end
 
 return M
