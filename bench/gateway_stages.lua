@@ -88,6 +88,12 @@ if dict then
     local p = fresh[pass][i]
     assert(h1("POST", p.q, {}, p.body) == 200)
   end)
+  local hm, mpass = handler({ store = require("wxhw.call.store").memory() }), 0
+  stage("whole handler, in-process memory dedup", function(_, i)
+    if i == 1 then mpass = mpass + 1 end
+    local p = fresh[mpass][i]
+    assert(hm("POST", p.q, {}, p.body) == 200)
+  end)
   stage("whole handler, duplicate answered from the store", function(_, i)
     local p = fresh[1][i]
     assert(h1("POST", p.q, {}, p.body) == 200)

@@ -6,6 +6,7 @@
  * userdata keeps the keyed cipher contexts, so no key schedule or algorithm
  * lookup is repeated. lua/wxhw/msgcrypt.lua keeps the API and error codes. */
 #include <string.h>
+#include <unistd.h>
 #include <stdarg.h>
 #include <stdio.h>
 
@@ -29,6 +30,13 @@ typedef struct {
   unsigned char iv[16];
   char *token, *rid; /* one allocation, wiped on close */
   size_t token_len, rid_len;
+  /* RAND_bytes costs ~1 us per call whatever the size (DRBG set-up), more
+   * than the rest of a seal: replies take their 26 random bytes from a pool
+   * refilled 4 KiB at a time, consumed bytes wiped, refilled after a fork
+   * (pid check) so processes never share bytes. */
+  unsigned char pool[4096];
+  size_t pool_left;
+  pid_t pool_pid;
 } engine;
 
 typedef struct {
@@ -44,6 +52,7 @@ static void engine_free(engine *e) {
   if (e->scratch) OPENSSL_clear_free(e->scratch, e->cap);
   if (e->token) OPENSSL_clear_free(e->token, e->token_len + e->rid_len);
   OPENSSL_cleanse(e->iv, sizeof e->iv);
+  OPENSSL_cleanse(e->pool, sizeof e->pool);
   memset(e, 0, sizeof *e);
 }
 
@@ -62,6 +71,22 @@ static int engine_tostring(lua_State *L) {
   engine *e = (engine *)luaL_checkudata(L, 1, ENGINE_CLASS);
   if (!e->enc) lua_pushliteral(L, ENGINE_CLASS "(closed)");
   else lua_pushfstring(L, ENGINE_CLASS "(receive_id=%s)", e->rid);
+  return 1;
+}
+
+/* n (<= sizeof pool) fresh random bytes; 0 when RAND_bytes failed. */
+static int draw_random(engine *e, unsigned char *out, size_t n) {
+  pid_t pid = getpid();
+  if (e->pool_left < n || e->pool_pid != pid) {
+    if (RAND_bytes(e->pool, (int)sizeof e->pool) != 1) {
+      e->pool_left = 0;
+      return 0;
+    }
+    e->pool_left = sizeof e->pool, e->pool_pid = pid;
+  }
+  e->pool_left -= n;
+  memcpy(out, e->pool + e->pool_left, n);
+  OPENSSL_cleanse(e->pool + e->pool_left, n);
   return 1;
 }
 
@@ -220,7 +245,7 @@ static int l_signature(lua_State *L) {
 
 /* e:seal(plaintext, timestamp [, nonce [, random16]]) --> encrypted,
  * msg_signature, nonce. A nil nonce is drawn (10 of [0-9A-Za-z]) with the
- * random prefix in one RAND_bytes call; random16 is for known-answer tests. */
+ * random prefix from the engine's pool; random16 is for known-answer tests. */
 static int l_seal(lua_State *L) {
   engine *e = check_engine(L);
   span plain = arg_span(L, 2), ts = arg_span(L, 3), nonce;
@@ -232,12 +257,14 @@ static int l_seal(lua_State *L) {
   lua_settop(L, 5); /* slot 4 receives a drawn nonce */
   if (lua_isnil(L, 5)) {
     int draw = lua_isnil(L, 4);
-    if (RAND_bytes(rnd, draw ? (int)sizeof rnd : 16) != 1) return wxhw_raise_ssl(L, "seal: RAND_bytes failed");
+    /* 16 bytes of prefix, then 12 for a 10-character nonce (a byte >= 248
+     * is skipped: 12 suffice with probability ~0.99) */
+    if (!draw_random(e, rnd, draw ? 28 : 16)) return wxhw_raise_ssl(L, "seal: RAND_bytes failed");
     if (draw) {
-      size_t got = wxhw_alnum_from_random(rnd + 16, 32, drawn, sizeof drawn);
-      while (got < sizeof drawn) { /* ~1e-9 per reply */
-        if (RAND_bytes(rnd + 16, 32) != 1) return wxhw_raise_ssl(L, "seal: RAND_bytes failed");
-        got += wxhw_alnum_from_random(rnd + 16, 32, drawn + got, sizeof drawn - got);
+      size_t got = wxhw_alnum_from_random(rnd + 16, 12, drawn, sizeof drawn);
+      while (got < sizeof drawn) {
+        if (!draw_random(e, rnd + 16, 8)) return wxhw_raise_ssl(L, "seal: RAND_bytes failed");
+        got += wxhw_alnum_from_random(rnd + 16, 8, drawn + got, sizeof drawn - got);
       }
       lua_pushlstring(L, drawn, sizeof drawn);
       lua_replace(L, 4);

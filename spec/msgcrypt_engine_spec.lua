@@ -94,6 +94,39 @@ describe("msgcrypt engine #c", function()
     end)
   end)
 
+  describe("random prefix and nonce", function()
+    local function prefix(enc) return crypto.aes_cbc_decrypt(KEY, KEY:sub(1, 16), crypto.base64_decode(enc)):sub(1, 16) end
+    it("differ between seals, also across many pool refills", function()
+      local seen, nonces = {}, {}
+      for _ = 1, 600 do -- 600 x 28 bytes: four 4 KiB refills
+        local enc, _, nonce = e:seal("x", "1")
+        local p = prefix(enc)
+        assert.is_nil(seen[p]); assert.is_nil(nonces[nonce])
+        seen[p], nonces[nonce] = true, true
+        assert.matches("^%w%w%w%w%w%w%w%w%w%w$", nonce)
+      end
+    end)
+    it("a forked process does not reuse the parent's pool", function()
+      if not rawget(_G, "jit") then return pending("forks through LuaJIT's ffi") end
+      local ffi = require "ffi"
+      pcall(ffi.cdef, "int fork(void); int waitpid(int, int *, int); void _exit(int);")
+      e:seal("warm", "1") -- fills the pool in this process
+      local path = dir .. "/child.txt"
+      io.stdout:flush()
+      local pid = ffi.C.fork()
+      if pid == 0 then
+        local f = io.open(path, "w")
+        f:write((e:seal("x", "1")))
+        f:close()
+        ffi.C._exit(0)
+      end
+      assert.truthy(pid > 0)
+      ffi.C.waitpid(pid, nil, 0)
+      local child = ossl.read(path)
+      assert.not_equal(prefix(child), prefix((e:seal("x", "1"))))
+    end)
+  end)
+
   describe("bad input", function()
     local function try(enc) return e:open(e:signature("1", "n", enc), "1", "n", enc) end
 

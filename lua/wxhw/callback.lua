@@ -392,7 +392,7 @@ local function pay_request(c, info, method, _, headers, raw_body)
       local ev = cjson.decode(raw_body)
       local id = type(ev) == "table" and ev.id or nil
       local v = id and dd.store:get(dd.prefix .. dedup_mod.key("pay", id, raw_body))
-      if v and v:sub(1, 1) == "D" then
+      if v and dedup_mod.is_done(v) then
         info.duplicate = true
         return with_ctype(dedup_mod.decode(v))
       end

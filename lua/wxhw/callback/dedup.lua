@@ -3,9 +3,17 @@
 -- byte for byte, without running the handler again.
 --
 -- Entry states in the kv store (wxhw.call.store interface):
---   "P"            the first copy is being handled (claimed with add())
+--   "P" [.. pad]   the first copy is being handled (claimed with add())
 --   "D" .. reply   done: the serialised reply
+--   "E" .. reply   done, with the body's length and padding (opts.entry_bytes)
 -- A failed handler deletes its claim so the next retransmission runs it.
+--
+-- entry_bytes (lua_shared_dict): claim and reply are padded to the same
+-- length, key included, so the reply overwrites the claim where it lies (the
+-- dict reuses a node only for a value of equal length; otherwise it frees,
+-- allocates and re-links it in its tree, which costs more than the lookup
+-- and, with several workers, moves more cache lines between cores). A reply
+-- that does not fit is stored unpadded.
 local crypto = require "wxhw.crypto"
 
 local M = {}
@@ -18,7 +26,25 @@ function M.new(opts)
   opts = opts or {}
   local store = opts.store or require("wxhw.call.store").memory()
   return setmetatable({ store = store, ttl = opts.ttl or 600, wait = opts.wait or 4,
-                        sleep = opts.sleep, prefix = opts.prefix or "dup:" }, M)
+                        sleep = opts.sleep, prefix = opts.prefix or "dup:", entry_bytes = opts.entry_bytes }, M)
+end
+
+local sub, rep, find = string.sub, string.rep, string.find
+local SPACES = rep(" ", 1024)
+
+-- value padded with spaces to n bytes (n - #value <= 1024 by construction)
+local function pad(value, n)
+  if #value >= n then return value end
+  return value .. sub(SPACES, 1, n - #value)
+end
+
+-- Value length of a padded entry for key k (nil: no padding).
+local function slot(self, k)
+  local eb = self.entry_bytes
+  if not eb then return nil end
+  local n = eb - #k
+  if n < 2 or n > 1024 then return nil end
+  return n
 end
 
 --- Key for a push: an explicit id when the message carries one (MsgId,
@@ -28,29 +54,47 @@ function M.key(kind, id, plaintext)
   return kind .. ":sha1:" .. crypto.hex(crypto.sha1(plaintext))
 end
 
-local function encode(status, ctype, body)
+local function encode(status, ctype, body, n)
+  if n then
+    local v = "E" .. status .. "\n" .. (ctype or "") .. "\n" .. #body .. "\n" .. body
+    if #v <= n then return pad(v, n) end
+  end
   return "D" .. status .. "\n" .. (ctype or "") .. "\n" .. body
 end
 
 local function decode(v)
+  if sub(v, 1, 1) == "E" then
+    local _, stop, status, ctype, len = find(v, "^E(%d+)\n([^\n]*)\n(%d+)\n")
+    if not stop then return nil end
+    return tonumber(status), ctype ~= "" and ctype or nil, sub(v, stop + 1, stop + tonumber(len))
+  end
   local status, ctype, body = v:match("^D(%d+)\n([^\n]*)\n(.*)$")
   return tonumber(status), ctype ~= "" and ctype or nil, body
 end
 M.decode = decode
+
+--- Whether a stored value is a finished reply (not a claim).
+local function is_done(v)
+  local t = sub(v, 1, 1)
+  return t == "D" or t == "E"
+end
+M.is_done = is_done
 
 --- Claims `key`. Returns "new" (caller runs the handler and then calls
 -- done() or abandon()), or "dup", status, ctype, body, or "busy" when a
 -- first copy is still running past the wait.
 function M:claim(key)
   local k = self.prefix .. key
+  local n = slot(self, k)
+  local claim = n and pad("P", n) or "P"
   local waited, tries = 0, 0
   while true do
     tries = tries + 1
-    local ok, err = self.store:add(k, "P", self.ttl)
+    local ok, err = self.store:add(k, claim, self.ttl)
     if ok == nil then return nil, err end
     if ok then return "new" end
     local v = self.store:get(k)
-    if v and v:sub(1, 1) == "D" then return "dup", decode(v) end
+    if v and is_done(v) then return "dup", decode(v) end
     if v == nil and tries < 100 then -- luacheck: ignore
       -- expired or abandoned between add() and get(): claim again
     elseif not self.sleep or waited >= self.wait then
@@ -65,11 +109,14 @@ end
 function M:__tostring() return "wxhw.callback.Dedup(" .. tostring(self.store) .. ", ttl " .. self.ttl .. " s)" end
 
 function M:done(key, status, ctype, body)
-  return self.store:set(self.prefix .. key, encode(status, ctype, body), self.ttl)
+  local k = self.prefix .. key
+  return self.store:set(k, encode(status, ctype, body, slot(self, k)), self.ttl)
 end
 
 function M:abandon(key)
-  return self.store:cas(self.prefix .. key, "P", nil)
+  local k = self.prefix .. key
+  local n = slot(self, k)
+  return self.store:cas(k, n and pad("P", n) or "P", nil)
 end
 
 return M

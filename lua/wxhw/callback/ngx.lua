@@ -55,11 +55,17 @@ function M.serve(handler)
   return ngx.exit(ngx.OK) -- luacheck: ignore ngx
 end
 
+-- Key + value bytes of a lua_shared_dict entry that fill one 512-byte slab
+-- chunk (the node header before the key is 68 bytes on 64-bit): a reply
+-- usually takes such a chunk anyway, so padding the claim to it costs no
+-- memory and lets the reply overwrite the claim in place.
+M.ENTRY_BYTES = 512 - 68
+
 --- Options for the stores and de-duplication inside nginx: a shared dict
 -- and ngx.sleep so a duplicate waits for its first copy.
 function M.dedup(dict_name)
   local store = require("wxhw.call.store").ngx_shared(dict_name)
-  return { store = store, sleep = ngx.sleep } -- luacheck: ignore ngx
+  return { store = store, sleep = ngx.sleep, entry_bytes = M.ENTRY_BYTES } -- luacheck: ignore ngx
 end
 
 return M
