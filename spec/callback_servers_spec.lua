@@ -74,6 +74,10 @@ local function shared_checks(port, d, mc)
   -- wrong signature
   st = request(port, "POST", "/wx/push?" .. V_QS:gsub("msg_signature=046e", "msg_signature=146e"), V_BODY, pump)
   assert.equal(403, st)
+  -- repeated and valueless query arguments: the first value counts (400 =
+  -- verified and decrypted, then no handler; 403 would mean a wrong nonce)
+  st = request(port, "POST", "/wx/push?" .. V_QS .. "&nonce=other&flag&timestamp=1", V_BODY, pump)
+  assert.equal(400, st)
   -- a call: errcode 0, the worker answers, a retransmission gets the same bytes
   local room = "room-srv-" .. math.random(1e9)
   local call_msg = voip(room, "SN-" .. room) -- one message: a retransmission repeats it byte for byte

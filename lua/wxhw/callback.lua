@@ -104,8 +104,13 @@ function M.encode_xml(t)
   return table.concat(out)
 end
 
+local byte = string.byte
+
 local function decode_message(plaintext)
-  local first = plaintext:match("^%s*(.)")
+  -- the first byte decides without a pattern (string.match is not compiled
+  -- by LuaJIT); leading whitespace takes the pattern
+  local b = byte(plaintext, 1)
+  local first = b == 123 and "{" or b == 60 and "<" or plaintext:match("^%s*(.)")
   if first == "{" then
     local t = cjson.decode(plaintext)
     if type(t) == "table" then return t, "json" end
@@ -215,11 +220,12 @@ end
 
 -- The handler's run: c = { o, mc }, fn = the event's handler.
 local function mp_run(c, info, fn, msg, ctx)
-  local t0 = clock.monotonic()
+  -- handler_ms is for the on_event hook only: no clock reads without one
+  local t0 = c.o.on_event and clock.monotonic()
   local r1, r2 = fn(msg, ctx)
   local fmt = ctx.format
   local what, reply = handler_result(r1, r2, fmt)
-  info.handler_ms = (clock.monotonic() - t0) * 1000
+  if t0 then info.handler_ms = (clock.monotonic() - t0) * 1000 end
   info.dispatched = true
   if what == "fail" then return 500, TEXT["Content-Type"], "handler failed", false end
   if what == "ack" or reply == "" or reply == "success" or not ctx.secure then

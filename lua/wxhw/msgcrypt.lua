@@ -165,9 +165,9 @@ local WECOM_KEYS = { '{"encrypt":"', '","msgsignature":"', '","timestamp":', ',"
 
 -- The JSON reply object, concatenated when every value is plain (base64, hex,
 -- digits, [A-Za-z0-9] nonce: nothing to escape), else through cjson.
-local function json_reply(k, enc, sig, timestamp, nonce)
+local function json_reply(k, enc, sig, timestamp, nonce, plain_nonce)
   timestamp, nonce = tostring(timestamp), tostring(nonce)
-  if find(timestamp, "^[1-9]%d*$") and find(nonce, "^%w*$") then
+  if find(timestamp, "^[1-9]%d*$") and (plain_nonce or find(nonce, "^%w*$")) then
     return k[1] .. enc .. k[2] .. sig .. k[3] .. timestamp .. k[4] .. nonce .. '"}'
   end
   return cjson.encode({ [k[5]] = enc, [k[6]] = sig, [k[7]] = tonumber(timestamp), [k[8]] = nonce })
@@ -177,14 +177,14 @@ end
 -- "wecom_json" or "xml". Returns body, encrypted, msg_signature.
 function MsgCrypt:reply(plaintext, style, timestamp, nonce, random16)
   timestamp = timestamp or os.time()
-  local enc, sig
+  local enc, sig, drawn
   if not nonce and not random16 then
     if type(plaintext) ~= "string" then error("msgcrypt:reply: plaintext must be a string", 2) end
     -- the engine draws the random prefix and the nonce in one go
     local third
     enc, sig, third = self._eng:seal(plaintext, str(timestamp))
     if not enc then return fail(sig, third) end
-    nonce = third
+    nonce, drawn = third, true
   else
     nonce = nonce or crypto.nonce(10)
     enc, sig = self:encrypt(plaintext, timestamp, nonce, random16)
@@ -192,9 +192,9 @@ function MsgCrypt:reply(plaintext, style, timestamp, nonce, random16)
   end
   local body
   if style == "mp_json" then
-    body = json_reply(MP_KEYS, enc, sig, timestamp, nonce)
+    body = json_reply(MP_KEYS, enc, sig, timestamp, nonce, drawn)
   elseif style == "wecom_json" then
-    body = json_reply(WECOM_KEYS, enc, sig, timestamp, nonce)
+    body = json_reply(WECOM_KEYS, enc, sig, timestamp, nonce, drawn)
   elseif style == "xml" then
     body = "<xml><Encrypt>" .. cdata(enc) .. "</Encrypt><MsgSignature>" .. cdata(sig) ..
         "</MsgSignature><TimeStamp>" .. tostring(timestamp) .. "</TimeStamp><Nonce>" ..

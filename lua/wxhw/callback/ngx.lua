@@ -23,14 +23,15 @@ local function raw_body()
   return body
 end
 
+-- In place: the table is get_uri_args' own, fresh per request.
 local function first_values(t)
-  local out = {}
   for k, v in pairs(t) do
-    if type(v) == "table" then v = v[1] end
-    if v == true then v = "" end
-    out[k] = v
+    local w = v
+    if type(w) == "table" then w = w[1] end
+    if w == true then w = "" end
+    if w ~= v then t[k] = w end -- assigning an existing key is allowed mid-traversal
   end
-  return out
+  return t
 end
 
 --- Serves one request with handler(method, query, headers, raw_body).
