@@ -30,13 +30,11 @@ function M.new(opts)
 end
 
 local sub, rep, find = string.sub, string.rep, string.find
-local SPACES = rep(" ", 1024)
 
--- value padded with spaces to n bytes (n - #value <= 1024 by construction)
-local function pad(value, n)
-  if #value >= n then return value end
-  return value .. sub(SPACES, 1, n - #value)
-end
+-- Runs of spaces and padded claims by length (at most 1024 of each, made
+-- once): a push then creates no padding strings of its own.
+local PADS = setmetatable({}, { __index = function(t, n) local v = rep(" ", n); t[n] = v; return v end })
+local CLAIMS = setmetatable({}, { __index = function(t, n) local v = "P" .. PADS[n - 1]; t[n] = v; return v end })
 
 -- Value length of a padded entry for key k (nil: no padding).
 local function slot(self, k)
@@ -56,8 +54,10 @@ end
 
 local function encode(status, ctype, body, n)
   if n then
-    local v = "E" .. status .. "\n" .. (ctype or "") .. "\n" .. #body .. "\n" .. body
-    if #v <= n then return pad(v, n) end
+    local head = "E" .. status .. "\n" .. (ctype or "") .. "\n" .. #body .. "\n"
+    local short = n - #head - #body
+    if short == 0 then return head .. body end
+    if short > 0 then return head .. body .. PADS[short] end
   end
   return "D" .. status .. "\n" .. (ctype or "") .. "\n" .. body
 end
@@ -86,7 +86,7 @@ M.is_done = is_done
 function M:claim(key)
   local k = self.prefix .. key
   local n = slot(self, k)
-  local claim = n and pad("P", n) or "P"
+  local claim = n and CLAIMS[n] or "P"
   local waited, tries = 0, 0
   while true do
     tries = tries + 1
@@ -116,7 +116,7 @@ end
 function M:abandon(key)
   local k = self.prefix .. key
   local n = slot(self, k)
-  return self.store:cas(k, n and pad("P", n) or "P", nil)
+  return self.store:cas(k, n and CLAIMS[n] or "P", nil)
 end
 
 return M
