@@ -423,8 +423,9 @@ static int http_batch(lua_State *L) {
   lua_createtable(L, (int)n, 0); /* results, index 3 */
   if (n == 0) return 1;
   nslots = (size_t)(n < conc ? n : conc);
+  ensure_loop(L, h);
+  detach_slots(h); /* before the slots may move: connections point at them */
   ensure_multi(L, h, nslots);
-  detach_slots(h);
 
   while (done < n) {
     int finished = 0;

@@ -344,6 +344,21 @@ describe("wxhw.http direct engine #c", function()
       c:close()
     end)
 
+    it("a batch stopped by a Lua error leaves the client usable", function()
+      local c = http.new{}
+      local reqs = {}
+      for i = 1, 6 do reqs[i] = { url = srv.base_url .. "/slow?s=0.2" } end
+      reqs[5] = { url = 42 } -- raises when its turn comes, requests 3 and 4 in flight
+      assert.has_error(function() c:batch(reqs, { concurrency = 2 }) end)
+      assert.equal("ok", assert(c:request{ url = srv.base_url .. "/ok" }).body)
+      reqs[5] = { url = srv.base_url .. "/ok" }
+      for i, r in ipairs(c:batch(reqs, { concurrency = 8 })) do -- more slots than before
+        assert.equal(i == 5 and "ok" or "slow", r.body, tostring(r))
+      end
+      assert.equal("ok", assert(c:request{ url = srv.base_url .. "/ok" }).body)
+      c:close()
+    end)
+
     it("runs requests concurrently on the direct engine", function()
       local key = "d" .. math.random(1e9)
       local reqs = {}
