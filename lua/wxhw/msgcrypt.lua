@@ -6,6 +6,7 @@ local crypto = require "wxhw.crypto"
 local errors = require "wxhw.errors"
 
 local concat, sort = table.concat, table.sort
+local byte, format = string.byte, string.format
 local find, sub = string.find, string.sub
 
 local M = {}
@@ -165,9 +166,38 @@ local WECOM_KEYS = { '{"encrypt":"', '","msgsignature":"', '","timestamp":', ',"
 
 -- The JSON reply object, concatenated when every value is plain (base64, hex,
 -- digits, [A-Za-z0-9] nonce: nothing to escape), else through cjson.
-local function json_reply(k, enc, sig, timestamp, nonce, plain_nonce)
-  timestamp, nonce = tostring(timestamp), tostring(nonce)
-  if find(timestamp, "^[1-9]%d*$") and (plain_nonce or find(nonce, "^%w*$")) then
+-- Byte loops rather than patterns: string.find with a pattern is not
+-- compiled by LuaJIT and made the reply path's trace abort.
+local function is_timestamp(s) -- ^[1-9]%d*$
+  local n = #s
+  if n == 0 or byte(s, 1) == 48 then return false end
+  for i = 1, n do
+    local b = byte(s, i)
+    if b < 48 or b > 57 then return false end
+  end
+  return true
+end
+
+local function is_alnum(s) -- ^%w*$ (C locale)
+  for i = 1, #s do
+    local b = byte(s, i)
+    if not ((b >= 48 and b <= 57) or (b >= 65 and b <= 90) or (b >= 97 and b <= 122)) then return false end
+  end
+  return true
+end
+
+-- The timestamp as signed and sent: an integral number as its digits (Lua
+-- 5.4 prints a float one as "1700000000.0"), anything else as tostring.
+-- Second result: digits only, nothing to quote in JSON.
+local function ts_string(t)
+  if type(t) == "number" and t >= 1 and t < 1e15 and t % 1 == 0 then return format("%d", t), true end
+  t = tostring(t)
+  return t, is_timestamp(t)
+end
+
+local function json_reply(k, enc, sig, timestamp, plain_ts, nonce, plain_nonce)
+  nonce = tostring(nonce)
+  if plain_ts and (plain_nonce or is_alnum(nonce)) then
     return k[1] .. enc .. k[2] .. sig .. k[3] .. timestamp .. k[4] .. nonce .. '"}'
   end
   return cjson.encode({ [k[5]] = enc, [k[6]] = sig, [k[7]] = tonumber(timestamp), [k[8]] = nonce })
@@ -176,28 +206,28 @@ end
 --- Builds an encrypted passive reply body. style: "mp_json" (Mini Program),
 -- "wecom_json" or "xml". Returns body, encrypted, msg_signature.
 function MsgCrypt:reply(plaintext, style, timestamp, nonce, random16)
-  timestamp = timestamp or os.time()
+  local ts, plain_ts = ts_string(timestamp or os.time())
   local enc, sig, drawn
   if not nonce and not random16 then
     if type(plaintext) ~= "string" then error("msgcrypt:reply: plaintext must be a string", 2) end
     -- the engine draws the random prefix and the nonce in one go
     local third
-    enc, sig, third = self._eng:seal(plaintext, str(timestamp))
+    enc, sig, third = self._eng:seal(plaintext, ts)
     if not enc then return fail(sig, third) end
     nonce, drawn = third, true
   else
     nonce = nonce or crypto.nonce(10)
-    enc, sig = self:encrypt(plaintext, timestamp, nonce, random16)
+    enc, sig = self:encrypt(plaintext, ts, nonce, random16)
     if not enc then return nil, sig end
   end
   local body
   if style == "mp_json" then
-    body = json_reply(MP_KEYS, enc, sig, timestamp, nonce, drawn)
+    body = json_reply(MP_KEYS, enc, sig, ts, plain_ts, nonce, drawn)
   elseif style == "wecom_json" then
-    body = json_reply(WECOM_KEYS, enc, sig, timestamp, nonce, drawn)
+    body = json_reply(WECOM_KEYS, enc, sig, ts, plain_ts, nonce, drawn)
   elseif style == "xml" then
     body = "<xml><Encrypt>" .. cdata(enc) .. "</Encrypt><MsgSignature>" .. cdata(sig) ..
-        "</MsgSignature><TimeStamp>" .. tostring(timestamp) .. "</TimeStamp><Nonce>" ..
+        "</MsgSignature><TimeStamp>" .. ts .. "</TimeStamp><Nonce>" ..
         cdata(tostring(nonce)) .. "</Nonce></xml>"
   else
     error("msgcrypt:reply: style must be mp_json, wecom_json or xml", 2)
