@@ -64,6 +64,8 @@ describe("wxhw.http direct engine #c", function()
       ["/te_gzip"] = { send = { "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nxx" }, close = true },
       ["/huge_chunk"] = { send = { "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nfffffffffffffffffffff\r\n" } },
       ["/huge_head"] = { send = { "HTTP/1.1 200 OK\r\nX-Big: " .. string.rep("b", 70000) .. "\r\nContent-Length: 0\r\n\r\n" } },
+      ["/lf_only"] = { send = { "HTTP/1.1 200 OK\nContent-Length: 2\nX-Lf: 1\n\nok" } },
+      ["/bare_cr"] = { send = { "HTTP/1.1 200 OK\r\nX-Cr: a\rb\r\nContent-Length: 2\r\n\r\nok" } },
       ["/garbage"] = { send = { "ICY 200 OK\r\n\r\n" }, close = true },
       ["/slowbody"] = { send = { "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npartial" }, close = true, hold = 3 },
       ["/truncated"] = { send = { "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort" }, close = true },
@@ -246,9 +248,12 @@ describe("wxhw.http direct engine #c", function()
       assert.truthy(r.headers["x-final"])
     end)
 
-    it("accepts repeated equal Content-Length values, refuses ambiguous framing", function()
+    it("accepts repeated equal Content-Length values and bare LF line ends, refuses ambiguous framing", function()
       assert.equal("abc", assert(client:request{ url = raw.base_url .. "/same_cl" }).body)
-      for _, path in ipairs { "/ambiguous_cl", "/te_and_cl", "/te_gzip", "/huge_chunk", "/huge_head", "/garbage" } do
+      local lf = assert(client:request{ url = raw.base_url .. "/lf_only" })
+      assert.equal("ok", lf.body)
+      assert.equal("1", lf.headers["x-lf"])
+      for _, path in ipairs { "/bare_cr", "/ambiguous_cl", "/te_and_cl", "/te_gzip", "/huge_chunk", "/huge_head", "/garbage" } do
         local e = fails("protocol", client:request{ url = raw.base_url .. path })
         assert.is_false(e.retryable, path)
         assert.is_true(e.sent, path)
