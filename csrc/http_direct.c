@@ -10,6 +10,7 @@
  * connection lives in the multi's connection cache, where curl_easy_send
  * finds it (libcurl never reuses a CONNECT_ONLY connection for another
  * transfer, and FRESH_CONNECT makes sure of it). */
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +19,7 @@
 #include "http_xfer.h"
 
 #define DEFAULT_MAX_IDLE_S 118 /* libcurl's CURLOPT_MAXAGE_CONN default */
+#define CHECK_AFTER_IDLE_S 0.05 /* idle longer than this: look for input before reuse */
 #define INLINE_BODY 16384      /* bodies up to this go out with the head */
 #define RECV_CHUNK 16384
 
@@ -421,6 +423,19 @@ static void begin_send(wxhw_dpool *p, wxhw_xfer *x) {
   do_send(p, x);
 }
 
+/* Whether an idle connection has input waiting: a server that closes idle
+ * connections may first send something (a 408, a TLS close_notify) that
+ * must not be read as the next request's response. libcurl declines such
+ * connections too. Back-to-back requests skip this syscall: the epoll set
+ * watches idle connections whenever the loop runs. */
+static int has_input(const wxhw_dconn *c) {
+  struct pollfd pfd;
+  pfd.fd = c->fd;
+  pfd.events = POLLIN;
+  pfd.revents = 0;
+  return poll(&pfd, 1, 0) != 0;
+}
+
 /* Takes an idle connection to the origin, or opens one, or waits for one. */
 static void acquire(wxhw_dpool *p, wxhw_xfer *x) {
   double t = wxhw_monotonic();
@@ -433,7 +448,9 @@ static void acquire(wxhw_dpool *p, wxhw_xfer *x) {
       i++;
       continue;
     }
-    if (c->dead || t - c->idle_since > max_idle) {
+    if (c->dead || t - c->idle_since > max_idle ||
+        (t - c->idle_since > CHECK_AFTER_IDLE_S && !x->retried && strcmp(c->origin, x->origin) == 0 &&
+         has_input(c))) {
       conn_close(p, c); /* swaps the last one into i */
       continue;
     }

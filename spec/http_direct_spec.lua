@@ -58,6 +58,9 @@ describe("wxhw.http direct engine #c", function()
       ["/connclose"] = { send = { "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 1\r\n\r\n{conn}" } },
       ["/byebye"] = { body = "{conn}", close = true }, -- keep-alive response, then the server closes
       ["/conn"] = { body = "{conn}" },
+      -- answers, then (idle) a 408 of its own and closes, as some servers do
+      ["/then408"] = { send = { "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n{conn}",
+        "HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\nConnection: close\r\n\r\n" }, delay = 0.2, close = true },
       ["/same_cl"] = { send = { "HTTP/1.1 200 OK\r\nContent-Length: 3, 3\r\nContent-Length: 3\r\n\r\nabc" } },
       ["/ambiguous_cl"] = { send = { "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd" } },
       ["/te_and_cl"] = { send = { "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n" } },
@@ -165,6 +168,16 @@ describe("wxhw.http direct engine #c", function()
       local r = assert(c:request{ method = "POST", url = raw.base_url .. "/echo_raw", body = "once" })
       assert.truthy(r.body:find("^POST /echo_raw"), r.body)
       assert.equal(tostring(first + 1), assert(c:request{ url = raw.base_url .. "/conn" }).body)
+      c:close()
+    end)
+
+    it("does not take what an idle connection received for the next response", function()
+      local c = http.new{}
+      local first = tonumber(assert(c:request{ url = raw.base_url .. "/then408" }).body)
+      socket.sleep(0.5) -- the 408 arrives and the server closes
+      local r = assert(c:request{ url = raw.base_url .. "/conn" })
+      assert.equal(200, r.status)
+      assert.equal(tostring(first + 1), r.body)
       c:close()
     end)
 
