@@ -189,7 +189,10 @@ end
 
 local function common_opts(o, name)
   if type(o) ~= "table" then error(name .. ": options table required", 3) end
-  o.clock = o.clock or os.time
+  -- inside nginx, its cached clock: an FFI call LuaJIT compiles, where
+  -- os.time is a C function that ends the trace
+  local ngx_ = rawget(_G, "ngx")
+  o.clock = o.clock or (type(ngx_) == "table" and ngx_.time) or os.time
   if o.max_skew == nil then o.max_skew = 300 end
   o.handlers = o.handlers or {}
   o.unknown = o.unknown or "reject"
@@ -290,7 +293,7 @@ end
 
 --- opts: token, encoding_aes_key, appid; handlers = { [Event or MsgType] =
 -- function(msg, ctx) ... end, default = ... }; allow_plaintext (false);
--- max_skew (300 s, false = off); clock; dedup ({store, ttl, wait, sleep} |
+-- max_skew (300 s, false = off); clock (os.time; ngx.time in nginx); dedup ({store, ttl, wait, sleep} |
 -- false); unknown ("reject" | "ack"); on_event(info).
 function M.mini_program(o)
   common_opts(o, "callback.mini_program")
