@@ -75,10 +75,7 @@ describe("wxhw.transport", function()
     describe("curl, engine=" .. engine, function()
       local t
       setup(function()
-        t = assert(transport.new{ kind = "curl", ca_file = upstream.pki.ca_file, timeout = 5 })
-        -- wxhw.transport.curl does not pass `engine` on: swap in a primitive that has it
-        t.http:close()
-        t.http = http.new{ ca_file = upstream.pki.ca_file, timeout = 5, engine = engine }
+        t = assert(transport.new{ kind = "curl", ca_file = upstream.pki.ca_file, timeout = 5, engine = engine })
         assert.truthy(tostring(t.http):find("engine=" .. engine, 1, true))
       end)
       teardown(function() if t then t:close() end end)

@@ -19,7 +19,7 @@ local T = { kind = "curl", now = now, sleep = sleep }
 T.__index = T
 
 local PASS = { "timeout", "connect_timeout", "proxy", "ca_file", "max_connections", "http2",
-  "user_agent", "max_body", "max_request_body", "max_idle" }
+  "user_agent", "max_body", "max_request_body", "max_idle", "engine" }
 
 function M.new(o)
   o = o or {}
