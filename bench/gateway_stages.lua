@@ -105,6 +105,4 @@ stage("adapter: ngx.req.get_uri_args(100)", function() ngx.req.get_uri_args(100)
 stage("adapter: ngx.req.get_headers(100)", function() ngx.req.get_headers(100) end) -- luacheck: ignore ngx
 stage("adapter: ngx.req.get_method()", function() ngx.req.get_method() end) -- luacheck: ignore ngx
 stage("adapter: ngx.req.get_body_data()", function() ngx.req.get_body_data() end) -- luacheck: ignore ngx
-stage("adapter: ngx.header[Content-Type] = ...", function() ngx.header["Content-Type"] = "application/json" end) -- luacheck: ignore ngx
-stage("adapter: ngx.header[Content-Length] = ...", function() ngx.header["Content-Length"] = 200 end) -- luacheck: ignore ngx
 stage("adapter: pcall of an empty function", function() pcall(type, 1) end)
