@@ -56,11 +56,12 @@ function M.serve(handler)
   return ngx.exit(ngx.OK) -- luacheck: ignore ngx
 end
 
--- Key + value bytes of a lua_shared_dict entry that fill one 512-byte slab
--- chunk (the node header before the key is 68 bytes on 64-bit): a reply
--- usually takes such a chunk anyway, so padding the claim to it costs no
--- memory and lets the reply overwrite the claim in place.
-M.ENTRY_BYTES = 512 - 68
+-- Key + value bytes of a de-duplication entry: with lua_shared_dict's node
+-- header (68 bytes on 64-bit in current lua-nginx-module; 128 leaves room
+-- for another layout) it stays within one 512-byte slab chunk, which a
+-- reply takes anyway, so padding the claim to it costs no memory and lets
+-- the reply overwrite the claim in place.
+M.ENTRY_BYTES = 512 - 128
 
 --- Options for the stores and de-duplication inside nginx: a shared dict
 -- and ngx.sleep so a duplicate waits for its first copy.
