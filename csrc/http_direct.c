@@ -167,7 +167,7 @@ int wxhw_direct_prepare(lua_State *L, wxhw_xfer *x, const wxhw_http_conf *conf) 
   int head = is(x->method, x->mlen, "HEAD"), post = is(x->method, x->mlen, "POST");
   int has_body = x->rbody != NULL && !head; /* libcurl's NOBODY drops a HEAD's body */
   int bad = 0;
-  char num[32];
+  char num[sizeof "Content-Length: \r\n" + 20]; /* 20 digits: SIZE_MAX */
   b->len = 0;
   /* the same request libcurl writes for these options */
   bad |= wxhw_buf_add(b, x->method, x->mlen);
@@ -267,6 +267,7 @@ static wxhw_dconn *conn_new(wxhw_dpool *p, wxhw_xfer *x, long long now) {
   }
   if ((c = calloc(1, sizeof *c)) == NULL) return NULL;
   c->tag = 1;
+  c->tls = strncmp(x->origin, "https:", 6) == 0;
   c->fd = CURL_SOCKET_BAD;
   c->watched = 0xff; /* unknown: the first watch() sets it */
   if ((c->origin = strdup(x->origin)) == NULL || (c->easy = e = curl_easy_init()) == NULL) {
@@ -325,9 +326,10 @@ static void finish(wxhw_dpool *p, wxhw_xfer *x, CURLcode code, int reusable) {
   }
 }
 
+/* x->dsent stays as do_send set it: once a request byte has left, on any
+ * connection of this exchange, the server may have acted on it. */
 static void fail(wxhw_dpool *p, wxhw_xfer *x, CURLcode code, const char *detail) {
   snprintf(x->dmsg, sizeof x->dmsg, "%.150s", detail);
-  x->dsent = x->req_off > 0;
   finish(p, x, code, 0);
 }
 
@@ -352,9 +354,86 @@ static void io_failed(wxhw_dpool *p, wxhw_xfer *x, CURLcode code, const char *de
 
 static const char *conn_error(wxhw_dconn *c, const char *dflt) { return c->errbuf[0] ? c->errbuf : dflt; }
 
+/* Whether the socket has room for output now. */
+static int writable(const wxhw_dconn *c) {
+  struct pollfd pfd;
+  pfd.fd = c->fd;
+  pfd.events = POLLOUT;
+  pfd.revents = 0;
+  return poll(&pfd, 1, 0) == 1 && (pfd.revents & POLLOUT);
+}
+
+/* curl_easy_send or curl_easy_recv said CURLE_AGAIN: returns 1 to try again
+ * at once, else watches what can unblock it. On plain TCP that is output for
+ * a send (and input too: an early response or the peer closing must be
+ * seen), input for a receive. Under TLS either call may wait for the other
+ * direction (OpenSSL reading while writing, or writing while reading), which
+ * CURLE_AGAIN does not tell: a socket without room is watched both ways (no
+ * spin: EPOLLOUT fires once it drains); one with room gets up to two more
+ * tries (it may have drained just now), then only input, as watching output
+ * on a writable socket would wake the loop without end. */
+static int again(wxhw_dpool *p, wxhw_dconn *c, int sending, int *tries) {
+  if (!c->tls) {
+    watch(p, c, sending ? 3u : 1u);
+    return 0;
+  }
+  if (!writable(c)) {
+    watch(p, c, 3u);
+    return 0;
+  }
+  if ((*tries)++ < 2) return 1;
+  watch(p, c, 1u);
+  return 0;
+}
+
+/* Reads the response into the parser until the socket has nothing more.
+ * Returns 1 when the exchange ended (answered, failed, or sent again on a
+ * fresh connection), 0 on CURLE_AGAIN. Also runs while the request is still
+ * going out: a response that comes then (a 413 or 401 before the whole body)
+ * is the answer, and the connection is not reused (it is out of step). */
+static int recv_some(wxhw_dpool *p, wxhw_xfer *x) {
+  wxhw_dconn *c = x->conn;
+  char buf[RECV_CHUNK];
+  for (;;) {
+    size_t n = 0, used = 0;
+    int r;
+    CURLcode rc;
+    c->errbuf[0] = '\0';
+    rc = curl_easy_recv(c->easy, buf, sizeof buf, &n);
+    if (rc == CURLE_AGAIN) return 0;
+    if (rc != CURLE_OK) {
+      io_failed(p, x, CURLE_RECV_ERROR, conn_error(c, "Recv failure"));
+      return 1;
+    }
+    if (n == 0) { /* the peer closed */
+      if (wxhw_h1_eof(&x->parser) == WXHW_H1_DONE) finish(p, x, CURLE_OK, 0);
+      else if (x->parser.received == 0 && x->dstate == WXHW_DX_SEND)
+        io_failed(p, x, CURLE_SEND_ERROR, "Connection closed while sending the request");
+      else if (x->parser.received == 0) io_failed(p, x, CURLE_GOT_NOTHING, "Empty reply from server");
+      else fail(p, x, CURLE_PARTIAL_FILE, x->parser.error);
+      return 1;
+    }
+    if (x->dstate == WXHW_DX_SEND) x->early = 1;
+    r = wxhw_h1_feed(&x->parser, buf, n, &used);
+    if (r == WXHW_H1_MORE) continue;
+    if (r == WXHW_H1_DONE) {
+      /* bytes beyond the response, or a request not sent in full: the
+       * connection is out of step */
+      finish(p, x, CURLE_OK, used == n && x->parser.keep_alive && !x->close_after && !x->early);
+    } else if (r == WXHW_H1_ABORT) {
+      if (x->too_large) fail(p, x, CURLE_FILESIZE_EXCEEDED, "Exceeded the maximum allowed file size");
+      else fail(p, x, CURLE_OUT_OF_MEMORY, "out of memory");
+    } else {
+      fail(p, x, CURLE_WEIRD_SERVER_REPLY, x->parser.error);
+    }
+    return 1;
+  }
+}
+
 static void do_send(wxhw_dpool *p, wxhw_xfer *x) {
   wxhw_dconn *c = x->conn;
   size_t total = x->req.len + (x->body_inline ? 0 : x->rblen);
+  int tries = 0;
   while (x->req_off < total) {
     const char *d;
     size_t n, sent = 0;
@@ -369,57 +448,35 @@ static void do_send(wxhw_dpool *p, wxhw_xfer *x) {
     c->errbuf[0] = '\0';
     rc = curl_easy_send(c->easy, d, n, &sent);
     if (rc == CURLE_AGAIN) {
-      watch(p, c, 2);
+      if (again(p, c, 1, &tries)) continue;
       return;
     }
     if (rc != CURLE_OK) {
-      io_failed(p, x, CURLE_SEND_ERROR, conn_error(c, "Send failure"));
+      char why[CURL_ERROR_SIZE];
+      snprintf(why, sizeof why, "%s", conn_error(c, "Send failure"));
+      /* the server may have answered and closed (a 413 before the whole
+       * body): that answer counts, and then the request is not repeated */
+      if (!recv_some(p, x)) io_failed(p, x, CURLE_SEND_ERROR, why);
       return;
     }
+    if (sent > 0) x->dsent = 1;
     x->req_off += sent;
+    tries = 0;
   }
   x->dstate = WXHW_DX_RECV;
   watch(p, c, 1);
 }
 
 static void do_recv(wxhw_dpool *p, wxhw_xfer *x) {
-  wxhw_dconn *c = x->conn;
-  char buf[RECV_CHUNK];
-  for (;;) {
-    size_t n = 0, used = 0;
-    int r;
-    CURLcode rc;
-    c->errbuf[0] = '\0';
-    rc = curl_easy_recv(c->easy, buf, sizeof buf, &n);
-    if (rc == CURLE_AGAIN) return;
-    if (rc != CURLE_OK) {
-      io_failed(p, x, CURLE_RECV_ERROR, conn_error(c, "Recv failure"));
-      return;
-    }
-    if (n == 0) { /* the peer closed */
-      if (wxhw_h1_eof(&x->parser) == WXHW_H1_DONE) finish(p, x, CURLE_OK, 0);
-      else if (x->parser.received == 0) io_failed(p, x, CURLE_GOT_NOTHING, "Empty reply from server");
-      else fail(p, x, CURLE_PARTIAL_FILE, x->parser.error);
-      return;
-    }
-    r = wxhw_h1_feed(&x->parser, buf, n, &used);
-    if (r == WXHW_H1_MORE) continue;
-    if (r == WXHW_H1_DONE) {
-      /* bytes beyond the response: the connection is out of step */
-      finish(p, x, CURLE_OK, used == n && x->parser.keep_alive && !x->close_after);
-    } else if (r == WXHW_H1_ABORT) {
-      if (x->too_large) fail(p, x, CURLE_FILESIZE_EXCEEDED, "Exceeded the maximum allowed file size");
-      else fail(p, x, CURLE_OUT_OF_MEMORY, "out of memory");
-    } else {
-      fail(p, x, CURLE_WEIRD_SERVER_REPLY, x->parser.error);
-    }
-    return;
-  }
+  int tries = 0;
+  while (!recv_some(p, x))
+    if (!again(p, x->conn, 0, &tries)) return;
 }
 
 static void begin_send(wxhw_dpool *p, wxhw_xfer *x) {
   x->dstate = WXHW_DX_SEND;
   x->req_off = 0;
+  x->early = 0;
   do_send(p, x);
 }
 
@@ -527,7 +584,6 @@ void wxhw_direct_connected(wxhw_dpool *p, wxhw_dconn *c, CURLcode rc) {
   }
   if (rc != CURLE_OK) {
     fail(p, x, rc, conn_error(c, curl_easy_strerror(rc)));
-    x->dsent = 0;
     return;
   }
   if (curl_easy_getinfo(c->easy, CURLINFO_ACTIVESOCKET, &fd) != CURLE_OK || fd == CURL_SOCKET_BAD) {
@@ -554,7 +610,6 @@ void wxhw_direct_connected(wxhw_dpool *p, wxhw_dconn *c, CURLcode rc) {
 void wxhw_direct_on_ready(void *ud, int fd, unsigned events) {
   wxhw_dpool *p = ud;
   wxhw_dconn *c = (size_t)fd < p->nbyfd ? p->byfd[fd] : NULL;
-  (void)events;
   if (!c) {
     wxhw_loop_watch(p->loop, fd, 0);
     return;
@@ -564,8 +619,12 @@ void wxhw_direct_on_ready(void *ud, int fd, unsigned events) {
     watch(p, c, 0);
     return;
   }
-  if (c->owner->dstate == WXHW_DX_SEND) do_send(p, c->owner);
-  else if (c->owner->dstate == WXHW_DX_RECV) do_recv(p, c->owner);
+  if (c->owner->dstate == WXHW_DX_SEND) {
+    /* input (or an error) while sending: an early response, the peer's
+     * close, or TLS records the send waits for; read it first */
+    if ((events & 5u) && recv_some(p, c->owner)) return;
+    do_send(p, c->owner);
+  } else if (c->owner->dstate == WXHW_DX_RECV) do_recv(p, c->owner);
 }
 
 long long wxhw_direct_check_time(wxhw_dpool *p, wxhw_xfer *x, long long now) {

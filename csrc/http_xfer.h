@@ -83,7 +83,8 @@ typedef struct wxhw_xfer {
   long long deadline;/* monotonic ms */
   double t0;
   CURLcode dcode;    /* the outcome, CURLE_OK or what libcurl would say */
-  int dsent;         /* request bytes left before the failure */
+  int dsent;         /* a request byte left, on any connection of this exchange */
+  int early;         /* response bytes came before the request was sent in full */
   double dtime;      /* seconds the exchange took */
   char dmsg[160];    /* detail of a failure decided here */
 } wxhw_xfer;
@@ -97,6 +98,7 @@ typedef struct wxhw_dconn {
   int busy;          /* connecting or carrying a request */
   int connecting;
   int dead;          /* woke while idle: the peer closed it */
+  int tls;           /* https: a send may wait for input and a receive for output */
   unsigned watched;  /* epoll events set for it: 1 in, 2 out */
   long uses;         /* requests it completed */
   double idle_since;

@@ -4,6 +4,7 @@ local http = require "wxhw.http"
 local errors = require "wxhw.errors"
 local cjson = require "cjson"
 local http_server = require "support.http_server"
+local client_mod = require "wxhw.client"
 local nginx = require "support.nginx"
 local socket = require "socket"
 
@@ -76,6 +77,12 @@ describe("wxhw.http direct engine #c", function()
       ["/rst"] = { rst = true },
       ["/streamed"] = { send = { "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
         "3e8\r\n" .. string.rep("s", 1000) .. "\r\n", "3e8\r\n" .. string.rep("s", 1000) .. "\r\n", "0\r\n\r\n" } },
+      -- answers before reading the body: keeps the connection (unread) or closes it
+      ["/early_hold"] = { send = { "HTTP/1.1 413 Payload Too Large\r\nContent-Length: 8\r\n\r\ntoo big\n" },
+        early = true, close = true, hold = 4 },
+      ["/early_close"] = { send = { "HTTP/1.1 413 Payload Too Large\r\nContent-Length: 8\r\n\r\ntoo big\n" },
+        early = true, close = true },
+      ["/seen"] = { body = "{seen}" },
       ["*"] = { body = "default {conn}" },
     })
     client = http.new{ ca_file = srv.pki.ca_file, timeout = 5, user_agent = "direct-spec" }
@@ -281,6 +288,89 @@ describe("wxhw.http direct engine #c", function()
       fails("too_large", client:request{ url = raw.base_url .. "/streamed", max_body = 1500 })
       assert.equal(2000, #assert(client:request{ url = raw.base_url .. "/streamed", max_body = 2000 }).body)
       fails("too_large", client:request{ url = srv.base_url .. "/big?n=200000&chunked=1", max_body = 100000 })
+    end)
+  end)
+
+  describe("early responses", function()
+    local big = string.rep("x", 8 * 1024 * 1024)
+    local function seen(path)
+      return cjson.decode(assert(http.new{}:request{ url = raw.base_url .. "/seen" }).body)[path]
+    end
+
+    for _, engine in ipairs{ "auto", "curl" } do
+      it("a 413 before the body is read, connection kept open: returned at once (engine " .. engine .. ")", function()
+        local c = http.new{ engine = engine, timeout = 3, max_request_body = #big }
+        assert(c:request{ url = raw.base_url .. "/conn" }) -- a reused connection, as in production
+        local before = seen("/early_hold") or 0
+        local t0 = socket.gettime()
+        local r, e = c:request{ method = "POST", url = raw.base_url .. "/early_hold", body = big }
+        local dt = socket.gettime() - t0
+        assert.is_table(r, tostring(e))
+        assert.equal(413, r.status)
+        assert.equal("too big\n", r.body)
+        assert.is_true(dt < 1.5, "took " .. dt)
+        assert.equal(before + 1, seen("/early_hold"))
+        -- the connection was out of step: the next request takes a fresh one and succeeds
+        assert.equal(200, assert(c:request{ url = raw.base_url .. "/conn" }).status)
+        c:close()
+      end)
+
+      it("a 413 and a close before the body is read: the 413, POST not repeated (engine " .. engine .. ")", function()
+        local c = http.new{ engine = engine, timeout = 3, max_request_body = #big }
+        assert(c:request{ url = raw.base_url .. "/conn" })
+        local before = seen("/early_close") or 0
+        local r, e = c:request{ method = "POST", url = raw.base_url .. "/early_close", body = big }
+        assert.is_table(r, tostring(e))
+        assert.equal(413, r.status)
+        assert.equal(before + 1, seen("/early_close"))
+        assert.equal(200, assert(c:request{ url = raw.base_url .. "/conn" }).status)
+        c:close()
+      end)
+    end
+
+    it("a POST sent on a reused connection stays sent when the retry cannot connect", function()
+      -- the server takes the POST, stops listening and drops the connection
+      -- unanswered; the engine's fresh-connection retry is refused
+      local rs = assert(http_server.raw{ ["/pay"] = { body = "paid", refuse = 0.25 },
+        ["/seen"] = { body = "{seen}" }, ["*"] = { body = "{conn}" } })
+      local function count()
+        for _ = 1, 40 do -- until it listens again
+          local r = http.new{}:request{ url = rs.base_url .. "/seen" }
+          if r then return cjson.decode(r.body)["/pay"] or 0 end
+          socket.sleep(0.05)
+        end
+        error("the raw server did not come back")
+      end
+      local ok, err = pcall(function()
+        local errs = {}
+        for _, engine in ipairs{ "auto", "curl" } do
+          local c = http.new{ engine = engine, timeout = 3 }
+          assert(c:request{ url = rs.base_url .. "/warm" })
+          local before = count()
+          local e = fails("connect", c:request{ method = "POST", url = rs.base_url .. "/pay", body = "charge=1" })
+          assert.is_true(e.sent, engine)
+          assert.is_true(e.retryable, engine)
+          errs[engine] = e
+          assert.equal(before + 1, count())
+          c:close()
+          -- the same through wxhw.client: a non-idempotent call that was sent is not repeated
+          local wc = assert(client_mod.new{ transport = { engine = engine, timeout = 3 },
+            base_urls = { mp = rs.base_url }, retry = { attempts = 3, base_delay = 0.6, max_delay = 0.6 },
+            random = function() return 0.99 end })
+          assert(wc:call{ product = "mp", path = "/warm", raw = true })
+          before = count()
+          local r, ce = wc:call{ product = "mp", method = "POST", path = "/pay", body = "charge=2", raw = true }
+          assert.is_nil(r, engine)
+          assert.is_true(ce.sent, engine)
+          socket.sleep(0.7) -- a (wrong) retry would have landed by now
+          assert.equal(before + 1, count(), engine)
+          wc.transport:close()
+        end
+        assert.equal(errs.auto.sent, errs.curl.sent)
+        assert.equal(errs.auto.retryable, errs.curl.retryable)
+      end)
+      rs:stop()
+      assert(ok, err)
     end)
   end)
 

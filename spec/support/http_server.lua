@@ -30,9 +30,14 @@
 --         (`delay` seconds between pieces), or { body = "..." } for a 200 with
 --         Content-Length; "{conn}" becomes the connection's serial number
 --         (1, 2, ...), "{req}" the request's number on it and "{request}"
---         the request head as received. Afterwards the connection is kept
+--         the request head as received, "{seen}" a JSON object of how many
+--         requests each path got so far. Afterwards the connection is kept
 --         unless `close = true` (closed after `hold` seconds, if given) or
 --         `rst = true` (reset at once, before any response).
+--         `early = true`: answer right after the head, leaving the body
+--         unread (use with close). `refuse = s`: a request to the path gets
+--         no answer: the server stops listening (connects are refused),
+--         drops the connection, and listens again s seconds later.
 local nginx = require "support.nginx"
 local tls = require "support.tls"
 local socket = require "socket"
@@ -171,16 +176,27 @@ end
 local RAW_PY = [==[
 import json, socket, struct, sys, threading, time
 routes = json.load(open(sys.argv[1]))
-srv = socket.socket()
-srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-srv.bind(("127.0.0.1", 0))
-srv.listen(128)
-print(srv.getsockname()[1], flush=True)
+
+def listen(port):
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("127.0.0.1", port))
+    s.listen(128)
+    return s
+
+srv = listen(0)
+port = srv.getsockname()[1]
+print(port, flush=True)
 lock = threading.Lock()
 serial = [0]
+seen = {}
+pause = [0]
 
 def fill(s, n, k, head):
-    return s.replace("{conn}", str(n)).replace("{req}", str(k)).replace("{request}", head)
+    with lock:
+        counts = json.dumps(seen, sort_keys=True)
+    return (s.replace("{conn}", str(n)).replace("{req}", str(k)).replace("{request}", head)
+            .replace("{seen}", counts))
 
 def handle(c, n):
     buf, k = b"", 0
@@ -198,6 +214,11 @@ def handle(c, n):
             for l in lines[1:]:
                 if l.lower().startswith(b"content-length:"):
                     cl = int(l.split(b":", 1)[1])
+            r = routes.get(path) or routes.get("*")
+            with lock:
+                seen[path] = seen.get(path, 0) + 1
+            if r.get("early"):
+                cl = 0
             while len(rest) < cl:
                 d = c.recv(65536)
                 if not d:
@@ -205,7 +226,10 @@ def handle(c, n):
                 rest += d
             buf = rest[cl:]
             k += 1
-            r = routes.get(path) or routes.get("*")
+            if r.get("refuse"):
+                pause[0] = r["refuse"]
+                srv.shutdown(socket.SHUT_RDWR)  # accept() fails: listen again later
+                return
             if r.get("rst"):
                 c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                 return
@@ -228,7 +252,13 @@ def handle(c, n):
         c.close()
 
 while True:
-    c, _ = srv.accept()
+    try:
+        c, _ = srv.accept()
+    except OSError:
+        srv.close()
+        time.sleep(pause[0])
+        srv = listen(port)
+        continue
     with lock:
         serial[0] += 1
         n = serial[0]
