@@ -43,6 +43,7 @@ describe("wxhw.http direct engine #c", function()
     location = /nocontent { return 204; }
     location = /notmod { return 304; }
     location = /slowconn { content_by_lua_block { ngx.sleep(0.05); ngx.print(ngx.var.connection) } }
+    location = /sink { content_by_lua_block { ngx.req.read_body(); ngx.print(#(ngx.req.get_body_data() or "")) } }
     location = /connreq { content_by_lua_block { ngx.print(ngx.var.connection, " ", ngx.var.connection_requests) } }
     ]] })
     raw = assert(http_server.raw{
@@ -82,6 +83,9 @@ describe("wxhw.http direct engine #c", function()
         early = true, close = true, hold = 4 },
       ["/early_close"] = { send = { "HTTP/1.1 413 Payload Too Large\r\nContent-Length: 8\r\n\r\ntoo big\n" },
         early = true, close = true },
+      -- half a response before the body is read, then silence
+      ["/early_half"] = { send = { "HTTP/1.1 413 Payload Too Large\r\nContent-Length: 100\r\n\r\npartial" },
+        early = true, close = true, hold = 4 },
       ["/seen"] = { body = "{seen}" },
       ["*"] = { body = "default {conn}" },
     })
@@ -327,6 +331,29 @@ describe("wxhw.http direct engine #c", function()
         c:close()
       end)
     end
+
+    it("waits in epoll, not in a loop, while both directions are stuck", function()
+      local c = http.new{ timeout = 1, max_request_body = #big }
+      local cpu, t0 = os.clock(), socket.gettime()
+      local e = fails("timeout", c:request{ method = "POST", url = raw.base_url .. "/early_half", body = big })
+      local dt = socket.gettime() - t0
+      assert.is_true(e.sent)
+      assert.is_true(dt >= 0.9, "took " .. dt)
+      assert.is_true(os.clock() - cpu < 0.5 * dt, ("%.3f s of CPU in %.3f s"):format(os.clock() - cpu, dt))
+      c:close()
+    end)
+
+    it("sends a large body over TLS in full", function()
+      local c = http.new{ ca_file = srv.pki.ca_file, timeout = 10, max_request_body = #big }
+      assert(c:request{ url = srv.https_url .. "/ok" })
+      local body = big:sub(1, 4 * 1024 * 1024)
+      for _ = 1, 2 do -- a fresh connection, then a reused one
+        local r = assert(c:request{ method = "POST", url = srv.https_url .. "/sink", body = body })
+        assert.equal(200, r.status)
+        assert.equal(tostring(#body), r.body)
+      end
+      c:close()
+    end)
 
     it("a POST sent on a reused connection stays sent when the retry cannot connect", function()
       -- the server takes the POST, stops listening and drops the connection
