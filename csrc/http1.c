@@ -182,7 +182,10 @@ static int header_line(wxhw_h1 *p, const char *s, size_t n) {
     }
     return head_done(p);
   }
-  if (is_ows(s[0])) return 0; /* obsolete line folding: dropped, as the libcurl path does */
+  /* obsolete line folding (RFC 9112 5.2): refused, as dropping or joining
+   * it would let a folded Content-Length or Transfer-Encoding line mean
+   * something else to us than to a proxy in between */
+  if (is_ows(s[0])) return fail(p, "obsolete line folding in a header");
   if ((rc = split_header(p, s, n, &nlen, &vs, &ve)) != 0) return rc;
   if (p->state == S_INTERIM) return 0;
   if (ieq(s, nlen, "content-length")) rc = each_element(p, s + vs, ve - vs, content_length_value);
@@ -236,7 +239,7 @@ static int on_line(wxhw_h1 *p, const char *s, size_t n) {
       p->state = S_DONE;
       return 0;
     }
-    if (is_ows(s[0])) return 0;
+    if (is_ows(s[0])) return fail(p, "obsolete line folding in a trailer");
     {
       size_t nlen, vs, ve;
       return split_header(p, s, n, &nlen, &vs, &ve);

@@ -73,6 +73,10 @@ describe("wxhw.http direct engine #c", function()
       ["/lf_only"] = { send = { "HTTP/1.1 200 OK\nContent-Length: 2\nX-Lf: 1\n\nok" } },
       ["/bare_cr"] = { send = { "HTTP/1.1 200 OK\r\nX-Cr: a\rb\r\nContent-Length: 2\r\n\r\nok" } },
       ["/garbage"] = { send = { "ICY 200 OK\r\n\r\n" }, close = true },
+      -- obsolete line folding: after a plain header, after Content-Length, in a trailer
+      ["/obsfold"] = { send = { "HTTP/1.1 200 OK\r\nX-A: 1\r\n  more\r\nContent-Length: 2\r\n\r\nok" } },
+      ["/obsfold_cl"] = { send = { "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\t5\r\n\r\nokxyz" } },
+      ["/obsfold_trailer"] = { send = { "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\nX-T: 1\r\n 2\r\n\r\n" } },
       ["/slowbody"] = { send = { "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npartial" }, close = true, hold = 3 },
       ["/truncated"] = { send = { "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort" }, close = true },
       ["/rst"] = { rst = true },
@@ -274,12 +278,13 @@ describe("wxhw.http direct engine #c", function()
       assert.truthy(r.headers["x-final"])
     end)
 
-    it("accepts repeated equal Content-Length values and bare LF line ends, refuses ambiguous framing", function()
+    it("accepts repeated equal Content-Length values and bare LF line ends, refuses ambiguous framing and obs-fold", function()
       assert.equal("abc", assert(client:request{ url = raw.base_url .. "/same_cl" }).body)
       local lf = assert(client:request{ url = raw.base_url .. "/lf_only" })
       assert.equal("ok", lf.body)
       assert.equal("1", lf.headers["x-lf"])
-      for _, path in ipairs { "/bare_cr", "/ambiguous_cl", "/te_and_cl", "/te_gzip", "/huge_chunk", "/huge_head", "/garbage" } do
+      for _, path in ipairs { "/bare_cr", "/ambiguous_cl", "/te_and_cl", "/te_gzip", "/huge_chunk", "/huge_head", "/garbage",
+          "/obsfold", "/obsfold_cl", "/obsfold_trailer" } do
         local e = fails("protocol", client:request{ url = raw.base_url .. path })
         assert.is_false(e.retryable, path)
         assert.is_true(e.sent, path)
