@@ -71,6 +71,8 @@ static void http_release(wxhw_http *h) {
   free(h->conf.ca_file);
   free(h->conf.user_agent);
   free(h->conf.no_proxy);
+  free(h->conf.env_proxy_http);
+  free(h->conf.env_proxy_https);
   memset(&h->conf, 0, sizeof h->conf);
 }
 
@@ -170,21 +172,26 @@ static char *proxy_for_display(const char *proxy) {
   return out ? out : strdup("(unparsable)");
 }
 
-static int env_set(const char *a, const char *b) {
+/* The first of the variables that is set, as libcurl looks them up. */
+static const char *env_first(const char *a, const char *b, const char *c, const char *d) {
   const char *v = getenv(a);
   if (!v && b) v = getenv(b);
-  return v && *v;
+  if (!v && c) v = getenv(c);
+  if (!v && d) v = getenv(d);
+  return v;
 }
 
+static char *env_proxy(lua_State *L, const char *v) { return v && *v ? dup_or_raise(L, v) : NULL; }
+
 /* The proxy variables as libcurl reads them (http_proxy has no upper-case
- * form), read once: a request the direct engine could take goes through
- * libcurl instead when a proxy applies to it. */
+ * form; a set but empty one means no proxy, without falling back to
+ * all_proxy), read once for both engines: a request the direct engine could
+ * take goes through libcurl instead when a proxy applies to it, and libcurl
+ * gets these values rather than the environment of the moment. */
 static void read_proxy_env(lua_State *L, wxhw_http_conf *conf) {
-  const char *np = getenv("no_proxy");
-  int all = env_set("all_proxy", "ALL_PROXY");
-  conf->env_proxy_http = all || env_set("http_proxy", NULL);
-  conf->env_proxy_https = all || env_set("https_proxy", "HTTPS_PROXY");
-  if (!np) np = getenv("NO_PROXY");
+  const char *np = env_first("no_proxy", "NO_PROXY", NULL, NULL);
+  conf->env_proxy_http = env_proxy(L, env_first("http_proxy", "all_proxy", "ALL_PROXY", NULL));
+  conf->env_proxy_https = env_proxy(L, env_first("https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"));
   if (np && *np) conf->no_proxy = dup_or_raise(L, np);
 }
 

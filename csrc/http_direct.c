@@ -97,7 +97,7 @@ int wxhw_direct_url(wxhw_xfer *x, const wxhw_http_conf *conf) {
   /* credentials in the URL mean authentication: libcurl's business */
   x->url_direct = curl_url_get(x->uh, CURLUPART_USER, &user, 0) != CURLUE_OK &&
                   curl_url_get(x->uh, CURLUPART_PASSWORD, &pw, 0) != CURLUE_OK;
-  if ((https ? conf->env_proxy_https : conf->env_proxy_http) &&
+  if ((https ? conf->env_proxy_https : conf->env_proxy_http) != NULL &&
       !no_proxy_exempts(conf->no_proxy, host, strlen(host)))
     x->url_direct = 0;
 out:

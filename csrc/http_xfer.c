@@ -236,6 +236,7 @@ static int set_url(lua_State *L, wxhw_xfer *x, const char *url, const wxhw_http_
                          scheme ? scheme : "(none)");
     bad = 1;
   }
+  x->url_https = scheme && strcmp(scheme, "https") == 0;
   curl_free(scheme);
   if (!bad && wxhw_direct_url(x, conf) != 0) luaL_error(L, "out of memory");
   if (!bad && (x->uh_url = strdup(url)) == NULL) luaL_error(L, "out of memory");
@@ -269,24 +270,6 @@ static int base_headers(wxhw_xfer *x, const wxhw_http_conf *conf) {
   return 0;
 }
 
-static const char *env_either(const char *a, const char *b) {
-  const char *v = getenv(a);
-  return v ? v : getenv(b);
-}
-
-/* libcurl looks the proxy variables up in the environment on every transfer
- * (five getenv scans of environ). Read them once, when the handle is made:
- * no_proxy is handed over as it is, and when no proxy variable is set the
- * proxy is turned off explicitly. */
-static int pin_proxy_env(lua_State *L, CURL *e) {
-  const char *no_proxy = env_either("no_proxy", "NO_PROXY");
-  SETOPT(CURLOPT_NOPROXY, no_proxy ? no_proxy : "");
-  if (!getenv("http_proxy") && !env_either("https_proxy", "HTTPS_PROXY") &&
-      !env_either("all_proxy", "ALL_PROXY"))
-    SETOPT(CURLOPT_PROXY, "");
-  return 0;
-}
-
 /* Options that never change for a client: set once per easy handle, which is
  * then never reset, so a request only touches what differs. */
 static int setup_easy(lua_State *L, wxhw_xfer *x, CURLSH *share, const wxhw_http_conf *conf) {
@@ -300,12 +283,18 @@ static int setup_easy(lua_State *L, wxhw_xfer *x, CURLSH *share, const wxhw_http
   SETOPT(CURLOPT_SSL_VERIFYPEER, 1L);
   SETOPT(CURLOPT_SSL_VERIFYHOST, 2L);
   if (conf->ca_file) SETOPT(CURLOPT_CAINFO, conf->ca_file);
+  /* libcurl would look the proxy variables up on every transfer (five
+   * getenv scans of environ): it gets the values read at new() instead,
+   * which the direct engine decided on too. The env proxy for the URL's
+   * scheme is set per request (wxhw_xfer_prepare); none to begin with. */
+  SETOPT(CURLOPT_NOPROXY, conf->no_proxy ? conf->no_proxy : "");
+  x->env_proxy = NULL;
   if (conf->proxy) {
     SETOPT(CURLOPT_PROXY, conf->proxy);
     /* for the CONNECT request, which does not carry custom headers */
     if (*conf->user_agent) SETOPT(CURLOPT_USERAGENT, conf->user_agent);
   } else {
-    pin_proxy_env(L, e);
+    SETOPT(CURLOPT_PROXY, "");
   }
   SETOPT(CURLOPT_HTTP_VERSION, conf->http2 ? (long)CURL_HTTP_VERSION_2TLS : (long)CURL_HTTP_VERSION_1_1);
   if (conf->max_idle_s > 0) SETOPT(CURLOPT_MAXAGE_CONN, conf->max_idle_s);
@@ -391,6 +380,13 @@ int wxhw_xfer_prepare(lua_State *L, wxhw_xfer *x, int req, CURLSH *share,
   }
   e = x->easy;
   x->errbuf[0] = '\0';
+  if (!conf->proxy) {
+    const char *px = x->url_https ? conf->env_proxy_https : conf->env_proxy_http;
+    if (px != x->env_proxy) {
+      SETOPT(CURLOPT_PROXY, px ? px : "");
+      x->env_proxy = px;
+    }
+  }
   SETOPT(CURLOPT_CURLU, x->uh);
   SETOPT(CURLOPT_TIMEOUT_MS, x->timeout_ms);
   SETOPT(CURLOPT_CONNECTTIMEOUT_MS, x->connect_timeout_ms);

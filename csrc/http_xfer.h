@@ -25,8 +25,10 @@ typedef struct {
   size_t max_request_body; /* request body cap, checked before sending */
   int http2;
   int engine_curl;  /* engine="curl": never the direct engine */
-  int env_proxy_http, env_proxy_https; /* a proxy variable applies to that scheme */
-  char *no_proxy;   /* no_proxy / NO_PROXY as read at new(), or NULL */
+  /* The proxy environment, read once at new() for both engines: the proxy
+   * libcurl would take from it for each scheme (NULL: none), no_proxy. */
+  char *env_proxy_http, *env_proxy_https;
+  char *no_proxy;   /* no_proxy / NO_PROXY, or NULL */
   char *proxy;      /* as given (may carry credentials): never printed */
   char *proxy_safe; /* without user:password, for tostring */
   char *ca_file;
@@ -72,6 +74,8 @@ typedef struct wxhw_xfer {
   char *target;      /* path?query */
   char *hosthdr;     /* Host header value */
   int url_direct;    /* the URL itself allows the direct engine */
+  int url_https;     /* the URL's scheme is https */
+  const char *env_proxy; /* the CURLOPT_PROXY the easy handle has from conf's env_proxy_* */
   struct wxhw_dconn *conn;
   wxhw_buf req;      /* request head (and a small body) */
   size_t req_off;    /* bytes of req + body sent */

@@ -533,5 +533,30 @@ describe("wxhw.http direct engine #c", function()
       out = child("http_proxy=" .. srv.base_url .. " no_proxy=.invalid", "http://example.invalid/connreq")
       assert.truthy(out:find("^error dns"), out)
     end)
+
+    it("both engines use the variables as they were at wxhw.http.new()", function()
+      -- changing the environment afterwards takes LuaJIT's FFI (setenv)
+      if os.getenv("WXHW_RUNTIME") ~= "luajit" then return end
+      local code = ([[local ffi = require "ffi"
+        ffi.cdef "int setenv(const char *, const char *, int); int unsetenv(const char *);"
+        local http = require "wxhw.http"
+        local proxy = os.getenv("http_proxy")
+        local a, b = http.new{ connect_timeout = 2 }, http.new{ engine = "curl", connect_timeout = 2 }
+        if proxy then ffi.C.unsetenv("http_proxy") else ffi.C.setenv("http_proxy", %q, 1) end
+        for _, c in ipairs{ a, b } do
+          local r, e = c:request{ url = "http://example.invalid/connreq" }
+          io.write(r and ("status " .. r.status) or ("error " .. e.reason), ";")
+        end]]):format(srv.base_url)
+      local function run(env)
+        local p = io.popen(("env -u WXHW_SANITIZE %s luajit -e %q 2>&1"):format(env, code))
+        local out = p:read("*a")
+        p:close()
+        return out
+      end
+      local out = run("-u http_proxy")
+      assert.equal("error dns;error dns;", out)
+      out = run("http_proxy=" .. srv.base_url)
+      assert.equal("status 200;status 200;", out)
+    end)
   end)
 end)
