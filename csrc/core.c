@@ -22,6 +22,7 @@ static const struct {
     {"clock", wxhw_open_clock},
     {"fileio", wxhw_open_fileio},
     {"seen", wxhw_open_seen},
+    {"kvshm", wxhw_open_kvshm},
 };
 
 void wxhw_newclass(lua_State *L, const char *name, const luaL_Reg *methods,

@@ -1,7 +1,7 @@
 /* The shm token store: a fixed table of token records in an mmap'd file
  * (mode 0600), shared by every process of one host without a server.
  *
- * Concurrency: one process-shared *robust* pthread mutex in the mapping guards
+ * Concurrency (file and mutex set-up in shmfile.c): one process-shared *robust* pthread mutex in the mapping guards
  * every write, so a process killed while holding it cannot wedge the others
  * (the next locker gets EOWNERDEAD and repairs the half-written slot).
  * Refresh leases carry an owner pid and a monotonic deadline: a lease whose
@@ -12,16 +12,15 @@
  * Times of token records (expires_at, fetched_at) are the manager's clock and
  * pass through untouched; lease deadlines use CLOCK_MONOTONIC. */
 #include <errno.h>
-#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
+#include "shmfile.h"
 #include "tokenstore.h"
 
 #define SHM_CLASS "wxhw.TokenShm"
@@ -89,25 +88,22 @@ static void clear_record(slot_t *sl) {
   __atomic_add_fetch(&sl->gen, 1, __ATOMIC_RELEASE);
 }
 
-/* Returns 0 with the lock held, or an errno. */
-static int shm_lock(shm_t *s) {
-  int rc = pthread_mutex_lock(&s->h->mu);
-  if (rc == EOWNERDEAD) {
-    /* The previous holder died inside a critical section: drop the record it
-     * may have half written; the next caller fetches it again. */
-    int32_t d = s->h->dirty;
-    if (d >= 0 && (uint32_t)d < s->h->nslots) {
-      slot_t *sl = &s->slots[d];
-      if (sl->keylen > KEY_MAX) sl->keylen = 0;
-      clear_record(sl);
-    }
-    s->h->dirty = -1;
-    s->h->recoveries++;
-    pthread_mutex_consistent(&s->h->mu);
-    rc = 0;
+/* The previous holder died inside a critical section: drop the record it
+ * may have half written; the next caller fetches it again. */
+static void repair(void *arg) {
+  shm_t *s = (shm_t *)arg;
+  int32_t d = s->h->dirty;
+  if (d >= 0 && (uint32_t)d < s->h->nslots) {
+    slot_t *sl = &s->slots[d];
+    if (sl->keylen > KEY_MAX) sl->keylen = 0;
+    clear_record(sl);
   }
-  return rc;
+  s->h->dirty = -1;
+  s->h->recoveries++;
 }
+
+/* Returns 0 with the lock held, or an errno. */
+static int shm_lock(shm_t *s) { return wxhw_shm_lock(&s->h->mu, repair, s); }
 
 static void shm_unlock(shm_t *s) { pthread_mutex_unlock(&s->h->mu); }
 
@@ -128,117 +124,56 @@ static int lease_live(const slot_t *sl, double now) {
 
 /* ---- open / close ---- */
 
-static int init_file(int fd, uint32_t nslots, char *err, size_t errlen) {
-  header_t h;
-  pthread_mutexattr_t a;
-  size_t len = HEADER_SIZE + (size_t)nslots * sizeof(slot_t);
-  void *map;
-  if (ftruncate(fd, (off_t)len) != 0) {
-    snprintf(err, errlen, "cannot size token store file: %s", strerror(errno));
-    return -1;
-  }
-  map = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-  if (map == MAP_FAILED) {
-    snprintf(err, errlen, "cannot map token store file: %s", strerror(errno));
-    return -1;
-  }
-  memset(&h, 0, sizeof h);
-  h.header_size = (uint32_t)HEADER_SIZE;
-  h.slot_size = (uint32_t)sizeof(slot_t);
-  h.nslots = nslots;
-  h.dirty = -1;
-  h.next_lease_id = 1;
-  memcpy(map, &h, sizeof h);
-  pthread_mutexattr_init(&a);
-  pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
-  pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
-  pthread_mutex_init(&((header_t *)map)->mu, &a);
-  pthread_mutexattr_destroy(&a);
-  /* The magic goes last: a file without it is re-initialised by the next opener. */
-  memcpy(((header_t *)map)->magic, SHM_MAGIC, 8);
-  msync(map, HEADER_SIZE, MS_SYNC);
-  munmap(map, len);
-  return 0;
+static void init_header(void *map, void *arg) {
+  header_t *h = (header_t *)map;
+  h->header_size = (uint32_t)HEADER_SIZE;
+  h->slot_size = (uint32_t)sizeof(slot_t);
+  h->nslots = *(uint32_t *)arg;
+  h->dirty = -1;
+  h->next_lease_id = 1;
+  wxhw_shm_mutex_init(&h->mu);
+}
+
+static size_t layout(const void *hdr, void *arg) {
+  const header_t *h = (const header_t *)hdr;
+  (void)arg;
+  if (h->header_size != HEADER_SIZE || h->slot_size != sizeof(slot_t) || h->nslots < 1 ||
+      h->nslots > NSLOTS_MAX)
+    return 0;
+  return HEADER_SIZE + (size_t)h->nslots * sizeof(slot_t);
 }
 
 static int l_shm_open(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
   lua_Integer want = luaL_optinteger(L, 2, NSLOTS_DEFAULT);
+  uint32_t nslots;
   shm_t *s;
-  int fd;
-  struct stat st;
-  struct flock fl;
-  header_t h;
-  char err[300] = "";
-  size_t len;
+  wxhw_shmfile_spec spec;
+  char err[400] = "";
+  size_t len = 0;
   void *map;
 
   luaL_argcheck(L, want >= 1 && want <= NSLOTS_MAX, 2, "slot count must be 1..65536");
+  nslots = (uint32_t)want;
   /* Born closed, so an allocation error leaves a consistent object. */
   s = (shm_t *)lua_newuserdatauv(L, sizeof *s, 0);
   memset(s, 0, sizeof *s);
   luaL_setmetatable(L, SHM_CLASS);
-
-  fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
-  if (fd < 0) return wxhw_fail(L, "store", "cannot open token store %s: %s", path, strerror(errno));
-  memset(&fl, 0, sizeof fl);
-  fl.l_type = F_WRLCK;
-  fl.l_whence = SEEK_SET;
-  /* fcntl lock only while checking/initialising the layout. */
-  while (fcntl(fd, F_SETLKW, &fl) != 0) {
-    if (errno != EINTR) {
-      snprintf(err, sizeof err, "cannot lock token store %s: %s", path, strerror(errno));
-      goto fail;
-    }
-  }
-  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    snprintf(err, sizeof err, "token store %s is not a regular file", path);
-    goto fail;
-  }
-  if (st.st_uid != geteuid()) {
-    snprintf(err, sizeof err, "token store %s belongs to another user; refusing to use it", path);
-    goto fail;
-  }
-  if ((st.st_mode & 077) != 0) {
-    snprintf(err, sizeof err, "token store %s is accessible by group or others (mode %03o); chmod 600 it",
-             path, (unsigned)(st.st_mode & 0777));
-    goto fail;
-  }
-  memset(&h, 0, sizeof h);
-  if ((size_t)st.st_size < sizeof h || pread(fd, &h, sizeof h, 0) != (ssize_t)sizeof h ||
-      memcmp(h.magic, SHM_MAGIC, 8) != 0) {
-    if (init_file(fd, (uint32_t)want, err, sizeof err) != 0) goto fail;
-    if (pread(fd, &h, sizeof h, 0) != (ssize_t)sizeof h) {
-      snprintf(err, sizeof err, "cannot read token store %s", path);
-      goto fail;
-    }
-  }
-  if (h.header_size != HEADER_SIZE || h.slot_size != sizeof(slot_t) || h.nslots < 1 ||
-      h.nslots > NSLOTS_MAX) {
-    snprintf(err, sizeof err, "token store %s has an incompatible layout (another wxhw version?)", path);
-    goto fail;
-  }
-  len = HEADER_SIZE + (size_t)h.nslots * sizeof(slot_t);
-  if (fstat(fd, &st) != 0 || (size_t)st.st_size < len) {
-    snprintf(err, sizeof err, "token store %s is truncated", path);
-    goto fail;
-  }
-  map = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-  if (map == MAP_FAILED) {
-    snprintf(err, sizeof err, "cannot map token store %s: %s", path, strerror(errno));
-    goto fail;
-  }
-  fl.l_type = F_UNLCK;
-  fcntl(fd, F_SETLK, &fl);
-  close(fd); /* the mapping stays valid */
+  memset(&spec, 0, sizeof spec);
+  spec.what = "token store";
+  spec.magic = SHM_MAGIC;
+  spec.create_len = HEADER_SIZE + (size_t)nslots * sizeof(slot_t);
+  spec.init = init_header;
+  spec.layout = layout;
+  spec.head = sizeof(header_t);
+  spec.arg = &nslots;
+  map = wxhw_shmfile_map(path, &spec, &len, err, sizeof err);
+  if (!map) return wxhw_fail(L, "store", "%s", err);
   s->h = (header_t *)map;
   s->slots = (slot_t *)((char *)map + HEADER_SIZE);
   s->maplen = len;
   snprintf(s->path, sizeof s->path, "%s", path);
   return 1;
-fail:
-  close(fd);
-  return wxhw_fail(L, "store", "%s", err);
 }
 
 static int l_shm_close(lua_State *L) {

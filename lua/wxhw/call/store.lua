@@ -7,6 +7,11 @@
 --   store.redis(opts | conn)   many hosts; reuses the token store's hiredis
 --                              connection (wxhw.core.tokenstore.redis_connect)
 --   store.ngx_shared(dict)     OpenResty lua_shared_dict (all nginx workers)
+--   store.shm{ path =, entries =, value_bytes = }
+--                              a hash table in a file mapping shared by the
+--                              processes of one host (wxhw.core.kvshm): nginx
+--                              workers without a lua_shared_dict, 1-2 cache
+--                              misses an operation (docs/callback.md)
 --
 -- Interface (values are strings; ttl in seconds, nil/0 = no expiry):
 --   s:get(key)                    --> value | nil            (nil, err on failure)
@@ -193,5 +198,38 @@ function Shared:keys(prefix)
   return out
 end
 function Shared:__tostring() return "wxhw ngx.shared kv store" end
+
+-- shm (wxhw.core.kvshm) -------------------------------------------------
+
+local Shm = {}
+Shm.__index = Shm
+
+--- opts: path (a file, e.g. under /dev/shm; created mode 0600), entries (live
+-- keys it must hold), value_bytes (longest value, default 256). Every
+-- process opening the same path with the same shape shares the table.
+function M.shm(opts)
+  if type(opts) ~= "table" or type(opts.path) ~= "string" or not opts.entries then
+    error("store.shm: opts.path and opts.entries are required", 2)
+  end
+  local t, err = require("wxhw.core").kvshm.open(opts.path, opts.entries, opts.value_bytes or 256)
+  if not t then return nil, err end
+  -- The C methods are the interface (get/set/add/cas/delete); the table
+  -- only adds sorted keys() and a readable tostring.
+  return setmetatable({ kind = "shm", shared = true, t = t, path = opts.path,
+                        get = function(_, k) return t:get(k) end,
+                        set = function(_, k, v, ttl) return t:set(k, v, ttl) end,
+                        add = function(_, k, v, ttl) return t:add(k, v, ttl) end,
+                        cas = function(_, k, old, new, ttl) return t:cas(k, old, new, ttl) end,
+                        delete = function(_, k) return t:delete(k) end }, Shm)
+end
+
+function Shm:keys(prefix)
+  local out = self.t:keys(prefix or "")
+  table.sort(out)
+  return out
+end
+function Shm:stats() return self.t:stats() end
+function Shm:close() self.t:close() end
+function Shm:__tostring() return "wxhw shm kv store (" .. tostring(self.t) .. ")" end
 
 return M
