@@ -13,7 +13,9 @@
 -- dict reuses a node only for a value of equal length; otherwise it frees,
 -- allocates and re-links it in its tree, which costs more than the lookup
 -- and, with several workers, moves more cache lines between cores). A reply
--- that does not fit is stored unpadded.
+-- that does not fit is stored unpadded. The shm store (wxhw.call.store.shm)
+-- is never padded; a reply longer than its value_bytes is not stored (done()
+-- returns nil, err and copies stay "busy" until the ttl).
 local crypto = require "wxhw.crypto"
 
 local M = {}
@@ -25,8 +27,10 @@ M.__index = M
 function M.new(opts)
   opts = opts or {}
   local store = opts.store or require("wxhw.call.store").memory()
+  -- The shm store has fixed slots: padding would only waste its value_bytes.
+  local eb = store.kind ~= "shm" and opts.entry_bytes or nil
   return setmetatable({ store = store, ttl = opts.ttl or 600, wait = opts.wait or 4,
-                        sleep = opts.sleep, prefix = opts.prefix or "dup:", entry_bytes = opts.entry_bytes }, M)
+                        sleep = opts.sleep, prefix = opts.prefix or "dup:", entry_bytes = eb }, M)
 end
 
 local sub, rep, find = string.sub, string.rep, string.find

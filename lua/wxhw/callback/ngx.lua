@@ -7,7 +7,8 @@
 -- Reads the raw body (also when nginx buffered it to a file), passes the
 -- query, headers and method to the plain handler and writes its answer.
 -- Nothing here blocks: handlers use cosockets (wxhw.call.remote) and
--- ngx.shared stores (wxhw.call.store.ngx_shared).
+-- ngx.shared stores (wxhw.call.store.ngx_shared) or the shm table
+-- (wxhw.call.store.shm: a mutex held for a probe and a copy).
 local M = {}
 
 local function raw_body()
@@ -63,11 +64,36 @@ end
 -- the reply overwrite the claim in place.
 M.ENTRY_BYTES = 512 - 128
 
---- Options for the stores and de-duplication inside nginx: a shared dict
--- and ngx.sleep so a duplicate waits for its first copy.
-function M.dedup(dict_name)
-  local store = require("wxhw.call.store").ngx_shared(dict_name)
+--- Options for de-duplication inside nginx, with ngx.sleep so a duplicate
+-- waits for its first copy. `where` is either
+--   "dict_name"                       a lua_shared_dict (claims padded to
+--                                     ENTRY_BYTES, see wxhw.callback.dedup)
+--   { shm = path, entries = N[, value_bytes = n] }
+--                                     a wxhw.call.store.shm table every worker
+--                                     maps (no padding: it has fixed slots)
+-- The shm table is opened once per worker (lazily, so init_worker or the first
+-- request; nothing needs to exist before the fork).
+local shm_cache = {}
+function M.dedup(where)
+  if type(where) == "table" then
+    local key = where.shm .. "|" .. tostring(where.entries) .. "|" .. tostring(where.value_bytes)
+    local store = shm_cache[key]
+    if not store then
+      local err
+      store, err = require("wxhw.call.store").shm{ path = where.shm, entries = where.entries,
+                                                   value_bytes = where.value_bytes or M.SHM_VALUE_BYTES }
+      if not store then error("wxhw.callback.ngx.dedup: " .. tostring(err), 2) end
+      shm_cache[key] = store
+    end
+    return { store = store, sleep = ngx.sleep } -- luacheck: ignore ngx
+  end
+  local store = require("wxhw.call.store").ngx_shared(where)
   return { store = store, sleep = ngx.sleep, entry_bytes = M.ENTRY_BYTES } -- luacheck: ignore ngx
 end
+
+-- Longest stored reply of the shm store by default: a claim is 1 byte, a
+-- reply "D" status, content type and body ("success", a JSON ack or a short
+-- encrypted passive reply).
+M.SHM_VALUE_BYTES = 512
 
 return M
