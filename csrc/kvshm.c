@@ -173,8 +173,11 @@ static size_t kv_layout(const void *hdr, void *arg) {
   return map_len(h->capacity, h->slot_size);
 }
 
+/* The table is argument 1, or upvalue 1 of a method bound by store:bind()
+ * (argument 1 is then the caller's own object, ignored). */
 static kv_t *check_kv(lua_State *L) {
-  kv_t *s = (kv_t *)luaL_checkudata(L, 1, KV_CLASS);
+  kv_t *s = (kv_t *)lua_touserdata(L, lua_upvalueindex(1));
+  if (s == NULL) s = (kv_t *)luaL_checkudata(L, 1, KV_CLASS);
   if (s->h == NULL) luaL_error(L, "kv store is closed");
   return s;
 }
@@ -213,6 +216,7 @@ static int l_open(lua_State *L) {
   spec.layout = kv_layout;
   spec.stale = kv_stale;
   spec.refuse_foreign = 1;
+  spec.populate = 1;
   spec.head = sizeof(header_t);
   spec.arg = &w;
   map = wxhw_shmfile_map(path, &spec, &len, err, sizeof err);
@@ -547,10 +551,32 @@ static int l_test_die_holding_lock(lua_State *L) {
   return 0;
 }
 
+static const char *const BOUND[] = {"get", "set", "add", "cas", "delete", NULL};
+
+/* store:bind(obj) -> obj with get/set/add/cas/delete bound to this table, so
+ * obj:get(k) is one C call (the Lua wrapper in wxhw.call.store uses it). */
+static int l_bind(lua_State *L) {
+  int i;
+  check_kv(L);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  luaL_getmetafield(L, 1, "__index");
+  for (i = 0; BOUND[i]; i++) {
+    lua_getfield(L, -1, BOUND[i]);
+    lua_CFunction f = lua_tocfunction(L, -1);
+    lua_pop(L, 1);
+    lua_pushvalue(L, 1);
+    lua_pushcclosure(L, f, 1);
+    lua_setfield(L, 2, BOUND[i]);
+  }
+  lua_pop(L, 1);
+  lua_settop(L, 2);
+  return 1;
+}
+
 int wxhw_open_kvshm(lua_State *L) {
   static const luaL_Reg methods[] = {{"get", l_get},       {"set", l_set},     {"add", l_add},
                                      {"cas", l_cas},       {"delete", l_delete}, {"keys", l_keys},
-                                     {"stats", l_stats},   {"close", l_close},
+                                     {"stats", l_stats},   {"close", l_close}, {"bind", l_bind},
                                      {"_test_die_holding_lock", l_test_die_holding_lock},
                                      {NULL, NULL}};
   static const luaL_Reg meta[] = {

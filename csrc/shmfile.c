@@ -108,7 +108,7 @@ void *wxhw_shmfile_map(const char *path, const wxhw_shmfile_spec *spec, size_t *
     snprintf(err, errlen, "%s %s is truncated", spec->what, path);
     goto done;
   }
-  map = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  map = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | (spec->populate ? MAP_POPULATE : 0), fd, 0);
   if (map == MAP_FAILED) {
     snprintf(err, errlen, "cannot map %s %s: %s", spec->what, path, strerror(errno));
     map = NULL;

@@ -27,6 +27,9 @@ typedef struct {
   /* Refuse a non-empty file without the magic unless it has exactly
    * create_len bytes (an initialiser that crashed) rather than overwrite it. */
   int refuse_foreign;
+  /* Map with MAP_POPULATE: page faults at open rather than on the hot path
+   * (a hash table touches its pages at random). */
+  int populate;
   size_t head; /* bytes of header read for layout() (<= 4096) */
   void *arg;
 } wxhw_shmfile_spec;

@@ -213,14 +213,9 @@ function M.shm(opts)
   end
   local t, err = require("wxhw.core").kvshm.open(opts.path, opts.entries, opts.value_bytes or 256)
   if not t then return nil, err end
-  -- The C methods are the interface (get/set/add/cas/delete); the table
-  -- only adds sorted keys() and a readable tostring.
-  return setmetatable({ kind = "shm", shared = true, t = t, path = opts.path,
-                        get = function(_, k) return t:get(k) end,
-                        set = function(_, k, v, ttl) return t:set(k, v, ttl) end,
-                        add = function(_, k, v, ttl) return t:add(k, v, ttl) end,
-                        cas = function(_, k, old, new, ttl) return t:cas(k, old, new, ttl) end,
-                        delete = function(_, k) return t:delete(k) end }, Shm)
+  -- get/set/add/cas/delete are the C methods bound to the table (one C call
+  -- each); the Lua side only adds sorted keys() and a readable tostring.
+  return setmetatable(t:bind{ kind = "shm", shared = true, t = t, path = opts.path }, Shm)
 end
 
 function Shm:keys(prefix)
