@@ -265,16 +265,8 @@ while True:
     threading.Thread(target=handle, args=(c, n), daemon=True).start()
 ]==]
 
-local raw_live = {}
-local function raw_reap()
-  for r in pairs(raw_live) do r:stop() end
-end
-if newproxy then -- LuaJIT runs __gc on userdata only
-  M._raw_reaper = newproxy(true)
-  getmetatable(M._raw_reaper).__gc = raw_reap
-else
-  M._raw_reaper = setmetatable({}, { __gc = raw_reap })
-end
+local raw_live = require("support.reaper").new() -- raw servers to stop when the Lua state closes
+M._raw_live = raw_live
 
 local Raw = {}
 Raw.__index = Raw

@@ -79,16 +79,8 @@ local function alive(pid)
   return pid and sh("kill -0 " .. pid .. " 2>/dev/null")
 end
 
-local live = {} -- servers to stop when the Lua state closes
-local function reap()
-  for srv in pairs(live) do srv:stop() end
-end
-if newproxy then -- LuaJIT runs __gc on userdata only
-  M._reaper = newproxy(true)
-  getmetatable(M._reaper).__gc = reap
-else
-  M._reaper = setmetatable({}, { __gc = reap })
-end
+local live = require("support.reaper").new() -- servers to stop when the Lua state closes
+M._live = live
 
 local Server = {}
 Server.__index = Server
