@@ -31,12 +31,7 @@ local function framed(msg, rid, pad_override)
   return full .. (pad_override or string.rep(string.char(pad), pad))
 end
 
-local function oracle(body)
-  local t = cjson.decode(body)
-  if type(t) ~= "table" then return nil end
-  local v = t.Encrypt or t.encrypt
-  return type(v) == "string" and v or nil
-end
+local oracle = require "support.envelope_oracle"
 
 describe("msgcrypt engine #c", function()
   local dir, e
