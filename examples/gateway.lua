@@ -20,6 +20,9 @@
 --               notify_device = function(session) end,                 -- phone -> device: ring the device
 --               on_transition = function(session, from, to) end },
 --     relay = { host = "0.0.0.0", port = 7000, jitter_ms = 60 },      -- device media
+--     dedup = { shm = "/dev/shm/wxhw-dedup.kv", entries = 100000 },  -- nginx: retransmissions
+--     -- (recommended: a shm table all workers map; entries = peak pushes/s x 600 s;
+--     --  without `dedup` the lua_shared_dict `dedup_dict` or "wxhw_callbacks" is used)
 --   }
 local M = {}
 
@@ -67,7 +70,9 @@ function M.nginx(path)
   if nginx_cache then return nginx_cache end
   local conf = load_config(path)
   local remote = require("wxhw.call.remote").new{ socket_path = conf.calls.socket_path }
-  local dedup = require("wxhw.callback.ngx").dedup(conf.dedup_dict or "wxhw_callbacks")
+  -- De-duplication in the shm kv table (one file every worker maps, sized by
+  -- entries: pushes kept for the 600 s ttl), else a lua_shared_dict by name.
+  local dedup = require("wxhw.callback.ngx").dedup(conf.dedup or conf.dedup_dict or "wxhw_callbacks")
   local r = routes(conf, remote, dedup)
   nginx_cache = { mp = r["/wx/push"], wecom = r["/wecom/openhw"], pay = r["/pay/notify"], healthz = r["/healthz"] }
   return nginx_cache
