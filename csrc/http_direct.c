@@ -281,13 +281,7 @@ static wxhw_dconn *conn_new(wxhw_dpool *p, wxhw_xfer *x, long long now) {
   free(url);
   SET(CURLOPT_CONNECT_ONLY, 1L);
   SET(CURLOPT_FRESH_CONNECT, 1L);
-  SET(CURLOPT_SHARE, p->share);
-  SET(CURLOPT_ERRORBUFFER, c->errbuf);
-  SET(CURLOPT_NOSIGNAL, 1L);
-  SET(CURLOPT_PROTOCOLS_STR, "http,https");
-  SET(CURLOPT_SSL_VERIFYPEER, 1L);
-  SET(CURLOPT_SSL_VERIFYHOST, 2L);
-  if (conf->ca_file) SET(CURLOPT_CAINFO, conf->ca_file);
+  if (wxhw_http_base_opts(e, p->share, c->errbuf, conf) != 0) bad = 1;
   SET(CURLOPT_PROXY, ""); /* decided already: no proxy applies */
   SET(CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1); /* ALPN offers http/1.1 only */
   SET(CURLOPT_TCP_KEEPALIVE, 1L);

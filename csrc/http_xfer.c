@@ -243,6 +243,21 @@ static int set_url(lua_State *L, wxhw_xfer *x, const char *url, const wxhw_http_
   return bad;
 }
 
+/* What every easy handle of both engines gets: the client's share handle,
+ * http(s) only, no signals, and TLS verification of peer and host name,
+ * which nothing can turn off (a custom CA file is the way to test). */
+int wxhw_http_base_opts(CURL *e, CURLSH *share, char *errbuf, const wxhw_http_conf *conf) {
+  int bad = 0;
+  bad |= curl_easy_setopt(e, CURLOPT_SHARE, share) != CURLE_OK;
+  bad |= curl_easy_setopt(e, CURLOPT_ERRORBUFFER, errbuf) != CURLE_OK;
+  bad |= curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L) != CURLE_OK;
+  bad |= curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https") != CURLE_OK;
+  bad |= curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L) != CURLE_OK;
+  bad |= curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L) != CURLE_OK;
+  if (conf->ca_file) bad |= curl_easy_setopt(e, CURLOPT_CAINFO, conf->ca_file) != CURLE_OK;
+  return bad ? -1 : 0;
+}
+
 #define SETOPT(opt, val)                                                      \
   do {                                                                        \
     if (curl_easy_setopt(e, opt, val) != CURLE_OK)                            \
@@ -276,13 +291,7 @@ static int setup_easy(lua_State *L, wxhw_xfer *x, CURLSH *share, const wxhw_http
   CURL *e = x->easy = curl_easy_init();
   if (!e) return luaL_error(L, "curl_easy_init failed");
   if (base_headers(x, conf) != 0) return luaL_error(L, "out of memory");
-  SETOPT(CURLOPT_SHARE, share);
-  SETOPT(CURLOPT_ERRORBUFFER, x->errbuf);
-  SETOPT(CURLOPT_NOSIGNAL, 1L);
-  SETOPT(CURLOPT_PROTOCOLS_STR, "http,https");
-  SETOPT(CURLOPT_SSL_VERIFYPEER, 1L);
-  SETOPT(CURLOPT_SSL_VERIFYHOST, 2L);
-  if (conf->ca_file) SETOPT(CURLOPT_CAINFO, conf->ca_file);
+  if (wxhw_http_base_opts(e, share, x->errbuf, conf) != 0) return luaL_error(L, "libcurl refused a base option"), 1;
   /* libcurl would look the proxy variables up on every transfer (five
    * getenv scans of environ): it gets the values read at new() instead,
    * which the direct engine decided on too. The env proxy for the URL's

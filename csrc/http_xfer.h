@@ -191,6 +191,10 @@ void wxhw_xfer_push_response(lua_State *L, wxhw_xfer *x, long status, const char
 void wxhw_xfer_push_failure(lua_State *L, wxhw_xfer *x, CURLcode code, const char *detail, int sent,
                             double total);
 
+/* The options every easy handle of both engines gets (share, errbuf, http(s)
+ * only, TLS verification with conf's CA file). 0, or -1 if libcurl refused one. */
+int wxhw_http_base_opts(CURL *e, CURLSH *share, char *errbuf, const wxhw_http_conf *conf);
+
 /* Pushes an error object {kind="http", reason=, message=, ...} (no nil). */
 void wxhw_http_push_error(lua_State *L, const char *kind, const char *reason,
                           const char *fmt, ...) __attribute__((format(printf, 4, 5)));
