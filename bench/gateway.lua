@@ -23,8 +23,10 @@ if arg[1] == "--stages" then
   -- per-stage costs inside one nginx worker (bench/gateway_stages.lua)
   local srv = assert(nginx.start{ http_block = "lua_shared_dict wxhw_callbacks 256m;\n",
     server_block = "location = /stages { content_by_lua_file " .. nginx.repo .. "/bench/gateway_stages.lua; }" })
-  local p = io.popen("curl -s '" .. srv.base_url .. "/stages?dict=wxhw_callbacks&n=" .. (arg[2] or "20000") .. "'")
+  local shm = "/dev/shm/wxhw-bench-stages-" .. srv.pid .. ".kv"
+  local p = io.popen("curl -s '" .. srv.base_url .. "/stages?dict=wxhw_callbacks&shm=" .. shm .. "&n=" .. (arg[2] or "20000") .. "'")
   io.write(p:read("*a")); p:close()
+  os.remove(shm)
   local elog = srv:error_log(); if #elog > 0 then io.stderr:write(elog:sub(1, 2000), "\n") end
   srv:stop()
   os.exit(0)
@@ -239,9 +241,9 @@ local ok, err = pcall(function()
   local b = best
   print(("bench/gateway: %d round(s) of %d s per location, best round each; wrk -t1 -c%d; nginx %d worker(s)")
     :format(rounds, secs, conns, workers))
-  print("  location                   req/s   p50      p99     nginx CPU/req  wrk CPU/req")
+  print("  location                       req/s   p50      p99     nginx CPU/req  wrk CPU/req")
   local function row(label, x)
-    print(("  %-24s %7.0f  %-8s %-8s %6.1f us     %5.1f us"):format(label, x.rps, x.p50 or "-", x.p99 or "?",
+    print(("  %-28s %7.0f  %-8s %-8s %6.1f us     %5.1f us"):format(label, x.rps, x.p50 or "-", x.p99 or "?",
       x.cpu_us, x.wrk_us))
   end
   row("static return 200", b.static)
