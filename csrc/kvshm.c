@@ -34,7 +34,7 @@
 
 #define KV_CLASS "wxhw.KvShm"
 #define KV_MAGIC "wxhwKV01"
-#define KV_VERSION 1
+#define KV_VERSION 2
 #define KEY_MAX 128
 #define VALUE_MAX 65536
 #define CAP_MAX ((uint64_t)1 << 26)
@@ -64,6 +64,7 @@ typedef struct {
   uint64_t deleted;
   uint64_t evictions; /* expired entries overwritten by an insert */
   uint64_t recoveries; /* locks taken over from a dead holder */
+  uint32_t max_dist;   /* farthest any key was ever placed from its home */
   pthread_mutex_t mu;
 } header_t;
 
@@ -290,12 +291,16 @@ static const char *check_key(lua_State *L, int arg, size_t *klen) {
   return k;
 }
 
+/* Once every tag has been used no EMPTY tag ends a probe, so the probe also
+ * stops past max_dist (no key lies farther from its home) once it has a
+ * reusable tag: a cycled table costs a few tags, not the window. */
 static void probe(kv_t *s, probe_t *p, double now) {
   uint64_t i = p->hash & s->mask;
-  unsigned n;
+  unsigned n, reach = s->h->max_dist;
   p->found = p->free = -1;
   for (n = 0; n < s->window; n++, i = (i + 1) & s->mask) {
     tag_t *t = &s->tags[i];
+    if (n > reach && p->free >= 0) return;
     if (t->hash == EMPTY) {
       if (p->free < 0) p->free = (int64_t)i;
       return; /* never used: the key was never beyond it */
@@ -330,6 +335,10 @@ static void store(kv_t *s, int64_t i, const probe_t *p, const char *v, size_t vl
     h->used++;
     h->deleted--;
   } else if (i != p->found) h->evictions++; /* an expired entry */
+  {
+    uint32_t dist = (uint32_t)(((uint64_t)i - p->hash) & s->mask);
+    if (dist > h->max_dist) h->max_dist = dist;
+  }
   h->dirty = i;
   sl->keylen = (uint32_t)p->klen;
   memcpy(sl->key, p->key, p->klen);
@@ -367,31 +376,32 @@ static int check_value(lua_State *L, kv_t *s, int arg, const char **v, size_t *v
 
 /* ---- operations ---- */
 
-/* store:get(key) -> value | nil */
+/* store:get(key) -> value | nil
+ * The value is copied out under the lock into memory prepared beforehand (a
+ * stack buffer, or a Lua buffer for large value_bytes), so nothing that may
+ * raise (allocation) happens while the lock is held. */
+#define SMALL_VALUE 2048
 static int l_get(lua_State *L) {
   kv_t *s = check_kv(L);
   probe_t p;
-  size_t klen;
+  size_t klen, n = 0;
   const char *key = check_key(L, 2, &klen);
   luaL_Buffer b;
-  char *out;
+  char small[SMALL_VALUE], *out = small;
+  int big = s->h->value_bytes > SMALL_VALUE;
   init_probe(s, &p, key, klen);
-  /* Copy out under the lock into a Lua buffer prepared beforehand, so no
-   * allocation (which may raise) happens while it is held. */
-  out = luaL_buffinitsize(L, &b, s->h->value_bytes);
+  if (big) out = luaL_buffinitsize(L, &b, s->h->value_bytes);
   lock_or_raise(L, s);
   probe(s, &p, wxhw_monotonic());
   if (p.found >= 0) {
     slot_t *sl = slot_at(s, (uint64_t)p.found);
-    size_t n = sl->vallen;
+    n = sl->vallen;
     memcpy(out, sl->value, n);
-    unlock(s);
-    luaL_pushresultsize(&b, n);
-    return 1;
   }
   unlock(s);
-  luaL_pushresultsize(&b, 0);
-  lua_pushnil(L);
+  if (big) luaL_pushresultsize(&b, n);
+  if (p.found < 0) lua_pushnil(L);
+  else if (!big) lua_pushlstring(L, small, n);
   return 1;
 }
 
@@ -513,14 +523,16 @@ static int l_keys(lua_State *L) {
   return 1;
 }
 
-/* store:stats() -> { entries, capacity, evictions, deleted, recoveries, value_bytes } */
+/* store:stats() -> { entries, capacity, evictions, deleted, recoveries, value_bytes, max_probe } */
 static int l_stats(lua_State *L) {
   kv_t *s = check_kv(L);
   header_t c;
   lock_or_raise(L, s);
   memcpy(&c, s->h, offsetof(header_t, mu));
   unlock(s);
-  lua_createtable(L, 0, 6);
+  lua_createtable(L, 0, 7);
+  lua_pushinteger(L, (lua_Integer)c.max_dist);
+  lua_setfield(L, -2, "max_probe");
   lua_pushinteger(L, (lua_Integer)c.used);
   lua_setfield(L, -2, "entries");
   lua_pushinteger(L, (lua_Integer)c.capacity);

@@ -123,6 +123,29 @@ describe("kvshm #c", function()
     os.remove(small)
   end)
 
+  it("reuses expired entries: a table cycled many times over never reports full", function()
+    local small = tmp()
+    local s = assert(kv.open(small, 40, 16)) -- capacity 64
+    local n = 0
+    for batch = 1, 6 do
+      for i = 1, 60 do
+        n = n + 1
+        assert.is_true(s:add("b" .. batch .. ":" .. i, "v", 0.03))
+      end
+      for i = 1, 60, 7 do assert.equal("v", s:get("b" .. batch .. ":" .. i)) end
+      assert.is_true(s:add("b" .. batch .. ":1", "x", 0.03) == false)
+      sleep(0.05)
+      assert.is_nil(s:get("b" .. batch .. ":1"))
+    end
+    local st = s:stats()
+    -- each add took a never-used tag (entries) or an expired entry (evictions)
+    assert.is_true(st.entries >= 60 and st.entries <= 64)
+    assert.equal(n - st.entries, st.evictions)
+    assert.is_true(st.max_probe < 64)
+    s:close()
+    os.remove(small)
+  end)
+
   it("refuses long or empty keys (error) and long values (nil, err)", function()
     local k128 = ("k"):rep(128)
     assert.is_true(t:set(k128, "v"))
@@ -138,6 +161,20 @@ describe("kvshm #c", function()
     ok, err = t:add("v65", ("x"):rep(65))
     assert.is_nil(ok); assert.equal("store", err.kind)
     assert.is_nil(t:get("v65"))
+  end)
+
+  it("holds values larger than its small-copy buffer (value_bytes 4096)", function()
+    local bigp = tmp()
+    local s = assert(kv.open(bigp, 8, 4096))
+    local v = ("0123456789abcdef"):rep(256)
+    assert.is_true(s:set("big", v))
+    assert.equal(v, s:get("big"))
+    assert.is_nil(s:get("other"))
+    assert.is_true(s:set("big", "short"))
+    assert.equal("short", s:get("big"))
+    assert.is_nil((s:set("big", v .. "x")))
+    s:close()
+    os.remove(bigp)
   end)
 
   it("is shared by path: another handle and a reopen see the data", function()
