@@ -36,6 +36,13 @@ static int init_file(int fd, const wxhw_shmfile_spec *spec, char *err, size_t er
     snprintf(err, errlen, "cannot size %s file: %s", spec->what, strerror(errno));
     return -1;
   }
+  /* Reserve the space now: a sparse file on a full tmpfs would SIGBUS on a
+   * later first write instead of failing here. */
+  int rc = posix_fallocate(fd, 0, (off_t)spec->create_len);
+  if (rc != 0 && rc != EOPNOTSUPP && rc != EINVAL) {
+    snprintf(err, errlen, "cannot allocate %zu bytes for %s file: %s", spec->create_len, spec->what, strerror(rc));
+    return -1;
+  }
   map = mmap(NULL, spec->create_len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
   if (map == MAP_FAILED) {
     snprintf(err, errlen, "cannot map %s file: %s", spec->what, strerror(errno));
