@@ -104,13 +104,15 @@ for _, kind in ipairs{ "memory", "shm #c" } do
     end)
 
     if kind ~= "memory" then
-      it("a reply longer than value_bytes is refused with nil, err and the claim stays", function()
+      it("a reply longer than value_bytes is not kept: nil, err, and copies get a plain acknowledgement", function()
         local a = dedup.new{ store = store }
         assert.equal("new", a:claim("big"))
-        local ok, err = a:done("big", 200, "text/plain", ("x"):rep(300))
+        local ok, err = a:done("big", 200, "application/json", ("x"):rep(300))
         assert.is_nil(ok)
         assert.matches("value_bytes", err.message)
-        assert.equal("busy", dedup.new{ store = other }:claim("big"))
+        local state, status, ctype, body = dedup.new{ store = other }:claim("big")
+        assert.equal("dup", state)
+        assert.same({ 200, "text/plain; charset=utf-8", "success" }, { status, ctype, body })
       end)
     end
   end)

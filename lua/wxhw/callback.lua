@@ -177,7 +177,11 @@ local function once(dd, key, info, run, c, fn, msg, ctx)
     info.error = tostring(status)
     return 500, TEXT["Content-Type"], "handler failed"
   end
-  if cache == false then dd:abandon(key) else dd:done(key, status, ctype, body) end
+  if cache == false then
+    dd:abandon(key)
+  elseif not dd:done(key, status, ctype, body) then
+    info.reply_not_kept = true
+  end
   return status, ctype, body
 end
 

@@ -112,9 +112,19 @@ end
 
 function M:__tostring() return "wxhw.callback.Dedup(" .. tostring(self.store) .. ", ttl " .. self.ttl .. " s)" end
 
+-- Kept when a reply cannot be (larger than the store's values): copies are
+-- acknowledged rather than left waiting on a claim until it expires.
+local ACK = "D200\ntext/plain; charset=utf-8\nsuccess"
+
+--- Stores the reply for copies of `key`. If the store refuses it (a shm
+-- table's value_bytes), copies get a plain "success" acknowledgement and
+-- done returns nil, err.
 function M:done(key, status, ctype, body)
   local k = self.prefix .. key
-  return self.store:set(k, encode(status, ctype, body, slot(self, k)), self.ttl)
+  local ok, err = self.store:set(k, encode(status, ctype, body, slot(self, k)), self.ttl)
+  if ok then return ok end
+  self.store:set(k, ACK, self.ttl)
+  return nil, err
 end
 
 function M:abandon(key)
