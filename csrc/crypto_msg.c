@@ -7,6 +7,7 @@
  * lookup is repeated. lua/wxhw/msgcrypt.lua keeps the API and error codes. */
 #include <string.h>
 #include <unistd.h>
+#include <sys/mman.h>
 #include <stdarg.h>
 #include <stdio.h>
 
@@ -21,6 +22,16 @@
 #define SIG_HEX 40
 #define MSG_MAX_INPUT 0x3fffffff /* keeps every size below int and its sums from wrapping */
 
+#define POOL_PAGE 4096
+
+typedef struct {
+  size_t left;  /* unread bytes at the start of bytes[]; 0 in a forked child */
+  pid_t pid;    /* owner, checked only when wipe_on_fork is 0 */
+  int wipe_on_fork;
+  unsigned char bytes[POOL_PAGE - 64];
+} rand_pool;
+typedef char pool_fits_its_page[sizeof(rand_pool) <= POOL_PAGE ? 1 : -1];
+
 typedef struct {
   EVP_CIPHER_CTX *enc, *dec; /* keyed once; each message only resets the IV */
   EVP_MD_CTX *md;
@@ -32,11 +43,12 @@ typedef struct {
   size_t token_len, rid_len;
   /* RAND_bytes costs ~1 us per call whatever the size (DRBG set-up), more
    * than the rest of a seal: replies take their 26 random bytes from a pool
-   * refilled 4 KiB at a time, consumed bytes wiped, refilled after a fork
-   * (pid check) so processes never share bytes. */
-  unsigned char pool[4096];
-  size_t pool_left;
-  pid_t pool_pid;
+   * refilled a few KiB at a time, consumed bytes wiped. A forked child must
+   * never reuse the parent's bytes: the pool is a page of its own marked
+   * MADV_WIPEONFORK, so a child finds it zeroed (left = 0) and refills, at no
+   * cost per draw (a getpid() check was a syscall per reply). Where the
+   * kernel lacks it, the pool falls back to that pid check. */
+  rand_pool *pool;
 } engine;
 
 typedef struct {
@@ -52,7 +64,10 @@ static void engine_free(engine *e) {
   if (e->scratch) OPENSSL_clear_free(e->scratch, e->cap);
   if (e->token) OPENSSL_clear_free(e->token, e->token_len + e->rid_len);
   OPENSSL_cleanse(e->iv, sizeof e->iv);
-  OPENSSL_cleanse(e->pool, sizeof e->pool);
+  if (e->pool) {
+    OPENSSL_cleanse(e->pool, sizeof *e->pool);
+    munmap(e->pool, POOL_PAGE);
+  }
   memset(e, 0, sizeof *e);
 }
 
@@ -74,19 +89,33 @@ static int engine_tostring(lua_State *L) {
   return 1;
 }
 
-/* n (<= sizeof pool) fresh random bytes; 0 when RAND_bytes failed. */
+/* The pool page, or NULL when it cannot be mapped. */
+static rand_pool *pool_new(void) {
+  void *p = mmap(NULL, POOL_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  rand_pool *pool;
+  if (p == MAP_FAILED) return NULL;
+  pool = (rand_pool *)p;
+#ifdef MADV_WIPEONFORK
+  pool->wipe_on_fork = madvise(p, POOL_PAGE, MADV_WIPEONFORK) == 0;
+#endif
+  return pool;
+}
+
+/* n (<= sizeof bytes) fresh random bytes; 0 when RAND_bytes failed. */
 static int draw_random(engine *e, unsigned char *out, size_t n) {
-  pid_t pid = getpid();
-  if (e->pool_left < n || e->pool_pid != pid) {
-    if (RAND_bytes(e->pool, (int)sizeof e->pool) != 1) {
-      e->pool_left = 0;
+  rand_pool *p = e->pool;
+  if (!p->wipe_on_fork && p->pid != getpid()) p->left = 0;
+  if (p->left < n) {
+    if (RAND_bytes(p->bytes, (int)sizeof p->bytes) != 1) {
+      p->left = 0;
       return 0;
     }
-    e->pool_left = sizeof e->pool, e->pool_pid = pid;
+    p->left = sizeof p->bytes;
+    if (!p->wipe_on_fork) p->pid = getpid();
   }
-  e->pool_left -= n;
-  memcpy(out, e->pool + e->pool_left, n);
-  OPENSSL_cleanse(e->pool + e->pool_left, n);
+  p->left -= n;
+  memcpy(out, p->bytes + p->left, n);
+  OPENSSL_cleanse(p->bytes + p->left, n);
   return 1;
 }
 
@@ -340,7 +369,8 @@ static int l_engine(lua_State *L) {
   e->dec = EVP_CIPHER_CTX_new();
   e->md = EVP_MD_CTX_new();
   e->sha1 = EVP_MD_fetch(NULL, "SHA1", NULL);
-  ok = e->token && e->enc && e->dec && e->md && e->sha1 &&
+  e->pool = pool_new();
+  ok = e->pool && e->token && e->enc && e->dec && e->md && e->sha1 &&
        EVP_CipherInit_ex(e->enc, cbc, NULL, (const unsigned char *)key, e->iv, 1) == 1 &&
        EVP_CipherInit_ex(e->dec, cbc, NULL, (const unsigned char *)key, e->iv, 0) == 1 &&
        EVP_CIPHER_CTX_set_padding(e->enc, 0) == 1 && EVP_CIPHER_CTX_set_padding(e->dec, 0) == 1;
