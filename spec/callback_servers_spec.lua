@@ -239,3 +239,51 @@ describe("nginx: a duplicate arriving while the first copy runs #slow #nosan", f
     assert.equal(0, reply_plain(mc, first).errcode)
   end)
 end)
+
+describe("nginx: request headers are read only when a handler asks #nosan", function()
+  it("ctx.headers is the request's header table (pairs works) when read, and not built otherwise", function()
+    local srv = assert(nginx.start{
+      http_block = ([[lua_shared_dict n 1m;
+        init_worker_by_lua_block {
+          local real = ngx.req.get_headers
+          ngx.req.get_headers = function(...) ngx.shared.n:incr("reads", 1, 0); return real(...) end
+          MP = require("wxhw.callback").mini_program{ token = %q, encoding_aes_key = %q, appid = %q, dedup = false,
+            handlers = {
+              peek = function(_, ctx)
+                local names = {}
+                for k in pairs(ctx.headers) do names[#names + 1] = k end
+                table.sort(names)
+                return { errcode = 0, tag = ctx.headers["x-tag"], names = table.concat(names, ",") }
+              end,
+              quiet = function() return { errcode = 0 } end,
+            } }
+        }]]):format(TOKEN, KEY, APPID),
+      server_block = [[
+        location = /push { content_by_lua_block { require("wxhw.callback.ngx").serve(MP) } }
+        location = /reads { content_by_lua_block {
+          local s = tostring(ngx.shared.n:get("reads") or 0)
+          ngx.header["Content-Length"] = #s
+          ngx.print(s)
+        } }
+      ]],
+    })
+    local mc = assert(msgcrypt.new{ token = TOKEN, encoding_aes_key = KEY, receive_id = APPID })
+    local pump = function() end
+    local qs, body = push_query(mc, { MsgType = "event", Event = "quiet", FromUserName = "o", CreateTime = os.time() }, "q1")
+    local s1 = request(srv.port, "POST", "/push?" .. qs, body, pump, "X-Tag: t1\r\n")
+    local _, reads_after_quiet = request(srv.port, "GET", "/reads", nil, pump)
+    qs, body = push_query(mc, { MsgType = "event", Event = "peek", FromUserName = "o", CreateTime = os.time() }, "q2")
+    local s2, reply = request(srv.port, "POST", "/push?" .. qs, body, pump, "X-Tag: t2\r\n")
+    local _, reads_after_peek = request(srv.port, "GET", "/reads", nil, pump)
+    local log = srv:error_log()
+    srv:stop()
+    assert.equal(200, s1, log)
+    assert.equal(200, s2, log)
+    assert.equal("0", reads_after_quiet)
+    assert.equal("1", reads_after_peek) -- read once, though the handler used it twice
+    local r = reply_plain(mc, reply)
+    assert.equal("t2", r.tag)
+    assert.matches("content%-length", r.names)
+    assert.matches("x%-tag", r.names)
+  end)
+end)
