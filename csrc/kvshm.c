@@ -405,8 +405,10 @@ static int l_get(lua_State *L) {
   return 1;
 }
 
-/* store:set(key, value[, ttl]) -> true | nil, err (full, value too long) */
-static int l_set(lua_State *L) {
+/* set and add: store the value at the key's slot (set) or only when no live
+ * entry holds the key (add). Pushes true, false (add: the key is live) or
+ * nil, err (full, value too long). */
+static int put(lua_State *L, int only_new) {
   kv_t *s = check_kv(L);
   probe_t p;
   size_t klen, vlen;
@@ -417,6 +419,11 @@ static int l_set(lua_State *L) {
   init_probe(s, &p, key, klen);
   lock_or_raise(L, s);
   probe(s, &p, now);
+  if (p.found >= 0 && only_new) {
+    unlock(s);
+    lua_pushboolean(L, 0);
+    return 1;
+  }
   at = p.found >= 0 ? p.found : p.free;
   if (at >= 0) store(s, at, &p, v, vlen, exp);
   unlock(s);
@@ -425,25 +432,11 @@ static int l_set(lua_State *L) {
   return 1;
 }
 
+/* store:set(key, value[, ttl]) -> true | nil, err (full, value too long) */
+static int l_set(lua_State *L) { return put(L, 0); }
+
 /* store:add(key, value[, ttl]) -> true | false (a live entry exists) | nil, err */
-static int l_add(lua_State *L) {
-  kv_t *s = check_kv(L);
-  probe_t p;
-  size_t klen, vlen;
-  const char *key = check_key(L, 2, &klen), *v;
-  double now = wxhw_monotonic(), exp = expiry(L, 4, now);
-  int r;
-  if (check_value(L, s, 3, &v, &vlen)) return 2;
-  init_probe(s, &p, key, klen);
-  lock_or_raise(L, s);
-  probe(s, &p, now);
-  r = p.found >= 0 ? 0 : p.free >= 0 ? 1 : -1;
-  if (r == 1) store(s, p.free, &p, v, vlen, exp);
-  unlock(s);
-  if (r < 0) return fail_full(L, s);
-  lua_pushboolean(L, r);
-  return 1;
-}
+static int l_add(lua_State *L) { return put(L, 1); }
 
 /* store:cas(key, old, new[, ttl]) -> true | false (the value was not `old`) | nil, err
  * old = nil: the key must be absent; new = nil: delete it. */
