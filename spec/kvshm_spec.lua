@@ -130,11 +130,11 @@ describe("kvshm #c", function()
     for batch = 1, 6 do
       for i = 1, 60 do
         n = n + 1
-        assert.is_true(s:add("b" .. batch .. ":" .. i, "v", 0.03))
+        assert.is_true(s:add("b" .. batch .. ":" .. i, "v", 0.4)) -- long enough for valgrind
       end
       for i = 1, 60, 7 do assert.equal("v", s:get("b" .. batch .. ":" .. i)) end
-      assert.is_true(s:add("b" .. batch .. ":1", "x", 0.03) == false)
-      sleep(0.05)
+      assert.is_true(s:add("b" .. batch .. ":1", "x", 0.4) == false)
+      sleep(0.45)
       assert.is_nil(s:get("b" .. batch .. ":1"))
     end
     local st = s:stats()
