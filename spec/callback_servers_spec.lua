@@ -182,28 +182,48 @@ describe("examples/nginx.conf #nosan", function()
   end)
 end)
 
-describe("nginx: a duplicate arriving while the first copy runs #slow #nosan", function()
+-- An nginx location answering the counter `key` of lua_shared_dict n.
+local function counter_location(path, key)
+  return ([[location = %s { content_by_lua_block {
+    local s = tostring(ngx.shared.n:get(%q) or 0)
+    ngx.header["Content-Length"] = #s
+    ngx.print(s)
+  } }]]):format(path, key)
+end
+
+-- The same race on both de-duplication stores nginx can share between workers.
+local DEDUP_STORES = {
+  { name = "lua_shared_dict", conf = function() return 'require("wxhw.callback.ngx").dedup("wxhw_callbacks")' end },
+  { name = "shm table", conf = function(path)
+      return ('require("wxhw.callback.ngx").dedup{ shm = %q, entries = 1000 }'):format(path)
+    end,
+    check = function(path) -- the one push left one entry
+      local st = assert(require("wxhw.call.store").shm{ path = path, entries = 1000, value_bytes = 512 })
+      assert.equal(1, st:stats().entries)
+      st:close()
+    end },
+}
+
+for _, store in ipairs(DEDUP_STORES) do
+describe("nginx: a duplicate arriving while the first copy runs, " .. store.name .. " #slow #nosan", function()
   it("waits for the first answer and dispatches once, across workers", function()
+    local path = os.tmpname()
+    os.remove(path)
     local srv = assert(nginx.start{
       workers = 2,
       http_block = ([[lua_shared_dict wxhw_callbacks 4m; lua_shared_dict n 1m;
         init_worker_by_lua_block {
           SLOW = require("wxhw.callback").mini_program{ token = %q, encoding_aes_key = %q, appid = %q,
-            dedup = require("wxhw.callback.ngx").dedup("wxhw_callbacks"),
+            dedup = %s,
             handlers = { slow_event = function(msg)
               ngx.shared.n:incr("calls", 1, 0)
               ngx.sleep(0.4)
               return { errcode = 0, pid = ngx.worker.pid() }
             end } }
-        }]]):format(TOKEN, KEY, APPID),
+        }]]):format(TOKEN, KEY, APPID, store.conf(path)),
       server_block = [[
         location = /push { content_by_lua_block { require("wxhw.callback.ngx").serve(SLOW) } }
-        location = /n { content_by_lua_block {
-          local s = tostring(ngx.shared.n:get("calls") or 0)
-          ngx.header["Content-Length"] = #s
-          ngx.print(s)
-        } }
-      ]],
+      ]] .. counter_location("/n", "calls"),
     })
     local mc = assert(msgcrypt.new{ token = TOKEN, encoding_aes_key = KEY, receive_id = APPID })
     local msg = { MsgType = "event", Event = "slow_event", FromUserName = "o", CreateTime = os.time() }
@@ -237,8 +257,11 @@ describe("nginx: a duplicate arriving while the first copy runs #slow #nosan", f
     end
     assert.equal("1", n)
     assert.equal(0, reply_plain(mc, first).errcode)
+    if store.check then store.check(path) end
+    os.remove(path)
   end)
 end)
+end
 
 describe("nginx: request headers are read only when a handler asks #nosan", function()
   it("ctx.headers is the request's header table (pairs works) when read, and not built otherwise", function()
@@ -260,12 +283,7 @@ describe("nginx: request headers are read only when a handler asks #nosan", func
         }]]):format(TOKEN, KEY, APPID),
       server_block = [[
         location = /push { content_by_lua_block { require("wxhw.callback.ngx").serve(MP) } }
-        location = /reads { content_by_lua_block {
-          local s = tostring(ngx.shared.n:get("reads") or 0)
-          ngx.header["Content-Length"] = #s
-          ngx.print(s)
-        } }
-      ]],
+      ]] .. counter_location("/reads", "reads"),
     })
     local mc = assert(msgcrypt.new{ token = TOKEN, encoding_aes_key = KEY, receive_id = APPID })
     local pump = function() end
