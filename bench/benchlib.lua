@@ -1,4 +1,4 @@
--- Shared by the Lua halves of the benchmarks (LUA_PATH includes ./bench/?.lua).
+-- Shared by the Lua halves of the benchmarks (LUA_PATH includes ./bench/?.lua and ./spec/?.lua).
 local clock = require("wxhw.clock").monotonic
 
 local M = {}
@@ -16,11 +16,6 @@ function M.rate(fn, secs)
   return n / (os.clock() - c0)
 end
 
-function M.read(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("*a")
-  f:close()
-  return s
-end
+M.read = require("support.files").read
 
 return M

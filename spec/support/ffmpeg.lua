@@ -12,28 +12,10 @@ local socket = require "socket"
 
 local M = {}
 
-local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
-M.quote = q
-
-function M.read(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("*a")
-  f:close()
-  return s
-end
-
-function M.write(path, s)
-  local f = assert(io.open(path, "wb"))
-  f:write(s)
-  f:close()
-end
-
-function M.tmpdir()
-  local p = io.popen("mktemp -d /tmp/wxhw-media.XXXXXX")
-  local d = p:read("*l")
-  p:close()
-  return d
-end
+local files = require "support.files"
+local q = files.quote
+M.quote, M.read, M.write = files.quote, files.read, files.write
+function M.tmpdir() return files.tmpdir("wxhw-media") end
 
 function M.cleanup(dir)
   if dir and dir:match("^/tmp/wxhw%-media%.") then os.execute("rm -rf " .. q(dir)) end

@@ -1,29 +1,10 @@
 -- The OpenSSL command line as an independent peer for crypto specs.
 local M = {}
 
-local function sh_quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
-M.quote = sh_quote
-
-function M.tmpdir()
-  local p = io.popen("mktemp -d /tmp/wxhw-spec.XXXXXX")
-  local dir = p:read("*l")
-  p:close()
-  return dir
-end
-
-function M.write(path, data)
-  local f = assert(io.open(path, "wb"))
-  f:write(data)
-  f:close()
-  return path
-end
-
-function M.read(path)
-  local f = assert(io.open(path, "rb"))
-  local d = f:read("*a")
-  f:close()
-  return d
-end
+local files = require "support.files"
+local sh_quote = files.quote
+M.quote, M.write, M.read = files.quote, files.write, files.read
+function M.tmpdir() return files.tmpdir("wxhw-spec") end
 
 --- Runs a shell command; returns ok (exit 0), stdout.
 function M.run(cmd)
