@@ -262,6 +262,14 @@ local function handler_result(ok_or_reply, err, fmt)
   error("callback handler returned a " .. type(ok_or_reply), 0)
 end
 
+-- A handler's reply as the passive encrypted answer, in the push's format
+-- (XML, or the product's JSON style); a failure is not cached.
+local function encrypted_reply(c, reply, fmt, json_style)
+  local rbody, err = c.mc:reply(reply, fmt == "xml" and "xml" or json_style, c.o.clock())
+  if not rbody then return 500, TEXT["Content-Type"], err.message, false end
+  return 200, (fmt == "xml" and XML or JSON)["Content-Type"], rbody
+end
+
 -- Mini Program message push -----------------------------------------------
 
 -- The handler's run: c = { o, mc }, fn = the event's handler.
@@ -277,9 +285,7 @@ local function mp_run(c, info, fn, msg, ctx)
   if what == "ack" or reply == "" or reply == "success" or not ctx.secure then
     return 200, TEXT["Content-Type"], reply or "success"
   end
-  local rbody, err = c.mc:reply(reply, fmt == "xml" and "xml" or "mp_json", c.o.clock())
-  if not rbody then return 500, TEXT["Content-Type"], err.message, false end
-  return 200, (fmt == "xml" and XML or JSON)["Content-Type"], rbody
+  return encrypted_reply(c, reply, fmt, "mp_json")
 end
 
 local function mp_request(c, info, method, query, headers, raw_body)
@@ -358,9 +364,7 @@ local function wecom_run(c, info, fn, msg, ctx)
   if ctx.deadline and took > ctx.deadline then info.late = true end
   if what == "fail" then return 500, TEXT["Content-Type"], "handler failed", false end
   if what == "ack" or reply == "" or reply == "success" then return 200, TEXT["Content-Type"], "success" end
-  local rbody, rerr = c.mc:reply(reply, fmt == "xml" and "xml" or "wecom_json", c.o.clock())
-  if not rbody then return 500, TEXT["Content-Type"], rerr.message, false end
-  return 200, (fmt == "xml" and XML or JSON)["Content-Type"], rbody
+  return encrypted_reply(c, reply, fmt, "wecom_json")
 end
 
 local function wecom_request(c, info, method, query, headers, raw_body)
