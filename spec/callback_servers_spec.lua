@@ -283,6 +283,11 @@ describe("nginx: request headers are read only when a handler asks #nosan", func
         }]]):format(TOKEN, KEY, APPID),
       server_block = [[
         location = /push { content_by_lua_block { require("wxhw.callback.ngx").serve(MP) } }
+        location = /own { content_by_lua_block {
+          require("wxhw.callback.ngx").serve(function(method, query, headers)
+            return 200, { ["Content-Type"] = "text/plain" }, tostring(headers["x-tag"])
+          end)
+        } }
       ]] .. counter_location("/reads", "reads"),
     })
     local mc = assert(msgcrypt.new{ token = TOKEN, encoding_aes_key = KEY, receive_id = APPID })
@@ -293,6 +298,7 @@ describe("nginx: request headers are read only when a handler asks #nosan", func
     qs, body = push_query(mc, { MsgType = "event", Event = "peek", FromUserName = "o", CreateTime = os.time() }, "q2")
     local s2, reply = request(srv.port, "POST", "/push?" .. qs, body, pump, "X-Tag: t2\r\n")
     local _, reads_after_peek = request(srv.port, "GET", "/reads", nil, pump)
+    local s3, own = request(srv.port, "GET", "/own", nil, pump, "X-Tag: t3\r\n")
     local log = srv:error_log()
     srv:stop()
     assert.equal(200, s1, log)
@@ -301,6 +307,9 @@ describe("nginx: request headers are read only when a handler asks #nosan", func
     assert.equal("1", reads_after_peek) -- read once, though the handler used it twice
     local r = reply_plain(mc, reply)
     assert.equal("t2", r.tag)
+    -- a handler not made by wxhw.callback gets the header table itself
+    assert.equal(200, s3, log)
+    assert.equal("t3", own)
     assert.matches("content%-length", r.names)
     assert.matches("x%-tag", r.names)
   end)

@@ -57,6 +57,11 @@ local LAZY = setmetatable({}, { __tostring = function() return "lazy headers" en
 
 function M.lazy_headers(loader) return { [LAZY] = loader } end
 
+-- The handlers made here, which accept a lazy_headers marker; a server
+-- passes any other handler a real header table.
+local TAKES_LAZY = setmetatable({}, { __mode = "k" })
+function M.takes_lazy_headers(handler) return TAKES_LAZY[handler] == true end
+
 local function resolve_headers(headers)
   local loader = type(headers) == "table" and headers[LAZY]
   if loader then return loader() end
@@ -180,13 +185,15 @@ end
 -- scratch table takes the writes (a fresh one grows its hash part 3 times).
 local function endpoint(o, kind, request, c)
   local scratch = { kind = kind }
-  return function(method, query, headers, raw_body)
+  local fn = function(method, query, headers, raw_body)
     local info = o.on_event and { kind = kind } or scratch
     local status, h, body = request(c, info, method, query or {}, headers, raw_body)
     info.status = status
     emit(o, info)
     return status, h, body
   end
+  TAKES_LAZY[fn] = true
+  return fn
 end
 
 -- Runs `run(c, info, fn, msg, ctx)` once per distinct push; it returns

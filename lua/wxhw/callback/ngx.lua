@@ -35,13 +35,13 @@ local function first_values(t)
   return t
 end
 
+local callback = require "wxhw.callback"
 local function request_headers() return ngx.req.get_headers(100) end -- luacheck: ignore ngx
-local LAZY_HEADERS = require("wxhw.callback").lazy_headers(request_headers)
+local LAZY_HEADERS = callback.lazy_headers(request_headers)
 
---- Serves one request with handler(method, query, headers, raw_body);
--- headers is a wxhw.callback.lazy_headers marker: endpoints of
--- wxhw.callback read it on demand, other handlers call
--- require("wxhw.callback").resolve_headers(headers).
+--- Serves one request with handler(method, query, headers, raw_body).
+-- Endpoints made by wxhw.callback get the headers as a lazy_headers marker
+-- and read them only on demand; any other handler gets the header table.
 function M.serve(handler)
   local body = raw_body()
   if body == nil then
@@ -50,8 +50,8 @@ function M.serve(handler)
     return ngx.exit(500) -- luacheck: ignore ngx
   end
   local query = first_values(ngx.req.get_uri_args(100)) -- luacheck: ignore ngx
-  -- read only if an endpoint or handler asks (wxhw.callback.lazy_headers)
-  local ok, status, h, out = pcall(handler, ngx.req.get_method(), query, LAZY_HEADERS, body) -- luacheck: ignore ngx
+  local headers = callback.takes_lazy_headers(handler) and LAZY_HEADERS or request_headers()
+  local ok, status, h, out = pcall(handler, ngx.req.get_method(), query, headers, body) -- luacheck: ignore ngx
   if not ok then
     ngx.log(ngx.ERR, "wxhw callback handler failed: ", tostring(status)) -- luacheck: ignore ngx
     status, h, out = 500, { ["Content-Type"] = "text/plain" }, "internal error"
