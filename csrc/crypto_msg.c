@@ -130,15 +130,18 @@ static unsigned char *scratch(lua_State *L, engine *e, size_t need) {
   return e->scratch;
 }
 
-/* sha1 of the four strings in byte order, as lowercase hex into out[40]. */
+/* sha1 of the token and the other strings sorted in byte order, as
+ * lowercase hex into out[40]: the push signature (with the encrypted text)
+ * or, with enc.s == NULL, the URL signature of plaintext mode. */
 static int signature(engine *e, span ts, span nonce, span enc, char *out) {
   static const char digits[] = "0123456789abcdef";
   span v[4];
+  int nparts = enc.s ? 4 : 3;
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned len = 0;
   int i, j, ok;
   v[0].s = e->token, v[0].n = e->token_len, v[1] = ts, v[2] = nonce, v[3] = enc;
-  for (i = 1; i < 4; i++) /* insertion sort: memcmp order, a prefix first (strcmp's order) */
+  for (i = 1; i < nparts; i++) /* insertion sort: memcmp order, a prefix first (strcmp's order) */
     for (j = i; j > 0; j--) {
       size_t m = v[j - 1].n < v[j].n ? v[j - 1].n : v[j].n;
       int c = memcmp(v[j - 1].s, v[j].s, m);
@@ -147,7 +150,7 @@ static int signature(engine *e, span ts, span nonce, span enc, char *out) {
       t = v[j - 1], v[j - 1] = v[j], v[j] = t;
     }
   ok = EVP_DigestInit_ex(e->md, e->sha1, NULL) == 1;
-  for (i = 0; i < 4 && ok; i++) ok = EVP_DigestUpdate(e->md, v[i].s, v[i].n) == 1;
+  for (i = 0; i < nparts && ok; i++) ok = EVP_DigestUpdate(e->md, v[i].s, v[i].n) == 1;
   ok = ok && EVP_DigestFinal_ex(e->md, md, &len) == 1 && len == 20;
   if (!ok) {
     ERR_clear_error();
@@ -263,11 +266,14 @@ static int l_decrypt(lua_State *L) {
   return decrypt_at(L, e, (const unsigned char *)enc.s, enc.n, scratch(L, e, enc.n / 4 * 3 + 1));
 }
 
-/* e:signature(timestamp, nonce, encrypted) --> 40 hex digits */
+/* e:signature(timestamp, nonce [, encrypted]) --> 40 hex digits; without
+ * encrypted, the plaintext-mode URL signature */
 static int l_signature(lua_State *L) {
   engine *e = check_engine(L);
   char out[SIG_HEX];
-  if (!signature(e, arg_span(L, 2), arg_span(L, 3), arg_span(L, 4), out)) return luaL_error(L, "SHA-1 failed");
+  span enc = {NULL, 0};
+  if (!lua_isnoneornil(L, 4)) enc = arg_span(L, 4);
+  if (!signature(e, arg_span(L, 2), arg_span(L, 3), enc, out)) return luaL_error(L, "SHA-1 failed");
   lua_pushlstring(L, out, SIG_HEX);
   return 1;
 }

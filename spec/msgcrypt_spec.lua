@@ -147,5 +147,10 @@ describe("msgcrypt", function()
       assert.is_nil(s:find(TOKEN, 1, true))
       assert.matches("wxba5fad812f8e6fb9", s)
     end)
+    it("keeps the token and key only inside the C engine, not in Lua fields", function()
+      for k, v in pairs(mc) do
+        assert.is_false(v == TOKEN or v == AESKEY, "field " .. tostring(k) .. " holds a secret")
+      end
+    end)
   end)
 end)

@@ -50,8 +50,7 @@ function M.new(opts)
   end
   -- The token and key live in the C engine (wiped when it is collected);
   -- __tostring never shows them.
-  return setmetatable({ receive_id = rid, _token = token,
-                        _eng = crypto.msgcrypt_engine(token, aes_key, rid) }, MsgCrypt)
+  return setmetatable({ receive_id = rid, _eng = crypto.msgcrypt_engine(token, aes_key, rid) }, MsgCrypt)
 end
 
 function MsgCrypt:__tostring()
@@ -69,7 +68,7 @@ function MsgCrypt:signature(timestamp, nonce, encrypted)
 end
 
 function MsgCrypt:url_signature(timestamp, nonce)
-  return M.url_signature(self._token, timestamp, nonce)
+  return self._eng:signature(str(timestamp), str(nonce))
 end
 
 --- Checks the plain `signature` query parameter (plaintext mode, GET verification).
