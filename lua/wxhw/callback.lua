@@ -67,7 +67,6 @@ local function resolve_headers(headers)
   if loader then return loader() end
   return headers
 end
-M.resolve_headers = resolve_headers
 
 local LAZY_CTX = { __index = function(ctx, k)
   if k ~= "headers" then return nil end
