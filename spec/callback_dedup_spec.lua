@@ -57,11 +57,7 @@ end)
 -- The same claim/done/abandon protocol on each store kind, the shm table
 -- included (several handles on one path stand for nginx workers).
 local core = require "wxhw.core"
-local function shm_path()
-  local p = os.tmpname()
-  os.remove(p)
-  return p
-end
+local shm_path = require("support.files").fresh_path
 
 for _, kind in ipairs{ "memory", "shm #c" } do
   describe("callback dedup on the " .. kind .. " store", function()

@@ -207,8 +207,7 @@ local DEDUP_STORES = {
 for _, store in ipairs(DEDUP_STORES) do
 describe("nginx: a duplicate arriving while the first copy runs, " .. store.name .. " #slow #nosan", function()
   it("waits for the first answer and dispatches once, across workers", function()
-    local path = os.tmpname()
-    os.remove(path)
+    local path = require("support.files").fresh_path()
     local srv = assert(nginx.start{
       workers = 2,
       http_block = ([[lua_shared_dict wxhw_callbacks 4m; lua_shared_dict n 1m;

@@ -9,17 +9,9 @@ local procs = require "support.token_procs"
 local kv = core.kvshm
 local sleep = core.clock.sleep
 
-local function tmp()
-  local p = os.tmpname()
-  os.remove(p)
-  return p
-end
+local tmp = require("support.files").fresh_path
 
-local function mode_of(path)
-  local p = io.popen("stat -c %a " .. path)
-  local m = p:read("*l"); p:close()
-  return m
-end
+local mode_of = require("support.files").mode
 
 -- Waits for a child at most `secs`, killing it when it hangs (a wedged lock).
 local function wait_bounded(p, secs)

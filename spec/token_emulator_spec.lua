@@ -7,11 +7,7 @@ local emulator = require "support.emulator"
 local redis = require "support.redis"
 local procs = require "support.token_procs"
 
-local function tmp()
-  local p = os.tmpname()
-  os.remove(p)
-  return p
-end
+local tmp = require("support.files").fresh_path
 
 -- A caller process: `per` API calls (getsnticket, token injected by the
 -- pipeline) per phase, 3 phases; between phases the parent advances the

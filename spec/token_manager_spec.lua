@@ -8,11 +8,7 @@ local procs = require "support.token_procs"
 
 local sleep = core.clock.sleep
 
-local function tmp()
-  local p = os.tmpname()
-  os.remove(p)
-  return p
-end
+local tmp = require("support.files").fresh_path
 
 -- A fetch function with a counter and a settable clock.
 local function upstream()

@@ -8,17 +8,9 @@ local procs = require "support.token_procs"
 local ts = core.tokenstore
 local sleep = core.clock.sleep
 
-local function tmp()
-  local p = os.tmpname()
-  os.remove(p)
-  return p
-end
+local tmp = require("support.files").fresh_path
 
-local function mode_of(path)
-  local p = io.popen("stat -c %a " .. path)
-  local m = p:read("*l"); p:close()
-  return m
-end
+local mode_of = require("support.files").mode
 
 describe("tokenstore shm #c", function()
   local path, s

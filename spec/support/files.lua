@@ -12,6 +12,21 @@ function M.tmpdir(prefix)
   return dir
 end
 
+--- A path nothing exists at yet (os.tmpname's name, the file removed).
+function M.fresh_path()
+  local p = os.tmpname()
+  os.remove(p)
+  return p
+end
+
+--- A file's permission bits as octal text ("600").
+function M.mode(path)
+  local p = io.popen("stat -c %a " .. M.quote(path))
+  local m = p:read("*l")
+  p:close()
+  return m
+end
+
 function M.read(path)
   local f = assert(io.open(path, "rb"))
   local s = f:read("*a")
