@@ -276,6 +276,16 @@ local function encrypted_reply(c, reply, fmt, json_style)
   return 200, (fmt == "xml" and XML or JSON)["Content-Type"], rbody
 end
 
+-- The handler for an event (or the default one); without one, the answer
+-- the `unknown` option asks for.
+local function handler_for(o, info, event)
+  local fn = o.handlers[event] or o.handlers.default
+  if fn then return fn end
+  info.unknown = true
+  if o.unknown == "ack" then return nil, 200, TEXT, "success" end
+  return nil, plain(400, "no handler for event " .. event)
+end
+
 -- Mini Program message push -----------------------------------------------
 
 -- The handler's run: c = { o, mc }, fn = the event's handler.
@@ -334,12 +344,8 @@ local function mp_request(c, info, method, query, headers, raw_body)
   if event == "iot_voip_notify" and not secure then
     return plain(403, "iot_voip_notify must arrive in secure mode")
   end
-  local fn = o.handlers[event] or o.handlers.default
-  if not fn then
-    info.unknown = true
-    if o.unknown == "ack" then return 200, TEXT, "success" end
-    return plain(400, "no handler for event " .. event)
-  end
+  local fn, status, h, body = handler_for(o, info, event)
+  if not fn then return status, h, body end
   local key = dedup_mod.key("mp", msg.MsgId, plaintext)
   local ctx = with_headers({ kind = "mp", format = fmt, query = query, plaintext = plaintext, secure = secure },
                            headers)
@@ -400,12 +406,8 @@ local function wecom_request(c, info, method, query, headers, raw_body)
   local ev = type(msg.event) == "table" and msg.event.event_type or msg.Event or msg.event
   if type(ev) ~= "string" then return plain(400, "message has no event type") end
   info.event = ev
-  local fn = o.handlers[ev] or o.handlers.default
-  if not fn then
-    info.unknown = true
-    if o.unknown == "ack" then return 200, TEXT, "success" end
-    return plain(400, "no handler for event " .. ev)
-  end
+  local fn, status, h, body = handler_for(o, info, ev)
+  if not fn then return status, h, body end
   local base = type(msg.base_info) == "table" and msg.base_info or {}
   local key = dedup_mod.key("wecom", base.req_id, plaintext)
   local ctx = with_headers({ kind = "wecom", format = fmt, query = query, plaintext = plaintext,
