@@ -296,7 +296,6 @@ end)
 
 describe("media H.264 RTP against ffmpeg", function()
   local ff = require "support.ffmpeg"
-  local socket = require "socket"
   local dir, src
   setup(function()
     dir = ff.tmpdir()
@@ -305,15 +304,7 @@ describe("media H.264 RTP against ffmpeg", function()
   teardown(function() ff.cleanup(dir) end)
 
   it("depacketises ffmpeg's RTP (pkt_size 300) to the exact NALs ffmpeg wrote", function()
-    local port = ff.udp_port_pair()
-    local sock = socket.udp()
-    assert(sock:setsockname("127.0.0.1", port))
-    local pid = ff.spawn(("ffmpeg -nostdin -v error -re -f h264 -i %s -c copy -f rtp "
-      .. "'rtp://127.0.0.1:%d?pkt_size=300'"):format(ff.quote(src), port), dir .. "/ff.log")
-    local ok, pkts = pcall(ff.collect, sock, 1.0, function() return not ff.alive(pid) end)
-    ff.kill(pid)
-    sock:close()
-    assert(ok, pkts)
+    local pkts = ff.capture_rtp("-f h264 -i " .. ff.quote(src) .. " -c copy", "?pkt_size=300", dir)
     assert.is_true(#pkts > 100)
     local rx, dp = media.receiver{ window = 32 }, media.depacketizer()
     local ordered, frames, got = media.buffer(), media.buffer(), {}

@@ -55,7 +55,6 @@ end)
 
 describe("media H.265 RTP against ffmpeg", function()
   local ff = require "support.ffmpeg"
-  local socket = require "socket"
   local dir, src
   setup(function()
     dir = ff.tmpdir()
@@ -64,15 +63,7 @@ describe("media H.265 RTP against ffmpeg", function()
   teardown(function() ff.cleanup(dir) end)
 
   it("depacketises ffmpeg's H.265 RTP (pkt_size 300) to the exact NALs ffmpeg wrote", function()
-    local port = ff.udp_port_pair()
-    local sock = socket.udp()
-    assert(sock:setsockname("127.0.0.1", port))
-    local pid = ff.spawn(("ffmpeg -nostdin -v error -re -f hevc -i %s -c copy -f rtp "
-      .. "'rtp://127.0.0.1:%d?pkt_size=300'"):format(ff.quote(src), port), dir .. "/ff.log")
-    local ok, pkts = pcall(ff.collect, sock, 1.0, function() return not ff.alive(pid) end)
-    ff.kill(pid)
-    sock:close()
-    assert(ok, pkts)
+    local pkts = ff.capture_rtp("-f hevc -i " .. ff.quote(src) .. " -c copy", "?pkt_size=300", dir)
     assert.is_true(#pkts > 100)
     local rx, dp = media.receiver{ window = 32 }, media.depacketizer{ codec = "h265" }
     local ordered, frames, got = media.buffer(), media.buffer(), {}

@@ -138,20 +138,25 @@ function M.kill(pid, sig)
   if pid then os.execute("kill -" .. (sig or "TERM") .. " " .. pid .. " 2>/dev/null") end
 end
 
---- A free UDP port pair (even port p, p+1 free too) on loopback.
+--- A free UDP port pair (even port p, p+1 free too) on loopback, for a
+-- peer to bind. Picked below the kernel's ephemeral range so no socket the
+-- kernel numbers itself (other specs' clients) can take it before the peer
+-- binds; specs running side by side can still collide, so callers retry.
+local rng_seeded = false
 function M.udp_port_pair()
-  for _ = 1, 50 do
-    local a = socket.udp()
-    assert(a:setsockname("127.0.0.1", 0))
-    local _, port = a:getsockname()
-    a:close()
-    port = tonumber(port)
-    if port % 2 == 1 then port = port - 1 end
+  if not rng_seeded then
+    local f = io.open("/dev/urandom", "rb")
+    local b = f:read(4); f:close()
+    math.randomseed(b:byte(1) * 16777216 + b:byte(2) * 65536 + b:byte(3) * 256 + b:byte(4))
+    rng_seeded = true
+  end
+  for _ = 1, 200 do
+    local port = 2 * math.random(10000, 16000) -- 20000..32000
     local x, y = socket.udp(), socket.udp()
     local ok1 = x:setsockname("127.0.0.1", port)
     local ok2 = y:setsockname("127.0.0.1", port + 1)
     x:close(); y:close()
-    if ok1 and ok2 and port > 1024 then return port end
+    if ok1 and ok2 then return port end
   end
   error("no free UDP port pair")
 end
@@ -202,10 +207,7 @@ function M.capture_rtp(input_args, query, dir)
   return pkts
 end
 
---- Sends RTP `packets` to an ffmpeg reading `sdp_text` (the SDP's port is
--- replaced by a free one) and writing `output_args`; ends it with RTCP BYE.
--- Returns true or false, log.
-function M.feed_rtp(sdp_fn, packets, ssrc, output_args, dir)
+local function feed_rtp_once(sdp_fn, packets, ssrc, output_args, dir)
   local port = M.udp_port_pair()
   local sdp = dir .. "/feed.sdp"
   M.write(sdp, sdp_fn(port))
@@ -233,9 +235,24 @@ function M.feed_rtp(sdp_fn, packets, ssrc, output_args, dir)
       socket.sleep(0.1)
     end
     assert(M.wait(pid, 10), "ffmpeg did not finish")
+    -- a port held by someone else can look like ffmpeg's own
+    assert(not M.read(log):find("bind failed", 1, true), "ffmpeg could not bind its ports")
   end)
   M.kill(pid)
   return ok, ok and M.read(log) or tostring(err) .. "\n" .. M.read(log)
+end
+
+--- Sends RTP `packets` to an ffmpeg reading `sdp_text` (the SDP's port is
+-- replaced by a free one) and writing `output_args`; ends it with RTCP BYE.
+-- A port taken between the choice and ffmpeg's bind is retried with another.
+-- Returns true or false, log.
+function M.feed_rtp(sdp_fn, packets, ssrc, output_args, dir)
+  local ok, log
+  for _ = 1, 5 do
+    ok, log = feed_rtp_once(sdp_fn, packets, ssrc, output_args, dir)
+    if ok or not log:find("bind failed", 1, true) then break end
+  end
+  return ok, log
 end
 
 return M
