@@ -58,8 +58,10 @@ end
 local function wait_ready(port, pid)
   local deadline = socket.gettime() + 10
   while socket.gettime() < deadline do
-    if cli(port, "PING") == "PONG" then return true end
-    if not alive(pid) then return false end
+    -- the answer must come from our server, not another spec's on a reused port
+    local served_by = tonumber(cli(port, "INFO", "server"):match("process_id:(%d+)"))
+    if served_by == pid then return true end
+    if served_by or not alive(pid) then return false end
     socket.sleep(0.02)
   end
   return false
