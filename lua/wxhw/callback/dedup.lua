@@ -14,8 +14,8 @@
 -- allocates and re-links it in its tree, which costs more than the lookup
 -- and, with several workers, moves more cache lines between cores). A reply
 -- that does not fit is stored unpadded. The shm store (wxhw.call.store.shm)
--- is never padded; a reply longer than its value_bytes is not stored (done()
--- returns nil, err and copies stay "busy" until the ttl).
+-- is never padded; a reply longer than its value_bytes is not stored: done()
+-- returns nil, err and copies get a plain "success" (see ACK below).
 local crypto = require "wxhw.crypto"
 
 local M = {}
