@@ -49,13 +49,19 @@ local function fail(msg)
   return require("wxhw.errors").fail("store", "lua_shared_dict: " .. tostring(msg))
 end
 
+-- Other workers write while we read, key by key, so the order matters: the
+-- generation first (a record is never older than its generation, else a
+-- manager would trust a replaced token until the next change), then the
+-- #bad mark, then the record (commit writes the record before clearing the
+-- mark, so a mark read as cleared means the record is already the new one).
 function M:get(key)
   local d = self.dict
-  local v = d:get(key)
   local gen = d:get(key .. "#gen") or 0
+  local bad = d:get(key .. "#bad")
+  local v = d:get(key)
   if not v then return { token = false, expires_at = 0, fetched_at = 0, gen = gen } end
   local exp, fetched, tok = v:match("^([^|]*)|([^|]*)|(.*)$")
-  if tok == d:get(key .. "#bad") then tok = false end
+  if tok == bad then tok = false end
   return { token = tok or false, expires_at = tonumber(exp) or 0, fetched_at = tonumber(fetched) or 0, gen = gen }
 end
 
@@ -90,9 +96,10 @@ function M:commit(key, lease, token, expires_at, fetched_at)
   local d = self.dict
   local holder = d:get(key .. "#lease")
   if lease and holder and holder ~= lease then return false, "lease lost" end
-  d:delete(key .. "#bad")
   local ok, err = d:set(key, string.format("%.3f|%.3f|%s", expires_at, fetched_at, token))
   if not ok then return fail(err) end
+  -- only now: cleared before the new record, the invalidated one would read as valid
+  d:delete(key .. "#bad")
   if holder and holder == lease then d:delete(key .. "#lease") end
   return (d:incr(key .. "#gen", 1, 0))
 end
@@ -148,9 +155,13 @@ function Layered:get(key, fresh)
   end
   local r, err = self.l2:get(key)
   if not r then return nil, err end
-  -- Only a token is worth sharing; a missing one must be re-read while
-  -- another host fetches it.
-  if r.token then self.dict:set(key .. "#l2", encode(r), self.l1_ttl) end
+  if r.token and r.token == self.dict:get(key .. "#bad") then
+    r.token = false -- failed here; the worker invalidating it in Redis is not done yet
+  elseif r.token then
+    -- Only a token is worth sharing; a missing one must be re-read while
+    -- another host fetches it.
+    self.dict:set(key .. "#l2", encode(r), self.l1_ttl)
+  end
   return r
 end
 
