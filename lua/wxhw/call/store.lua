@@ -174,12 +174,20 @@ function Shared:add(key, value, ttl)
   return shared_fail("add", err)
 end
 -- Shared dicts have no compare-and-set; a short lock key makes it atomic
--- across workers (each dict call is atomic, Lua between them is not).
+-- across workers (each dict call is atomic, Lua between them is not). The
+-- lock is held without yielding, so only a worker that died holding it keeps
+-- it, for its 1 s expiry; past that wait the swap fails rather than go ahead
+-- unlocked.
 function Shared:cas(key, old, new, ttl)
   local lock = "\0lock:" .. key
-  for _ = 1, 200 do
-    if self.dict:add(lock, 1, 1) then break end
-    ngx.sleep(0.001) -- luacheck: ignore ngx
+  local locked = self.dict:add(lock, 1, 1)
+  if not locked then
+    local deadline = ngx.now() + 1.5 -- luacheck: ignore ngx
+    repeat
+      ngx.sleep(0.001) -- luacheck: ignore ngx
+      locked = self.dict:add(lock, 1, 1)
+    until locked or ngx.now() > deadline -- luacheck: ignore ngx
+    if not locked then return shared_fail("cas", "'" .. key .. "' stayed locked past its expiry") end
   end
   local ok = self.dict:get(key) == old
   if ok then

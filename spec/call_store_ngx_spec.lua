@@ -1,0 +1,103 @@
+-- wxhw.call.store.ngx_shared inside nginx: the kv interface the call layer
+-- and the callback de-duplication rely on, and compare-and-set between
+-- workers running at once. nginx always runs LuaJIT: once, in the Lua 5.4 pass.
+local nginx = require "support.nginx"
+local http = require "socket.http"
+local socket = require "socket"
+
+describe("call store on a lua_shared_dict #nosan #lua54", function()
+  local srv
+  setup(function()
+    srv = assert(nginx.start{
+      workers = 2,
+      http_block = [[
+        lua_shared_dict kv 1m;
+        init_worker_by_lua_block {
+          local role = ngx.worker.id()
+          if role > 1 then return end
+          ngx.timer.at(0, function()
+            local s = require("wxhw.call.store").ngx_shared("kv")
+            local d = ngx.shared.kv
+            d:incr("ready", 1, 0)
+            while (d:get("ready") or 0) < 2 do ngx.sleep(0.001) end
+            -- each worker adds 1 to "n" 20000 times by compare-and-set
+            local won, lost, failed = 0, 0, 0
+            for _ = 1, 20000 do
+              while true do
+                local v = s:get("n")
+                local ok, err = s:cas("n", v, tostring(tonumber(v or "0") + 1))
+                if ok then won = won + 1; break end
+                if ok == nil then failed = failed + 1; break end
+                lost = lost + 1
+              end
+            end
+            d:set("won" .. role, won); d:set("lost" .. role, lost); d:set("failed" .. role, failed)
+          end)
+        }
+      ]],
+      server_block = [[
+        location = /race {
+          content_by_lua_block {
+            local d = ngx.shared.kv
+            ngx.say(d:get("won0"), " ", d:get("won1"), " ", d:get("lost0"), " ", d:get("lost1"), " ",
+                    d:get("failed0"), " ", d:get("failed1"), " ", d:get("n"))
+          }
+        }
+        location = /interface {
+          content_by_lua_block {
+            local s = require("wxhw.call.store").ngx_shared("kv")
+            local out = {}
+            local function say(...) local t = {} for i = 1, select("#", ...) do t[i] = tostring((select(i, ...))) end
+              out[#out + 1] = table.concat(t, ",") end
+            say(s:set("a", "1"), s:get("a"), s:add("a", "2"), s:get("a"), s:add("b", "x\0y", 1))
+            say(s:cas("a", "1", "3"), s:cas("a", "1", "4"), s:get("a"), s:cas("a", "3", nil), s:get("a"))
+            say(s:cas("absent", nil, "new"), s:get("absent"))
+            say(table.concat(s:keys("a"), "|"), #s:get("b"))
+            -- a lock left by a worker that died holding it: the swap waits for its expiry, then fails
+            ngx.shared.kv:set("\0lock:held", 1, 5)
+            local t0 = ngx.now()
+            local ok, err = s:cas("held", nil, "v")
+            ngx.update_time()
+            say(ok, err and err.kind, err and tostring(err):find("stayed locked", 1, true) ~= nil,
+                ngx.now() - t0 >= 1, s:get("held"), ngx.shared.kv:get("\0lock:held"))
+            ngx.sleep(1.1)
+            say(s:get("b"))
+            ngx.say(table.concat(out, "\n"))
+          }
+        }]],
+    })
+  end)
+  teardown(function() if srv then srv:stop() end end)
+
+  it("gets, sets, adds, swaps, deletes, lists and expires", function()
+    local body, code = http.request(srv.base_url .. "/interface")
+    assert.equal(200, code, tostring(body) .. srv:error_log())
+    local lines = {}
+    for l in body:gmatch("[^\n]+") do lines[#lines + 1] = l end
+    assert.same({
+      "true,1,false,1,true",
+      "true,false,3,true,nil",
+      "true,new",
+      "absent,3", -- keys("a"): "a" is gone, "absent" matches the prefix
+      "nil,store,true,true,nil,1",
+      "nil",
+    }, lines)
+  end)
+
+  it("compare-and-set between two workers at once loses no update", function()
+    local line
+    for _ = 1, 200 do
+      line = http.request(srv.base_url .. "/race")
+      if line and not line:find("nil") then break end
+      socket.sleep(0.1)
+    end
+    local w0, w1, l0, l1, f0, f1, n = line:match("^(%d+) (%d+) (%d+) (%d+) (%d+) (%d+) (%d+)")
+    assert.is_truthy(w0, tostring(line) .. srv:error_log())
+    assert.equal(20000, tonumber(w0), line)
+    assert.equal(20000, tonumber(w1), line)
+    assert.equal(0, tonumber(f0) + tonumber(f1), line)
+    assert.equal(40000, tonumber(n), line)
+    -- the workers really contended (each lost some swaps to the other)
+    assert.is_true(tonumber(l0) + tonumber(l1) > 0, line)
+  end)
+end)
