@@ -195,6 +195,23 @@ describe("callback.mini_program", function()
     assert.equal(2, #calls)
   end)
 
+  it("keeps 64-bit MsgIds exact: pushes a few ids apart are distinct, a copy of one is not", function()
+    -- cjson alone reads both ids as one double (14 significant digits in a key)
+    local ids = { "23637352235060880", "23637352235060881", "23637352235061879", "123456789012345",
+                  "123456789012346" }
+    for _, id in ipairs(ids) do
+      local q, body = push(mc, '{"MsgType":"event","Event":"debug_demo","MsgId":' .. id .. '}')
+      assert.equal(200, (gw("POST", q, {}, body)))
+    end
+    assert.equal(#ids, #calls)
+    assert.equal("23637352235060881", calls[2].MsgId) -- beyond 2^53: the exact digits as a string
+    assert.equal(123456789012346, calls[5].MsgId)
+    local q, body = push(mc, '{"MsgType":"event","Event":"debug_demo","MsgId":23637352235060881}')
+    gw("POST", q, {}, body)
+    assert.equal(#ids, #calls)
+    assert.is_true(events[#events].duplicate)
+  end)
+
   it("does not cache failures: the retransmission runs the handler again", function()
     local n = 0
     local g = new_gw{ handlers = { iot_voip_notify = function()

@@ -15,6 +15,7 @@
 --
 -- See docs/callback.md for reply conventions and status codes.
 local cjson = require "cjson.safe"
+local json = require "wxhw.json"
 local msgcrypt = require "wxhw.msgcrypt"
 local errors = require "wxhw.errors"
 local dedup_mod = require "wxhw.callback.dedup"
@@ -153,7 +154,7 @@ local function decode_message(plaintext)
   local b = byte(plaintext, 1)
   local first = b == 123 and "{" or b == 60 and "<" or plaintext:match("^%s*(.)")
   if first == "{" then
-    local t = cjson.decode(plaintext)
+    local t = json.decode(plaintext) -- MsgId is a 64-bit integer
     if type(t) == "table" then return t, "json" end
   elseif first == "<" then
     local t = M.parse_xml(plaintext)

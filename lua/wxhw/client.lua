@@ -6,7 +6,7 @@
 --   local c = require("wxhw.client").new{ token_provider = tp }
 --   local data, err = c:call{ product = "mp", method = "POST", path = "/wxa/getsnticket",
 --                             json = { sn = "X" }, token = true }
-local cjson = require "cjson"
+local json = require "wxhw.json"
 local errors = require "wxhw.errors"
 local transport = require "wxhw.transport"
 local ratelimit = require "wxhw.ratelimit"
@@ -29,101 +29,15 @@ M.BACKUP_URLS = {
 
 -- ------------------------------------------------------------------- JSON
 
-local json = cjson.new()
-json.encode_number_precision(14)
-json.encode_sparse_array(true)
-M.null = json.null
+-- wxhw.json keeps big integers exact both ways; re-exported here, where
+-- callers have always found them.
+M.null, M.bigint, M.BigInt, M.json_encode = json.null, json.bigint, json.BigInt, json.encode
 
--- cjson escapes control characters, so the marker is printable and unguessable.
-local BIG_TAG = ("wxhwint%06x%06x"):format(math.random(0, 0xffffff), math.floor(os.clock() * 1e6) % 0xffffff)
-local BIG_MARK = BIG_TAG .. ":"
-local BIG_PATTERN = '"' .. BIG_TAG .. ':(%-?%d+)"'
-
---- Marks a decimal string to be written as a bare JSON integer.
-function M.bigint(s)
-  s = tostring(s)
-  if not s:match("^%-?%d+$") then error("wxhw.client.bigint: not an integer: " .. s, 2) end
-  return setmetatable({ s }, M.BigInt)
-end
-M.BigInt = { __tostring = function(self) return self[1] end }
-
--- Integers cjson 2.1 would print in exponent form are passed as marked strings.
-local function prepare(v, seen)
-  local t = type(v)
-  if t == "number" then
-    if v == math.floor(v) and (v >= 1e14 or v <= -1e14) and v > -2 ^ 63 and v < 2 ^ 63 then
-      if math.type and math.type(v) == "integer" then return BIG_MARK .. tostring(v) end
-      return BIG_MARK .. ("%.0f"):format(v)
-    end
-    return v
-  elseif t ~= "table" then
-    return v
-  end
-  if getmetatable(v) == M.BigInt then return BIG_MARK .. v[1] end
-  seen = seen or {}
-  if seen[v] then error("wxhw.client: cannot encode a cycle", 3) end
-  seen[v] = true
-  local out = {}
-  for k, x in pairs(v) do out[k] = prepare(x, seen) end
-  seen[v] = nil
-  return out
-end
-
---- JSON encode with integers beyond 14 digits written exactly.
-function M.json_encode(v)
-  local s = json.encode(prepare(v))
-  if s:find(BIG_TAG, 1, true) then s = s:gsub(BIG_PATTERN, "%1") end
-  return s
-end
-
-local LIMIT = "9007199254740992"
-
-local function too_big(digits)
-  if #digits ~= #LIMIT then return #digits > #LIMIT end
-  return digits > LIMIT
-end
-
--- Quotes integer literals beyond 2^53 so cjson keeps every digit (cjson 2.1.0
--- has no decode_big_numbers_as_strings). Strings are skipped, escapes honoured.
-local function quote_big_integers(s)
-  if not s:find("%d%d%d%d%d%d%d%d%d%d%d%d%d%d%d%d") then return s end
-  local out, n, i, last = {}, 0, 1, 1
-  while true do
-    local p = s:find('["%-%d]', i)
-    if not p then break end
-    if s:byte(p) == 34 then -- a string: find its closing quote
-      local q = p + 1
-      while true do
-        local r = s:find('["\\]', q)
-        if not r then return s end -- unterminated: let cjson report it
-        if s:byte(r) == 92 then q = r + 2 else q = r + 1; break end
-      end
-      i = q
-    else
-      local num, e = s:match("^(%-?%d+)()", p)
-      local nextc = s:sub(e, e)
-      if nextc ~= "." and nextc ~= "e" and nextc ~= "E" and too_big((num:gsub("^%-", ""))) then
-        n = n + 1; out[n] = s:sub(last, p - 1)
-        n = n + 1; out[n] = '"' .. num .. '"'
-        last = e
-      end
-      i = e
-      if nextc == "." or nextc == "e" or nextc == "E" then
-        local _, fe = s:find("^[%.%deE%+%-]*", e)
-        i = fe + 1
-      end
-    end
-  end
-  if n == 0 then return s end
-  out[n + 1] = s:sub(last)
-  return table.concat(out)
-end
-
---- JSON decode; integers beyond 2^53 (product_id, MsgId ...) become decimal
--- strings so no digit is lost, on Lua 5.4 and LuaJIT alike.
+--- JSON decode of a response body; integers beyond 2^53 (product_id, MsgId
+-- ...) become decimal strings.
 function M.json_decode(s)
-  local ok, v = pcall(json.decode, quote_big_integers(s))
-  if not ok then return nil, errors.new("http", "response is not valid JSON", { reason = "protocol" }) end
+  local v = json.decode(s)
+  if v == nil then return nil, errors.new("http", "response is not valid JSON", { reason = "protocol" }) end
   return v
 end
 

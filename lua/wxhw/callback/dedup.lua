@@ -17,6 +17,7 @@
 -- is never padded; a reply longer than its value_bytes is not stored: done()
 -- returns nil, err and copies get a plain "success" (see ACK below).
 local crypto = require "wxhw.crypto"
+local json = require "wxhw.json"
 
 local M = {}
 M.__index = M
@@ -52,7 +53,7 @@ end
 --- Key for a push: an explicit id when the message carries one (MsgId,
 -- WeCom base_info.req_id), else a digest of the decrypted message.
 function M.key(kind, id, plaintext)
-  if id ~= nil and id ~= "" then return kind .. ":id:" .. tostring(id) end
+  if id ~= nil and id ~= "" then return kind .. ":id:" .. json.id(id) end
   return kind .. ":sha1:" .. crypto.hex(crypto.sha1(plaintext))
 end
 

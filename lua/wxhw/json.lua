@@ -1,0 +1,127 @@
+--- JSON for wxhw: lua-cjson with integers kept exact both ways. WeChat's
+-- ids (product_id, MsgId ...) are 64-bit integers; cjson 2.1.0 reads every
+-- number as a double and writes 14 significant digits, so MsgIds a few
+-- apart would read as one and be written in exponent form.
+--
+--   json.decode(s)      --> value | nil, message   integers beyond 2^53 become
+--                                                  decimal strings
+--   json.encode(v)      --> string   integers from 1e14 on written in full;
+--                                    json.bigint("123...") for a decimal string
+--   json.id(v)          --> an id (number or string) as its exact decimal text
+local cjson = require "cjson"
+
+local M = {}
+
+local codec = cjson.new()
+codec.encode_number_precision(14)
+codec.encode_sparse_array(true)
+M.null = codec.null
+
+-- cjson escapes control characters, so the marker is printable and unguessable.
+local BIG_TAG = ("wxhwint%06x%06x"):format(math.random(0, 0xffffff), math.floor(os.clock() * 1e6) % 0xffffff)
+local BIG_MARK = BIG_TAG .. ":"
+local BIG_PATTERN = '"' .. BIG_TAG .. ':(%-?%d+)"'
+
+M.BigInt = { __tostring = function(self) return self[1] end }
+
+--- Marks a decimal string to be written as a bare JSON integer.
+function M.bigint(s)
+  s = tostring(s)
+  if not s:match("^%-?%d+$") then error("wxhw.json.bigint: not an integer: " .. s, 2) end
+  return setmetatable({ s }, M.BigInt)
+end
+
+-- Integers cjson 2.1 would print in exponent form are passed as marked strings.
+local function prepare(v, seen)
+  local t = type(v)
+  if t == "number" then
+    if v == math.floor(v) and (v >= 1e14 or v <= -1e14) and v > -2 ^ 63 and v < 2 ^ 63 then
+      if math.type and math.type(v) == "integer" then return BIG_MARK .. tostring(v) end
+      return BIG_MARK .. ("%.0f"):format(v)
+    end
+    return v
+  elseif t ~= "table" then
+    return v
+  end
+  if getmetatable(v) == M.BigInt then return BIG_MARK .. v[1] end
+  seen = seen or {}
+  if seen[v] then error("wxhw.json: cannot encode a cycle", 3) end
+  seen[v] = true
+  local out = {}
+  for k, x in pairs(v) do out[k] = prepare(x, seen) end
+  seen[v] = nil
+  return out
+end
+
+--- JSON encode with integers beyond 14 digits written exactly.
+function M.encode(v)
+  local s = codec.encode(prepare(v))
+  if s:find(BIG_TAG, 1, true) then s = s:gsub(BIG_PATTERN, "%1") end
+  return s
+end
+
+local LIMIT = "9007199254740992"
+
+local function too_big(digits)
+  if #digits ~= #LIMIT then return #digits > #LIMIT end
+  return digits > LIMIT
+end
+
+-- Quotes integer literals beyond 2^53 so cjson keeps every digit (cjson 2.1.0
+-- has no decode_big_numbers_as_strings). Strings are skipped, escapes
+-- honoured. Text without 16 digits in a row (most of it) is returned after
+-- one scan.
+local function quote_big_integers(s)
+  if not s:find("%d%d%d%d%d%d%d%d%d%d%d%d%d%d%d%d") then return s end
+  local out, n, i, last = {}, 0, 1, 1
+  while true do
+    local p = s:find('["%-%d]', i)
+    if not p then break end
+    if s:byte(p) == 34 then -- a string: find its closing quote
+      local q = p + 1
+      while true do
+        local r = s:find('["\\]', q)
+        if not r then return s end -- unterminated: let cjson report it
+        if s:byte(r) == 92 then q = r + 2 else q = r + 1; break end
+      end
+      i = q
+    else
+      local num, e = s:match("^(%-?%d+)()", p)
+      local nextc = s:sub(e, e)
+      if nextc ~= "." and nextc ~= "e" and nextc ~= "E" and too_big((num:gsub("^%-", ""))) then
+        n = n + 1; out[n] = s:sub(last, p - 1)
+        n = n + 1; out[n] = '"' .. num .. '"'
+        last = e
+      end
+      i = e
+      if nextc == "." or nextc == "e" or nextc == "E" then
+        local _, fe = s:find("^[%.%deE%+%-]*", e)
+        i = fe + 1
+      end
+    end
+  end
+  if n == 0 then return s end
+  out[n + 1] = s:sub(last)
+  return table.concat(out)
+end
+
+--- JSON decode; integers beyond 2^53 become decimal strings so no digit is
+-- lost, on Lua 5.4 and LuaJIT alike. nil, message for anything not JSON.
+function M.decode(s)
+  if type(s) ~= "string" then return nil, "JSON text must be a string" end
+  local ok, v = pcall(codec.decode, quote_big_integers(s))
+  if not ok then return nil, tostring(v) end
+  return v
+end
+
+--- An id as exact decimal text: integral numbers in full (tostring would
+-- give 14 significant digits), anything else as tostring.
+function M.id(v)
+  if type(v) == "number" and v == math.floor(v) and v > -2 ^ 63 and v < 2 ^ 63 then
+    if math.type and math.type(v) == "integer" then return tostring(v) end
+    return ("%.0f"):format(v)
+  end
+  return tostring(v)
+end
+
+return M
