@@ -23,6 +23,7 @@ static const struct {
     {"fileio", wxhw_open_fileio},
     {"seen", wxhw_open_seen},
     {"kvshm", wxhw_open_kvshm},
+    {"json", wxhw_open_json},
 };
 
 void wxhw_newclass(lua_State *L, const char *name, const luaL_Reg *methods,

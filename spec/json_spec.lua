@@ -13,7 +13,7 @@ local function python_reads(text)
   return (out:gsub("%s+$", ""))
 end
 
-describe("wxhw.json", function()
+describe("wxhw.json #c", function()
   it("decodes integers beyond 2^53 as their digits and leaves everything else to cjson", function()
     local v = assert(json.decode('{"a":23637352235060881,"b":-9007199254740993,"c":9007199254740992,'
       .. '"d":1.5e300,"e":12345678901234567.5,"f":"99999999999999999999","g":[18446744073709551615],'
@@ -29,8 +29,27 @@ describe("wxhw.json", function()
     assert.equal(123456789012345, v.i)
   end)
 
+  it("quotes exactly the integer literals beyond 2^53 outside strings (C scan)", function()
+    local q = require("wxhw.core").json.quote_big_integers
+    local cases = {
+      { "9007199254740992", "9007199254740992" },
+      { "9007199254740993", '"9007199254740993"' },
+      { "[-9007199254740993,1,-2]", '["-9007199254740993",1,-2]' },
+      { "[00009007199254740992]", "[00009007199254740992]" },
+      { '["\\\\",12345678901234567]', '["\\\\","12345678901234567"]' }, -- an escaped backslash ends no string
+      { '["\"12345678901234567"]', '["\"12345678901234567"]' },
+      { "[1.12345678901234567,12345678901234567e3,12345678901234567E-3]",
+        "[1.12345678901234567,12345678901234567e3,12345678901234567E-3]" },
+      { "[-,12345678901234567]", '[-,"12345678901234567"]' },
+      { '[12345678901234567,"open', '[12345678901234567,"open' }, -- unterminated: left to the decoder
+      { "", "" },
+    }
+    for _, c in ipairs(cases) do assert.equal(c[2], q(c[1]), c[1]) end
+  end)
+
   it("refuses what is not JSON with nil and a message", function()
-    for _, bad in ipairs{ "{nope", '{"a":12345678901234567890', '"unterminated 12345678901234567890', "", false } do
+    for _, bad in ipairs{ "{nope", '{"a":12345678901234567890', '"unterminated 12345678901234567890', "",
+                          '{"a":-,"b":12345678901234567}', false } do
       local v, err = json.decode(bad)
       assert.is_nil(v)
       assert.is_string(err)

@@ -60,50 +60,10 @@ function M.encode(v)
   return s
 end
 
-local LIMIT = "9007199254740992"
-
-local function too_big(digits)
-  if #digits ~= #LIMIT then return #digits > #LIMIT end
-  return digits > LIMIT
-end
-
--- Quotes integer literals beyond 2^53 so cjson keeps every digit (cjson 2.1.0
--- has no decode_big_numbers_as_strings). Strings are skipped, escapes
--- honoured. Text without 16 digits in a row (most of it) is returned after
--- one scan.
-local function quote_big_integers(s)
-  if not s:find("%d%d%d%d%d%d%d%d%d%d%d%d%d%d%d%d") then return s end
-  local out, n, i, last = {}, 0, 1, 1
-  while true do
-    local p = s:find('["%-%d]', i)
-    if not p then break end
-    if s:byte(p) == 34 then -- a string: find its closing quote
-      local q = p + 1
-      while true do
-        local r = s:find('["\\]', q)
-        if not r then return s end -- unterminated: let cjson report it
-        if s:byte(r) == 92 then q = r + 2 else q = r + 1; break end
-      end
-      i = q
-    else
-      local num, e = s:match("^(%-?%d+)()", p)
-      local nextc = s:sub(e, e)
-      if nextc ~= "." and nextc ~= "e" and nextc ~= "E" and too_big((num:gsub("^%-", ""))) then
-        n = n + 1; out[n] = s:sub(last, p - 1)
-        n = n + 1; out[n] = '"' .. num .. '"'
-        last = e
-      end
-      i = e
-      if nextc == "." or nextc == "e" or nextc == "E" then
-        local _, fe = s:find("^[%.%deE%+%-]*", e)
-        i = fe + 1
-      end
-    end
-  end
-  if n == 0 then return s end
-  out[n + 1] = s:sub(last)
-  return table.concat(out)
-end
+-- Integer literals beyond 2^53 are quoted (in C: one pass, no copy when
+-- there is none) so cjson keeps every digit; cjson 2.1.0 has no
+-- decode_big_numbers_as_strings.
+local quote_big_integers = require("wxhw.core").json.quote_big_integers
 
 --- JSON decode; integers beyond 2^53 become decimal strings so no digit is
 -- lost, on Lua 5.4 and LuaJIT alike. nil, message for anything not JSON.
