@@ -85,8 +85,11 @@ function Memory:count(key, day)
 end
 
 --- Backend on an nginx `lua_shared_dict`, shared by all workers: fixed
--- one-second windows (atomic `incr`) instead of a smooth bucket, plus the
--- daily counter.
+-- windows of burst/rate seconds holding `burst` calls each (atomic `incr`)
+-- instead of a smooth bucket, plus the daily counter. Over any span T that
+-- admits at most rate * T + 2 * burst calls, and never more than rate per
+-- second on average (a one-second window of `burst` calls would allow burst
+-- per second).
 local Shdict = {}
 Shdict.__index = Shdict
 
@@ -96,23 +99,36 @@ function M.shdict(dict)
   return setmetatable({ dict = dict }, Shdict)
 end
 
+-- Other workers take at the same moment, so every step is one atomic dict
+-- call and a counter is only ever raised past its limit by a call that is
+-- refused anyway: the rate window is taken before the day's count, so a call
+-- refused for the rate never raises the count another worker checks (it was
+-- refused "daily" while quota was left), and a call refused for the day
+-- raised a count that was already used up.
 function Shdict:take(key, rule, now, day)
   local d = self.dict
   if d:get("x:" .. day .. ":" .. key) then return false, "daily", 0 end
-  -- count first, then check: incr is atomic across workers, get-then-set is not
   local dk = "d:" .. day .. ":" .. key
+  if rule.daily and (d:get(dk) or 0) >= rule.daily then return false, "daily", 0 end
+  local wk
+  if rule.rate then
+    local cap = math.max(1, math.floor(rule.burst or rule.rate))
+    local w = cap / rule.rate
+    local idx = math.floor(now / w)
+    wk = "s:" .. idx .. ":" .. key
+    local n = d:incr(wk, 1, 0, w + 1)
+    if not n then return false, "rate", 0.05 end -- the dict failed: refuse rather than flood
+    if n > cap then return false, "rate", math.max(0.001, (idx + 1) * w - now) end
+  end
   local count = d:incr(dk, 1, 0, 90000)
+  if not count then
+    if wk then d:incr(wk, -1) end
+    return false, "rate", 0.05
+  end
   if rule.daily and count > rule.daily then
     d:incr(dk, -1)
+    if wk then d:incr(wk, -1) end
     return false, "daily", 0
-  end
-  if rule.rate then
-    local sec = math.floor(now)
-    local n = d:incr("s:" .. sec .. ":" .. key, 1, 0, 2)
-    if n > math.max(1, math.floor(rule.burst or rule.rate)) then
-      d:incr(dk, -1)
-      return false, "rate", sec + 1 - now
-    end
   end
   return true, count
 end
