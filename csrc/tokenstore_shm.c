@@ -5,7 +5,10 @@
  * every write, so a process killed while holding it cannot wedge the others
  * (the next locker gets EOWNERDEAD and repairs the half-written slot).
  * Refresh leases carry an owner pid and a monotonic deadline: a lease whose
- * owner is dead or whose deadline passed is free. Each record has a generation
+ * owner is dead or whose deadline passed is free. The id of the last lease
+ * granted stays in the record after release, so a holder whose lease was
+ * taken over cannot commit its (older) token over the newer holder's, even
+ * once that holder is done. Each record has a generation
  * counter bumped on every change; the manager's cache-hit path reads it with
  * one atomic load and no lock (`peek`).
  *
@@ -37,7 +40,7 @@ typedef struct {
   double expires_at;    /* manager clock */
   double fetched_at;    /* manager clock */
   double lease_deadline;/* monotonic */
-  uint64_t lease_id;
+  uint64_t lease_id;     /* the last lease granted; kept after release */
   int32_t lease_pid;    /* 0 = no lease */
   uint32_t force_count; /* force refreshes on force_day */
   int64_t force_day;
@@ -334,7 +337,6 @@ static int l_shm_release(lua_State *L) {
   ok = sl->lease_pid != 0 && sl->lease_id == id;
   if (ok) {
     sl->lease_pid = 0;
-    sl->lease_id = 0;
     sl->lease_deadline = 0;
   }
   shm_unlock(s);
@@ -343,8 +345,11 @@ static int l_shm_release(lua_State *L) {
 }
 
 /* store:commit(i, lease_id, token, expires_at, fetched_at) -> gen | false, "lease lost"
- * Stores the token and releases the lease, unless another process took the
- * lease over meanwhile (then its token wins). lease_id 0 stores unconditionally. */
+ * Stores the token and releases the lease, unless another lease was granted
+ * since ours (then that holder's token wins, whether it has committed yet,
+ * is still fetching or died): ours was fetched earlier. A lease that merely
+ * ran out with nobody taking over still commits. lease_id 0 stores
+ * unconditionally. */
 static int l_shm_commit(lua_State *L) {
   shm_t *s = check_open(L);
   slot_t *sl = check_slot(L, s, 2);
@@ -356,7 +361,7 @@ static int l_shm_commit(lua_State *L) {
   int ok;
   luaL_argcheck(L, tlen > 0 && tlen <= TOKEN_MAX, 4, "token must be 1..2048 bytes");
   if (lock_or_fail(L, s) != 0) return 2;
-  ok = id == 0 || sl->lease_id == id || !lease_live(sl, wxhw_monotonic());
+  ok = id == 0 || sl->lease_id == id;
   if (ok) {
     begin_write(s, sl);
     memcpy(sl->token, tok, tlen);
@@ -364,9 +369,8 @@ static int l_shm_commit(lua_State *L) {
     sl->expires_at = exp;
     sl->fetched_at = fetched;
     sl->commits++;
-    if (id != 0 && sl->lease_id == id) {
+    if (id != 0) {
       sl->lease_pid = 0;
-      sl->lease_id = 0;
       sl->lease_deadline = 0;
     }
     gen = __atomic_add_fetch(&sl->gen, 1, __ATOMIC_RELEASE);

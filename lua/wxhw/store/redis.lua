@@ -3,7 +3,10 @@
 -- compare-and-invalidate, lease checks and commits are atomic across hosts.
 --
 -- Layout per token key K (readable by other programs, nothing JSON-quoted):
---   K        hash  access_token, expires_at, fetched_at (manager clock, s), gen
+--   K        hash  access_token, expires_at, fetched_at (manager clock, s), gen,
+--                  leased (owner id of the last lease granted: it outlives the
+--                  lease, so a holder whose lease was taken over cannot commit
+--                  its older token over the newer holder's, even once that one is done)
 --   K:lease  string owner id, PX = lease ttl (refresh lease)
 --   K:force  hash  day, count, last (explicit force refreshes)
 local core = require "wxhw.core"
@@ -14,9 +17,20 @@ local M = {}
 M.__index = M
 
 local scripts = {
+  lease = [[
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  redis.call('HSET', KEYS[2], 'leased', ARGV[1])
+  if redis.call('TTL', KEYS[2]) < 0 then redis.call('EXPIRE', KEYS[2], 86400) end
+  return {1}
+end
+return {0, redis.call('PTTL', KEYS[1])}]],
   commit = [[
 local holder = redis.call('GET', KEYS[2])
-if ARGV[1] ~= '' and holder and holder ~= ARGV[1] then return false end
+if ARGV[1] ~= '' then
+  if holder and holder ~= ARGV[1] then return false end
+  local last = redis.call('HGET', KEYS[1], 'leased')
+  if last and last ~= ARGV[1] then return false end
+end
 if holder and holder == ARGV[1] then redis.call('DEL', KEYS[2]) end
 local gen = redis.call('HINCRBY', KEYS[1], 'gen', 1)
 redis.call('HSET', KEYS[1], 'access_token', ARGV[2], 'expires_at', ARGV[3], 'fetched_at', ARGV[4])
@@ -112,12 +126,9 @@ function M:peeker() return nil end
 
 function M:lease(key, ttl)
   local id = owner_id()
-  local r, err = cmd(self, "SET", key .. ":lease", id, "NX", "PX", math.max(1, math.floor(ttl * 1000)))
+  local r, err = eval(self, "lease", 2, key .. ":lease", key, id, math.max(1, math.floor(ttl * 1000)))
   if r == nil then return nil, err end
-  if r == false then
-    local left = cmd(self, "PTTL", key .. ":lease")
-    return false, "another host", (tonumber(left) or 0) / 1000
-  end
+  if r[1] ~= 1 then return false, "another host", math.max(0, tonumber(r[2]) or 0) / 1000 end
   return id
 end
 

@@ -1,0 +1,161 @@
+-- Refresh leases taken over while their holder is still fetching, with
+-- processes leasing and committing the same record at once. A lease lasts
+-- 3 ms and holders sometimes take 5 ms, so leases run out and are taken over
+-- all the time. Checked on every commit and read:
+--   * a commit succeeds only if no lease was granted after the committer's
+--     (else the older token it fetched overwrites the newer holder's: with
+--     cgi-bin/token the older one dies 5 minutes later and every caller fails);
+--   * (shm) the stored token never goes back to one fetched under an earlier lease.
+-- Grants are recorded after they happen and checked before the commit, so a
+-- recorded later grant was really granted before the commit started.
+local core = require "wxhw.core"
+require "wxhw.errors"
+local procs = require "support.token_procs"
+local redis = require "support.redis"
+
+local sleep = core.clock.sleep
+local tmp = require("support.files").fresh_path
+
+-- Waits for a child at most `secs`, killing it when it hangs.
+local function wait_bounded(p, secs)
+  for _ = 1, secs * 50 do
+    local f = io.open("/proc/" .. p.pid .. "/stat")
+    local st = f and f:read("*l") or ""
+    if f then f:close() end
+    if st == "" or st:match("^%d+ %b() Z") then return p.wait() end
+    sleep(0.02)
+  end
+  p.kill()
+  return p.wait() .. "\nKILLED: hung"
+end
+
+local function run_all(code, n, ...)
+  local ps, totals = {}, {}
+  for k = 1, n do ps[k] = procs.spawn(code, ...) end
+  for _, p in ipairs(ps) do
+    local out = wait_bounded(p, 20)
+    local nums = out:match("RESULT ([%d ]+)")
+    assert.is_truthy(nums, out)
+    local j = 0
+    for v in nums:gmatch("%d+") do j = j + 1; totals[j] = (totals[j] or 0) + tonumber(v) end
+  end
+  return totals
+end
+
+describe("shm token store leases taken over by racing processes #c", function()
+  it("never lets a holder whose lease was taken over commit over the newer token", function()
+    local path, grants = tmp(), tmp()
+    local code = [[
+      local core = require "wxhw.core"
+      local s = assert(core.tokenstore.shm_open(arg[1], 8))
+      local g = assert(core.kvshm.open(arg[2], 20000, 8))
+      local i = s:slot("hot")
+      math.randomseed(core.tokenstore.pid())
+      local stop = core.clock.monotonic() + 0.8
+      local leases, commits, stale, last, backwards = 0, 0, 0, 0, 0
+      while core.clock.monotonic() < stop do
+        local ok, id = s:lease(i, 0.003)
+        if ok then
+          leases = leases + 1
+          g:set("grant:" .. id, "1")
+          if math.random() < 0.5 then core.clock.sleep(0.005) end
+          local later = g:get("grant:" .. (id + 1))
+          if s:commit(i, id, "L" .. id, 1e12, 0) then
+            commits = commits + 1
+            if later then stale = stale + 1 end
+          end
+        end
+        local tok = s:get(i)
+        local n = tok and tonumber(tok:sub(2))
+        if n then
+          if n < last then backwards = backwards + 1 end
+          if n > last then last = n end
+        end
+        core.clock.sleep(0.0005)
+      end
+      print(("RESULT %d %d %d %d"):format(leases, commits, stale, backwards))
+    ]]
+    assert(core.tokenstore.shm_open(path, 8)):close() -- made before the race
+    assert(core.kvshm.open(grants, 20000, 8)):close()
+    local t = run_all(code, 3, path, grants)
+    os.remove(path); os.remove(grants)
+    local msg = table.concat(t, " ")
+    assert.is_true(t[1] > 100 and t[2] > 50, msg) -- the loops really raced
+    assert.equal(0, t[3], "commits after a later lease was granted: " .. msg)
+    assert.equal(0, t[4], "stored token went back to an earlier lease: " .. msg)
+  end)
+
+  it("refuses the commit of a holder whose lease ran out and was taken over, once the new holder is done", function()
+    local path = tmp()
+    local a, b = assert(core.tokenstore.shm_open(path, 8)), assert(core.tokenstore.shm_open(path, 8))
+    local i = a:slot("k")
+    local _, la = a:lease(i, 0.05)
+    sleep(0.08)
+    local ok, lb = b:lease(i, 5)
+    assert.is_true(ok)
+    assert.is_number(b:commit(i, lb, "NEWER", 7200, 2))
+    assert.same({ false, "lease lost" }, { a:commit(i, la, "OLDER", 7200, 1) })
+    assert.equal("NEWER", (a:get(i)))
+    assert.is_false(a:release(i, la))
+    -- a lease that merely ran out, with nobody taking over, still commits
+    local _, lc = a:lease(i, 0.05)
+    sleep(0.08)
+    assert.is_number(a:commit(i, lc, "LATE", 7200, 3))
+    assert.equal("LATE", (b:get(i)))
+    assert.is_true((b:lease(i, 5))) -- that commit released it
+    a:close(); b:close()
+    os.remove(path)
+  end)
+end)
+
+describe("redis token store leases taken over by racing processes #c", function()
+  local r
+  setup(function() r = redis.start() end)
+  teardown(function() if r then r.stop() end end)
+
+  it("never lets a holder whose lease was taken over commit over the newer token", function()
+    local code = [[
+      local core = require "wxhw.core"
+      local st = assert(require("wxhw.store.redis").new{ port = tonumber(arg[1]) })
+      math.randomseed(core.tokenstore.pid())
+      local stop = core.clock.monotonic() + 0.8
+      local leases, commits, stale = 0, 0, 0
+      while core.clock.monotonic() < stop do
+        local id = st:lease("wxhw:race", 0.003)
+        if id then
+          leases = leases + 1
+          local pos = assert(st.conn:command("RPUSH", "grants", id))
+          if math.random() < 0.5 then core.clock.sleep(0.005) end
+          local len = assert(st.conn:command("LLEN", "grants"))
+          if st:commit("wxhw:race", id, "L" .. pos, 1e12, 0) then
+            commits = commits + 1
+            if len > pos then stale = stale + 1 end
+          end
+        end
+        core.clock.sleep(0.0005)
+      end
+      print(("RESULT %d %d %d"):format(leases, commits, stale))
+    ]]
+    local t = run_all(code, 3, r.port)
+    local msg = table.concat(t, " ")
+    assert.is_true(t[1] > 100 and t[2] > 50, msg)
+    assert.equal(0, t[3], "commits after a later lease was granted: " .. msg)
+  end)
+
+  it("refuses the commit of a holder whose lease ran out and was taken over, once the new holder is done", function()
+    local store_mod = require "wxhw.store.redis"
+    local a, b = assert(store_mod.new{ port = r.port }), assert(store_mod.new{ port = r.port })
+    local la = assert(a:lease("wxhw:k", 0.05))
+    sleep(0.08)
+    local lb = assert(b:lease("wxhw:k", 5))
+    assert.is_number(b:commit("wxhw:k", lb, "NEWER", 7200, 2))
+    assert.same({ false, "lease lost" }, { a:commit("wxhw:k", la, "OLDER", 7200, 1) })
+    assert.equal("NEWER", a:get("wxhw:k").token)
+    -- a lease that merely ran out, with nobody taking over, still commits
+    local lc = assert(a:lease("wxhw:k", 0.05))
+    sleep(0.08)
+    assert.is_number(a:commit("wxhw:k", lc, "LATE", 7200, 3))
+    assert.equal("LATE", b:get("wxhw:k").token)
+    a:close(); b:close()
+  end)
+end)
