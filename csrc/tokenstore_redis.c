@@ -6,6 +6,7 @@
  * A broken connection is dropped and re-opened by the next command, so a
  * Redis restart heals without the caller rebuilding anything. Blocking I/O:
  * inside nginx use the ngx_shared store (cosockets), not this one. */
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/time.h>
@@ -124,7 +125,9 @@ static void push_reply(lua_State *L, const redisReply *rep, int depth) {
 }
 
 /* r:command(name, arg...) -> reply | nil, err  (err.kind = "store"; a Redis
- * error reply also sets err.redis_error = true, e.g. NOSCRIPT). */
+ * error reply also sets err.redis_error = true, e.g. NOSCRIPT; err.closed =
+ * true when the server had closed the connection, so the command did not run
+ * and may be sent again. After a timeout it may still run: no err.closed.) */
 static int l_command(lua_State *L) {
   rstore_t *r = check_redis(L);
   int argc = lua_gettop(L) - 1, i;
@@ -141,9 +144,16 @@ static int l_command(lua_State *L) {
   if (ensure(r, err, sizeof err) != 0) return wxhw_fail(L, "store", "%s", err);
   rep = run(r, argc, argv, lens);
   if (rep == NULL) {
+    int e = errno;
+    int closed = r->c->err == REDIS_ERR_EOF || (r->c->err == REDIS_ERR_IO && (e == ECONNRESET || e == EPIPE));
     snprintf(err, sizeof err, "redis at %s:%d: %s", r->host, r->port, r->c->errstr);
     drop(r);
-    return wxhw_fail(L, "store", "%s", err);
+    wxhw_fail(L, "store", "%s", err);
+    if (closed) {
+      lua_pushboolean(L, 1);
+      lua_setfield(L, -2, "closed");
+    }
+    return 2;
   }
   if (rep->type == REDIS_REPLY_ERROR) {
     wxhw_fail(L, "store", "redis: %.*s", (int)(rep->len > 400 ? 400 : rep->len), rep->str);

@@ -158,4 +158,74 @@ describe("redis token store leases taken over by racing processes #c", function(
     assert.equal("LATE", b:get("wxhw:k").token)
     a:close(); b:close()
   end)
+
+  -- A call that times out may still run once the server gets to it; sending
+  -- it again counted a forced refresh twice (and found its own lease taken).
+  it("does not send a command again after a timeout (a busy server runs both)", function()
+    local store_mod = require "wxhw.store.redis"
+    r.cli("FLUSHALL")
+    local slow = assert(store_mod.new{ port = r.port, timeout = 0.1 })
+    local probe = assert(core.tokenstore.redis_connect{ port = r.port, timeout = 0.02 })
+    assert.is_true(slow:force_permit("wxhw:warm", 1000, 5, 20, 0)) -- the script is loaded
+    local blocker = procs.spawn([[
+      local c = assert(require("wxhw.core").tokenstore.redis_connect{ port = tonumber(arg[1]), timeout = 5 })
+      io.write("GO\n"); io.stdout:flush()
+      print(c:command("EVAL", "local t0 = redis.call('TIME') local s0 = t0[1] * 1e6 + t0[2] " ..
+        "while true do local t = redis.call('TIME') if t[1] * 1e6 + t[2] - s0 > 600000 then return 1 end end", 0))
+    ]], r.port)
+    assert.equal("GO", blocker.line())
+    local busy = false
+    for _ = 1, 100 do -- until the script runs: a PING then times out
+      if probe:command("PING") == nil then busy = true; break end
+      sleep(0.002)
+    end
+    local ok, err = slow:force_permit("wxhw:k", 1000, 5, 20, 0)
+    if busy then
+      assert.is_nil(ok)
+      assert.is_nil(err.closed)
+    end
+    assert.matches("^1", wait_bounded(blocker, 10))
+    assert.equal("1", r.cli("HGET", "wxhw:k:force", "count"))
+    -- and the connection heals
+    assert.is_true(slow:force_permit("wxhw:k", 1000, 5, 20, 0))
+    probe:close(); slow:close()
+  end)
+end)
+
+-- Inside nginx every Redis store of a worker draws connections from the
+-- cosocket pool, and a pooled connection keeps the SELECT (and AUTH) of the
+-- store that opened it: a store on db 0 must not be handed one on db 1.
+describe("redis stores on two dbs in one nginx worker #nosan #lua54", function()
+  local nginx = require "support.nginx"
+  local r, srv
+  setup(function()
+    r = redis.start()
+    srv = assert(nginx.start{
+      server_block = ([[
+        location = /pool {
+          content_by_lua_block {
+            local st = require "wxhw.store.redis"
+            local one = assert(st.new{ port = %d, db = 1 })
+            local zero = assert(st.new{ port = %d })
+            assert(one:commit("wxhw:pool", nil, "IN-DB1", 1e12, 0))
+            local out = {}
+            for _ = 1, 3 do out[#out + 1] = tostring(zero:get("wxhw:pool").token) end
+            assert(zero:commit("wxhw:pool", nil, "IN-DB0", 1e12, 0))
+            out[#out + 1] = tostring(one:get("wxhw:pool").token)
+            ngx.print(table.concat(out, " "))
+          }
+        }]]):format(r.port, r.port),
+    })
+  end)
+  teardown(function()
+    if srv then srv:stop() end
+    if r then r.stop() end
+  end)
+
+  it("never reuses a pooled connection on another db", function()
+    local body = require("socket.http").request(srv.base_url .. "/pool")
+    assert.equal("false false false IN-DB1", body, tostring(body) .. srv:error_log())
+    assert.equal("IN-DB1", r.cli("-n", "1", "HGET", "wxhw:pool", "access_token"))
+    assert.equal("IN-DB0", r.cli("HGET", "wxhw:pool", "access_token"))
+  end)
 end)

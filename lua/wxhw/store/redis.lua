@@ -94,10 +94,12 @@ function M.new(opts)
 end
 
 -- One command; a connection that broke while idle (server restart) is
--- reopened and the command sent once more.
+-- reopened and the command sent once more. Only then: after a timeout the
+-- server may still run it, and the scripts are not idempotent (a second
+-- force_permit would count twice, a second lease finds our own).
 local function cmd(self, ...)
   local res, err = self.conn:command(...)
-  if res == nil and not err.redis_error then res, err = self.conn:command(...) end
+  if res == nil and err.closed then res, err = self.conn:command(...) end
   return res, err
 end
 

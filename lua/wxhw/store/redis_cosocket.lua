@@ -3,6 +3,7 @@
 -- kind = "store" and redis_error for error replies), over cosockets with
 -- Debian's lua-nginx-redis (`nginx.redis`, i.e. lua-resty-redis) and its
 -- connection pool. Never blocks a worker.
+local crypto = require "wxhw.crypto"
 local errors = require "wxhw.errors"
 
 local M = {}
@@ -21,7 +22,10 @@ function M.new(opts)
   opts = opts or {}
   return setmetatable({ host = opts.host or "127.0.0.1", port = opts.port or 6379, password = opts.password,
                         db = opts.db, timeout = opts.timeout or 1, pool_size = opts.pool_size or 64,
-                        keepalive = opts.keepalive or 30, driver = driver() }, M)
+                        keepalive = opts.keepalive or 30, driver = driver(),
+                        -- a pooled connection keeps its SELECT and AUTH: one pool per db and credentials
+                        pool = table.concat({ opts.host or "127.0.0.1", opts.port or 6379, opts.db or 0,
+                          opts.password and crypto.hex(crypto.sha256(opts.password)):sub(1, 16) or "" }, ":") }, M)
 end
 
 local null = rawget(_G, "ngx") and ngx.null
@@ -43,7 +47,7 @@ function M:command(name, ...)
   local red = self.driver:new()
   red:set_timeout(self.timeout * 1000)
   local where = self.host .. ":" .. self.port
-  local ok, err = red:connect(self.host, self.port)
+  local ok, err = red:connect(self.host, self.port, { pool = self.pool })
   if not ok then return errors.fail("store", "cannot connect to redis at " .. where .. ": " .. tostring(err)) end
   if red:get_reused_times() == 0 then
     if self.password then
@@ -59,7 +63,10 @@ function M:command(name, ...)
   res, err = red[name:lower()](red, ...)
   if res == nil then
     red:close()
-    return errors.fail("store", "redis at " .. where .. ": " .. tostring(err))
+    -- closed by the server (idle, restart): the command did not run and may
+    -- be sent again; after a timeout it may still run
+    local closed = err == "closed" or err == "broken pipe" or err == "connection reset by peer"
+    return errors.fail("store", "redis at " .. where .. ": " .. tostring(err), { closed = closed or nil })
   end
   red:set_keepalive(self.keepalive * 1000, self.pool_size)
   if res == false and err then
