@@ -340,12 +340,17 @@ static void store(kv_t *s, int64_t i, const probe_t *p, const char *v, size_t vl
     if (dist > h->max_dist) h->max_dist = dist;
   }
   h->dirty = i;
+  /* A kill -9 lands between any two stores: the compiler must not move a
+   * store of the entry outside the dirty mark (no CPU fence needed: the next
+   * locker runs after the kernel released the robust mutex). */
+  __atomic_signal_fence(__ATOMIC_SEQ_CST);
   sl->keylen = (uint32_t)p->klen;
   memcpy(sl->key, p->key, p->klen);
   sl->vallen = (uint32_t)vlen;
   memcpy(sl->value, v, vlen);
   t->expires = exp;
   t->hash = p->hash;
+  __atomic_signal_fence(__ATOMIC_SEQ_CST);
   h->dirty = -1;
 }
 

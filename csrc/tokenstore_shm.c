@@ -110,8 +110,16 @@ static int shm_lock(shm_t *s) { return wxhw_shm_lock(&s->h->mu, repair, s); }
 
 static void shm_unlock(shm_t *s) { pthread_mutex_unlock(&s->h->mu); }
 
-static void begin_write(shm_t *s, slot_t *sl) { s->h->dirty = (int32_t)(sl - s->slots); }
-static void end_write(shm_t *s) { s->h->dirty = -1; }
+/* A kill -9 lands between any two stores: the signal fences keep the
+ * compiler from moving a store of the record outside the dirty mark. */
+static void begin_write(shm_t *s, slot_t *sl) {
+  s->h->dirty = (int32_t)(sl - s->slots);
+  __atomic_signal_fence(__ATOMIC_SEQ_CST);
+}
+static void end_write(shm_t *s) {
+  __atomic_signal_fence(__ATOMIC_SEQ_CST);
+  s->h->dirty = -1;
+}
 
 static int lock_or_fail(lua_State *L, shm_t *s) {
   int rc = shm_lock(s);
@@ -279,6 +287,7 @@ static int l_shm_get(lua_State *L) {
   uint64_t gen;
   if (lock_or_fail(L, s) != 0) return 2;
   tlen = sl->toklen;
+  if (tlen > TOKEN_MAX) tlen = 0; /* never trust a length read from a shared file */
   memcpy(tok, sl->token, tlen);
   exp = sl->expires_at;
   fetched = sl->fetched_at;
