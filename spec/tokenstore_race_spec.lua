@@ -108,6 +108,60 @@ describe("shm token store leases taken over by racing processes #c", function()
   end)
 end)
 
+-- The managers' cache hit on the shm store is lock-free: one atomic load of
+-- the record's generation, compared with the one read (under the lock) with
+-- the cached token. A writer process commits T1, T2, ... and invalidates each
+-- right after, publishing "dead = i" once T_i is invalidated; two read-only
+-- managers in other processes call token() all the while and check that a
+-- token returned (from the cache or the store) was not dead before the call.
+describe("shm store cache hits while another process commits and invalidates #c", function()
+  it("never returns a token invalidated before the call", function()
+    local path, pub = tmp(), tmp()
+    assert(core.tokenstore.shm_open(path, 8)):close()
+    assert(core.kvshm.open(pub, 8, 16)):close()
+    local writer = procs.spawn([[
+      local core = require "wxhw.core"
+      local s = assert(core.tokenstore.shm_open(arg[1], 8))
+      local g = assert(core.kvshm.open(arg[2], 8, 16))
+      local i = s:slot("wxhw:race")
+      local stop, n = core.clock.monotonic() + 0.6, 0
+      while core.clock.monotonic() < stop do
+        n = n + 1
+        s:commit(i, 0, "T" .. n, 1e12, 0)
+        for _ = 1, 200 do end -- the token stays valid for a moment
+        s:invalidate(i, "T" .. n)
+        g:set("dead", tostring(n))
+      end
+      print("RESULT " .. n)
+    ]], path, pub)
+    local reader = [[
+      local core = require "wxhw.core"
+      local g = assert(core.kvshm.open(arg[2], 8, 16))
+      local m = assert(require("wxhw.token").new{ key = "wxhw:race", store = "shm", store_path = arg[1],
+        read_only = true, refresh_ahead = 0, clock = function() return 1000 end,
+        fetch = function() error("a read-only manager never fetches") end })
+      local stop, reads, tokens, stale = core.clock.monotonic() + 0.6, 0, 0, 0
+      while core.clock.monotonic() < stop do
+        reads = reads + 1
+        local dead = tonumber(g:get("dead") or "0")
+        local tok = m:token()
+        if tok then
+          tokens = tokens + 1
+          if tonumber(tok:sub(2)) <= dead then stale = stale + 1 end
+        end
+      end
+      print(("RESULT %d %d %d"):format(reads, tokens, stale))
+    ]]
+    local t = run_all(reader, 2, path, pub)
+    local w = wait_bounded(writer, 20)
+    os.remove(path); os.remove(pub)
+    local msg = table.concat(t, " ") .. " / " .. w
+    assert.is_true(tonumber(w:match("RESULT (%d+)") or 0) > 1000, msg)
+    assert.is_true(t[1] > 10000 and t[2] > 1000, msg) -- the loops really raced
+    assert.equal(0, t[3], "returned a token invalidated before the call: " .. msg)
+  end)
+end)
+
 describe("redis token store leases taken over by racing processes #c", function()
   local r
   setup(function() r = redis.start() end)
