@@ -269,7 +269,7 @@ describe("wxhw.client", function()
     end)
 
     it("repeats a POST whose connection failed before sending", function()
-      local dead = "http://127.0.0.1:" .. nginx.free_port()
+      local dead = "http://127.0.0.1:" .. nginx.dead_port()
       local retries = 0
       local c = new{ base_urls = { mp = dead }, hooks = { on_retry = function() retries = retries + 1 end } }
       local _, err = c:call{ product = "mp", method = "POST", path = "/x", json = {} }
@@ -280,7 +280,7 @@ describe("wxhw.client", function()
     end)
 
     it("falls back to the backup host when the primary cannot be reached", function()
-      local dead = "http://127.0.0.1:" .. nginx.free_port()
+      local dead = "http://127.0.0.1:" .. nginx.dead_port()
       local c = new{ base_urls = { pay = dead }, backup_urls = { pay = base } }
       local r = assert(c:call{ product = "pay", method = "POST", path = "/v3/pay/thing", json = {} })
       assert.equal("12345678901234567890", r.total_count)

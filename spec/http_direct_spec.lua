@@ -431,7 +431,7 @@ describe("wxhw.http direct engine #c", function()
     end)
 
     it("connect and dns failures are not sent", function()
-      local e = fails("connect", client:request{ url = "http://127.0.0.1:" .. nginx.free_port() .. "/" })
+      local e = fails("connect", client:request{ url = "http://127.0.0.1:" .. nginx.dead_port() .. "/" })
       assert.is_false(e.sent)
       assert.is_number(e.curl_code)
       e = fails("dns", client:request{ url = "http://does-not-exist.invalid/", connect_timeout = 3 })
@@ -451,7 +451,7 @@ describe("wxhw.http direct engine #c", function()
   describe("batch", function()
     it("mixes hosts, engines and failures; results in order; request() works afterwards", function()
       local c = http.new{ ca_file = srv.pki.ca_file, timeout = 3 }
-      local dead = "http://127.0.0.1:" .. nginx.free_port() .. "/"
+      local dead = "http://127.0.0.1:" .. nginx.dead_port() .. "/"
       local reqs = {
         { url = srv.base_url .. "/echo?i=1" },
         { url = raw.base_url .. "/conn" },

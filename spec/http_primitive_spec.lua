@@ -134,7 +134,7 @@ for _, engine in ipairs { "auto", "curl" } do
       end
 
       it("connect: nothing listening; retryable and not sent", function()
-        local e = fails("connect", client:request{ url = "http://127.0.0.1:" .. require("support.nginx").free_port() .. "/" })
+        local e = fails("connect", client:request{ url = "http://127.0.0.1:" .. require("support.nginx").dead_port() .. "/" })
         assert.equal("http", e.kind)
         assert.is_true(e.retryable)
         assert.is_false(e.sent)

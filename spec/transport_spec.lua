@@ -24,7 +24,7 @@ describe("wxhw.transport", function()
       base = upstream.base_url,
       https = "https://localhost:" .. upstream.ssl_port,
       untrusted = "https://localhost:" .. untrusted.ssl_port,
-      dead = "http://127.0.0.1:" .. nginx.free_port(),
+      dead = "http://127.0.0.1:" .. nginx.dead_port(),
     }
     local gw_block = ([[
     location = /case {
@@ -114,7 +114,9 @@ describe("wxhw.transport", function()
 
     it("one worker serves two 1-second upstream calls in about 1 second", function()
       local dt = two_at_once("ngx")
-      assert.is_true(dt >= 0.95 and dt < 1.6, ("took %.2f s"):format(dt))
+      -- one after the other they cannot take under 2 x 1 s; the margin below
+      -- that is for a loaded machine (ASan, other specs), not for the proof
+      assert.is_true(dt >= 0.95 and dt < 1.9, ("took %.2f s"):format(dt))
     end)
 
     it("(control) the blocking libcurl transport would take 2 seconds there", function()

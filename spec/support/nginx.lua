@@ -7,6 +7,8 @@
 --     http_block = "lua_shared_dict counters 1m;",   -- optional
 --     main_block = "env HOME;",                     -- optional, top level
 --     workers = 1,                                  -- default 1
+--     reuseport = true,  -- a listening socket per worker: the kernel spreads
+--                        -- connections (else the idle worker takes them all)
 --     lua_package_path = "/x/?.lua",                -- prepended to the defaults
 --     lua_package_cpath = "/x/?.so",                -- prepended to the defaults
 --     tls = { cert = "server.pem", key = "server.key", http2 = false }, -- also listen with TLS
@@ -64,6 +66,20 @@ function M.free_port()
   local s = assert(socket.bind("127.0.0.1", 0))
   local _, port = s:getsockname()
   s:close()
+  return tonumber(port)
+end
+
+-- Sockets behind dead_port(), held for the life of the Lua state.
+local held = {}
+
+--- A loopback port where connects are refused, and stay refused: a socket
+-- is bound to it without listen() and held while this Lua state lives, so no
+-- other server can take it (a merely "free" port can be bound meanwhile).
+function M.dead_port()
+  local s = assert(socket.tcp())
+  assert(s:bind("127.0.0.1", 0))
+  local _, port = s:getsockname()
+  held[#held + 1] = s
   return tonumber(port)
 end
 
@@ -148,7 +164,7 @@ local function render(o, prefix, port, ssl_port)
   add(('  lua_package_path "%s";\n  lua_package_cpath "%s";\n'):format(path, cpath))
   add("  keepalive_requests 100000;\n")
   add(o.http_block or "")
-  add(("\n  server {\n    listen 127.0.0.1:%d;\n    %s"):format(port, tls))
+  add(("\n  server {\n    listen 127.0.0.1:%d%s;\n    %s"):format(port, o.reuseport and " reuseport" or "", tls))
   add(o.server_block or "")
   add("\n  }\n}\n")
   return table.concat(t)
