@@ -225,8 +225,13 @@ describe("wxhw.pay against the emulator", function()
       assert.is_nil(all)
       assert.equal("quota", err.kind)
       assert.equal("daily", err.reason)
-      assert.equal(300, #err.partial)
-      assert.equal(3, count(seen, 200) - 1) -- three pages (and the certificate download) were sent
+      -- three requests were sent after the certificate download; the quota
+      -- counts requests, so a page the emulator refused (its per-IP QPS
+      -- window is shared with earlier tests) and that was retried used one
+      assert.equal(3, #seen - 1)
+      local pages = count(seen, 200) - 1
+      assert.is_true(pages >= 2, table.concat(seen, " "))
+      assert.equal(100 * pages, #err.partial)
     end)
 
     it("device inspection: a real device, an unknown one, a malformed sn", function()
