@@ -162,6 +162,10 @@ static void kv_init(void *map, void *arg) {
 static int kv_stale(const void *hdr, void *arg) {
   const header_t *h = (const header_t *)hdr;
   const shape_t *w = (const shape_t *)arg;
+  /* An unreadable boot id (no /proc) on either side proves nothing: wiping a
+   * live table would lose every claim in it, while a table left from an
+   * earlier boot can only be on disk (/dev/shm does not survive one). */
+  if (!h->boot_id[0] || !w->boot_id[0]) return 0;
   return h->version == KV_VERSION && memcmp(h->boot_id, w->boot_id, sizeof h->boot_id) != 0;
 }
 

@@ -179,6 +179,25 @@ describe("kvshm #c", function()
     assert.equal("yes", t:get("shared"))
   end)
 
+  it("starts afresh on a file from another boot, never on a missing boot id", function()
+    -- header: magic[8], 4 x uint32, capacity, seed[2], then boot_id[40] at byte 48
+    local function set_boot_id(id)
+      t:close()
+      local f = assert(io.open(path, "r+b"))
+      f:seek("set", 48)
+      f:write(id .. ("\0"):rep(40 - #id))
+      f:close()
+      t = assert(kv.open(path, 100, 64))
+    end
+    assert.is_true(t:set("k", "v", 600))
+    set_boot_id("") -- written by a process without /proc: proves nothing, nothing wiped
+    assert.equal("v", t:get("k"))
+    set_boot_id("00000000-0000-0000-0000-000000000000\n")
+    assert.is_nil(t:get("k"))
+    assert.is_true(t:set("k", "again", 600))
+    assert.equal("again", t:get("k"))
+  end)
+
   it("creates mode 0600, refuses other shapes, foreign files, symlinks and loose modes", function()
     assert.equal("600", mode_of(path))
     local a, err = kv.open(path, 1000, 64)
