@@ -1,48 +1,35 @@
 -- wxhw.call.store.ngx_shared inside nginx: the kv interface the call layer
 -- and the callback de-duplication rely on, and compare-and-set between
 -- workers running at once. nginx always runs LuaJIT: once, in the Lua 5.4 pass.
-local nginx = require "support.nginx"
+local race = require "support.nginx_race"
 local http = require "socket.http"
-local socket = require "socket"
 
 describe("call store on a lua_shared_dict #nosan #lua54", function()
   local srv
   setup(function()
-    srv = assert(nginx.start{
-      workers = 2,
-      http_block = [[
-        lua_shared_dict kv 1m;
-        init_worker_by_lua_block {
-          local role = ngx.worker.id()
-          if role > 1 then return end
-          ngx.timer.at(0, function()
-            local s = require("wxhw.call.store").ngx_shared("kv")
-            local d = ngx.shared.kv
-            d:incr("ready", 1, 0)
-            while (d:get("ready") or 0) < 2 do ngx.sleep(0.001) end
-            -- each worker adds 1 to "n" 20000 times by compare-and-set
-            local won, lost, failed = 0, 0, 0
-            for _ = 1, 20000 do
-              while true do
-                local v = s:get("n")
-                local ok, err = s:cas("n", v, tostring(tonumber(v or "0") + 1))
-                if ok then won = won + 1; break end
-                if ok == nil then failed = failed + 1; break end
-                lost = lost + 1
-              end
-            end
-            d:set("won" .. role, won); d:set("lost" .. role, lost); d:set("failed" .. role, failed)
-          end)
-        }
+    srv = assert(race.start{
+      http_block = "lua_shared_dict kv 1m;",
+      prepare = [[local s = require("wxhw.call.store").ngx_shared("kv")]],
+      -- each worker adds 1 to "n" 20000 times by compare-and-set
+      run = [[
+        local won, lost, failed = 0, 0, 0
+        for _ = 1, 20000 do
+          while true do
+            local v = s:get("n")
+            local ok = s:cas("n", v, tostring(tonumber(v or "0") + 1))
+            if ok then won = won + 1; break end
+            if ok == nil then failed = failed + 1; break end
+            lost = lost + 1
+          end
+        end
+        d:set("won" .. role, won); d:set("lost" .. role, lost); d:set("failed" .. role, failed)
+      ]],
+      report = [[
+        local kv = ngx.shared.kv
+        return table.concat({ tostring(d:get("won0")), tostring(d:get("won1")), tostring(d:get("lost0")),
+          tostring(d:get("lost1")), tostring(d:get("failed0")), tostring(d:get("failed1")), tostring(kv:get("n")) }, " ")
       ]],
       server_block = [[
-        location = /race {
-          content_by_lua_block {
-            local d = ngx.shared.kv
-            ngx.say(d:get("won0"), " ", d:get("won1"), " ", d:get("lost0"), " ", d:get("lost1"), " ",
-                    d:get("failed0"), " ", d:get("failed1"), " ", d:get("n"))
-          }
-        }
         location = /interface {
           content_by_lua_block {
             local s = require("wxhw.call.store").ngx_shared("kv")
@@ -85,12 +72,7 @@ describe("call store on a lua_shared_dict #nosan #lua54", function()
   end)
 
   it("compare-and-set between two workers at once loses no update", function()
-    local line
-    for _ = 1, 200 do
-      line = http.request(srv.base_url .. "/race")
-      if line and not line:find("nil") then break end
-      socket.sleep(0.1)
-    end
+    local line = race.report(srv)
     local w0, w1, l0, l1, f0, f1, n = line:match("^(%d+) (%d+) (%d+) (%d+) (%d+) (%d+) (%d+)")
     assert.is_truthy(w0, tostring(line) .. srv:error_log())
     assert.equal(20000, tonumber(w0), line)

@@ -17,17 +17,7 @@ local procs = require "support.token_procs"
 local sleep = core.clock.sleep
 local tmp = require("support.files").fresh_path
 
-local function wait_bounded(p, secs)
-  for _ = 1, secs * 50 do
-    local f = io.open("/proc/" .. p.pid .. "/stat")
-    local st = f and f:read("*l") or ""
-    if f then f:close() end
-    if st == "" or st:match("^%d+ %b() Z") then return p.wait() end
-    sleep(0.02)
-  end
-  p.kill()
-  return p.wait() .. "\nKILLED: hung"
-end
+local wait_bounded = procs.wait_bounded
 
 local CHURN = [[
   local core = require "wxhw.core"

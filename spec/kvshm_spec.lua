@@ -13,18 +13,7 @@ local tmp = require("support.files").fresh_path
 
 local mode_of = require("support.files").mode
 
--- Waits for a child at most `secs`, killing it when it hangs (a wedged lock).
-local function wait_bounded(p, secs)
-  for _ = 1, secs * 50 do
-    local f = io.open("/proc/" .. p.pid .. "/stat")
-    local st = f and f:read("*l") or ""
-    if f then f:close() end
-    if st == "" or st:match("^%d+ %b() Z") then return p.wait() end
-    sleep(0.02)
-  end
-  p.kill()
-  return p.wait() .. "\nKILLED: hung"
-end
+local wait_bounded = procs.wait_bounded
 
 describe("kvshm #c", function()
   local path, t

@@ -162,71 +162,53 @@ end)
 --   * a record is never older than the generation it carries (the
 --     managers' cache trusts a token while the generation is unchanged).
 describe("ngx_shared token store read by one worker while another writes #nosan #lua54", function()
+  local race = require "support.nginx_race"
   local srv
   setup(function()
-    srv = assert(nginx.start{
-      workers = 2,
-      http_block = [[
-        lua_shared_dict race 1m;
-        init_worker_by_lua_block {
-          local role = ngx.worker.id()
-          if role > 1 then return end
-          ngx.timer.at(0, function()
-            local st = assert(require("wxhw.store.ngx_shared").new{ dict = "race" })
-            local d = ngx.shared.race
-            local peek = st:peeker("k")
-            if role == 0 then d:set("g0", peek()) end
-            d:incr("ready", 1, 0)
-            while (d:get("ready") or 0) < 2 do ngx.sleep(0.001) end
-            ngx.update_time()
-            local stop = ngx.now() + 1.5
-            local n, resurrected, older, reads = 0, 0, 0, 0
-            while ngx.now() < stop do
-              for _ = 1, 200 do
-                if role == 0 then
-                  n = n + 1
-                  st:commit("k", nil, "T" .. n, 1e12, 0)
-                  st:invalidate("k", "T" .. n)
-                  d:set("dead", n)
-                else
-                  reads = reads + 1
-                  local dead = d:get("dead") or 0
-                  local r = st:get("k")
-                  local j = r.token and tonumber(r.token:sub(2))
-                  if j and j <= dead then resurrected = resurrected + 1 end
-                  -- gen g0 + 2i - 1 is T_i committed, g0 + 2i is T_i invalidated
-                  local at_gen = math.floor((r.gen - d:get("g0") + 1) / 2)
-                  if j and j < at_gen then older = older + 1 end
-                end
-              end
-              ngx.update_time()
-            end
-            if role == 0 then d:set("writes", n)
-            else d:set("reads", reads); d:set("resurrected", resurrected); d:set("older", older) end
-          end)
-        }
+    srv = assert(race.start{
+      prepare = [[
+        local st = assert(require("wxhw.store.ngx_shared").new{ dict = "race" })
+        local peek = st:peeker("k")
+        if role == 0 then d:set("g0", peek()) end
       ]],
-      server_block = [[
-        location = /result {
-          content_by_lua_block {
-            local d = ngx.shared.race
-            ngx.say(d:get("writes"), " ", d:get("reads"), " ", d:get("resurrected"), " ", d:get("older"))
-          }
-        }]],
+      run = [[
+        local stop = ngx.now() + 1.5
+        local n, resurrected, older, reads = 0, 0, 0, 0
+        while ngx.now() < stop do
+          for _ = 1, 200 do
+            if role == 0 then
+              n = n + 1
+              st:commit("k", nil, "T" .. n, 1e12, 0)
+              st:invalidate("k", "T" .. n)
+              d:set("dead", n)
+            else
+              reads = reads + 1
+              local dead = d:get("dead") or 0
+              local r = st:get("k")
+              local j = r.token and tonumber(r.token:sub(2))
+              if j and j <= dead then resurrected = resurrected + 1 end
+              -- gen g0 + 2i - 1 is T_i committed, g0 + 2i is T_i invalidated
+              local at_gen = math.floor((r.gen - d:get("g0") + 1) / 2)
+              if j and j < at_gen then older = older + 1 end
+            end
+          end
+          ngx.update_time()
+        end
+        if role == 0 then d:set("writes", n)
+        else d:set("reads", reads); d:set("resurrected", resurrected); d:set("older", older) end
+      ]],
+      report = [[
+        return table.concat({ tostring(d:get("writes")), tostring(d:get("reads")), tostring(d:get("resurrected")),
+                              tostring(d:get("older")) }, " ")
+      ]],
     })
   end)
   teardown(function() if srv then srv:stop() end end)
 
   it("never resurrects an invalidated token nor pairs a token with a later generation", function()
-    local http, socket = require "socket.http", require "socket"
-    local line
-    for _ = 1, 100 do
-      line = http.request(srv.base_url .. "/result")
-      if line and not line:find("nil") then break end
-      socket.sleep(0.1)
-    end
+    local line = race.report(srv)
     local writes, reads, resurrected, older = line:match("^(%d+) (%d+) (%d+) (%d+)")
-    assert.is_truthy(writes, tostring(line) .. srv:error_log())
+    assert.is_truthy(writes, line)
     -- both loops really ran side by side for the whole time
     assert.is_true(tonumber(writes) > 10000 and tonumber(reads) > 10000, line)
     assert.equal(0, tonumber(resurrected), line)

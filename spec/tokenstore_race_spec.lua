@@ -16,18 +16,7 @@ local redis = require "support.redis"
 local sleep = core.clock.sleep
 local tmp = require("support.files").fresh_path
 
--- Waits for a child at most `secs`, killing it when it hangs.
-local function wait_bounded(p, secs)
-  for _ = 1, secs * 50 do
-    local f = io.open("/proc/" .. p.pid .. "/stat")
-    local st = f and f:read("*l") or ""
-    if f then f:close() end
-    if st == "" or st:match("^%d+ %b() Z") then return p.wait() end
-    sleep(0.02)
-  end
-  p.kill()
-  return p.wait() .. "\nKILLED: hung"
-end
+local wait_bounded = procs.wait_bounded
 
 local function run_all(code, n, ...)
   local ps, totals = {}, {}

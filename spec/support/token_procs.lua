@@ -6,6 +6,7 @@
 --   p.line()                                  -- next line of its output
 --   local out = p.wait()                      -- the rest of stdout+stderr
 --   p.kill()                                  -- SIGKILL
+--   procs.wait_bounded(p, secs)               -- p.wait(), killing it after secs (a wedged lock)
 local M = {}
 
 M.lua = os.getenv("WXHW_RUNTIME") == "luajit" and "luajit" or "lua5.4"
@@ -31,6 +32,19 @@ function M.spawn(code, ...)
   function p.line() return h:read("*l") end
   function p.kill() os.execute("kill -9 " .. p.pid .. " 2>/dev/null") end
   return p
+end
+
+--- Waits for a child at most `secs`, killing it when it hangs.
+function M.wait_bounded(p, secs)
+  for _ = 1, secs * 50 do
+    local f = io.open("/proc/" .. p.pid .. "/stat")
+    local st = f and f:read("*l") or ""
+    if f then f:close() end
+    if st == "" or st:match("^%d+ %b() Z") then return p.wait() end
+    require("socket").sleep(0.02)
+  end
+  p.kill()
+  return p.wait() .. "\nKILLED: hung"
 end
 
 return M
