@@ -16,6 +16,8 @@ local codec = cjson.new()
 codec.encode_number_precision(14)
 codec.encode_sparse_array(true)
 M.null = codec.null
+-- decoding answers nil, message rather than raising: no pcall per call
+local safe_decode = require("cjson.safe").new().decode
 
 -- cjson escapes control characters, so the marker is printable and unguessable.
 local BIG_TAG = ("wxhwint%06x%06x"):format(math.random(0, 0xffffff), math.floor(os.clock() * 1e6) % 0xffffff)
@@ -69,9 +71,7 @@ local quote_big_integers = require("wxhw.core").json.quote_big_integers
 -- lost, on Lua 5.4 and LuaJIT alike. nil, message for anything not JSON.
 function M.decode(s)
   if type(s) ~= "string" then return nil, "JSON text must be a string" end
-  local ok, v = pcall(codec.decode, quote_big_integers(s))
-  if not ok then return nil, tostring(v) end
-  return v
+  return safe_decode(quote_big_integers(s))
 end
 
 --- An id as exact decimal text: integral numbers in full (tostring would
