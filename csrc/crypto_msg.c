@@ -26,8 +26,7 @@
 
 typedef struct {
   size_t left;  /* unread bytes at the start of bytes[]; 0 in a forked child */
-  pid_t pid;    /* owner, checked only when wipe_on_fork is 0 */
-  int wipe_on_fork;
+  pid_t pid;    /* owner, checked only without MADV_WIPEONFORK */
   unsigned char bytes[POOL_PAGE - 64];
 } rand_pool;
 typedef char pool_fits_its_page[sizeof(rand_pool) <= POOL_PAGE ? 1 : -1];
@@ -49,6 +48,8 @@ typedef struct {
    * cost per draw (a getpid() check was a syscall per reply). Where the
    * kernel lacks it, the pool falls back to that pid check. */
   rand_pool *pool;
+  int wipe_on_fork; /* outside the page: an engine made before a fork (nginx
+                       init_by_lua) keeps knowing its children find it zeroed */
 } engine;
 
 typedef struct {
@@ -89,29 +90,28 @@ static int engine_tostring(lua_State *L) {
   return 1;
 }
 
-/* The pool page, or NULL when it cannot be mapped. */
-static rand_pool *pool_new(void) {
+/* Maps the pool page; 0 when it cannot be mapped. */
+static int pool_new(engine *e) {
   void *p = mmap(NULL, POOL_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  rand_pool *pool;
-  if (p == MAP_FAILED) return NULL;
-  pool = (rand_pool *)p;
+  if (p == MAP_FAILED) return 0;
+  e->pool = (rand_pool *)p;
 #ifdef MADV_WIPEONFORK
-  pool->wipe_on_fork = madvise(p, POOL_PAGE, MADV_WIPEONFORK) == 0;
+  e->wipe_on_fork = madvise(p, POOL_PAGE, MADV_WIPEONFORK) == 0;
 #endif
-  return pool;
+  return 1;
 }
 
 /* n (<= sizeof bytes) fresh random bytes; 0 when RAND_bytes failed. */
 static int draw_random(engine *e, unsigned char *out, size_t n) {
   rand_pool *p = e->pool;
-  if (!p->wipe_on_fork && p->pid != getpid()) p->left = 0;
+  if (!e->wipe_on_fork && p->pid != getpid()) p->left = 0;
   if (p->left < n) {
     if (RAND_bytes(p->bytes, (int)sizeof p->bytes) != 1) {
       p->left = 0;
       return 0;
     }
     p->left = sizeof p->bytes;
-    if (!p->wipe_on_fork) p->pid = getpid();
+    if (!e->wipe_on_fork) p->pid = getpid();
   }
   p->left -= n;
   memcpy(out, p->bytes + p->left, n);
@@ -375,8 +375,7 @@ static int l_engine(lua_State *L) {
   e->dec = EVP_CIPHER_CTX_new();
   e->md = EVP_MD_CTX_new();
   e->sha1 = EVP_MD_fetch(NULL, "SHA1", NULL);
-  e->pool = pool_new();
-  ok = e->pool && e->token && e->enc && e->dec && e->md && e->sha1 &&
+  ok = pool_new(e) && e->token && e->enc && e->dec && e->md && e->sha1 &&
        EVP_CipherInit_ex(e->enc, cbc, NULL, (const unsigned char *)key, e->iv, 1) == 1 &&
        EVP_CipherInit_ex(e->dec, cbc, NULL, (const unsigned char *)key, e->iv, 0) == 1 &&
        EVP_CIPHER_CTX_set_padding(e->enc, 0) == 1 && EVP_CIPHER_CTX_set_padding(e->dec, 0) == 1;
