@@ -111,19 +111,22 @@ local function release(self, s)
   self.store:delete("act:" .. s.room_id)
 end
 
---- Moves a session to `to` (name or SDK number). A report of the state it
--- is already in is a no-op (workers repeat CALLING); anything the machine
--- does not allow is an error and changes nothing. Returns the session.
-function Calls:transition(room_id, to, reason, fields)
-  local target = machine.state(to)
-  if not target then return errors.fail("state", "unknown call state " .. tostring(to)) end
+-- Applies one move by compare-and-set. decide(s) names the move (target,
+-- reason) from the session as stored now, and is asked again after every lost
+-- swap: a move decided on a state another gateway has since changed (a
+-- hang-up while the answer lands) is decided afresh, never lost or forced.
+-- decide returning nil leaves the session as it is. on_swap(s, from) runs
+-- once the move is stored, before the worker is stopped: side effects (telling
+-- the worker to hang up) only for a move that really happened.
+local function apply(self, room_id, decide, fields, on_swap)
   for _ = 1, 20 do
     local raw, gerr = self.store:get("call:" .. room_id)
     if gerr then return nil, gerr end
     local s = decode(raw)
     if not s then return errors.fail("state", "no call " .. tostring(room_id)) end
     local from = s.state
-    if from == target then return s, "unchanged" end
+    local target, reason = decide(s)
+    if not target or from == target then return s, "unchanged" end
     local ok, err = machine.check(from, target)
     if not ok then return nil, err end
     local t = self.clock()
@@ -141,6 +144,7 @@ function Calls:transition(room_id, to, reason, fields)
     local swapped, cerr = self.store:cas("call:" .. room_id, raw, encode(s), ttl)
     if swapped == nil then return nil, cerr end
     if swapped then
+      if on_swap then pcall(on_swap, s, from) end
       if machine.is_final(target) then
         release(self, s)
         if self.worker and self.worker.stop then pcall(self.worker.stop, self.worker, s) end
@@ -150,6 +154,15 @@ function Calls:transition(room_id, to, reason, fields)
     end
   end
   return errors.fail("state", "call " .. tostring(room_id) .. " changed concurrently too often")
+end
+
+--- Moves a session to `to` (name or SDK number). A report of the state it
+-- is already in is a no-op (workers repeat CALLING); anything the machine
+-- does not allow is an error and changes nothing. Returns the session.
+function Calls:transition(room_id, to, reason, fields)
+  local target = machine.state(to)
+  if not target then return errors.fail("state", "unknown call state " .. tostring(to)) end
+  return apply(self, room_id, function() return target, reason end, fields)
 end
 
 --- Adds or changes fields of a session without changing its state (e.g.
@@ -277,6 +290,9 @@ function Calls:join_voip_room(msg)
   if not ok then return refuse(0, "ok") end -- raced with another gateway on the same push
   if msg.Payload and msg.Payload ~= "" then self.store:delete("pend:" .. msg.Payload) end
   emit(self, s, nil, "IDLE")
+  -- marked active before the device is locked: tick() then sees (and ends)
+  -- every call holding a lock, also one whose gateway dies right here
+  self.store:set("act:" .. room, "1")
   -- busy: the device already has an active call
   local locked = self.store:add(dev_key(s), room, nil)
   if not locked then
@@ -290,7 +306,6 @@ function Calls:join_voip_room(msg)
       return refuse(1, "device busy")
     end
   end
-  self.store:set("act:" .. room, "1")
   if self.worker then
     local wok, werr = self.worker:start(s)
     if not wok then
@@ -324,33 +339,46 @@ end
 
 --- The worker process ended. An active call is ABORTED.
 function Calls:worker_exited(room_id, why)
-  local s = self:get(room_id)
-  if not s then return nil end
-  if machine.is_active(s.state) then
-    return self:transition(room_id, "ABORTED", "UNKNOWN", { error = why or "call worker exited" })
-  end
-  return s
+  local s, how = apply(self, room_id, function(cur)
+    if machine.is_active(cur.state) then return "ABORTED", "UNKNOWN" end
+  end, { error = why or "call worker exited" })
+  if not s and how and how.message and how.message:find("^no call") then return nil end
+  return s, how
 end
 
 --- Hang-up. by = "device" (the vendor side: CANCELED while ringing,
 -- HANGUP_BY_CALLER when talking) or "user" (REJECTED while ringing,
 -- HANGUP_BY_CALLEE when talking). The worker is told to hang up.
 function Calls:hangup(room_id, by, reason)
-  local s, err = self:get(room_id)
-  if not s then return nil, err or errors.new("state", "no call " .. tostring(room_id)) end
-  local to
-  if by == "device" then
-    to = (s.state == "TALKING") and "HANGUP_BY_CALLER" or "CANCELED"
-  elseif by == "user" then
-    to = (s.state == "TALKING") and "HANGUP_BY_CALLEE" or "REJECTED"
-  else
-    error("calls:hangup: by must be 'device' or 'user'", 2)
+  if by ~= "device" and by ~= "user" then error("calls:hangup: by must be 'device' or 'user'", 2) end
+  local code
+  -- the end state follows the state stored at the swap, not an earlier read
+  local function decide(s)
+    local to
+    if by == "device" then to = (s.state == "TALKING") and "HANGUP_BY_CALLER" or "CANCELED"
+    else to = (s.state == "TALKING") and "HANGUP_BY_CALLEE" or "REJECTED" end
+    local why = reason or (to == "REJECTED" and "REJECT" or "MANUAL")
+    code = machine.reasons[machine.reason(why) or "UNKNOWN"]
+    return to, why
   end
-  reason = reason or (to == "REJECTED" and "REJECT" or "MANUAL")
-  if self.worker and self.worker.hangup and machine.is_active(s.state) then
-    pcall(self.worker.hangup, self.worker, s, machine.reasons[machine.reason(reason) or "UNKNOWN"])
+  local on_swap
+  if self.worker and self.worker.hangup then
+    on_swap = function(s) self.worker.hangup(self.worker, s, code) end
   end
-  return self:transition(room_id, to, reason)
+  return apply(self, room_id, decide, nil, on_swap)
+end
+
+-- What tick() ends a session with at `now`, if anything: a call still IDLE
+-- after the ring timeout (its gateway died setting it up) is ABORTED.
+local function overdue(self, s, now)
+  local ring = s.ring_timeout or self.ring_timeout
+  if s.state == "IDLE" and s.created_at and now >= s.created_at + ring then
+    return "ABORTED", "UNKNOWN"
+  elseif s.state == "CALLING" and s.ring_deadline and now >= s.ring_deadline then
+    return "TIMEOUT", "TIMEOUT"
+  elseif s.state == "TALKING" and s.time_limit and s.talk_at and now >= s.talk_at + s.time_limit then
+    return "HANGUP_BY_CALLER", "TIMEOUT"
+  end
 end
 
 --- Enforces the ring timeout and the maximum duration. Call it about once a
@@ -359,19 +387,17 @@ function Calls:tick(now)
   now = now or self.clock()
   local ended = {}
   local list = self:active() or {}
+  local on_swap
+  if self.worker and self.worker.hangup then
+    on_swap = function(s) self.worker.hangup(self.worker, s, machine.reasons.TIMEOUT) end
+  end
   for _, s in ipairs(list) do
-    local to, reason
-    if s.state == "CALLING" and s.ring_deadline and now >= s.ring_deadline then
-      to, reason = "TIMEOUT", "TIMEOUT"
-    elseif s.state == "TALKING" and s.time_limit and s.talk_at and now >= s.talk_at + s.time_limit then
-      to, reason = "HANGUP_BY_CALLER", "TIMEOUT"
-    end
-    if to then
-      if self.worker and self.worker.hangup then
-        pcall(self.worker.hangup, self.worker, s, machine.reasons.TIMEOUT)
-      end
-      local e = self:transition(s.room_id, to, reason)
-      if e then ended[#ended + 1] = e end
+    if overdue(self, s, now) then
+      -- decided again on the stored state: an answer that landed since the
+      -- listing is not hung up
+      local e, how = apply(self, s.room_id, function(cur) return overdue(self, cur, now) end,
+                           s.state == "IDLE" and { error = "call was never set up (gateway lost?)" } or nil, on_swap)
+      if e and how ~= "unchanged" then ended[#ended + 1] = e end
     end
   end
   return ended
