@@ -7,8 +7,6 @@
 --     http_block = "lua_shared_dict counters 1m;",   -- optional
 --     main_block = "env HOME;",                     -- optional, top level
 --     workers = 1,                                  -- default 1
---     reuseport = true,  -- a listening socket per worker: the kernel spreads
---                        -- connections (else the idle worker takes them all)
 --     lua_package_path = "/x/?.lua",                -- prepended to the defaults
 --     lua_package_cpath = "/x/?.so",                -- prepended to the defaults
 --     tls = { cert = "server.pem", key = "server.key", http2 = false }, -- also listen with TLS
@@ -164,7 +162,7 @@ local function render(o, prefix, port, ssl_port)
   add(('  lua_package_path "%s";\n  lua_package_cpath "%s";\n'):format(path, cpath))
   add("  keepalive_requests 100000;\n")
   add(o.http_block or "")
-  add(("\n  server {\n    listen 127.0.0.1:%d%s;\n    %s"):format(port, o.reuseport and " reuseport" or "", tls))
+  add(("\n  server {\n    listen 127.0.0.1:%d;\n    %s"):format(port, tls))
   add(o.server_block or "")
   add("\n  }\n}\n")
   return table.concat(t)
