@@ -17,6 +17,7 @@ local frame = require "wxhw.relay.frame"
 local crypto = require "wxhw.crypto"
 local clock = require "wxhw.clock"
 local errors = require "wxhw.errors"
+local machine = require "wxhw.call.machine"
 
 local M = {}
 M.__index = M
@@ -220,6 +221,23 @@ local function flush(self)
   end
 end
 
+-- A call another gateway ended (a hang-up through nginx, the emulator's
+-- cancel at a second daemon) never reached our stop(): its worker would run
+-- on. The stored session is the truth; a worker whose call is stored as ended
+-- is told to hang up and stopped. A read error or a missing session changes
+-- nothing (a store outage must not end live calls).
+local function reap_ended(self)
+  for room, w in pairs(self.workers) do
+    if not w.stopping then
+      local s = self.calls:get(room)
+      if s and machine.is_final(s.state) then
+        control(w, { op = "hangup", reason = machine.reasons[s.reason or "UNKNOWN"] or 0 })
+        self:stop(s)
+      end
+    end
+  end
+end
+
 --- One turn of the loop: accept, read, write, supervise, tick the calls.
 function M:step(timeout)
   flush(self)
@@ -257,6 +275,7 @@ function M:step(timeout)
   if self.calls and now - self.last_tick >= 0.25 then
     self.last_tick = now
     self.calls:tick()
+    reap_ended(self)
   end
 end
 

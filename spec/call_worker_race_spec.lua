@@ -1,0 +1,180 @@
+-- Call worker processes under a supervisor, against what real processes do:
+-- a call ended at another gateway (another OS process on the same Redis),
+-- many calls in a row (no fd or zombie left), a worker that ignores stop and
+-- SIGTERM, and a worker that stops reading (the gateway must not block).
+local call = require "wxhw.call"
+local kv = require "wxhw.call.store"
+local supervisor = require "wxhw.call.supervisor"
+local frame = require "wxhw.relay.frame"
+local redis = require "support.redis"
+local procs = require "support.token_procs"
+local clock = require "wxhw.clock"
+
+local seq = 0
+local function push(sn)
+  seq = seq + 1
+  return { MsgType = "event", Event = "iot_voip_notify", Action = "join_voip_room", Payload = "",
+           RoomId = "room-wr" .. seq .. "-" .. math.random(1e6), SessionKey = "sk", ServerToken = "st",
+           ModelId = "m", Sn = sn or ("SN-WR" .. seq), FromUserName = "o" }
+end
+
+-- A worker that says hello and then either never reads ("deaf") or reads and
+-- ignores everything, stop included ("stubborn"); both outlive their socket.
+local ODD_WORKER = [[
+local frame = require "wxhw.relay.frame"
+local socket = require "socket"
+local c = require("socket.unix").stream()
+assert(c:connect(os.getenv("WXHW_CALL_SOCKET")))
+c:send(frame.control({ op = "hello", room_id = os.getenv("WXHW_CALL_ROOM"), token = os.getenv("WXHW_CALL_TOKEN") }))
+if arg[1] == "deaf" then socket.sleep(120) end
+c:settimeout(nil)
+while true do
+  local _, err = c:receive(1)
+  if err == "closed" then socket.sleep(120) end
+end
+]]
+
+local function odd_worker_cmd(mode)
+  local path = os.tmpname()
+  local f = assert(io.open(path, "w")); f:write(ODD_WORKER); f:close()
+  -- SIGTERM ignored before exec stays ignored in the worker
+  return { "bash", "-c", "trap '' TERM; exec " .. procs.lua .. " " .. path .. " " .. mode }, path
+end
+
+local function self_pid()
+  local f = assert(io.open("/proc/self/stat"))
+  local pid = tonumber(f:read("*l"):match("^(%d+)"))
+  f:close()
+  return pid
+end
+
+local function fds()
+  local p = io.popen("ls /proc/" .. self_pid() .. "/fd | wc -l")
+  local n = tonumber(p:read("*a")); p:close()
+  return n
+end
+
+local function zombie_children(pid)
+  local p = io.popen("ps -o stat= --ppid " .. pid .. " 2>/dev/null")
+  local n = 0
+  for l in p:lines() do if l:match("^Z") then n = n + 1 end end
+  p:close()
+  return n
+end
+
+describe("call workers as processes #slow #nosan", function()
+  local live = {}
+  after_each(function() for _, s in ipairs(live) do s:close() end live = {} end)
+
+  it("a call ended at another gateway stops its worker here", function()
+    local r = redis.start()
+    finally(function() r.stop() end)
+    local calls = call.new{ ring_timeout = 30, store = assert(kv.redis{ host = r.host, port = r.port }) }
+    local sup = assert(supervisor.new{ calls = calls, command = { "./bin/wxhw", "call-worker", "--simulate", "--no-answer" } })
+    live[#live + 1] = sup
+    local m = push()
+    assert.equal(0, calls:join_voip_room(m).errcode)
+    local w = sup:worker(m.RoomId)
+    sup:run{ seconds = 5, until_fn = function() return w.conn ~= nil end }
+    assert.truthy(w.conn)
+    -- the device hangs up through another gateway process
+    local other = procs.spawn([[
+      local calls = require("wxhw.call").new{ store = assert(require("wxhw.call.store").redis{ host = "127.0.0.1", port = tonumber(arg[1]) }) }
+      local e, err = calls:hangup(arg[2], "device")
+      print(e and e.state or tostring(err and err.message))]], r.port, m.RoomId)
+    assert.equal("CANCELED\n", procs.wait_bounded(other, 10))
+    sup:run{ seconds = 4, until_fn = function() return sup:count() == 0 end }
+    assert.equal(0, sup:count())
+    assert.is_false(supervisor.alive(w.pid))
+    assert.equal(0, sup.counters.crashed)
+    assert.equal("CANCELED", calls:get(m.RoomId).state)
+  end)
+
+  it("many calls leave no file descriptor, zombie or process behind", function()
+    local calls = call.new{ ring_timeout = 5 }
+    local sup = assert(supervisor.new{ calls = calls, command = { "./bin/wxhw", "call-worker", "--simulate", "--reject-after", "0.05" } })
+    live[#live + 1] = sup
+    sup:run{ seconds = 0.1 }
+    local before = fds()
+    local pids, rooms = {}, {}
+    for _ = 1, 3 do
+      for _ = 1, 8 do
+        local m = push()
+        assert.equal(0, calls:join_voip_room(m).errcode)
+        rooms[#rooms + 1] = m.RoomId
+        pids[#pids + 1] = sup:worker(m.RoomId).pid
+      end
+      sup:run{ seconds = 10, until_fn = function() return sup:count() == 0 end }
+      assert.equal(0, sup:count())
+    end
+    for _, room in ipairs(rooms) do assert.equal("REJECTED", calls:get(room).state) end
+    local t0 = clock.monotonic()
+    local function all_gone()
+      for _, pid in ipairs(pids) do if supervisor.alive(pid) then return false end end
+      return true
+    end
+    while not all_gone() and clock.monotonic() - t0 < 3 do sup:step(0.05) end
+    assert.is_true(all_gone())
+    local after = fds()
+    assert.is_true(after <= before, before .. " fds before, " .. after .. " after")
+    assert.equal(0, zombie_children(self_pid()))
+    assert.equal(0, sup.counters.crashed)
+  end)
+
+  it("a worker that ignores stop and SIGTERM is killed after stop_grace", function()
+    local cmd, path = odd_worker_cmd("stubborn")
+    finally(function() os.remove(path) end)
+    local calls = call.new{ ring_timeout = 30 }
+    local sup = assert(supervisor.new{ calls = calls, command = cmd, stop_grace = 0.5 })
+    live[#live + 1] = sup
+    local m = push()
+    assert.equal(0, calls:join_voip_room(m).errcode)
+    local w = sup:worker(m.RoomId)
+    sup:run{ seconds = 5, until_fn = function() return w.conn ~= nil end }
+    assert.truthy(w.conn)
+    os.execute("kill -TERM " .. w.pid)
+    sup:run{ seconds = 0.2 }
+    assert.is_true(supervisor.alive(w.pid)) -- it really ignores SIGTERM
+    assert.equal("CANCELED", calls:hangup(m.RoomId, "device").state)
+    local t0 = clock.monotonic()
+    sup:run{ seconds = 3, until_fn = function() return not supervisor.alive(w.pid) end }
+    assert.is_false(supervisor.alive(w.pid))
+    assert.is_true(clock.monotonic() - t0 >= 0.45)
+    assert.equal(0, sup:count())
+    assert.equal("CANCELED", calls:get(m.RoomId).state) -- killed after the end, not ABORTED
+  end)
+
+  it("a worker that stops reading does not block the gateway or grow its memory", function()
+    local cmd, path = odd_worker_cmd("deaf")
+    finally(function() os.remove(path) end)
+    local calls = call.new{ ring_timeout = 30 }
+    local backlog = 2 * 1024 * 1024
+    local sup = assert(supervisor.new{ calls = calls, command = cmd, max_backlog = backlog })
+    live[#live + 1] = sup
+    local m = push()
+    assert.equal(0, calls:join_voip_room(m).errcode)
+    local w = sup:worker(m.RoomId)
+    sup:run{ seconds = 5, until_fn = function() return w.conn ~= nil end }
+    assert.truthy(w.conn)
+    -- 16 MiB of media for a worker that reads nothing
+    local rec = frame.encode(frame.H264, 0, 0, 0, 0, string.rep("v", 32 * 1024))
+    local sent, refused, worst = 0, 0, 0
+    for _ = 1, 512 do
+      local t0 = clock.monotonic()
+      if sup:send(m.RoomId, rec) then sent = sent + 1 else refused = refused + 1 end
+      sup:step(0)
+      local dt = clock.monotonic() - t0
+      if dt > worst then worst = dt end
+    end
+    assert.is_true(refused > 0)
+    assert.is_true(sent * #rec < backlog + 2 * 1024 * 1024, tostring(sent))
+    assert.is_true(worst < 0.05, ("a send and a step took %.1f ms"):format(worst * 1000))
+    -- meanwhile another call still gets through
+    local calls2 = calls
+    local m2 = push()
+    sup.command = { "./bin/wxhw", "call-worker", "--simulate", "--answer-after", "0.05" }
+    assert.equal(0, calls2:join_voip_room(m2).errcode)
+    sup:run{ seconds = 5, until_fn = function() return calls:get(m2.RoomId).state == "TALKING" end }
+    assert.equal("TALKING", calls:get(m2.RoomId).state)
+  end)
+end)
