@@ -199,6 +199,39 @@ describe("call gateways racing on Redis #slow", function()
     assert.same({}, a:active())
   end)
 
+  it("one push reaching two processes at once is never answered 'ok' for a call that ends BUSY", function()
+    local gw, prefix = fresh()
+    local a = gw()
+    local n = 30
+    for i = 1, n do assert.equal(0, a:join_voip_room(push("SN-D" .. i)).errcode) end -- every device in a call
+    local code = PRELUDE .. [[
+      local calls = call.new{ store = store }
+      for i = 1, tonumber(arg[3]) do
+        barrier(i, 2)
+        local rep, err = calls:join_voip_room{ MsgType = "event", Event = "iot_voip_notify", Action = "join_voip_room",
+          RoomId = "dup-" .. i, SessionKey = "k", ServerToken = "t", ModelId = "m", Sn = "SN-D" .. i, FromUserName = "o" }
+        print(i, rep and rep.errcode or "retry")
+      end]]
+    local p1 = procs.spawn(code, r.port, prefix, n)
+    local p2 = procs.spawn(code, r.port, prefix, n)
+    local o1, o2 = procs.wait_bounded(p1, 30), procs.wait_bounded(p2, 30)
+    local retries = 0
+    for i = 1, n do
+      local c1 = o1:match("\n?" .. i .. "\t(%S+)")
+      local c2 = o2:match("\n?" .. i .. "\t(%S+)")
+      assert.is_truthy(c1 and c2, o1 .. o2)
+      assert.equal("BUSY", a:get("dup-" .. i).state)
+      -- WeChat takes whichever answer comes first: neither may let it ring
+      for _, c in ipairs{ c1, c2 } do
+        assert.is_true(c == "1" or c == "retry", "round " .. i .. ": " .. c1 .. " " .. c2)
+        if c == "retry" then retries = retries + 1 end
+      end
+      -- the retransmission WeChat sends after a failed answer gets the outcome
+      assert.equal(1, a:join_voip_room(push("SN-D" .. i, "dup-" .. i)).errcode)
+    end
+    assert.is_true(retries < n)
+  end)
+
   it("a gateway killed while setting up a call does not leave its device busy for ever", function()
     local gw, prefix = fresh()
     local gate = procs.spawn(PRELUDE .. [[

@@ -259,8 +259,23 @@ end
 
 local function refuse(code, msg) return { errcode = code, errmsg = msg } end
 
+-- The answer to a copy of a push whose session exists (a retransmission the
+-- gateway's de-duplication did not see, or the same push at two gateways at
+-- once). While the other gateway is still setting the call up (IDLE) its
+-- outcome is unknown: "ok" would let WeChat ring a call that may end BUSY, so
+-- this copy fails (500) and WeChat's retransmission gets the outcome.
+local function answer_again(s)
+  if not s or s.state == "IDLE" then
+    return errors.fail("state", "call is being set up by another gateway; answer again later")
+  end
+  if machine.is_active(s.state) then return refuse(0, "ok") end
+  return refuse(1, s.state == "BUSY" and "device busy" or "call already ended")
+end
+
 --- Handles the decrypted iot_voip_notify push. Returns the reply table: errcode
--- 0 lets WeChat ring; anything else cancels the call.
+-- 0 lets WeChat ring; anything else cancels the call. nil, err (the gateway
+-- answers 500, WeChat sends the push again) for a copy of a push another
+-- gateway is still setting up.
 function Calls:join_voip_room(msg)
   if msg.Action ~= "join_voip_room" then return refuse(40001, "unsupported Action") end
   for _, k in ipairs{ "RoomId", "ServerToken", "Sn", "ModelId" } do
@@ -268,9 +283,7 @@ function Calls:join_voip_room(msg)
   end
   local room = msg.RoomId
   local existing = self:get(room)
-  if existing then -- a retransmission the gateway's de-duplication did not see
-    return machine.is_active(existing.state) and refuse(0, "ok") or refuse(1, "call already ended")
-  end
+  if existing then return answer_again(existing) end
   local pend = msg.Payload and msg.Payload ~= "" and self.store:get("pend:" .. msg.Payload)
   pend = pend and cjson.decode(pend) or nil
   if not pend and not self.accept_unknown then return refuse(2, "unknown call payload") end
@@ -287,7 +300,7 @@ function Calls:join_voip_room(msg)
   end
   local ok, err = self.store:add("call:" .. room, encode(s), nil)
   if ok == nil then return refuse(-1, "store unavailable: " .. tostring(err and err.message)) end
-  if not ok then return refuse(0, "ok") end -- raced with another gateway on the same push
+  if not ok then return answer_again(self:get(room)) end -- raced with another gateway on the same push
   if msg.Payload and msg.Payload ~= "" then self.store:delete("pend:" .. msg.Payload) end
   emit(self, s, nil, "IDLE")
   -- marked active before the device is locked: tick() then sees (and ends)
