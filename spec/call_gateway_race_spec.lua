@@ -215,7 +215,6 @@ describe("call gateways racing on Redis #slow", function()
     local p1 = procs.spawn(code, r.port, prefix, n)
     local p2 = procs.spawn(code, r.port, prefix, n)
     local o1, o2 = procs.wait_bounded(p1, 30), procs.wait_bounded(p2, 30)
-    local retries = 0
     for i = 1, n do
       local c1 = o1:match("\n?" .. i .. "\t(%S+)")
       local c2 = o2:match("\n?" .. i .. "\t(%S+)")
@@ -224,12 +223,11 @@ describe("call gateways racing on Redis #slow", function()
       -- WeChat takes whichever answer comes first: neither may let it ring
       for _, c in ipairs{ c1, c2 } do
         assert.is_true(c == "1" or c == "retry", "round " .. i .. ": " .. c1 .. " " .. c2)
-        if c == "retry" then retries = retries + 1 end
       end
+      assert.is_true(c1 == "1" or c2 == "1", "round " .. i .. ": the gateway that set the call up answers")
       -- the retransmission WeChat sends after a failed answer gets the outcome
       assert.equal(1, a:join_voip_room(push("SN-D" .. i, "dup-" .. i)).errcode)
     end
-    assert.is_true(retries < n)
   end)
 
   it("a gateway killed while setting up a call does not leave its device busy for ever", function()
