@@ -19,7 +19,6 @@
 #include "http_xfer.h"
 
 #define DEFAULT_MAX_IDLE_S 118 /* libcurl's CURLOPT_MAXAGE_CONN default */
-#define CHECK_AFTER_IDLE_S 0.05 /* idle longer than this: look for input before reuse */
 #define INLINE_BODY 16384      /* bodies up to this go out with the head */
 #define RECV_CHUNK 16384
 
@@ -475,10 +474,13 @@ static void begin_send(wxhw_dpool *p, wxhw_xfer *x) {
 }
 
 /* Whether an idle connection has input waiting: a server that closes idle
- * connections may first send something (a 408, a TLS close_notify) that
- * must not be read as the next request's response. libcurl declines such
- * connections too. Back-to-back requests skip this syscall: the epoll set
- * watches idle connections whenever the loop runs. */
+ * connections may first send something (a 408, a TLS close_notify), and one
+ * that framed its last response wrongly (a body longer than its
+ * Content-Length, a body after HEAD or 204) sends bytes that would be read
+ * as the next request's response. libcurl declines such connections too.
+ * Checked before every reuse, however short the idle time: the epoll set
+ * only notices while the loop runs, and bytes that came after the response
+ * (a second segment) are not seen by the read that finished it. */
 static int has_input(const wxhw_dconn *c) {
   struct pollfd pfd;
   pfd.fd = c->fd;
@@ -500,8 +502,7 @@ static void acquire(wxhw_dpool *p, wxhw_xfer *x) {
       continue;
     }
     if (c->dead || t - c->idle_since > max_idle ||
-        (t - c->idle_since > CHECK_AFTER_IDLE_S && !x->retried && strcmp(c->origin, x->origin) == 0 &&
-         has_input(c))) {
+        (!x->retried && strcmp(c->origin, x->origin) == 0 && has_input(c))) {
       conn_close(p, c); /* swaps the last one into i */
       continue;
     }

@@ -1,0 +1,243 @@
+-- Adversarial review of wxhw.http's direct engine: a server that frames
+-- responses wrongly, sends bytes after a response, drips its answer one byte
+-- at a time, or ends a TLS connection without close_notify; bad input; fd
+-- hygiene. A scripted python server (plain or TLS, TCP_NODELAY so a "later"
+-- piece leaves at once) writes exact bytes; nginx is not needed.
+local http = require "wxhw.http"
+local errors = require "wxhw.errors"
+local tls = require "support.tls"
+local socket = require "socket"
+
+local function fails(reason, r, e)
+  assert.is_nil(r, "expected a failure, got a response")
+  assert.is_true(errors.is(e), tostring(e))
+  assert.equal(reason, e.reason, tostring(e))
+  return e
+end
+
+-- Each connection reads requests in a loop and answers by path; "{conn}" is
+-- the connection's serial number. A "then" piece goes out `gap` seconds
+-- after the response, on the same connection, before the next request.
+local SERVER_PY = [==[
+import socket, ssl, sys, threading, time
+mode, host = sys.argv[1], sys.argv[2]
+ctx = None
+if mode == "tls":
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(sys.argv[3], sys.argv[4])
+srv = socket.socket()
+srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind((host, 0))
+srv.listen(64)
+print(srv.getsockname()[1], flush=True)
+lock = threading.Lock()
+serial = [0]
+GAP = 0.01
+
+def ok(body, extra=""):
+    return "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n%s\r\n%s" % (len(body), extra, body)
+
+CHUNKED = ("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-Conn: {conn}\r\n\r\n"
+           "5;name=\"v\"\r\nhello\r\n1\r\n \r\n5\r\nworld\r\n0\r\nX-Trailer: 1\r\n\r\n")
+
+def routes(path, method, n):
+    conn = str(n)
+    if path == "/conn":
+        return [ok(conn)], None, False
+    if path == "/extra_response":  # a second, unasked-for response after the first
+        return [ok("ok")], ok("evil"), False
+    if path == "/long_body":  # more body than Content-Length said
+        return [ok("ok")], "surplus", False
+    if path == "/head_body":  # a body after a HEAD response
+        return ["HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\n"], "evil" if method == "HEAD" else None, False
+    if path == "/nocontent_body":  # a body after a 204
+        return ["HTTP/1.1 204 No Content\r\n\r\n"], ok("evil"), False
+    if path == "/boundary":  # a response of exactly 16384 bytes, a surplus in the same write
+        head = "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n"
+        body = "b" * (16384 - len(head % 16000))
+        assert len(head % len(body)) + len(body) == 16384
+        return [(head % len(body)) + body + ok("evil")], None, False
+    if path == "/bytewise_chunked":
+        return list(CHUNKED.replace("{conn}", conn)), None, False
+    if path == "/bytewise_length":
+        return list(ok("hello world", "X-Conn: %s\r\n" % conn)), None, False
+    if path == "/slow":  # answers after 0.5 s
+        return ["", ok("late")], None, False
+    if path == "/trunc":
+        return ["HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort"], None, True
+    if path == "/trunc_chunked":
+        return ["HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nshort\r\n"], None, True
+    return [ok("default " + conn)], None, False
+
+def handle(c, n):
+    try:
+        c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        s = ctx.wrap_socket(c, server_side=True) if ctx else c
+        buf = b""
+        while True:
+            while b"\r\n\r\n" not in buf:
+                d = s.recv(65536)
+                if not d:
+                    return
+                buf += d
+            head, _, buf = buf.partition(b"\r\n\r\n")
+            line = head.split(b"\r\n")[0].split(b" ")
+            method, path = line[0].decode(), line[1].decode()
+            pieces, later, abort = routes(path, method, n)
+            for i, p in enumerate(pieces):
+                if path == "/slow" and i:
+                    time.sleep(0.5)
+                elif len(pieces) > 2 and i:
+                    time.sleep(0.002)
+                if p:
+                    s.sendall(p.encode("latin-1"))
+            if later is not None:
+                time.sleep(GAP)
+                s.sendall(later.encode("latin-1"))
+            if abort:  # the TCP connection ends, without a TLS close_notify
+                c.shutdown(socket.SHUT_RDWR)
+                return
+    except (OSError, ssl.SSLError):
+        pass
+    finally:
+        c.close()
+
+while True:
+    c, _ = srv.accept()
+    with lock:
+        serial[0] += 1
+        n = serial[0]
+    threading.Thread(target=handle, args=(c, n), daemon=True).start()
+]==]
+
+local live = require("support.reaper").new()
+
+local Server = {}
+Server.__index = Server
+function Server:stop()
+  if self.stopped then return end
+  self.stopped = true
+  live[self] = nil
+  os.execute("kill " .. self.pid .. " 2>/dev/null")
+end
+
+local function pid_of_self()
+  local f = assert(io.open("/proc/self/stat"))
+  local pid = f:read("*l"):match("^(%d+)")
+  f:close()
+  return pid
+end
+
+local function open_fds(pid)
+  local p = io.popen("ls /proc/" .. pid .. "/fd")
+  local n = 0
+  for _ in p:lines() do n = n + 1 end
+  p:close()
+  return n
+end
+
+describe("wxhw.http direct engine under review #c", function()
+  local dir, pki, plain, secure, mismatch
+
+  setup(function()
+    local p = io.popen("mktemp -d /tmp/wxhw-review.XXXXXX")
+    dir = p:read("*l")
+    p:close()
+    local f = assert(io.open(dir .. "/server.py", "wb"))
+    f:write(SERVER_PY)
+    f:close()
+    pki = assert(tls.generate())
+    -- stdout goes to a port file (start_server polls it)
+    local function start(mode, host)
+      local tag = mode .. host
+      local cmd = ("python3 %s/server.py %s %s %s %s >%s/port.%s 2>%s/log.%s & echo $!"):format(dir, mode, host,
+        pki.cert_file, pki.key_file, dir, tag, dir, tag)
+      local pp = io.popen(cmd)
+      local pid = tonumber(pp:read("*l"))
+      pp:close()
+      local s = setmetatable({ pid = pid }, Server)
+      live[s] = true
+      for _ = 1, 100 do
+        local pf = io.open(("%s/port.%s"):format(dir, tag))
+        local port = pf and tonumber(pf:read("*l") or "")
+        if pf then pf:close() end
+        if port then
+          s.port = port
+          s.url = ("%s://%s:%d"):format(mode == "tls" and "https" or "http", host, port)
+          return s
+        end
+        socket.sleep(0.05)
+      end
+      s:stop()
+      error("the scripted server did not start (" .. tag .. ")")
+    end
+    plain = start("plain", "127.0.0.1")
+    secure = start("tls", "127.0.0.1")
+    mismatch = start("tls", "127.0.0.2") -- the certificate names 127.0.0.1 and localhost only
+  end)
+
+  teardown(function()
+    for _, s in ipairs { plain, secure, mismatch } do s:stop() end
+    if pki then pki:cleanup() end
+    if dir then os.execute("rm -rf '" .. dir .. "'") end
+  end)
+
+  describe("bytes after a response (desync)", function()
+    -- The surplus leaves the server 10 ms after the response; the next request
+    -- goes 40 ms after the first returned, before the event loop ran again.
+    -- It must not be read as that request's answer: the connection is out of
+    -- step and must be dropped, the request sent on a fresh one.
+    local function check(url, first)
+      local c = http.new{ timeout = 3 }
+      local conn1 = assert(c:request{ url = plain.url .. "/conn" }).body
+      local r = assert(c:request(first))
+      socket.sleep(0.04)
+      local nxt = assert(c:request{ url = plain.url .. "/conn" })
+      assert.equal(200, nxt.status)
+      assert.not_equal("evil", nxt.body, url)
+      assert.equal(tostring(tonumber(conn1) + 1), nxt.body, url)
+      c:close()
+      return r
+    end
+
+    it("a second, unasked-for response is not taken as the next answer", function()
+      assert.equal("ok", check("/extra_response", { url = plain.url .. "/extra_response" }).body)
+    end)
+
+    it("a body longer than its Content-Length is not read into the next response", function()
+      assert.equal("ok", check("/long_body", { url = plain.url .. "/long_body" }).body)
+    end)
+
+    it("a body after HEAD or after a 204 is not read into the next response", function()
+      local h = check("/head_body", { method = "HEAD", url = plain.url .. "/head_body" })
+      assert.equal("", h.body)
+      assert.equal("4", h.headers["content-length"])
+      assert.equal(204, check("/nocontent_body", { url = plain.url .. "/nocontent_body" }).status)
+    end)
+
+    it("a surplus right after a response that ends on a 16 KiB read boundary", function()
+      local c = http.new{ timeout = 3 }
+      local conn1 = assert(c:request{ url = plain.url .. "/conn" }).body
+      for _ = 1, 3 do
+        local r = assert(c:request{ url = plain.url .. "/boundary" })
+        assert.equal(200, r.status)
+        assert.truthy(r.body:match("^b+$"))
+        local nxt = assert(c:request{ url = plain.url .. "/conn" })
+        assert.not_equal("evil", nxt.body)
+        conn1 = nxt.body -- each /boundary spoils its connection: the next is a fresh one
+      end
+      c:close()
+    end)
+
+    it("a well-framed server keeps its connection, idle or back to back, plain and TLS", function()
+      local c = http.new{ timeout = 3, ca_file = pki.ca_file }
+      for _, base in ipairs { plain.url, secure.url } do
+        local a = assert(c:request{ url = base .. "/conn" }).body
+        for _ = 1, 5 do assert.equal(a, assert(c:request{ url = base .. "/conn" }).body) end
+        socket.sleep(0.06)
+        assert.equal(a, assert(c:request{ url = base .. "/conn" }).body)
+      end
+      c:close()
+    end)
+  end)
+end)
