@@ -135,9 +135,12 @@ static lua_Integer opt_int(lua_State *L, const char *name, lua_Integer dflt, lua
 
 static const char *opt_str(lua_State *L, const char *name) {
   const char *s = NULL;
+  size_t n = 0;
   int t = wxhw_getfield(L, 1, name);
-  if (t == LUA_TSTRING) s = lua_tostring(L, -1);
+  if (t == LUA_TSTRING) s = lua_tolstring(L, -1, &n);
   else if (t != LUA_TNIL) luaL_error(L, "wxhw.http.new: %s must be a string", name);
+  /* read as C strings: a NUL would silently cut a proxy URL or a CA path short */
+  if (s && strlen(s) != n) luaL_error(L, "wxhw.http.new: %s contains a NUL byte", name);
   lua_pop(L, 1); /* the options table keeps the string alive */
   return s;
 }

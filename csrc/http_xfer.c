@@ -321,14 +321,14 @@ int wxhw_xfer_prepare(lua_State *L, wxhw_xfer *x, int req, CURLSH *share,
                       const wxhw_http_conf *conf) {
   CURL *e;
   const char *url, *method = "GET", *body = NULL;
-  size_t mlen = 3, blen = 0;
+  size_t mlen = 3, blen = 0, ulen;
   double timeout, connect_timeout;
 
   req = lua_absindex(L, req);
   luaL_checktype(L, req, LUA_TTABLE);
   wxhw_xfer_clear(x);
   if (wxhw_getfield(L, req, "url") != LUA_TSTRING) luaL_error(L, "request.url must be a string");
-  url = lua_tostring(L, -1); /* stays referenced by the request table */
+  url = lua_tolstring(L, -1, &ulen); /* stays referenced by the request table */
   lua_pop(L, 1);
   if (wxhw_getfield(L, req, "method") != LUA_TNIL) {
     if (lua_type(L, -1) != LUA_TSTRING) luaL_error(L, "request.method must be a string");
@@ -357,6 +357,11 @@ int wxhw_xfer_prepare(lua_State *L, wxhw_xfer *x, int req, CURLSH *share,
   if (blen > conf->max_request_body) {
     wxhw_http_push_error(L, "input", "too_large", "request body of %zu bytes exceeds max_request_body (%zu)",
                          blen, conf->max_request_body);
+    return 1;
+  }
+  /* libcurl reads the URL as a C string: "/a\0/../b" would quietly become "/a" */
+  if (strlen(url) != ulen) {
+    wxhw_http_push_error(L, "input", "url", "bad URL (it contains a NUL byte)");
     return 1;
   }
   if (set_url(L, x, url, conf)) return 1;

@@ -240,4 +240,154 @@ describe("wxhw.http direct engine under review #c", function()
       c:close()
     end)
   end)
+
+  describe("framing split at every byte", function()
+    it("chunked (extensions, a 1-byte chunk of a space, trailers) and Content-Length, one byte per write", function()
+      local c = http.new{ timeout = 5, ca_file = pki.ca_file }
+      for _, base in ipairs { plain.url, secure.url } do
+        local r = assert(c:request{ url = base .. "/bytewise_chunked" })
+        assert.equal("hello world", r.body)
+        assert.is_nil(r.headers["x-trailer"])
+        local l = assert(c:request{ url = base .. "/bytewise_length" })
+        assert.equal("hello world", l.body)
+        -- still in step: the same connection answers the next request
+        assert.equal(r.headers["x-conn"], l.headers["x-conn"])
+        assert.equal("default " .. l.headers["x-conn"], assert(c:request{ url = base .. "/x" }).body)
+      end
+      c:close()
+    end)
+  end)
+
+  describe("timeouts", function()
+    it("a server dripping one byte every 2 ms still hits the total timeout", function()
+      local c = http.new{}
+      local t0 = socket.gettime()
+      -- /bytewise_chunked takes ~0.25 s one byte at a time: a 0.1 s timeout must win
+      local e = fails("timeout", c:request{ url = plain.url .. "/bytewise_chunked", timeout = 0.1 })
+      local dt = socket.gettime() - t0
+      assert.is_true(dt >= 0.09 and dt < 1, "took " .. dt)
+      assert.is_true(e.sent)
+      c:close()
+    end)
+
+    it("a connection that timed out is never reused: its late answer is not the next one's", function()
+      local c = http.new{}
+      local first = assert(c:request{ url = plain.url .. "/conn" }).body
+      fails("timeout", c:request{ url = plain.url .. "/slow", timeout = 0.2 })
+      socket.sleep(0.4) -- the late "late" response has arrived on the old connection by now
+      local r = assert(c:request{ url = plain.url .. "/conn" })
+      assert.not_equal(first, r.body)
+      assert.not_equal("late", r.body)
+      c:close()
+    end)
+  end)
+
+  describe("TLS", function()
+    it("a host name the certificate does not carry is refused, by both engines", function()
+      for _, engine in ipairs { "auto", "curl" } do
+        local c = http.new{ ca_file = pki.ca_file, engine = engine }
+        local e = fails("tls", c:request{ url = mismatch.url .. "/conn" })
+        assert.truthy(e.detail:find("127.0.0.2", 1, true), e.detail)
+        assert.is_false(e.sent)
+        -- the same server under a name it carries (localhost) is fine
+        assert.equal(200, assert(c:request{ url = "https://localhost:" .. secure.port .. "/conn" }).status)
+        c:close()
+      end
+    end)
+
+    it("a close without close_notify inside a Content-Length or chunked body is an error, not a short body", function()
+      for _, engine in ipairs { "auto", "curl" } do
+        local c = http.new{ ca_file = pki.ca_file, engine = engine }
+        for _, path in ipairs { "/trunc", "/trunc_chunked" } do
+          local e = fails("reset", c:request{ url = secure.url .. path })
+          assert.is_true(e.retryable)
+          assert.is_true(e.sent)
+        end
+        c:close()
+      end
+    end)
+  end)
+
+  describe("bad input", function()
+    it("a NUL byte in the URL is refused, not cut off (both engines)", function()
+      for _, engine in ipairs { "auto", "curl" } do
+        local c = http.new{ engine = engine }
+        local r, e = c:request{ url = plain.url .. "/conn\0/../x" }
+        assert.is_nil(r, engine .. ": sent as " .. tostring(r and r.body))
+        assert.equal("input", e.kind)
+        assert.equal("url", e.reason)
+        local res = c:batch{ { url = plain.url .. "/conn\0" }, { url = plain.url .. "/conn" } }
+        assert.equal("url", res[1].reason)
+        assert.equal(200, res[2].status)
+        c:close()
+      end
+    end)
+
+    it("CR, LF or NUL in the method, URL, header names and values are refused before any I/O", function()
+      local c = http.new{}
+      local function refused(req, reason)
+        local r, e = c:request(req)
+        assert.is_nil(r)
+        assert.equal("input", e.kind, tostring(e))
+        assert.equal(reason, e.reason, tostring(e))
+      end
+      refused({ url = plain.url .. "/a\r\nX-Injected: 1" }, "url")
+      refused({ url = plain.url .. "/a b" }, "url")
+      refused({ url = "http://127.0.0.1\r\nX: 1/" }, "url")
+      refused({ method = "GET /x HTTP/1.1\r\nX:", url = plain.url .. "/" }, "method")
+      refused({ method = "GE\0T", url = plain.url .. "/" }, "method")
+      refused({ url = plain.url .. "/", headers = { ["X-A\r\nX-B"] = "1" } }, "header")
+      refused({ url = plain.url .. "/", headers = { ["X-A\0"] = "1" } }, "header")
+      refused({ url = plain.url .. "/", headers = { ["X-A"] = "1\r\nX-B: 2" } }, "header")
+      refused({ url = plain.url .. "/", headers = { ["X-A"] = "1\0" } }, "header")
+      refused({ url = plain.url .. "/", headers = { ["X-A"] = { "ok", "2\n" } } }, "header")
+      c:close()
+      -- client options read as C strings
+      for _, opt in ipairs { "user_agent", "proxy", "ca_file" } do
+        local ok, err = pcall(http.new, { [opt] = "x\0y" })
+        assert.is_false(ok, opt)
+        assert.truthy(tostring(err):find("NUL", 1, true), tostring(err))
+      end
+    end)
+  end)
+
+  describe("resource hygiene", function()
+    it("no descriptor survives a loop of failing requests, batches and collected clients", function()
+      local pid = pid_of_self()
+      local dead do
+        local s = assert(socket.bind("127.0.0.1", 0))
+        local _, port = s:getsockname()
+        s:close()
+        dead = "http://127.0.0.1:" .. port .. "/"
+      end
+      local c = http.new{ timeout = 0.3, ca_file = pki.ca_file }
+      assert(c:request{ url = plain.url .. "/conn" })
+      local before = open_fds(pid)
+      local urls = { plain.url .. "/trunc", plain.url .. "/slow", dead, mismatch.url .. "/conn",
+        secure.url .. "/trunc_chunked", plain.url .. "/boundary", plain.url .. "/extra_response" }
+      for _ = 1, 5 do
+        for _, u in ipairs(urls) do c:request{ url = u, max_body = 100 } end
+        local reqs = {}
+        for i, u in ipairs(urls) do reqs[i] = { url = u } end
+        c:batch(reqs, { concurrency = 4 })
+        -- a client dropped with pooled connections and one stopped mid-batch by a Lua error
+        local c2 = http.new{ timeout = 0.3 }
+        assert(c2:request{ url = plain.url .. "/conn" })
+        assert.is_false(pcall(c2.batch, c2, { { url = plain.url .. "/slow" }, { url = plain.url .. "/conn" }, { url = 5 } }))
+        c2 = nil -- luacheck: ignore
+        collectgarbage()
+        collectgarbage()
+      end
+      assert(c:request{ url = plain.url .. "/conn" })
+      local after = open_fds(pid)
+      -- the one pooled connection may have been replaced, never added to
+      assert.is_true(after <= before, ("descriptors %d before, %d after"):format(before, after))
+      c:close()
+      assert.is_true(open_fds(pid) < before, "close() releases the pooled connection and epoll")
+      assert.has_error(function() c:request{ url = plain.url .. "/conn" } end, "wxhw.Http: the client is closed")
+      assert.has_error(function() c:batch{ { url = plain.url .. "/conn" } } end, "wxhw.Http: the client is closed")
+      c:close() -- twice is fine
+      assert.truthy(tostring(c):find("closed", 1, true))
+    end)
+  end)
 end)
