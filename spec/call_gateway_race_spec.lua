@@ -153,6 +153,42 @@ describe("call gateways racing on Redis #slow", function()
     assert.same({}, a:active())
   end)
 
+  it("two gateways ticking at once end each overdue call once and hang up its worker once", function()
+    local gw, prefix = fresh()
+    local a = gw{ ring_timeout = 5 }
+    local n = 30
+    local rooms = {}
+    for i = 1, n do
+      local m = push("SN-O" .. i)
+      assert.equal(0, a:join_voip_room(m).errcode)
+      rooms[i] = m.RoomId
+      if i % 2 == 0 then assert.equal("TALKING", a:worker_status(m.RoomId, "TALKING").state) end
+    end
+    local code = PRELUDE .. [[
+      local hangups = 0
+      local calls = call.new{ store = store, worker = { hangup = function() hangups = hangups + 1 end } }
+      barrier("tick", 2)
+      local ended = calls:tick(tonumber(arg[3]))
+      print(#ended, hangups)]]
+    -- past the ring timeout: the ringing calls are overdue, the talking ones (no time limit) are not
+    local at = clock.now() + 6
+    local p1 = procs.spawn(code, r.port, prefix, at)
+    local p2 = procs.spawn(code, r.port, prefix, at)
+    local o1, o2 = procs.wait_bounded(p1, 20), procs.wait_bounded(p2, 20)
+    local e1, h1 = o1:match("^(%d+)\t(%d+)")
+    local e2, h2 = o2:match("^(%d+)\t(%d+)")
+    assert.is_truthy(e1 and e2, o1 .. o2)
+    assert.equal(n / 2, tonumber(e1) + tonumber(e2), o1 .. o2)
+    assert.equal(n / 2, tonumber(h1) + tonumber(h2), o1 .. o2)
+    for i = 1, n do
+      local s = a:get(rooms[i])
+      assert.equal(i % 2 == 0 and "TALKING" or "TIMEOUT", s.state)
+      local ends = 0
+      for _, h in ipairs(s.history) do if h[1] == "TIMEOUT" then ends = ends + 1 end end
+      assert.equal(i % 2 == 0 and 0 or 1, ends)
+    end
+  end)
+
   it("two pushes for one device at two processes at once: one call, the other BUSY; a stale lock is taken once", function()
     local gw, prefix = fresh()
     local a = gw()
