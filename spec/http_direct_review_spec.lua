@@ -270,6 +270,17 @@ describe("wxhw.http direct engine under review #c", function()
       c:close()
     end)
 
+    it("a timeout below a millisecond still bounds the request (libcurl reads 0 ms as none), both engines", function()
+      for _, engine in ipairs { "auto", "curl" } do
+        local c = http.new{ engine = engine }
+        local t0 = socket.gettime()
+        -- /slow answers after 0.5 s
+        fails("timeout", c:request{ url = plain.url .. "/slow", timeout = 0.0005 })
+        assert.is_true(socket.gettime() - t0 < 0.4, engine)
+        c:close()
+      end
+    end)
+
     it("a connection that timed out is never reused: its late answer is not the next one's", function()
       local c = http.new{}
       local first = assert(c:request{ url = plain.url .. "/conn" }).body
