@@ -63,6 +63,8 @@ def routes(path, method, n):
         return list(ok("hello world", "X-Conn: %s\r\n" % conn)), None, False
     if path == "/slow":  # answers after 0.5 s
         return ["", ok("late")], None, False
+    if path == "/pause":  # answers after 0.05 s
+        return ["", ok(conn)], None, False
     if path == "/trunc":
         return ["HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort"], None, True
     if path == "/trunc_chunked":
@@ -85,8 +87,8 @@ def handle(c, n):
             method, path = line[0].decode(), line[1].decode()
             pieces, later, abort = routes(path, method, n)
             for i, p in enumerate(pieces):
-                if path == "/slow" and i:
-                    time.sleep(0.5)
+                if path in ("/slow", "/pause") and i:
+                    time.sleep(0.5 if path == "/slow" else 0.05)
                 elif len(pieces) > 2 and i:
                     time.sleep(0.002)
                 if p:
@@ -359,6 +361,22 @@ describe("wxhw.http direct engine under review #c", function()
         assert.is_false(ok, opt)
         assert.truthy(tostring(err):find("NUL", 1, true), tostring(err))
       end
+    end)
+  end)
+
+  describe("pool", function()
+    it("max_connections holds across many origins in one batch, mixed with TLS, none starves", function()
+      local c = http.new{ max_connections = 2, timeout = 5, ca_file = pki.ca_file }
+      local origins = { plain.url, "http://localhost:" .. plain.port, secure.url, "https://localhost:" .. secure.port }
+      local reqs = {}
+      for i = 1, 16 do reqs[i] = { url = origins[(i % 4) + 1] .. "/pause" } end
+      local t0 = socket.gettime()
+      local res = c:batch(reqs, { concurrency = 8 })
+      local dt = socket.gettime() - t0
+      for i, r in ipairs(res) do assert.equal(200, r.status, i .. ": " .. tostring(r)) end
+      -- 16 answers of 50 ms, at most 2 at a time
+      assert.is_true(dt >= 0.38, "took " .. dt)
+      c:close()
     end)
   end)
 
