@@ -91,15 +91,24 @@ function M.public(s)
   return setmetatable(t, Session)
 end
 
---- Active sessions (IDLE, CALLING, TALKING).
-function Calls:active()
+-- The sessions marked active, and the marks whose session has ended or is
+-- gone (a gateway that died between ending a call and releasing it).
+local function scan(self)
   local keys, err = self.store:keys("act:")
   if not keys then return nil, err end
-  local out = {}
+  local out, stale = {}, {}
   for _, k in ipairs(keys) do
-    local s = self:get(k:sub(5))
-    if s and machine.is_active(s.state) then out[#out + 1] = s end
+    local s, gerr = self:get(k:sub(5))
+    if s and machine.is_active(s.state) then out[#out + 1] = s
+    elseif not gerr then stale[#stale + 1] = k end
   end
+  return out, stale
+end
+
+--- Active sessions (IDLE, CALLING, TALKING).
+function Calls:active()
+  local out, err = scan(self)
+  if not out then return nil, err end
   return out
 end
 
@@ -399,7 +408,9 @@ end
 function Calls:tick(now)
   now = now or self.clock()
   local ended = {}
-  local list = self:active() or {}
+  local list, stale = scan(self)
+  list = list or {}
+  for _, k in ipairs(type(stale) == "table" and stale or {}) do self.store:delete(k) end
   local on_swap
   if self.worker and self.worker.hangup then
     on_swap = function(s) self.worker.hangup(self.worker, s, machine.reasons.TIMEOUT) end
