@@ -162,13 +162,17 @@ local function shared_fail(op, err)
 end
 
 function Shared:get(key) return self.dict:get(key) end
+-- safe_set/safe_add: a full dict refuses (nil, "no memory") rather than
+-- evict the least recently used entries, which may be a live call's session
+-- or device lock (a second call would then be admitted); expired entries
+-- are still reclaimed.
 function Shared:set(key, value, ttl)
-  local ok, err = self.dict:set(key, value, ttl or 0)
+  local ok, err = self.dict:safe_set(key, value, ttl or 0)
   if not ok then return shared_fail("set", err) end
   return true
 end
 function Shared:add(key, value, ttl)
-  local ok, err = self.dict:add(key, value, ttl or 0)
+  local ok, err = self.dict:safe_add(key, value, ttl or 0)
   if ok then return true end
   if err == "exists" then return false end
   return shared_fail("add", err)
@@ -180,20 +184,27 @@ end
 -- unlocked.
 function Shared:cas(key, old, new, ttl)
   local lock = "\0lock:" .. key
-  local locked = self.dict:add(lock, 1, 1)
-  if not locked then
+  local locked, err = self.dict:safe_add(lock, 1, 1)
+  if not locked and err == "exists" then
     local deadline = ngx.now() + 1.5 -- luacheck: ignore ngx
     repeat
       ngx.sleep(0.001) -- luacheck: ignore ngx
-      locked = self.dict:add(lock, 1, 1)
-    until locked or ngx.now() > deadline -- luacheck: ignore ngx
-    if not locked then return shared_fail("cas", "'" .. key .. "' stayed locked past its expiry") end
+      locked, err = self.dict:safe_add(lock, 1, 1)
+    until locked or err ~= "exists" or ngx.now() > deadline -- luacheck: ignore ngx
+    if err == "exists" then return shared_fail("cas", "'" .. key .. "' stayed locked past its expiry") end
   end
+  if not locked then return shared_fail("cas", err) end
   local ok = self.dict:get(key) == old
   if ok then
-    if new == nil then self.dict:delete(key) else self.dict:set(key, new, ttl or 0) end
+    if new == nil then
+      self.dict:delete(key)
+    else
+      local stored, serr = self.dict:safe_set(key, new, ttl or 0)
+      if not stored then ok, err = nil, serr end
+    end
   end
   self.dict:delete(lock)
+  if ok == nil then return shared_fail("cas", err) end
   return ok
 end
 function Shared:delete(key) self.dict:delete(key); return true end
