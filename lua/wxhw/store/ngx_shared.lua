@@ -3,6 +3,9 @@
 --
 --   lua_shared_dict wxhw_tokens 1m;     # the default dict name
 --
+-- Writes use safe_set/safe_add: a full dict refuses (the manager then
+-- treats the store as down) instead of evicting another key's lease or mark.
+--
 -- Layout per token key K:
 --   K          "expires_at|fetched_at|token"
 --   K#gen      generation, bumped on every change (the workers' cache check)
@@ -74,7 +77,7 @@ end
 function M:lease(key, ttl)
   seq = seq + 1
   local id = self.ngx.worker.pid() .. "-" .. seq
-  local ok, err = self.dict:add(key .. "#lease", id, ttl)
+  local ok, err = self.dict:safe_add(key .. "#lease", id, ttl)
   if ok then return id end
   if err == "exists" then
     local left = self.dict.ttl and self.dict:ttl(key .. "#lease")
@@ -96,7 +99,7 @@ function M:commit(key, lease, token, expires_at, fetched_at)
   local d = self.dict
   local holder = d:get(key .. "#lease")
   if lease and holder and holder ~= lease then return false, "lease lost" end
-  local ok, err = d:set(key, string.format("%.3f|%.3f|%s", expires_at, fetched_at, token))
+  local ok, err = d:safe_set(key, string.format("%.3f|%.3f|%s", expires_at, fetched_at, token))
   if not ok then return fail(err) end
   -- only now: cleared before the new record, the invalidated one would read as valid
   d:delete(key .. "#bad")
@@ -109,7 +112,8 @@ function M:invalidate(key, failed)
   local v = d:get(key)
   local tok = v and v:match("^[^|]*|[^|]*|(.*)$")
   if tok ~= failed or d:get(key .. "#bad") == failed then return false end
-  d:set(key .. "#bad", failed)
+  local ok, err = d:safe_set(key .. "#bad", failed)
+  if not ok then return fail(err) end
   d:incr(key .. "#gen", 1, 0)
   return true
 end
@@ -117,7 +121,7 @@ end
 -- Spacing and the daily count use nginx's clock and key expiry.
 function M:force_permit(key, _, day, per_day, spacing)
   local d = self.dict
-  local ok, err = d:add(key .. "#fspace", 1, spacing)
+  local ok, err = d:safe_add(key .. "#fspace", 1, spacing)
   if not ok then
     if err ~= "exists" then return fail(err) end
     local left = d.ttl and d:ttl(key .. "#fspace") or spacing
@@ -160,7 +164,7 @@ function Layered:get(key, fresh)
   elseif r.token then
     -- Only a token is worth sharing; a missing one must be re-read while
     -- another host fetches it.
-    self.dict:set(key .. "#l2", encode(r), self.l1_ttl)
+    self.dict:safe_set(key .. "#l2", encode(r), self.l1_ttl) -- a cache: when full, not kept
   end
   return r
 end
@@ -173,14 +177,14 @@ function Layered:force_permit(...) return self.l2:force_permit(...) end
 function Layered:commit(key, lease, token, expires_at, fetched_at)
   local gen, err = self.l2:commit(key, lease, token, expires_at, fetched_at)
   if gen then
-    self.dict:set(key .. "#l2", encode{ gen = gen, token = token, expires_at = expires_at, fetched_at = fetched_at },
+    self.dict:safe_set(key .. "#l2", encode{ gen = gen, token = token, expires_at = expires_at, fetched_at = fetched_at },
                   self.l1_ttl)
   end
   return gen, err
 end
 
 function Layered:invalidate(key, failed)
-  self.dict:set(key .. "#bad", failed, 2 * self.l1_ttl)
+  self.dict:safe_set(key .. "#bad", failed, 2 * self.l1_ttl)
   self.dict:delete(key .. "#l2")
   return self.l2:invalidate(key, failed)
 end
