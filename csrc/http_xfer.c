@@ -89,7 +89,10 @@ int wxhw_xfer_add_header(wxhw_xfer *x, const char *name, size_t nlen, const char
 }
 
 /* Keeps only the headers of the final response: a new status line (after a
- * 1xx or a proxy CONNECT) starts the list again. */
+ * 1xx or a proxy CONNECT) starts the list again. Trailer fields (libcurl
+ * hands them here after the body) are dropped, as the direct engine does:
+ * merged in, a trailer could turn content-type into a list or add a header
+ * the server never sent in its head (RFC 9110 6.5.1). */
 static size_t on_header(char *p, size_t size, size_t n, void *ud) {
   wxhw_xfer *x = ud;
   size_t len = size * n, end = trim_end(p, len), colon, vstart;
@@ -97,9 +100,14 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud) {
   if (end >= 5 && memcmp(p, "HTTP/", 5) == 0) {
     x->hdrs.len = 0;
     x->nhdrs = 0;
+    x->head_ended = 0;
     return len;
   }
-  if (end == 0 || p[0] == ' ' || p[0] == '\t') return len; /* end, or obsolete folding */
+  if (end == 0) { /* the blank line that ends a header section */
+    x->head_ended = 1;
+    return len;
+  }
+  if (x->head_ended || p[0] == ' ' || p[0] == '\t') return len; /* a trailer, or obsolete folding */
   if (memchr(p, '\0', end)) return 0; /* a NUL would break the packed list: protocol error */
   d = memchr(p, ':', end);
   if (!d || d == p) return len;
@@ -581,6 +589,7 @@ void wxhw_xfer_clear(wxhw_xfer *x) {
   x->hdrs.len = 0;
   x->nhdrs = 0;
   x->too_large = 0;
+  x->head_ended = 0;
   x->method = x->rbody = NULL;
   x->conn = NULL;
   x->dstate = WXHW_DX_IDLE;

@@ -57,6 +57,7 @@ typedef struct wxhw_xfer {
   size_t nhdrs;     /* how many pairs, to size the Lua table */
   size_t max_body;
   int too_large;    /* the write callback refused the body */
+  int head_ended;   /* libcurl engine: the final header section ended; later lines are trailers */
   int active;       /* currently added to the multi handle */
   int attached;     /* its sockets go through the loop (wxhw_loop_attach) */
   lua_Integer index;/* position in a batch */

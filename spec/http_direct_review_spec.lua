@@ -65,6 +65,12 @@ def routes(path, method, n):
         return ["", ok("late")], None, False
     if path == "/pause":  # answers after 0.05 s
         return ["", ok(conn)], None, False
+    if path == "/trailers":  # trailer fields that would shadow or add headers
+        return ["HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Type: text/plain\r\n\r\n"
+                "2\r\nok\r\n0\r\nX-Trailer: t\r\nContent-Type: evil\r\n\r\n"], None, False
+    if path == "/trailers_1xx":  # after an interim response, with an empty body
+        return ["HTTP/1.1 100 Continue\r\nX-Interim: 1\r\n\r\n"
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-Final: 1\r\n\r\n0\r\nX-Trailer: t\r\n\r\n"], None, False
     if path == "/trunc":
         return ["HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort"], None, True
     if path == "/trunc_chunked":
@@ -257,6 +263,24 @@ describe("wxhw.http direct engine under review #c", function()
         assert.equal("default " .. l.headers["x-conn"], assert(c:request{ url = base .. "/x" }).body)
       end
       c:close()
+    end)
+  end)
+
+  describe("trailers", function()
+    it("are not merged into the response headers, by either engine", function()
+      for _, engine in ipairs { "auto", "curl" } do
+        local c = http.new{ engine = engine }
+        local r = assert(c:request{ url = plain.url .. "/trailers" })
+        assert.equal("ok", r.body)
+        assert.equal("text/plain", r.headers["content-type"], engine) -- a string, not { "text/plain", "evil" }
+        assert.is_nil(r.headers["x-trailer"], engine)
+        local i = assert(c:request{ url = plain.url .. "/trailers_1xx" })
+        assert.equal("", i.body)
+        assert.equal("1", i.headers["x-final"], engine)
+        assert.is_nil(i.headers["x-interim"], engine)
+        assert.is_nil(i.headers["x-trailer"], engine)
+        c:close()
+      end
     end)
   end)
 
