@@ -85,6 +85,7 @@ describe("call workers as processes #slow #nosan", function()
     assert.equal("CANCELED\n", procs.wait_bounded(other, 10))
     sup:run{ seconds = 4, until_fn = function() return sup:count() == 0 end }
     assert.equal(0, sup:count())
+    sup:run{ seconds = 2, until_fn = function() return not supervisor.alive(w.pid) end } -- a kill is not instant
     assert.is_false(supervisor.alive(w.pid))
     assert.equal(0, sup.counters.crashed)
     assert.equal("CANCELED", calls:get(m.RoomId).state)
