@@ -122,6 +122,29 @@ describe("call workers as processes #slow #nosan", function()
     assert.equal(0, sup.counters.crashed)
   end)
 
+  it("connections that never identify themselves are closed after connect_timeout", function()
+    local calls = call.new{}
+    local sup = assert(supervisor.new{ calls = calls, command = { "true" }, connect_timeout = 0.3 })
+    live[#live + 1] = sup
+    local clients = {}
+    for i = 1, 5 do
+      clients[i] = require("socket.unix").stream()
+      assert(clients[i]:connect(sup.socket_path))
+    end
+    clients[5]:send(frame.control({ op = "hello" }):sub(1, 10)) -- half a record
+    sup:run{ seconds = 0.1 }
+    local before = fds()
+    sup:run{ seconds = 0.6 }
+    for _, c in ipairs(clients) do
+      c:settimeout(1)
+      local data, err = c:receive(1)
+      assert.is_nil(data)
+      assert.equal("closed", err)
+      c:close()
+    end
+    assert.is_true(fds() <= before - 5)
+  end)
+
   it("a worker that ignores stop and SIGTERM is killed after stop_grace", function()
     local cmd, path = odd_worker_cmd("stubborn")
     finally(function() os.remove(path) end)

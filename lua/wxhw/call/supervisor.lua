@@ -249,7 +249,8 @@ function M:step(timeout)
   for _, c in ipairs(readable or {}) do
     if c == self.server then
       local nc = self.server:accept()
-      if nc then nc:settimeout(0); self.conns[nc] = false end
+      -- unidentified until its hello (or rpc): the value is when it came
+      if nc then nc:settimeout(0); self.conns[nc] = clock.monotonic() end
     else
       local data, err, partial = c:receive(65536)
       data = data or partial
@@ -263,6 +264,12 @@ function M:step(timeout)
   end
   flush(self)
   local now = clock.monotonic()
+  -- a connection that never identifies itself must not hold an fd for ever
+  for c, v in pairs(self.conns) do
+    if type(v) == "number" and now - v > self.connect_timeout then
+      c:close(); self.conns[c] = nil; self.pending[c] = nil
+    end
+  end
   for _, w in pairs(self.workers) do
     if w.stopping and now >= w.kill_at then
       forget(self, w, "worker did not exit after stop")
