@@ -32,6 +32,7 @@ srv.listen(64)
 print(srv.getsockname()[1], flush=True)
 lock = threading.Lock()
 serial = [0]
+drops = [0]
 GAP = 0.01
 
 def ok(body, extra=""):
@@ -71,6 +72,13 @@ def routes(path, method, n):
     if path == "/trailers_1xx":  # after an interim response, with an empty body
         return ["HTTP/1.1 100 Continue\r\nX-Interim: 1\r\n\r\n"
                 "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-Final: 1\r\n\r\n0\r\nX-Trailer: t\r\n\r\n"], None, False
+    if path == "/drop":  # takes the request, closes without a word
+        with lock:
+            drops[0] += 1
+        return [], None, True
+    if path == "/drops":
+        with lock:
+            return [ok(str(drops[0]))], None, False
     if path == "/trunc":
         return ["HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort"], None, True
     if path == "/trunc_chunked":
@@ -384,6 +392,21 @@ describe("wxhw.http direct engine under review #c", function()
         local ok, err = pcall(http.new, { [opt] = "x\0y" })
         assert.is_false(ok, opt)
         assert.truthy(tostring(err):find("NUL", 1, true), tostring(err))
+      end
+    end)
+  end)
+
+  describe("retry", function()
+    it("a reused connection that answers nothing is retried once, on a fresh one, never twice", function()
+      for _, engine in ipairs { "auto", "curl" } do
+        local c = http.new{ engine = engine }
+        local before = tonumber(assert(c:request{ url = plain.url .. "/drops" }).body)
+        -- the pooled connection takes the POST and closes: stale to the client
+        local e = fails("reset", c:request{ method = "POST", url = plain.url .. "/drop", body = "x=1" })
+        assert.is_true(e.sent, engine)
+        local after = tonumber(assert(c:request{ url = plain.url .. "/drops" }).body)
+        assert.equal(before + 2, after, engine) -- the first try and one retry
+        c:close()
       end
     end)
   end)
