@@ -91,6 +91,42 @@ describe("call workers as processes #slow #nosan", function()
     assert.equal("CANCELED", calls:get(m.RoomId).state)
   end)
 
+  it("a supervisor restarting on another host with the same socket path leaves this host's calls alone", function()
+    -- another host: a UTS namespace with its own host name (needs root)
+    if os.execute("unshare --uts true 2>/dev/null") ~= true and os.execute("unshare --uts true 2>/dev/null") ~= 0 then
+      pending("unshare --uts is not permitted here")
+      return
+    end
+    local r = redis.start()
+    finally(function() r.stop() end)
+    local path = os.tmpname() .. ".sock"
+    local calls = call.new{ ring_timeout = 30, store = assert(kv.redis{ host = r.host, port = r.port }) }
+    local sup = assert(supervisor.new{ calls = calls, socket_path = path,
+                                       command = { "./bin/wxhw", "call-worker", "--simulate", "--no-answer" } })
+    live[#live + 1] = sup
+    local m = push()
+    assert.equal(0, calls:join_voip_room(m).errcode)
+    local w = sup:worker(m.RoomId)
+    sup:run{ seconds = 5, until_fn = function() return w.conn ~= nil end }
+    assert.truthy(w.conn)
+    local code = [[
+      local calls = require("wxhw.call").new{ store = assert(require("wxhw.call.store").redis{ host = "127.0.0.1", port = tonumber(arg[1]) }) }
+      local sup = assert(require("wxhw.call.supervisor").new{ calls = calls, socket_path = arg[2], command = { "true" } })
+      print(sup.counters.recovered)
+      sup:close()]]
+    local script = os.tmpname()
+    local f = assert(io.open(script, "w")); f:write(code); f:close()
+    finally(function() os.remove(script) end)
+    local p = io.popen("unshare --uts sh -c 'hostname other-host && exec " .. procs.lua .. " " .. script .. " "
+                       .. r.port .. " " .. path .. "' 2>&1")
+    local out = p:read("*a"); p:close()
+    assert.equal("0\n", out)
+    sup:run{ seconds = 0.5 }
+    assert.equal("CALLING", calls:get(m.RoomId).state)
+    assert.is_true(supervisor.alive(w.pid))
+    assert.equal(0, sup.counters.crashed)
+  end)
+
   it("many calls leave no file descriptor, zombie or process behind", function()
     local calls = call.new{ ring_timeout = 5 }
     local sup = assert(supervisor.new{ calls = calls, command = { "./bin/wxhw", "call-worker", "--simulate", "--reject-after", "0.05" } })

@@ -33,7 +33,18 @@ local function alive(pid)
 end
 M.alive = alive
 
+local function hostname()
+  for _, f in ipairs{ "/proc/sys/kernel/hostname", "/etc/hostname" } do
+    local h = io.open(f)
+    local name = h and h:read("*l")
+    if h then h:close() end
+    if name and name ~= "" then return name end
+  end
+  return "localhost"
+end
+
 --- opts: calls, command (argv list), socket_path, appid, connect_timeout (5 s),
+-- owner (who runs the workers, for recover(): "<hostname>:<socket_path>"),
 -- stop_grace (2 s), socket_mode ("600"; "660" to share with an nginx group), log (file for workers' stdout/stderr, default /dev/null),
 -- max_backlog (bytes queued for a worker before media is dropped, 8 MiB),
 -- env (extra environment), on_stats(room_id, stats), on_frame(room_id, frame).
@@ -57,7 +68,10 @@ function M.new(opts)
     workers = {}, by_token = {}, pending = {}, conns = {}, stats = {}, last_tick = 0,
     counters = { started = 0, exited = 0, crashed = 0, bad_status = 0 },
   }, M)
-  self.owner = opts.owner or path
+  -- who runs a call's worker: this host's name and the socket path, stable
+  -- across a restart; the path alone is the same on every host of a cluster,
+  -- and a restart on one host aborted the calls the others were running
+  self.owner = opts.owner or (hostname() .. ":" .. path)
   if opts.calls then
     opts.calls.worker = self
     -- calls this supervisor ran before a restart have lost their workers
@@ -306,7 +320,8 @@ function M:rpc(req)
 end
 
 --- Aborts the active calls whose worker this supervisor (same owner:
--- socket path by default) started before it restarted; kills leftovers.
+-- host name and socket path by default) started before it restarted; kills
+-- leftovers.
 function M:recover()
   local list = self.calls:active() or {}
   local n = 0
