@@ -322,3 +322,25 @@ describe("call gateways racing on Redis #slow", function()
     assert.equal("1", r.cli("EXISTS", prefix .. "act:" .. m3.RoomId))
   end)
 end)
+
+describe("call TTLs on the memory and shm stores", function()
+  for _, kind in ipairs{ "memory", "shm" } do
+    it(kind .. ": a live call never expires, an ended one is kept for keep_ended", function()
+      local path = "/dev/shm/wxhw-spec-callttl-" .. math.random(1e9) .. ".kv"
+      finally(function() os.remove(path) end)
+      local store = kind == "memory" and kv.memory() or assert(kv.shm{ path = path, entries = 64, value_bytes = 2048 })
+      local c = call.new{ store = store, keep_ended = 0.4, ring_timeout = 60 }
+      local m = push("SN-TTL")
+      assert.equal(0, c:join_voip_room(m).errcode)
+      require("socket").sleep(0.5)
+      assert.equal("CALLING", c:get(m.RoomId).state)
+      assert.equal(m.RoomId, store:get("dev:m:SN-TTL"))
+      assert.equal("CANCELED", c:hangup(m.RoomId, "device").state)
+      require("socket").sleep(0.2)
+      assert.equal("CANCELED", c:get(m.RoomId).state)
+      require("socket").sleep(0.3)
+      assert.is_nil(c:get(m.RoomId))
+      assert.is_nil(store:get("dev:m:SN-TTL"))
+    end)
+  end
+end)
