@@ -290,6 +290,18 @@ describe("call gateways racing on Redis #slow", function()
     assert.equal(0, b:join_voip_room(push("SN-C")).errcode)
   end)
 
+  it("a worker start that raises aborts the call and frees the device at once", function()
+    local gw = fresh()
+    local a = gw{ worker = { start = function() error("spawn exploded") end } }
+    local m = push("SN-X")
+    assert.equal(4, a:join_voip_room(m).errcode)
+    local s = a:get(m.RoomId)
+    assert.equal("ABORTED", s.state)
+    assert.truthy(s.error:find("spawn exploded", 1, true))
+    assert.is_nil(a.store:get("dev:m:SN-X"))
+    assert.same({}, a:active())
+  end)
+
   it("TTLs: live sessions and locks never expire, ended sessions are kept for keep_ended", function()
     local gw, prefix = fresh()
     local a = gw{ keep_ended = 1 }

@@ -329,9 +329,11 @@ function Calls:join_voip_room(msg)
     end
   end
   if self.worker then
-    local wok, werr = self.worker:start(s)
+    -- a start that raises must not leave the device locked to an IDLE call
+    local sok, wok, werr = pcall(self.worker.start, self.worker, s)
+    if not sok then wok, werr = nil, wok end
     if not wok then
-      self:transition(room, "ABORTED", "UNKNOWN", { error = werr and tostring(werr.message or werr) })
+      self:transition(room, "ABORTED", "UNKNOWN", { error = werr and tostring(type(werr) == "table" and werr.message or werr) })
       return refuse(4, "call worker failed to start")
     end
   end
