@@ -76,6 +76,9 @@ def routes(path, method, n):
         with lock:
             drops[0] += 1
         return [], None, True
+    if path == "/holddrop":  # takes the request, closes after 0.3 s without a word
+        time.sleep(0.3)
+        return [], None, True
     if path == "/drops":
         with lock:
             return [ok(str(drops[0]))], None, False
@@ -406,6 +409,20 @@ describe("wxhw.http direct engine under review #c", function()
         assert.is_true(e.sent, engine)
         local after = tonumber(assert(c:request{ url = plain.url .. "/drops" }).body)
         assert.equal(before + 2, after, engine) -- the first try and one retry
+        c:close()
+      end
+    end)
+
+    it("the retry runs on what is left of the request's timeout, not a fresh one", function()
+      for _, engine in ipairs { "auto", "curl" } do
+        local c = http.new{ engine = engine }
+        assert(c:request{ url = plain.url .. "/conn" })
+        local t0 = socket.gettime()
+        -- 0.3 s to a close on the reused connection, then the retry: 0.5 s in all
+        local e = fails("timeout", c:request{ url = plain.url .. "/holddrop", timeout = 0.5 })
+        local dt = socket.gettime() - t0
+        assert.is_true(dt >= 0.45 and dt < 0.75, engine .. " took " .. dt)
+        assert.is_true(e.sent)
         c:close()
       end
     end)
