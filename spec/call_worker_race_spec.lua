@@ -127,6 +127,45 @@ describe("call workers as processes #slow #nosan", function()
     assert.equal(0, sup.counters.crashed)
   end)
 
+  it("the talking calls of a host that died for good are aborted by another host's supervisor", function()
+    local r = redis.start()
+    finally(function() r.stop() end)
+    local host_a = procs.spawn([[
+      local calls = require("wxhw.call").new{ store = assert(require("wxhw.call.store").redis{ host = "127.0.0.1", port = tonumber(arg[1]) }) }
+      local sup = assert(require("wxhw.call.supervisor").new{ calls = calls, heartbeat = 1,
+        command = { "./bin/wxhw", "call-worker", "--simulate", "--answer-after", "0.05" } })
+      calls:join_voip_room{ MsgType = "event", Event = "iot_voip_notify", Action = "join_voip_room", RoomId = "room-of-a",
+        SessionKey = "k", ServerToken = "t", ModelId = "m", Sn = "SN-A", FromUserName = "o" }
+      sup:run{ seconds = 5, until_fn = function() return calls:get("room-of-a").state == "TALKING" end }
+      print(calls:get("room-of-a").state, sup:worker("room-of-a").pid)
+      io.stdout:flush() -- LuaJIT's print does not flush
+      require("socket").sleep(60)]], r.port)
+    local line = host_a.line()
+    local state, wpid = tostring(line):match("^(%u+)\t(%d+)")
+    assert.equal("TALKING", state, line)
+    -- the host dies: its supervisor and its worker
+    host_a.kill()
+    os.execute("kill -9 " .. wpid)
+    procs.wait_bounded(host_a, 5)
+    local calls = call.new{ store = assert(kv.redis{ host = r.host, port = r.port }) }
+    local sup = assert(supervisor.new{ calls = calls, heartbeat = 1,
+                                       command = { "./bin/wxhw", "call-worker", "--simulate", "--no-answer" } })
+    live[#live + 1] = sup
+    assert.equal(1, calls:join_voip_room(push("SN-A")).errcode) -- still busy: A may only be slow
+    local t0 = clock.monotonic()
+    sup:run{ seconds = 5, until_fn = function() return calls:get("room-of-a").state ~= "TALKING" end }
+    local s = calls:get("room-of-a")
+    assert.equal("ABORTED", s.state)
+    assert.truthy(s.error:find("no heartbeat", 1, true), s.error)
+    assert.is_true(clock.monotonic() - t0 < 3)
+    assert.is_nil(calls.store:get("dev:m:SN-A"))
+    assert.equal(0, calls:join_voip_room(push("SN-A")).errcode)
+    -- its own calls it keeps while it beats
+    sup:run{ seconds = 1.5 }
+    assert.equal(1, #calls:active())
+    assert.equal(1, sup.counters.orphans)
+  end)
+
   it("many calls leave no file descriptor, zombie or process behind", function()
     local calls = call.new{ ring_timeout = 5 }
     local sup = assert(supervisor.new{ calls = calls, command = { "./bin/wxhw", "call-worker", "--simulate", "--reject-after", "0.05" } })

@@ -43,9 +43,19 @@ local function hostname()
   return "localhost"
 end
 
+-- Liveness of each supervisor in the calls' store: "sup:<owner>" lives for
+-- `heartbeat` seconds and is renewed three times in that span.
+local function beat(self, now)
+  if not self.heartbeat or not self.calls or now - self.last_beat < self.heartbeat / 3 then return end
+  self.last_beat = now
+  self.calls.store:set("sup:" .. self.owner, "1", self.heartbeat)
+end
+
 --- opts: calls, command (argv list), socket_path, appid, connect_timeout (5 s),
 -- owner (who runs the workers, for recover(): "<hostname>:<socket_path>"),
 -- stop_grace (2 s), socket_mode ("600"; "660" to share with an nginx group), log (file for workers' stdout/stderr, default /dev/null),
+-- heartbeat (15 s: a call whose supervisor has not renewed its liveness key
+-- for that long is ABORTED by the others; false = off),
 -- max_backlog (bytes queued for a worker before media is dropped, 8 MiB),
 -- env (extra environment), on_stats(room_id, stats), on_frame(room_id, frame).
 function M.new(opts)
@@ -65,7 +75,8 @@ function M.new(opts)
     calls = opts.calls, command = opts.command, socket_path = path, server = srv, appid = opts.appid or "",
     connect_timeout = opts.connect_timeout or 5, max_backlog = opts.max_backlog or 8 * 1024 * 1024, stop_grace = opts.stop_grace or 2,
     log = opts.log or "/dev/null", env = opts.env or {}, on_stats = opts.on_stats, on_frame = opts.on_frame,
-    workers = {}, by_token = {}, pending = {}, conns = {}, stats = {}, last_tick = 0,
+    workers = {}, by_token = {}, pending = {}, conns = {}, stats = {}, last_tick = 0, last_beat = -math.huge,
+    heartbeat = opts.heartbeat == nil and 15 or opts.heartbeat,
     counters = { started = 0, exited = 0, crashed = 0, bad_status = 0 },
   }, M)
   -- who runs a call's worker: this host's name and the socket path, stable
@@ -74,6 +85,8 @@ function M.new(opts)
   self.owner = opts.owner or (hostname() .. ":" .. path)
   if opts.calls then
     opts.calls.worker = self
+    beat(self, clock.monotonic())
+    self.last_orphan_scan = clock.monotonic()
     -- calls this supervisor ran before a restart have lost their workers
     if opts.recover ~= false then self:recover() end
   end
@@ -252,6 +265,25 @@ local function reap_ended(self)
   end
 end
 
+-- A host that died for good (no restart, so no recover()) leaves its calls
+-- active, a talking call without a time limit for ever, its device busy.
+-- Another supervisor whose heartbeat the store no longer holds is gone: its
+-- calls are ABORTED (the abort is a compare-and-set; one supervisor wins).
+local function reap_orphans(self, now)
+  if not self.heartbeat or now - self.last_orphan_scan < self.heartbeat / 3 then return end
+  self.last_orphan_scan = now
+  for _, s in ipairs(self.calls:active() or {}) do
+    local o = s.worker_owner
+    if type(o) == "string" and o ~= self.owner then
+      local v, err = self.calls.store:get("sup:" .. o)
+      if v == nil and err == nil then
+        self.calls:worker_exited(s.room_id, "supervisor " .. o .. " stopped (no heartbeat)")
+        self.counters.orphans = (self.counters.orphans or 0) + 1
+      end
+    end
+  end
+end
+
 --- One turn of the loop: accept, read, write, supervise, tick the calls.
 function M:step(timeout)
   flush(self)
@@ -297,6 +329,8 @@ function M:step(timeout)
     self.last_tick = now
     self.calls:tick()
     reap_ended(self)
+    beat(self, now)
+    reap_orphans(self, now)
   end
 end
 
