@@ -113,20 +113,18 @@ describe("call gateways racing on Redis #slow", function()
       assert.equal(0, a:join_voip_room(m).errcode)
       rooms[i] = m.RoomId
     end
-    local hanger = procs.spawn(PRELUDE .. [[
+    -- the same loop in both processes: one hangs up as the device, one answers
+    local code = PRELUDE .. [[
       local calls = call.new{ store = store }
       for i = 1, tonumber(arg[3]) do
         barrier(i, 2)
-        local e, err = calls:hangup("race-room-" .. i, "device")
+        local room = "race-room-" .. i
+        local e, err
+        if arg[4] == "hangup" then e, err = calls:hangup(room, "device") else e, err = calls:worker_status(room, "TALKING") end
         print(i, e and e.state or ("ERR " .. tostring(err and err.message)))
-      end]], r.port, prefix, n)
-    local answerer = procs.spawn(PRELUDE .. [[
-      local calls = call.new{ store = store }
-      for i = 1, tonumber(arg[3]) do
-        barrier(i, 2)
-        local e, err = calls:worker_status("race-room-" .. i, "TALKING")
-        print(i, e and e.state or ("ERR " .. tostring(err and err.message)))
-      end]], r.port, prefix, n)
+      end]]
+    local hanger = procs.spawn(code, r.port, prefix, n, "hangup")
+    local answerer = procs.spawn(code, r.port, prefix, n, "answer")
     local hout = procs.wait_bounded(hanger, 30)
     local aout = procs.wait_bounded(answerer, 30)
     local answered, cancelled = 0, 0

@@ -18,6 +18,16 @@ local function push(sn)
            ModelId = "m", Sn = sn or ("SN-WR" .. seq), FromUserName = "o" }
 end
 
+-- A call pushed to `calls` whose worker (under `sup`) has connected.
+local function connected_call(calls, sup)
+  local m = push()
+  assert.equal(0, calls:join_voip_room(m).errcode)
+  local w = sup:worker(m.RoomId)
+  sup:run{ seconds = 5, until_fn = function() return w.conn ~= nil end }
+  assert.truthy(w.conn)
+  return m, w
+end
+
 -- A worker that says hello and then either never reads ("deaf") or reads and
 -- ignores everything, stop included ("stubborn"); both outlive their socket.
 local ODD_WORKER = [[
@@ -72,11 +82,7 @@ describe("call workers as processes #slow #nosan", function()
     local calls = call.new{ ring_timeout = 30, store = assert(kv.redis{ host = r.host, port = r.port }) }
     local sup = assert(supervisor.new{ calls = calls, command = { "./bin/wxhw", "call-worker", "--simulate", "--no-answer" } })
     live[#live + 1] = sup
-    local m = push()
-    assert.equal(0, calls:join_voip_room(m).errcode)
-    local w = sup:worker(m.RoomId)
-    sup:run{ seconds = 5, until_fn = function() return w.conn ~= nil end }
-    assert.truthy(w.conn)
+    local m, w = connected_call(calls, sup)
     -- the device hangs up through another gateway process
     local other = procs.spawn([[
       local calls = require("wxhw.call").new{ store = assert(require("wxhw.call.store").redis{ host = "127.0.0.1", port = tonumber(arg[1]) }) }
@@ -104,11 +110,7 @@ describe("call workers as processes #slow #nosan", function()
     local sup = assert(supervisor.new{ calls = calls, socket_path = path,
                                        command = { "./bin/wxhw", "call-worker", "--simulate", "--no-answer" } })
     live[#live + 1] = sup
-    local m = push()
-    assert.equal(0, calls:join_voip_room(m).errcode)
-    local w = sup:worker(m.RoomId)
-    sup:run{ seconds = 5, until_fn = function() return w.conn ~= nil end }
-    assert.truthy(w.conn)
+    local m, w = connected_call(calls, sup)
     local code = [[
       local calls = require("wxhw.call").new{ store = assert(require("wxhw.call.store").redis{ host = "127.0.0.1", port = tonumber(arg[1]) }) }
       local sup = assert(require("wxhw.call.supervisor").new{ calls = calls, socket_path = arg[2], command = { "true" } })
@@ -226,11 +228,7 @@ describe("call workers as processes #slow #nosan", function()
     local calls = call.new{ ring_timeout = 30 }
     local sup = assert(supervisor.new{ calls = calls, command = cmd, stop_grace = 0.5 })
     live[#live + 1] = sup
-    local m = push()
-    assert.equal(0, calls:join_voip_room(m).errcode)
-    local w = sup:worker(m.RoomId)
-    sup:run{ seconds = 5, until_fn = function() return w.conn ~= nil end }
-    assert.truthy(w.conn)
+    local m, w = connected_call(calls, sup)
     os.execute("kill -TERM " .. w.pid)
     sup:run{ seconds = 0.2 }
     assert.is_true(supervisor.alive(w.pid)) -- it really ignores SIGTERM
@@ -250,11 +248,7 @@ describe("call workers as processes #slow #nosan", function()
     local backlog = 2 * 1024 * 1024
     local sup = assert(supervisor.new{ calls = calls, command = cmd, max_backlog = backlog })
     live[#live + 1] = sup
-    local m = push()
-    assert.equal(0, calls:join_voip_room(m).errcode)
-    local w = sup:worker(m.RoomId)
-    sup:run{ seconds = 5, until_fn = function() return w.conn ~= nil end }
-    assert.truthy(w.conn)
+    local m, w = connected_call(calls, sup)
     -- 16 MiB of media for a worker that reads nothing
     local rec = frame.encode(frame.H264, 0, 0, 0, 0, string.rep("v", 32 * 1024))
     local sent, refused, worst = 0, 0, 0
