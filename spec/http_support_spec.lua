@@ -34,6 +34,33 @@ describe("spec support", function()
     srv:stop() -- idempotent
   end)
 
+  it("stops a server whose workers never finish a graceful stop, leaving no worker behind", function()
+    local srv = assert(nginx.start{
+      workers = 2,
+      http_block = "init_worker_by_lua_block { ngx.timer.at(0, function() while true do ngx.sleep(0) end end) }",
+    })
+    local f = assert(io.open(("/proc/%d/task/%d/children"):format(srv.pid, srv.pid)))
+    local workers = {}
+    for w in f:read("*a"):gmatch("%d+") do workers[#workers + 1] = w end
+    f:close()
+    assert.equal(2, #workers) -- start() returns once they run
+    srv:stop()
+    local function running(w) -- neither gone nor a zombie
+      local st = io.open("/proc/" .. w .. "/stat")
+      if not st then return false end
+      local s = st:read("*a")
+      st:close()
+      return not s:match("^%d+ %b() Z")
+    end
+    for _, w in ipairs(workers) do
+      for _ = 1, 50 do
+        if not running(w) then break end
+        require("socket").sleep(0.02)
+      end
+      assert.is_false(running(w), "worker " .. w .. " still runs")
+    end
+  end)
+
   it("returns nginx's own words for a bad config", function()
     local srv, err = nginx.start{ server_block = "location / { no_such_directive on; }" }
     assert.is_nil(srv)

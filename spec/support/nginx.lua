@@ -107,12 +107,32 @@ function Server:error_log()
   return read_file(self.prefix .. "/error.log") or ""
 end
 
+-- A process's start time (clock ticks since boot), to tell it from a later
+-- process given the same pid.
+local function started(pid)
+  local rest = (read_file("/proc/" .. pid .. "/stat") or ""):match("^%d+ %b() (.*)$")
+  local i = 0
+  for f in (rest or ""):gmatch("%S+") do
+    i = i + 1
+    if i == 20 then return f end -- field 22 of stat, the 20th after the name
+  end
+end
+
+-- The master's worker processes (its children) with their start times.
+local function workers_of(pid)
+  local list = {}
+  local s = read_file(("/proc/%d/task/%d/children"):format(pid, pid)) or ""
+  for w in s:gmatch("%d+") do list[tonumber(w)] = started(w) end
+  return list
+end
+
 function Server:stop()
   if self.stopped then return end
   self.stopped = true
   live[self] = nil
   local pid = self.pid
   if alive(pid) then
+    local workers = workers_of(pid)
     sh("kill -QUIT " .. pid .. " 2>/dev/null")
     for _ = 1, 100 do
       if not alive(pid) then break end
@@ -121,6 +141,12 @@ function Server:stop()
     if alive(pid) then
       sh("kill -KILL " .. pid .. " 2>/dev/null")
       socket.sleep(0.05)
+    end
+    -- A worker busy in Lua (a loop in a timer) never finishes a graceful
+    -- stop and outlives a killed master: left alone it would spin through
+    -- the rest of the run and slow every later spec.
+    for w, t in pairs(workers) do
+      if started(w) == t then sh("kill -KILL " .. w .. " 2>/dev/null") end
     end
   end
   if not os.getenv("WXHW_KEEP_NGINX") then sh("rm -rf '" .. self.prefix .. "'") end
@@ -202,8 +228,12 @@ function M.start(o)
     srv.error_log = function() return Server.error_log(srv) end
     if started and pid then
       live[srv] = true
-      for _ = 1, 100 do
-        if port_open(port) then return srv end
+      -- ready once its workers run (stop() needs them to clean up after)
+      -- and the port answers
+      for _ = 1, 250 do
+        local n = 0
+        for _ in pairs(workers_of(pid)) do n = n + 1 end
+        if n >= (o.workers or 1) and port_open(port) then return srv end
         socket.sleep(0.02)
       end
     end
