@@ -187,6 +187,39 @@ describe("call gateways racing on Redis #slow", function()
     end
   end)
 
+  it("the ring timeout in one process and answers in another: only calls stored as TIMEOUT are hung up", function()
+    local gw, prefix = fresh()
+    local a = gw{ ring_timeout = 5 }
+    local n = 60
+    for i = 1, n do assert.equal(0, a:join_voip_room(push("SN-Q" .. i, "ring-" .. i)).errcode) end
+    local code = PRELUDE .. [[
+      local hung = {}
+      local calls = call.new{ store = store, worker = { hangup = function(_, s) hung[#hung + 1] = s.room_id end } }
+      barrier("go", 2)
+      if arg[4] == "tick" then
+        calls:tick(tonumber(arg[3]))
+        print(table.concat(hung, " "))
+      else
+        for i = 2, 60, 2 do calls:worker_status("ring-" .. i, "TALKING") end
+      end]]
+    local at = clock.now() + 6
+    local ticker = procs.spawn(code, r.port, prefix, at, "tick")
+    local answerer = procs.spawn(code, r.port, prefix, at, "answer")
+    local hung = procs.wait_bounded(ticker, 20)
+    procs.wait_bounded(answerer, 20)
+    local told = {}
+    for room in hung:gmatch("ring%-%d+") do told[room] = true end
+    local timeouts = 0 -- the odd calls nobody answers always time out
+    for i = 1, n do
+      local s = a:get("ring-" .. i)
+      assert.is_true(s.state == "TIMEOUT" or s.state == "TALKING", s.state)
+      -- a worker is told to hang up exactly when its call is stored as timed out
+      assert.equal(s.state == "TIMEOUT", told["ring-" .. i] == true, "ring-" .. i .. " " .. s.state)
+      if s.state == "TIMEOUT" then timeouts = timeouts + 1 end
+    end
+    assert.is_true(timeouts >= n / 2)
+  end)
+
   it("two pushes for one device at two processes at once: one call, the other BUSY; a stale lock is taken once", function()
     local gw, prefix = fresh()
     local a = gw()
