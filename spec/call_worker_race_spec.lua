@@ -105,7 +105,9 @@ describe("call workers as processes #slow #nosan", function()
     end
     local r = redis.start()
     finally(function() r.stop() end)
-    local path = os.tmpname() .. ".sock"
+    local base = os.tmpname()
+    finally(function() os.remove(base) end)
+    local path = base .. ".sock"
     local calls = call.new{ ring_timeout = 30, store = assert(kv.redis{ host = r.host, port = r.port }) }
     local sup = assert(supervisor.new{ calls = calls, socket_path = path,
                                        command = { "./bin/wxhw", "call-worker", "--simulate", "--no-answer" } })
