@@ -81,16 +81,13 @@ end)
 
 -- A lua_shared_dict that fills up evicts its least recently used keys on set
 -- and add. A talking call's device lock and session are written once and then
--- left alone, so they are the first to go: the device is then admitted to a
--- second call. Needs the ngx_shared store to refuse (safe_set/safe_add)
--- rather than evict; reported to the store's owner. Runs with
--- WXHW_KNOWN_BROKEN=1 until then.
+-- left alone, so they would be the first to go and the device admitted to a
+-- second call; the ngx_shared store refuses instead (safe_set/safe_add).
 describe("wxhw.call on a full lua_shared_dict #nosan #lua54", function()
   local http = require "socket.http"
   local nginx = require "support.nginx"
   local srv
   setup(function()
-    if not os.getenv("WXHW_KNOWN_BROKEN") then return end
     srv = assert(nginx.start{
       http_block = "lua_shared_dict kv 64k;",
       server_block = [[
@@ -118,7 +115,6 @@ describe("wxhw.call on a full lua_shared_dict #nosan #lua54", function()
   teardown(function() if srv then srv:stop() end end)
 
   it("keeps a live call's session and device lock when other keys fill the dict", function()
-    if not srv then pending("set WXHW_KNOWN_BROKEN=1: needs safe_set/safe_add in store.ngx_shared") return end
     local body, code = http.request(srv.base_url .. "/evict")
     assert.equal(200, code, tostring(body) .. srv:error_log())
     -- the second push finds the device busy; the new keys were refused instead
