@@ -32,7 +32,10 @@ function M.start(o)
           local d = ngx.shared.race
           %s
           d:incr("ready", 1, 0)
-          while (d:get("ready") or 0) < %d do ngx.sleep(0.001) end
+          while (d:get("ready") or 0) < %d do
+            if ngx.worker.exiting() then return end -- a worker missing: stopped by the spec
+            ngx.sleep(0.001)
+          end
           ngx.update_time()
           %s
         end)
