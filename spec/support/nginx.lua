@@ -226,18 +226,22 @@ function M.start(o)
     -- srv.stop() and srv:stop() both work (closures over the server)
     srv.stop = function() return Server.stop(srv) end
     srv.error_log = function() return Server.error_log(srv) end
+    local why = not started and "nginx exited with an error" or not pid and "no pid file after 2 s"
     if started and pid then
       live[srv] = true
       -- ready once its workers run (stop() needs them to clean up after)
       -- and the port answers
+      local n, open
       for _ = 1, 250 do
-        local n = 0
+        n = 0
         for _ in pairs(workers_of(pid)) do n = n + 1 end
-        if n >= (o.workers or 1) and port_open(port) then return srv end
+        open = port_open(port)
+        if n >= (o.workers or 1) and open then return srv end
         socket.sleep(0.02)
       end
+      why = ("after 5 s: %d of %d workers, port %s"):format(n, o.workers or 1, open and "open" or "closed")
     end
-    last = (read_file(prefix .. "/start.out") or "") .. srv:error_log()
+    last = why .. "\n" .. (read_file(prefix .. "/start.out") or "") .. srv:error_log()
     srv.prefix = prefix .. "/__none" -- keep the dir for the next attempt
     srv:stop()
     if not last:find("Address already in use", 1, true) then break end
