@@ -44,6 +44,11 @@ describe("wxhw.pay against the emulator", function()
 
   local function fault(f) return e.control("/__emulator/faults", f) end
 
+  -- The emulator's 20 QPS window is per caller IP and calendar second: a
+  -- test that must see no 429 starts in a second no earlier test has used.
+  local clock = require "wxhw.clock"
+  local function fresh_second() clock.sleep(1.02 - clock.now() % 1) end
+
   -- The emulator's fleet, device by device, over its control API.
   local function emulator_fleet(n)
     local h = assert(http.new{ timeout = 10 })
@@ -59,6 +64,7 @@ describe("wxhw.pay against the emulator", function()
   end
 
   it("lists the seeded fleet exactly, codes kept and names decoded, with no 429 #slow", function()
+    fresh_second()
     local p = new()
     local seen = statuses(p)
     local got, t0 = {}, socket.gettime()
@@ -95,10 +101,7 @@ describe("wxhw.pay against the emulator", function()
   end)
 
   it("lists concurrently within the rate limit", function()
-    -- the emulator's 20 QPS window is per caller IP and calendar second:
-    -- start in a second no earlier test has used
-    local clock = require "wxhw.clock"
-    clock.sleep(1.02 - clock.now() % 1)
+    fresh_second()
     local p = new()
     local seen = statuses(p)
     local _, pager = p:iot_devices{ limit = 100, offset = FLEET - 1500, concurrency = 4 }
@@ -116,10 +119,9 @@ describe("wxhw.pay against the emulator", function()
 
     it("429 and SYSTEM_ERROR are retried with backoff to the right result", function()
       for _, st in ipairs({ 429, 500, 502 }) do
-        -- each fresh client may burst; the emulator's 20 QPS window is per
-        -- caller IP, so start where earlier requests cannot push it into a real 429
-        local clock = require "wxhw.clock"
-        clock.sleep(1.02 - clock.now() % 1)
+        -- each fresh client may burst: start where earlier requests cannot
+        -- push it into a real 429
+        fresh_second()
         local p = new()
         assert.truthy(p:request{ path = "/v3/certificates" }) -- warm: faults hit the listing only
         local seen = statuses(p)
