@@ -185,6 +185,8 @@ function Limiter:acquire(key, rule, max_wait)
       return errors.fail("quota", ("rate limit for %s (%g/s) reached"):format(key, rule.rate), {
         reason = "rate", class = "rate", retryable = true, retry_after = wait })
     end
+    -- at least 1 ms: ngx.sleep rounds below that to 0 without moving ngx.now
+    wait = math.max(wait, 0.001)
     self.sleep(wait)
     waited = waited + wait
   end
