@@ -4,16 +4,10 @@
 -- hygiene. A scripted python server (plain or TLS, TCP_NODELAY so a "later"
 -- piece leaves at once) writes exact bytes; nginx is not needed.
 local http = require "wxhw.http"
-local errors = require "wxhw.errors"
 local tls = require "support.tls"
 local socket = require "socket"
 
-local function fails(reason, r, e)
-  assert.is_nil(r, "expected a failure, got a response")
-  assert.is_true(errors.is(e), tostring(e))
-  assert.equal(reason, e.reason, tostring(e))
-  return e
-end
+local fails = require("support.http_server").fails
 
 -- Each connection reads requests in a loop and answers by path; "{conn}" is
 -- the connection's serial number. A "then" piece goes out `gap` seconds

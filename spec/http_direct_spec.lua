@@ -8,12 +8,7 @@ local client_mod = require "wxhw.client"
 local nginx = require "support.nginx"
 local socket = require "socket"
 
-local function fails(reason, r, e)
-  assert.is_nil(r, "expected a failure, got a response")
-  assert.is_true(errors.is(e), tostring(e))
-  assert.equal(reason, e.reason, tostring(e))
-  return e
-end
+local fails = require("support.http_server").fails
 
 -- the request head as a sorted list of header lines (names lower-cased)
 local function header_set(head)

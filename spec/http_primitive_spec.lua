@@ -1,6 +1,5 @@
 -- wxhw.http (C, libcurl) against a real nginx on loopback.
 local http = require "wxhw.http"
-local errors = require "wxhw.errors"
 local cjson = require "cjson"
 local http_server = require "support.http_server"
 local tls = require "support.tls"
@@ -126,12 +125,7 @@ for _, engine in ipairs { "auto", "curl" } do
     end)
 
     describe("errors", function()
-      local function fails(reason, r, e)
-        assert.is_nil(r)
-        assert.is_true(errors.is(e), tostring(e))
-        assert.equal(reason, e.reason, tostring(e))
-        return e
-      end
+      local fails = require("support.http_server").fails
 
       it("connect: nothing listening; retryable and not sent", function()
         local e = fails("connect", client:request{ url = "http://127.0.0.1:" .. require("support.nginx").dead_port() .. "/" })

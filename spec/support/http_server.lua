@@ -311,4 +311,15 @@ function M.raw(routes)
   return nil, "the raw server did not start"
 end
 
+--- Asserts that a request failed with a wxhw.http error of `reason`
+-- ("dns", "connect", "tls", "timeout", "reset", "too_large", "protocol",
+-- "url" ...) and returns the error.
+function M.fails(reason, r, e)
+  local check = require "luassert" -- busted's assert lives in the spec files' environment only
+  check.is_nil(r, "expected a failure, got a response")
+  check.is_true(require("wxhw.errors").is(e), tostring(e))
+  check.equal(reason, e.reason, tostring(e))
+  return e
+end
+
 return M
