@@ -120,6 +120,10 @@ local function release(self, s)
   self.store:delete("act:" .. s.room_id)
 end
 
+local function no_call(room_id)
+  return errors.fail("state", "no call " .. tostring(room_id), { reason = "no_call" })
+end
+
 -- Applies one move by compare-and-set. decide(s) names the move (target,
 -- reason) from the session as stored now, and is asked again after every lost
 -- swap: a move decided on a state another gateway has since changed (a
@@ -132,7 +136,7 @@ local function apply(self, room_id, decide, fields, on_swap)
     local raw, gerr = self.store:get("call:" .. room_id)
     if gerr then return nil, gerr end
     local s = decode(raw)
-    if not s then return errors.fail("state", "no call " .. tostring(room_id)) end
+    if not s then return no_call(room_id) end
     local from = s.state
     local target, reason = decide(s)
     if not target or from == target then return s, "unchanged" end
@@ -181,7 +185,7 @@ function Calls:update(room_id, fields)
     local raw, gerr = self.store:get("call:" .. room_id)
     if gerr then return nil, gerr end
     local s = decode(raw)
-    if not s then return errors.fail("state", "no call " .. tostring(room_id)) end
+    if not s then return no_call(room_id) end
     for k, v in pairs(fields) do
       if k == "state" or k == "v" then error("calls:update: use transition() to change the state", 2) end
       s[k] = v
@@ -366,7 +370,7 @@ function Calls:worker_exited(room_id, why)
   local s, how = apply(self, room_id, function(cur)
     if machine.is_active(cur.state) then return "ABORTED", "UNKNOWN" end
   end, { error = why or "call worker exited" })
-  if not s and how and how.message and how.message:find("^no call") then return nil end
+  if not s and how and how.reason == "no_call" then return nil end
   return s, how
 end
 
@@ -411,8 +415,8 @@ function Calls:tick(now)
   now = now or self.clock()
   local ended = {}
   local list, stale = scan(self)
-  list = list or {}
-  for _, k in ipairs(type(stale) == "table" and stale or {}) do self.store:delete(k) end
+  if not list then list, stale = {}, {} end -- the store failed: try again next tick
+  for _, k in ipairs(stale) do self.store:delete(k) end
   local on_swap
   if self.worker and self.worker.hangup then
     on_swap = function(s) self.worker.hangup(self.worker, s, machine.reasons.TIMEOUT) end
