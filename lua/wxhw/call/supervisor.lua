@@ -77,7 +77,7 @@ function M.new(opts)
     log = opts.log or "/dev/null", env = opts.env or {}, on_stats = opts.on_stats, on_frame = opts.on_frame,
     workers = {}, by_token = {}, pending = {}, conns = {}, stats = {}, last_tick = 0, last_beat = -math.huge,
     heartbeat = opts.heartbeat == nil and 15 or opts.heartbeat,
-    counters = { started = 0, exited = 0, crashed = 0, bad_status = 0 },
+    counters = { started = 0, exited = 0, crashed = 0, bad_status = 0, orphans = 0 },
   }, M)
   -- who runs a call's worker: this host's name and the socket path, stable
   -- across a restart; the path alone is the same on every host of a cluster,
@@ -278,7 +278,7 @@ local function reap_orphans(self, now)
       local v, err = self.calls.store:get("sup:" .. o)
       if v == nil and err == nil then
         self.calls:worker_exited(s.room_id, "supervisor " .. o .. " stopped (no heartbeat)")
-        self.counters.orphans = (self.counters.orphans or 0) + 1
+        self.counters.orphans = self.counters.orphans + 1
       end
     end
   end
