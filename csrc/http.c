@@ -118,7 +118,7 @@ static long opt_ms(lua_State *L, const char *name, long dflt) {
   v = lua_tonumber(L, -1);
   if (!(v > 0 && v < 1e6)) luaL_error(L, "wxhw.http.new: %s must be > 0", name);
   lua_pop(L, 1);
-  return v * 1000 < 1 ? 1 : (long)(v * 1000);
+  return wxhw_timeout_ms(v);
 }
 
 static lua_Integer opt_int(lua_State *L, const char *name, lua_Integer dflt, lua_Integer max) {

@@ -381,10 +381,8 @@ int wxhw_xfer_prepare(lua_State *L, wxhw_xfer *x, int req, CURLSH *share,
   x->mlen = mlen;
   x->rbody = body;
   x->rblen = blen;
-  /* at least 1 ms: libcurl reads 0 as "no timeout at all" */
-  x->timeout_ms = timeout > 0 ? (timeout * 1000 < 1 ? 1 : (long)(timeout * 1000)) : conf->timeout_ms;
-  x->connect_timeout_ms = connect_timeout > 0 ? (connect_timeout * 1000 < 1 ? 1 : (long)(connect_timeout * 1000))
-                                              : conf->connect_timeout_ms;
+  x->timeout_ms = timeout > 0 ? wxhw_timeout_ms(timeout) : conf->timeout_ms;
+  x->connect_timeout_ms = connect_timeout > 0 ? wxhw_timeout_ms(connect_timeout) : conf->connect_timeout_ms;
   if (wxhw_direct_eligible(x, conf)) {
     x->engine = WXHW_ENGINE_DIRECT;
     if (wxhw_direct_prepare(L, x, conf) == 0) return 0;

@@ -35,6 +35,12 @@ typedef struct {
   char *user_agent;
 } wxhw_http_conf;
 
+/* Seconds (> 0) as libcurl's milliseconds, at least 1: libcurl reads 0 as
+ * "no timeout at all". */
+static inline long wxhw_timeout_ms(double seconds) {
+  return seconds * 1000 < 1 ? 1 : (long)(seconds * 1000);
+}
+
 enum { WXHW_ENGINE_CURL, WXHW_ENGINE_DIRECT };
 /* direct transfer states */
 enum { WXHW_DX_IDLE, WXHW_DX_WAIT, WXHW_DX_CONNECTING, WXHW_DX_SEND, WXHW_DX_RECV, WXHW_DX_DONE };
