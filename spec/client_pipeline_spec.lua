@@ -5,7 +5,7 @@ local cjson = require "cjson"
 local http_server = require "support.http_server"
 local nginx = require "support.nginx"
 local socket = require "socket"
-local china_day = require "support.china_day"
+local periods = require "support.quota_periods"
 
 -- WeChat-shaped endpoints: token check, fixed errcodes, a body without errcode.
 local WX = [=[
@@ -207,7 +207,7 @@ describe("wxhw.client", function()
     end)
 
     it("after 45009 refuses further calls to that API locally", function()
-      china_day.clear_of_midnight(30)
+      periods.clear_of_midnight(30)
       local k = key()
       local c = new()
       local _, err = c:call{ product = "mp", path = "/cgi-bin/errcode", query = { code = 45009, key = k } }
@@ -372,7 +372,7 @@ describe("wxhw.client", function()
 
   describe("rate limits", function()
     it("enforces a daily quota locally before sending", function()
-      china_day.clear_of_midnight(30)
+      periods.clear_of_midnight(30)
       local k = key()
       local c = new{ rate_limits = { ["mp /flaky"] = { daily = 2 } } }
       assert(c:call{ product = "mp", path = "/flaky", query = { key = k } })

@@ -1,6 +1,6 @@
 -- wxhw.ratelimit: token bucket + daily counter, on a controlled clock.
 local ratelimit = require "wxhw.ratelimit"
-local china_day = require "support.china_day"
+local periods = require "support.quota_periods"
 
 local function clock(start)
   local c = { t = start, slept = 0 }
@@ -124,7 +124,7 @@ describe("wxhw.ratelimit shdict backend (nginx, 2 workers)", function()
   end)
 
   it("shares the daily count across workers, exactly", function()
-    china_day.clear_of_midnight(30)
+    periods.clear_of_midnight(30)
     local reqs = {}
     for i = 1, 30 do reqs[i] = { url = srv.base_url .. "/take?key=a&daily=12" } end
     local ok, daily = 0, 0
@@ -136,7 +136,7 @@ describe("wxhw.ratelimit shdict backend (nginx, 2 workers)", function()
   end)
 
   it("exhaust() applies to every worker", function()
-    china_day.clear_of_midnight(30)
+    periods.clear_of_midnight(30)
     assert.equal("ok 1", c:request{ url = srv.base_url .. "/take?key=b&daily=100" }.body)
     assert.equal("done", c:request{ url = srv.base_url .. "/exhaust?key=b" }.body)
     for _ = 1, 4 do assert.equal("daily", c:request{ url = srv.base_url .. "/take?key=b&daily=100" }.body) end

@@ -4,7 +4,7 @@
 local emulator = require "support.emulator"
 local cjson = require "cjson"
 local socket = require "socket"
-local china_day = require "support.china_day"
+local periods = require "support.quota_periods"
 
 -- One Python process per batch of jobs keeps the spec fast.
 local PEER = [[
@@ -178,7 +178,7 @@ describe("emulator WeChat Pay", function()
   end)
 
   it("answers FREQUENCY_LIMITED over the daily quota", function()
-    china_day.clear_of_midnight(30)
+    periods.clear_of_midnight(30)
     e.control("/__emulator/pay/config", { daily_limit = 2 })
     local u = "/v3/iotmanage/devices?offset=0&limit=1"
     local a = peer{ auth_job("GET", u), auth_job("GET", u), auth_job("GET", u) }

@@ -1,6 +1,6 @@
 -- The emulator's token endpoints and control API, driven with plain HTTP.
 local emulator = require "support.emulator"
-local china_day = require "support.china_day"
+local periods = require "support.quota_periods"
 local cjson = require "cjson"
 
 describe("emulator tokens", function()
@@ -89,7 +89,7 @@ describe("emulator tokens", function()
     end)
 
     it("force_refresh invalidates the previous token, 30 s apart, 20 a day", function()
-      china_day.fresh_emulator_day(e) -- the test spans 10 emulated minutes
+      periods.fresh_emulator_day(e) -- the test spans 10 emulated minutes
       local a = stable().access_token
       local b = stable(true)
       assert.not_equal(a, b.access_token)
@@ -252,7 +252,7 @@ describe("emulator daily token quota", function()
 
   it("answers 45009 after the daily /cgi-bin/token quota until clear_quota or the next day", function()
     local url = "/cgi-bin/token?grant_type=client_credential&appid=" .. mp.appid .. "&secret=" .. mp.secret
-    china_day.fresh_emulator_day(e)
+    periods.fresh_emulator_day(e)
     e.control("/__emulator/tokens/limits", { token_daily = 3 })
     local tok
     for _ = 1, 3 do tok = e.json("GET", url).access_token; assert.is_string(tok) end

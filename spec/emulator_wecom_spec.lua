@@ -1,5 +1,6 @@
 -- WeCom openhw (hardware cloud access) in the emulator, plain HTTP.
 local emulator = require "support.emulator"
+local periods = require "support.quota_periods"
 
 describe("emulator WeCom openhw", function()
   local e, hw
@@ -110,6 +111,7 @@ describe("emulator WeCom openhw", function()
   end)
 
   it("reports checkins and door passes with partial failures", function()
+    periods.fresh_emulator_hour(e) -- the per-user limit counts per clock hour
     local _, s = bound_device("CLOCK1")
     local tok = s.device_access_token
     local users = dpost("get_userinfo_by_page", { limit = 3 }, tok).userinfo.useritems

@@ -8,7 +8,7 @@ local errors = require "wxhw.errors"
 local emulator = require "support.emulator"
 local cjson = require "cjson"
 local socket = require "socket"
-local china_day = require "support.china_day"
+local periods = require "support.quota_periods"
 
 local FLEET = os.getenv("WXHW_RUNTIME") == "luajit" and 2000 or 20000
 
@@ -226,7 +226,7 @@ describe("wxhw.pay against the emulator", function()
     end)
 
     it("counts the daily quota and refuses locally once it is spent", function()
-      china_day.clear_of_midnight(30)
+      periods.clear_of_midnight(30)
       local p = new{ daily_quota = 3 }
       local seen = statuses(p)
       local all, err = select(2, p:iot_devices{ limit = 100, offset = FLEET - 500 }):collect()

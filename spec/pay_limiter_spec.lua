@@ -7,7 +7,7 @@ local redis = require "support.redis"
 local emulator = require "support.emulator"
 local core = require "wxhw.core"
 local socket = require "socket"
-local china_day = require "support.china_day"
+local periods = require "support.quota_periods"
 
 describe("wxhw.pay shared limiter", function()
   local r, e
@@ -21,7 +21,7 @@ describe("wxhw.pay shared limiter", function()
   end)
 
   it("keeps a token bucket and a daily counter in Redis", function()
-    china_day.clear_of_midnight(30)
+    periods.clear_of_midnight(30)
     local conn = assert(core.tokenstore.redis_connect{ host = r.host, port = r.port })
     local rl = ratelimit.new{ backend = limiter.redis(conn, "t1:") }
     local rule = { rate = 10, burst = 2, daily = 5 }
