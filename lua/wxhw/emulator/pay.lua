@@ -227,7 +227,7 @@ local function devices(emu, self, req)
   if not offset or not limit or limit < 1 or limit > 100 then
     return self:error(req, 400, "PARAM_ERROR", "请在query里携带offset、limit参数 (offset ≥ 0, 1 ≤ limit ≤ 100)")
   end
-  local day = math.floor((emu:now() + 8 * 3600) / 86400)
+  local day = util.china_day(emu:now())
   if self.daily.day ~= day then self.daily = { day = day, n = 0 } end
   self.daily.n = self.daily.n + 1
   if self.daily.n > self.daily_limit then

@@ -9,7 +9,7 @@ T.__index = T
 local LIFETIME = 7200
 local OVERLAP = 300
 
-local function china_day(t) return math.floor((t + 8 * 3600) / 86400) end
+local china_day = require("wxhw.emulator.util").china_day
 
 --- Issue a token of `kind` for `owner` (appid, corpid:secret, model id ...).
 function T:issue(kind, owner, ttl, extra)
@@ -70,9 +70,10 @@ function T:invalidate_owner(owner)
   return n
 end
 
+-- Fixed windows of `span` seconds; a day's window is WeChat's day.
 local function window_count(self, key, span, limit)
   local now = self.emu:now()
-  local slot = math.floor(now / span)
+  local slot = span == 86400 and china_day(now) or math.floor(now / span)
   local w = self.windows[key]
   if not w or w.slot ~= slot then w = { slot = slot, n = 0 }; self.windows[key] = w end
   w.n = w.n + 1

@@ -68,6 +68,9 @@ local function enc(v, out, n)
   return n
 end
 
+--- WeChat's day number: daily quotas reset at midnight Beijing time (UTC+8).
+function M.china_day(t) return math.floor((t + 8 * 3600) / 86400) end
+
 function M.json(v)
   local out = {}
   enc(v, out, 0)
