@@ -8,13 +8,7 @@ local kv = require "wxhw.call.store"
 local redis = require "support.redis"
 local procs = require "support.token_procs"
 local clock = require "wxhw.clock"
-local seq = 0
-local function push(sn, room)
-  seq = seq + 1
-  return { MsgType = "event", Event = "iot_voip_notify", Action = "join_voip_room", Payload = "",
-           RoomId = room or ("room-g" .. seq .. "-" .. math.random(1e6)), SessionKey = "sk", ServerToken = "st",
-           ModelId = "m", Sn = sn, FromUserName = "o" }
-end
+local push = require("support.voip_push").join
 
 -- The worker interface, recording; `on_hangup` runs inside calls:hangup/tick.
 local function recorder(on_hangup)

@@ -10,13 +10,7 @@ local redis = require "support.redis"
 local procs = require "support.token_procs"
 local clock = require "wxhw.clock"
 
-local seq = 0
-local function push(sn)
-  seq = seq + 1
-  return { MsgType = "event", Event = "iot_voip_notify", Action = "join_voip_room", Payload = "",
-           RoomId = "room-wr" .. seq .. "-" .. math.random(1e6), SessionKey = "sk", ServerToken = "st",
-           ModelId = "m", Sn = sn or ("SN-WR" .. seq), FromUserName = "o" }
-end
+local push = require("support.voip_push").join
 
 -- A call pushed to `calls` whose worker (under `sup`) has connected.
 local function connected_call(calls, sup)

@@ -5,13 +5,7 @@ local supervisor = require "wxhw.call.supervisor"
 local frame = require "wxhw.relay.frame"
 local socket = require "socket"
 
-local seq = 0
-local function push_msg(sn)
-  seq = seq + 1
-  return { MsgType = "event", Event = "iot_voip_notify", Action = "join_voip_room", Payload = "",
-           RoomId = "room-w" .. seq .. "-" .. math.random(1e6), SessionKey = "sk", ServerToken = "server-token-" .. seq,
-           ModelId = "m", Sn = sn or ("SNW" .. seq), FromUserName = "o" }
-end
+local push_msg = require("support.voip_push").join
 
 local function setup_call(flags, o)
   o = o or {}
