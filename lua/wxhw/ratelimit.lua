@@ -201,5 +201,6 @@ function Limiter:count(key)
 end
 
 M.day_of = day_of
+M.seconds_to_next_day = seconds_to_next_day
 
 return M

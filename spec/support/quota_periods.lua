@@ -8,13 +8,13 @@
 --   periods.fresh_emulator_day(e)      -- emulator clock: 1 h into its next day
 --   periods.fresh_emulator_hour(e)     -- emulator clock: 1 min into its next hour
 local socket = require "socket"
-local DAY_OFFSET = require("wxhw.ratelimit").DAY_OFFSET
+local ratelimit = require "wxhw.ratelimit"
 
 local M = {}
 
 --- Seconds until the next midnight UTC+8 at time t (default: now).
 function M.seconds_left(t)
-  return 86400 - ((t or socket.gettime()) + DAY_OFFSET) % 86400
+  return ratelimit.seconds_to_next_day(t or socket.gettime(), ratelimit.DAY_OFFSET)
 end
 
 --- Waits until the current day has at least `need` seconds left (waits at
@@ -35,7 +35,7 @@ end
 --- For specs that advance the emulator clock by up to 23 h within one day.
 -- Not for specs that sign requests with the host's time (Pay checks the skew);
 -- call it before issuing tokens the spec relies on.
-function M.fresh_emulator_day(e) next_period(e, 86400, DAY_OFFSET, 3600) end
+function M.fresh_emulator_day(e) next_period(e, 86400, ratelimit.DAY_OFFSET, 3600) end
 
 function M.fresh_emulator_hour(e) next_period(e, 3600, 0, 60) end
 
