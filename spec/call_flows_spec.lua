@@ -35,9 +35,10 @@ describe("wxhw.call flows", function()
     local st, _, reply = gw("POST", { timestamp = "1700000000", nonce = "n" .. room_seq, encrypt_type = "aes",
                                       msg_signature = sig }, {}, body)
     assert.equal(200, st)
+    -- the VoIP push's answer is plaintext JSON (cloud-server-sdk)
     local r = cjson.decode(reply)
-    local plain = assert(mc:decrypt(r.MsgSignature, ("%d"):format(r.TimeStamp), r.Nonce, r.Encrypt))
-    return cjson.decode(plain)
+    assert.is_nil(r.Encrypt)
+    return r
   end
 
   before_each(function()

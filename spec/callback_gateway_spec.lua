@@ -149,22 +149,38 @@ describe("callback.mini_program", function()
     assert.equal(0, #calls)
   end)
 
-  it("encrypts a JSON reply to iot_voip_notify (mp_json) that WeChat can verify", function()
+  it("answers iot_voip_notify with the plaintext JSON {errcode, errmsg} (cloud-server-sdk), never encrypted", function()
     local q, body = push(mc, VOIP)
     local st, h, reply = gw("POST", q, {}, body)
     assert.equal(200, st)
     assert.equal("application/json", h["Content-Type"])
-    local r = cjson.decode(reply)
-    local ts = ("%d"):format(r.TimeStamp)
-    assert.equal(mc:signature(ts, r.Nonce, r.Encrypt), r.MsgSignature)
-    local plain = assert(mc:decrypt(r.MsgSignature, ts, r.Nonce, r.Encrypt))
-    assert.same({ errcode = 0, errmsg = "ok" }, cjson.decode(plain))
+    assert.equal('{"errcode":0,"errmsg":"ok"}', reply)
     assert.equal("wxf830863afde621ebWmpfVoip112343434123434", calls[1].RoomId)
+    -- a refusal (non-zero cancels the call) and a bare acknowledgement, also plaintext
+    local g = new_gw{ handlers = { iot_voip_notify = function() return { errcode = 1, errmsg = "device busy" } end } }
+    q, body = push(mc, VOIP)
+    st, h, reply = g("POST", q, {}, body)
+    assert.equal(200, st); assert.equal('{"errcode":1,"errmsg":"device busy"}', reply)
+    g = new_gw{ handlers = { iot_voip_notify = function() end } }
+    q, body = push(mc, VOIP)
+    st, h, reply = g("POST", q, {}, body)
+    assert.equal(200, st); assert.same({ errcode = 0, errmsg = "ok" }, cjson.decode(reply))
+    -- an XML push is answered the same way
+    g = new_gw{ handlers = { iot_voip_notify = function() return { errcode = 0, errmsg = "ok" } end } }
+    q, body = push(mc, callback.encode_xml(VOIP), nil, nil, "xml")
+    st, h, reply = g("POST", q, {}, body)
+    assert.equal(200, st); assert.equal("application/json", h["Content-Type"])
+    assert.equal('{"errcode":0,"errmsg":"ok"}', reply)
+    -- a reply without an integer errcode is the handler's bug, not an answer
+    g = new_gw{ handlers = { iot_voip_notify = function() return { ok = true } end } }
+    q, body = push(mc, VOIP)
+    assert.equal(500, (g("POST", q, {}, body)))
   end)
 
   it("answers XML pushes with an encrypted XML reply", function()
-    local g = new_gw{ handlers = { iot_voip_notify = function(msg) calls[#calls + 1] = msg; return { errcode = 0 } end } }
-    local xml = callback.encode_xml(VOIP)
+    local g = new_gw{ handlers = { debug_demo = function(msg) calls[#calls + 1] = msg; return { demo_resp = "ok" } end } }
+    local ev = copy(VOIP); ev.Event = "debug_demo"
+    local xml = callback.encode_xml(ev)
     local q, body = push(mc, xml, nil, nil, "xml")
     local st, h, reply = g("POST", q, {}, body)
     assert.equal(200, st)
@@ -172,8 +188,16 @@ describe("callback.mini_program", function()
     local f = msgcrypt.xml_field
     local plain = assert(mc:decrypt(f(reply, "MsgSignature"), f(reply, "TimeStamp"), f(reply, "Nonce"),
                                     f(reply, "Encrypt")))
-    assert.equal("0", callback.parse_xml(plain).errcode)
+    assert.equal("ok", callback.parse_xml(plain).demo_resp)
     assert.equal("1234", calls[1].Sn)
+    -- and JSON pushes with an encrypted mp_json reply WeChat can verify
+    q, body = push(mc, ev)
+    st, h, reply = g("POST", q, {}, body)
+    assert.equal(200, st); assert.equal("application/json", h["Content-Type"])
+    local r = cjson.decode(reply)
+    local ts = ("%d"):format(r.TimeStamp)
+    assert.equal(mc:signature(ts, r.Nonce, r.Encrypt), r.MsgSignature)
+    assert.same({ demo_resp = "ok" }, cjson.decode((assert(mc:decrypt(r.MsgSignature, ts, r.Nonce, r.Encrypt)))))
   end)
 
   it("answers a retransmitted push identically without re-running the handler", function()

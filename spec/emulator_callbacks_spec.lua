@@ -89,10 +89,18 @@ describe("emulator callbacks", function()
       assert.equal(3, r.attempts)
     end)
 
-    it("accepts an encrypted passive reply", function()
+    it("takes an encrypted reply (no top-level errcode) as no answer and retransmits (cloud-server-sdk)", function()
       local body = mp_crypt():reply(OK, "mp_json", os.time(), "12345")
+      v.set_rules{ ["/mp"] = { { body = body }, { body = "success" }, { body = OK } } }
+      local r = e.control("/__emulator/callbacks/mp/voip", {})
+      assert.equal("ringing", r.outcome)
+      assert.equal(3, r.attempts)
       v.set_rules{ ["/mp"] = { { body = body } } }
-      assert.equal("ringing", e.control("/__emulator/callbacks/mp/voip", {}).outcome)
+      r = e.control("/__emulator/callbacks/mp/voip", {})
+      assert.equal("failed", r.outcome)
+      assert.equal(3, r.attempts)
+      local log = e.control("/__emulator/callbacks", nil, "GET").log
+      assert.equal("encrypted reply (must be plaintext)", log[#log].error)
     end)
 
     it("pushes the event for a server-initiated call", function()

@@ -37,10 +37,15 @@ local function unescape(s)
 end
 
 --- "a=1&b=%2F" --> { a = "1", b = "/" } (first value wins for repeated keys).
-function M.parse_query(qs)
+-- At most max_args pairs (default 100, as the nginx adapter reads): the
+-- rest is ignored, so a query of many '&' costs no more than its length.
+function M.parse_query(qs, max_args)
   local t = {}
   if not qs or qs == "" then return t end
+  local left = max_args or 100
   for pair in qs:gmatch("[^&]+") do
+    left = left - 1
+    if left < 0 then break end
     local k, v = pair:match("^([^=]*)=?(.*)$")
     k = unescape(k)
     if t[k] == nil then t[k] = unescape(v) end
@@ -183,16 +188,41 @@ end
 -- One endpoint per product: the request function answers, the info table it
 -- fills goes to the on_event hook. Without a hook nothing reads info, so one
 -- scratch table takes the writes (a fresh one grows its hash part 3 times).
+--
+-- A body over max_body is answered 413 before a byte of it is parsed: it
+-- arrives before any signature check (a push is a few KB).
+M.MAX_BODY = 65536
+local MAX_BODY = setmetatable({}, { __mode = "k" })
+
+--- The body limit of a handler made here (nil for any other function):
+-- servers refuse a larger Content-Length before reading the body.
+function M.max_body(handler) return MAX_BODY[handler] end
+
+local function too_large(kind, limit)
+  local msg = "body larger than " .. limit .. " bytes"
+  if kind == "pay" then return 413, JSON, cjson.encode({ code = "FAIL", message = msg }) end
+  return plain(413, msg)
+end
+
 local function endpoint(o, kind, request, c)
   local scratch = { kind = kind }
+  local limit = o.max_body == nil and M.MAX_BODY or o.max_body
+  if type(limit) ~= "number" or limit < 1 then error("callback: max_body must be a positive number", 3) end
   local fn = function(method, query, headers, raw_body)
     local info = o.on_event and { kind = kind } or scratch
-    local status, h, body = request(c, info, method, query or {}, headers, raw_body)
+    local status, h, body
+    if type(raw_body) == "string" and #raw_body > limit then
+      info.reason = "body_too_large"
+      status, h, body = too_large(kind, limit)
+    else
+      status, h, body = request(c, info, method, query or {}, headers, raw_body)
+    end
     info.status = status
     emit(o, info)
     return status, h, body
   end
   TAKES_LAZY[fn] = true
+  MAX_BODY[fn] = limit
   return fn
 end
 
@@ -289,6 +319,25 @@ end
 
 -- Mini Program message push -----------------------------------------------
 
+-- The answer to the cloud-to-cloud VoIP push is the plaintext JSON
+-- {"errcode":0,"errmsg":"ok"} (non-zero cancels the call), never encrypted,
+-- whatever the push's format (miniprogram/dev/framework/device/voip/
+-- cloud-server-sdk): an encrypted envelope has no top-level errcode.
+local VOIP_OK = '{"errcode":0,"errmsg":"ok"}'
+
+local function voip_reply(what, result, reply)
+  if what == "ack" then return 200, JSON["Content-Type"], VOIP_OK end
+  if type(result) == "table" then
+    local code = result.errcode
+    if type(code) ~= "number" or code % 1 ~= 0 then
+      error("iot_voip_notify handler must return { errcode = integer, errmsg = string }", 0)
+    end
+    -- errcode first, as the doc prints it
+    reply = ('{"errcode":%d,"errmsg":%s}'):format(code, cjson.encode(tostring(result.errmsg or "")))
+  end
+  return 200, JSON["Content-Type"], reply
+end
+
 -- The handler's run: c = { o, mc }, fn = the event's handler.
 local function mp_run(c, info, fn, msg, ctx)
   -- handler_ms is for the on_event hook only: no clock reads without one
@@ -299,6 +348,7 @@ local function mp_run(c, info, fn, msg, ctx)
   if t0 then info.handler_ms = (clock.monotonic() - t0) * 1000 end
   info.dispatched = true
   if what == "fail" then return 500, TEXT["Content-Type"], "handler failed", false end
+  if ctx.event == "iot_voip_notify" then return voip_reply(what, r1, reply) end
   if what == "ack" or reply == "" or reply == "success" or not ctx.secure then
     return 200, TEXT["Content-Type"], reply or "success"
   end
@@ -348,8 +398,8 @@ local function mp_request(c, info, method, query, headers, raw_body)
   local fn, status, h, body = handler_for(o, info, event)
   if not fn then return status, h, body end
   local key = dedup_mod.key("mp", msg.MsgId, plaintext)
-  local ctx = with_headers({ kind = "mp", format = fmt, query = query, plaintext = plaintext, secure = secure },
-                           headers)
+  local ctx = with_headers({ kind = "mp", event = event, format = fmt, query = query, plaintext = plaintext,
+                             secure = secure }, headers)
   return with_ctype(once(c.dd, key, info, mp_run, c, fn, msg, ctx))
 end
 

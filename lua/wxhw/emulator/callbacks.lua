@@ -1,9 +1,13 @@
 --- Callbacks from the emulated platforms to the vendor's URLs:
 --   * Mini Program message push in secure mode (WXBizMsgCrypt JSON), incl. the
---     VoIP iot_voip_notify / join_voip_room event: errcode 0 rings, another
---     errcode cancels, no timely answer is retransmitted (3 attempts).
---   * WeCom openhw events (model_ticket, bind, unbind), WeCom JSON crypt, with
---     their reply deadlines (bind: 3000 ms or the bind fails).
+--     VoIP iot_voip_notify / join_voip_room event: the plaintext JSON reply's
+--     errcode 0 rings, another errcode cancels; no timely answer, or one
+--     without a top-level errcode (an encrypted envelope), is retransmitted
+--     (3 attempts).
+--   * WeCom openhw events (model_ticket, bind, unbind, verify_device) and device
+--     commands (fetch_device_status, update_firmware, enter_page, exit_page,
+--     remote_open_door), WeCom JSON crypt, with their reply deadlines (bind:
+--     3000 ms or the bind fails; the others 1000 ms).
 --   * WeChat Pay notifications: signed like responses, AES-GCM resource,
 --     200/204 within 5 s or retried on the documented schedule (emulator time).
 -- Signature timestamps use the wall clock (plus `skew`), like Pay responses.
@@ -17,7 +21,9 @@ local C = {}
 C.__index = C
 
 local PAY_RETRY = { 15, 15, 30, 180, 600, 1200, 1800, 1800, 1800, 3600, 10800, 10800, 10800, 21600, 21600 }
-local DEADLINE = { model_ticket = 1.0, bind = 3.0, unbind = 1.0 }
+-- Reply deadlines (doc 95987 bind 3000 ms; 96053 model_ticket, 95988 unbind,
+-- 96130 verify_device and every device command page: 1000 ms).
+local DEADLINE = { model_ticket = 1.0, bind = 3.0, unbind = 1.0, verify_device = 1.0 }
 
 function C:wall() return math.floor(socket.gettime() + self.skew) end
 
@@ -73,14 +79,14 @@ function C:mp_push(msg, voip, done)
         local reply = res.body or ""
         local errcode = 0
         if voip then
+          -- only a plaintext top-level errcode answers (cloud-server-sdk);
+          -- an encrypted envelope or anything else counts as no answer
           local t = util.decode(reply)
-          if type(t) == "table" and (t.Encrypt or t.encrypt) then
-            local inner, derr = mc:decrypt(t.MsgSignature or t.msgsignature, t.TimeStamp or t.timestamp,
-              t.Nonce or t.nonce, t.Encrypt or t.encrypt)
-            t = inner and util.decode(inner) or nil
-            if not inner then entry.error = tostring(derr) end
+          errcode = type(t) == "table" and math.type(t.errcode) == "integer" and t.errcode or nil
+          if errcode == nil then
+            entry.error = type(t) == "table" and (t.Encrypt or t.encrypt) and "encrypted reply (must be plaintext)"
+              or "reply has no top-level integer errcode"
           end
-          errcode = type(t) == "table" and math.tointeger(t.errcode) or nil
         end
         entry.reply_errcode = errcode
         if errcode == 0 then outcome = voip and "ringing" or "delivered"
@@ -115,45 +121,76 @@ end
 ------------------------------------------------------------------ WeCom openhw
 --- done(ok, why) with ok = the vendor accepted within the event's deadline.
 function C:openhw_event(event_type, event, base_extra, done)
+  return self:openhw_push("event", event_type, event, { base = base_extra }, done)
+end
+
+-- The vendor's answer to an event or command: empty or "success" accepts,
+-- an encrypted {"errcode":N} refuses when N ~= 0 (bind, doc 95987; the same
+-- reading for the device commands, whose pages give only the 1000 ms limit).
+local function accept_or_refuse(mc, reply)
+  if reply == "" or reply == "success" then return true end
+  local t, why = util.decode(reply), nil
+  if type(t) == "table" and (t.encrypt or t.Encrypt) then
+    local inner, derr = mc:decrypt(t.msgsignature or t.MsgSignature, t.timestamp or t.TimeStamp,
+      t.nonce or t.Nonce, t.encrypt or t.Encrypt)
+    t = inner and util.decode(inner) or nil
+    if not inner then why = "reply does not decrypt: " .. tostring(derr) end
+  end
+  local code = type(t) == "table" and math.tointeger(t.errcode)
+  if code == 0 then return true, nil, code end
+  if code then return false, "vendor refused with errcode " .. code .. (t.errmsg and (" " .. t.errmsg) or ""), code end
+  return false, why or "unreadable reply"
+end
+
+-- verify_device's answer {"is_valid":bool,"modelid":"…"} travels encrypted
+-- like the push (doc 96130); a plaintext answer is not one.
+local function encrypted_object(mc, reply)
+  local t = util.decode(reply)
+  if type(t) ~= "table" or not (t.encrypt or t.Encrypt) then return nil, "reply must be the encrypted JSON answer" end
+  local inner, derr = mc:decrypt(t.msgsignature or t.MsgSignature, t.timestamp or t.TimeStamp,
+    t.nonce or t.Nonce, t.encrypt or t.Encrypt)
+  if not inner then return nil, "reply does not decrypt: " .. tostring(derr) end
+  local v = util.decode(inner)
+  if type(v) ~= "table" then return nil, "decrypted reply is not a JSON object" end
+  return v
+end
+
+--- Pushes one openhw message, msg_type "event" (event.event_type) or
+-- "command" (command.command_type), within its deadline. o: base (extra
+-- base_info fields), no_model (verify_device's base_info has no model_id),
+-- answer = "object" (the encrypted JSON answer is returned to done).
+-- done(ok, why, answer).
+function C:openhw_push(msg_type, type_name, fields, o, done)
   local emu = self.emu
   local c = emu.credentials.openhw
   done = done or function() end
   if not self.urls.openhw then
-    self:log({ kind = "openhw", event = event_type, outcome = "no_url" })
+    self:log({ kind = "openhw", event = type_name, outcome = "no_url" })
     return done(true)
   end
   local mc = assert(msgcrypt.new{ token = c.callback_token, encoding_aes_key = c.encoding_aes_key,
     receive_id = c.service_corpid })
   local base = { req_id = "req" .. emu:next_seq() .. emu.rng:alnum(8), createtime = math.floor(emu:now()),
-    model_id = c.model_id, service_corpid = c.service_corpid }
-  for k, v in pairs(base_extra or {}) do base[k] = v end
-  local ev = { event_type = event_type }
-  for k, v in pairs(event or {}) do ev[k] = v end
-  local plain = util.json({ msg_type = "event", base_info = base, event = ev })
+    model_id = not o.no_model and c.model_id or nil, service_corpid = c.service_corpid }
+  for k, v in pairs(o.base or {}) do base[k] = v end
+  local node = { [msg_type .. "_type"] = type_name }
+  for k, v in pairs(fields or {}) do node[k] = v end
+  local plain = util.json({ msg_type = msg_type, base_info = base, [msg_type] = node })
   local ts, nonce = tostring(self:wall()), tostring(emu.rng:int(100000000, 999999999))
   local body, sig = mc:push_body(plain, "wecom_json", ts, nonce, c.service_corpid)
   local q = "msg_signature=" .. sig .. "&timestamp=" .. ts .. "&nonce=" .. nonce
-  local deadline = DEADLINE[event_type] or 1.0
+  local deadline = DEADLINE[type_name] or 1.0
   self:post(with_query(self.urls.openhw, q), body, nil, deadline, function(res, err)
-    local entry = { kind = "openhw", event = event_type, status = res and res.status, error = err,
+    local entry = { kind = "openhw", event = type_name, status = res and res.status, error = err,
       elapsed_ms = res and math.floor(res.elapsed * 1000) }
-    local ok, why = false, err
+    local ok, why, answer = false, err, nil
     if res and res.status == 200 then
       local reply = (res.body or ""):match("^%s*(.-)%s*$")
-      if reply == "" or reply == "success" then ok = true
+      if o.answer == "object" then
+        answer, why = encrypted_object(mc, reply)
+        ok = answer ~= nil
       else
-        local t = util.decode(reply)
-        if type(t) == "table" and (t.encrypt or t.Encrypt) then
-          local inner, derr = mc:decrypt(t.msgsignature or t.MsgSignature, t.timestamp or t.TimeStamp,
-            t.nonce or t.Nonce, t.encrypt or t.Encrypt)
-          t = inner and util.decode(inner) or nil
-          if not inner then why = "reply does not decrypt: " .. tostring(derr) end
-        end
-        local code = type(t) == "table" and math.tointeger(t.errcode)
-        entry.reply_errcode = code or nil
-        if code == 0 then ok = true
-        elseif code then why = "vendor refused with errcode " .. code .. (t.errmsg and (" " .. t.errmsg) or "")
-        else why = why or "unreadable reply" end
+        ok, why, entry.reply_errcode = accept_or_refuse(mc, reply)
       end
     elseif res then
       why = "HTTP " .. tostring(res.status)
@@ -162,7 +199,7 @@ function C:openhw_event(event_type, event, base_extra, done)
     entry.outcome = ok and "delivered" or "failed"
     entry.reason = not ok and why or nil
     self:log(entry)
-    done(ok, why)
+    done(ok, why, answer)
   end)
 end
 
