@@ -32,7 +32,7 @@ describe("tokenstore redis #c", function()
     local la = assert(a:lease("wxhw:k", 5))
     local lb, who, left = b:lease("wxhw:k", 5)
     assert.is_false(lb)
-    assert.equal("another host", who)
+    assert.equal("pid " .. core.tokenstore.pid() .. " on " .. core.tokenstore.hostname(), who)
     assert.is_true(left > 4 and left <= 5)
     -- b cannot commit over a's lease, a can, and that frees the lease
     assert.same({ false, "lease lost" }, { b:commit("wxhw:k", "not-the-owner", "X", 1, 1) })
@@ -119,6 +119,41 @@ describe("tokenstore redis #c", function()
     local waited = core.clock.monotonic() - t0
     assert.is_true(waited < 2, "waited " .. waited)   -- the 1 s lease, not the 5 s wait
     assert.equal(1, n)
+  end)
+
+  it("a waiter on the holder's host takes over within 1 s when the holder is killed (-9)", function()
+    -- the default 30 s lease: only the owner id (host and pid) can free it early
+    local p = procs.spawn([[
+      local token = require "wxhw.token"
+      local core = require "wxhw.core"
+      local m = assert(token.new{ key = "wxhw:spec:kill30",
+        store = assert(token.store("redis", { port = tonumber(arg[1]) })),
+        fetch = function() io.write("FETCHING\n"); io.stdout:flush(); core.clock.sleep(60) end })
+      m:token()
+    ]], r.port)
+    assert.equal("FETCHING", p.line())
+    local n = 0
+    local m = assert(token.new{ key = "wxhw:spec:kill30", store = a, wait_timeout = 5,
+                                fetch = function() n = n + 1; return "TOKEN-" .. n, 7200 end })
+    p.kill(); p.wait() -- reaped, as a supervisor (nginx master, systemd) does
+    local t0 = core.clock.monotonic()
+    assert.equal("TOKEN-1", m:token())
+    local waited = core.clock.monotonic() - t0
+    assert.is_true(waited < 1, "waited " .. waited)
+    assert.equal(1, n)
+  end)
+
+  it("never takes over a lease of another host, whatever its pid", function()
+    r.cli("SET", "wxhw:k:lease", "elsewhere.example:4194305:1:abc", "PX", "5000")
+    local ok, who, left = b:lease("wxhw:k", 5)
+    assert.is_false(ok)
+    assert.equal("pid 4194305 on elsewhere.example", who)
+    assert.is_true(left > 4)
+    -- the same dead pid on this host: taken over
+    r.cli("SET", "wxhw:k:lease", core.tokenstore.hostname() .. ":4194305:1:abc", "PX", "5000")
+    local id = assert(b:lease("wxhw:k", 5))
+    assert.equal(id, r.cli("GET", "wxhw:k:lease"))
+    assert.equal(id, r.cli("HGET", "wxhw:k", "leased"))
   end)
 
   it("two managers on two connections fetch once per rotation", function()

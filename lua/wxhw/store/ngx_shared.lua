@@ -43,6 +43,7 @@ function M.new(opts)
     local conn = require("wxhw.store.redis_cosocket").new(opts.redis)
     self.l2 = assert(require("wxhw.store.redis").new{ conn = conn })
     self.l1_ttl = opts.l1_ttl or 1
+    self.spans_hosts = true
     return setmetatable(self, Layered)
   end
   return self

@@ -23,7 +23,13 @@ if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   if redis.call('TTL', KEYS[2]) < 0 then redis.call('EXPIRE', KEYS[2], 86400) end
   return {1}
 end
-return {0, redis.call('PTTL', KEYS[1])}]],
+return {0, redis.call('PTTL', KEYS[1]), redis.call('GET', KEYS[1]) or ''}]],
+  -- the holder ARGV[1] is known dead: its lease passes to ARGV[2]
+  takeover = [[
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+redis.call('HSET', KEYS[2], 'leased', ARGV[2])
+return 1]],
   commit = [[
 local holder = redis.call('GET', KEYS[2])
 if ARGV[1] ~= '' then
@@ -62,10 +68,29 @@ return {1}]],
 local shas = {}
 for name, src in pairs(scripts) do shas[name] = crypto.hex(crypto.sha1(src)) end
 
+-- Owner ids name host and pid ("host:pid:seq:nonce"), so a waiter on the
+-- same host can tell a killed holder from a slow one (as the shm store does)
+-- instead of waiting out the lease ttl.
+local ts = core.tokenstore
+local HOST = (ts.hostname() or "?"):gsub("[^%w.-]", "_")
 local seq = 0
 local function owner_id()
   seq = seq + 1
-  return string.format("%d-%d-%s", core.tokenstore.pid(), seq, crypto.nonce(12))
+  return string.format("%s:%d:%d:%s", HOST, ts.pid(), seq, crypto.nonce(12))
+end
+
+local function owner_of(id) return tostring(id):match("^(.*):(%d+):%d+:[^:]*$") end
+
+-- True when `id` is a lease of a process on this host that no longer exists.
+local function dead_here(id)
+  local host, pid = owner_of(id)
+  return host == HOST and not ts.alive(tonumber(pid))
+end
+
+local function who(id)
+  local host, pid = owner_of(id)
+  if not host then return "another host" end
+  return "pid " .. pid .. " on " .. host
 end
 
 
@@ -90,7 +115,7 @@ function M.new(opts)
   opts = opts or {}
   local conn, err = M.connect(opts)
   if not conn then return nil, err end
-  return setmetatable({ kind = "redis", shared = true, conn = conn }, M)
+  return setmetatable({ kind = "redis", shared = true, spans_hosts = true, conn = conn }, M)
 end
 
 -- One command; a connection that broke while idle (server restart) is
@@ -130,8 +155,14 @@ function M:lease(key, ttl)
   local id = owner_id()
   local r, err = eval(self, "lease", 2, key .. ":lease", key, id, math.max(1, math.floor(ttl * 1000)))
   if r == nil then return nil, err end
-  if r[1] ~= 1 then return false, "another host", math.max(0, tonumber(r[2]) or 0) / 1000 end
-  return id
+  if r[1] == 1 then return id end
+  local holder = r[3]
+  if holder and dead_here(holder) then
+    local t, terr = eval(self, "takeover", 2, key .. ":lease", key, holder, id, math.max(1, math.floor(ttl * 1000)))
+    if t == nil then return nil, terr end
+    if t == 1 then return id end
+  end
+  return false, who(holder), math.max(0, tonumber(r[2]) or 0) / 1000
 end
 
 function M:release(key, lease)
