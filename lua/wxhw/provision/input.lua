@@ -144,10 +144,36 @@ function Reader:_line()
   end
 end
 
--- A whole CSV record: joins physical lines while a quoted field is open. A
--- quote still open after 8 lines (or at the end) is a broken row: the lines
--- after it are read again as rows of their own, so one stray quote loses
--- nothing else.
+-- How many fields a line has when read as the start of a row of its own, and
+-- whether it opens a quoted field after its first separator (a row whose
+-- last fields run on). A quoted field is closed by the first single quote;
+-- text after it runs to the next comma (the row is malformed, but a row).
+local function fields_as_row(s)
+  local n, pos = 0, 1
+  while true do
+    n = n + 1
+    if byte(s, pos) == 34 then
+      local i = pos + 1
+      while true do
+        local q = find(s, '"', i, true)
+        if not q then return n, n > 1 end
+        if byte(s, q + 1) ~= 34 then pos = q + 1; break end
+        i = q + 2
+      end
+    end
+    local c = find(s, ",", pos, true)
+    if not c then return n, false end
+    pos = c + 1
+  end
+end
+
+-- A whole CSV record (RFC 4180): physical lines are joined while a quoted
+-- field is open, except that a line which reads as a row of its own (as many
+-- fields as the header, or one opening a quoted field after a comma) is
+-- never taken into a field opened above it. An open quote that meets such a
+-- line, the end of the file or MAX_RECORD_LINES is a malformed row at the
+-- line that opened it, and every line after it is read again as a row: a
+-- stray quote costs its own row and no other.
 local MAX_RECORD_LINES = 8
 
 function Reader:_next_line()
@@ -160,34 +186,60 @@ function Reader:_next_line()
   return self:_line()
 end
 
+function Reader:_row_like(s)
+  if not find(s, "%S") then return false end
+  local n, opens = fields_as_row(s)
+  return n >= self.ncols or opens
+end
+
+-- Returns the record and its first line, or nil at the end; a malformed
+-- multi-line record comes back as nil, message (its first line is in
+-- self.record_line).
 function Reader:_record()
   local s = self:_next_line()
   self.record_line = self.line
   if not s or not find(s, '"', 1, true) then return s end
-  local lines = { { s, self.line } }
-  local joined = s
+  local first = self.line
+  local fields, err = split_quoted(s)
+  if fields or err ~= "unterminated quoted field" then return s end
+  local lines, joined, why = { { s, first } }, s, nil
   while true do
-    local fields, err = split_quoted(joined)
-    if fields or err ~= "unterminated quoted field" then return joined end
-    local more = #lines < MAX_RECORD_LINES and self:_next_line()
-    if not more then break end
+    if #lines >= MAX_RECORD_LINES then
+      why = ("still open after %d lines"):format(MAX_RECORD_LINES); break
+    end
+    local more = self:_next_line()
+    if not more then why = "never closed"; break end
     lines[#lines + 1] = { more, self.line }
+    if self:_row_like(more) then
+      why = ("still open at line %d, a row of its own"):format(self.line); break
+    end
     joined = joined .. "\n" .. more
+    fields, err = split_quoted(joined)
+    if fields then
+      if #fields == self.ncols then self.record_line = first; return joined end
+      why = ("closed on line %d with %d fields in the row, the header has %d"):format(self.line, #fields, self.ncols)
+      break
+    end
+    if err ~= "unterminated quoted field" then
+      why = ("closed on line %d, then %s"):format(self.line, err); break
+    end
   end
   -- give back every line but the first, newest last so they come out in order
   self.pushback = self.pushback or {}
   for i = #lines, 2, -1 do self.pushback[#self.pushback + 1] = lines[i] end
-  self.line = lines[1][2]
-  return s
+  self.line, self.record_line = first, first
+  return nil, ("unterminated quoted field: the quote opened on line %d is %s"):format(first, why)
 end
 
+-- The header is one physical line: a quote it leaves open is an error, not
+-- a licence to read the rows below as part of it.
 function Reader:_header()
   local s
-  repeat s = self:_record() until s == nil or s:match("%S")
+  repeat s = self:_line() until s == nil or s:match("%S")
   if not s then return errors.fail("input", self.path .. ": empty file (a CSV header row naming device_id is required)") end
   if byte(s, 1) == 0xEF and sub(s, 1, 3) == "\239\187\191" then s = sub(s, 4) end -- UTF-8 BOM
   local names, err = split(s)
-  if not names then return errors.fail("input", self.path .. ": bad header row: " .. err) end
+  if not names then return errors.fail("input", ("%s: bad header row (line %d): %s"):format(self.path, self.line, err)) end
   local index = {}
   for i, n in ipairs(names) do
     n = n:match("^%s*(.-)%s*$"):lower()
@@ -212,10 +264,11 @@ function Reader:_header()
 end
 
 function Reader:_csv_row()
-  local s
-  repeat s = self:_record() until s == nil or s ~= ""
-  if not s then return nil end
+  local s, bad
+  repeat s, bad = self:_record() until s == nil or s ~= ""
   local line = self.record_line
+  if bad then return { line = line, error = "malformed CSV: " .. bad } end
+  if not s then return nil end
   local row = { line = line }
   if not find(s, '"', 1, true) then -- fast path: fields straight into the row
     local want, n, pos = self.by_index, 0, 1
