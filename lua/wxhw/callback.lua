@@ -415,7 +415,10 @@ end
 
 -- WeCom hardware (openhw) callbacks ----------------------------------------
 
-M.wecom_deadlines = { model_ticket = 1.0, bind = 3.0, unbind = 1.0 }
+-- Reply deadlines: bind 3000 ms (doc 95987); model_ticket, unbind,
+-- verify_device (96130) and every device command 1000 ms.
+M.wecom_deadlines = { model_ticket = 1.0, bind = 3.0, unbind = 1.0, verify_device = 1.0,
+  fetch_device_status = 1.0, update_firmware = 1.0, enter_page = 1.0, exit_page = 1.0, remote_open_door = 1.0 }
 
 local function wecom_run(c, info, fn, msg, ctx)
   local t0 = clock.monotonic()
@@ -454,7 +457,10 @@ local function wecom_request(c, info, method, query, headers, raw_body)
   end
   local msg, fmt = decode_message(plaintext)
   if not msg then return plain(400, "decrypted message is neither JSON nor XML") end
-  local ev = type(msg.event) == "table" and msg.event.event_type or msg.Event or msg.event
+  -- events name themselves in event.event_type, device commands (msg_type
+  -- "command") in command.command_type
+  local ev = type(msg.event) == "table" and msg.event.event_type
+    or type(msg.command) == "table" and msg.command.command_type or msg.Event or msg.event
   if type(ev) ~= "string" then return plain(400, "message has no event type") end
   info.event = ev
   local fn, status, h, body = handler_for(o, info, ev)
@@ -468,8 +474,9 @@ end
 
 --- opts: token, encoding_aes_key, receive_id (the service corpid / suite id
 -- the callback is encrypted for); handlers = { model_ticket, bind, unbind,
--- default }; as for mini_program otherwise. A handler that runs past the
--- event's deadline is reported with info.late = true.
+-- verify_device, <command_type>..., default }; as for mini_program
+-- otherwise. A handler that runs past the event's deadline is reported with
+-- info.late = true.
 function M.wecom(o)
   common_opts(o, "callback.wecom")
   local c = { o = o, mc = mc_or_raise(o, o.receive_id, "callback.wecom"), dd = make_dedup(o),

@@ -1,7 +1,9 @@
 --- WeCom smart-hardware cloud access (openhw, wechat-api.md §4): model token,
--- device secret and device token through the token manager, SN registration,
--- device details, the member list, attendance/access reports and the
--- model_ticket / bind / unbind callbacks. See docs/wecom.md.
+-- device secret and device token through the token manager, SN registration
+-- and deletion, device details and status, the member list and lookup,
+-- attendance / access / temperature reports, command results and the
+-- callbacks (model_ticket, bind, unbind, verify_device, device commands).
+-- See docs/wecom.md.
 --
 --   local wc = wxhw.wecom.new{ client = c, model_id =, model_secret =,
 --                              model_ticket = "..." | function() return latest end }
@@ -102,6 +104,15 @@ function WC:register_sn(sn)
   return res.qr_code, res
 end
 
+--- unregister_sn (doc 95981): deletes an SN that is not bound → true.
+function WC:unregister_sn(sn)
+  local msg = M.sn_error(sn)
+  if msg then return errors.fail("input", msg, { device_sn = type(sn) == "string" and sn or nil }) end
+  local res, err = self:_model("/cgi-bin/openhw/model/unregister_sn", { device_sn = sn })
+  if not res then return nil, err end
+  return true
+end
+
 --- get_device_detail → detail with `corp_info` set from auth_corp_info or bind_corpinfo.
 function WC:device_detail(sn)
   local msg = M.sn_error(sn)
@@ -139,11 +150,14 @@ function WC:device(o)
   return require("wxhw.wecom.device").new(self, o.device_sn, mgr)
 end
 
---- A callback handler for model_ticket / bind / unbind (wxhw.callback.wecom):
--- keeps the latest model_ticket, answers bind within its 3 s deadline.
+--- A callback handler for model_ticket / bind / unbind / verify_device and the
+-- device commands (wxhw.callback.wecom): keeps the latest model_ticket,
+-- answers bind within its 3 s deadline, the others within 1 s.
 -- o: token, encoding_aes_key, receive_id, on_bind(event, base_info) → nil
 -- (accept) | errcode, errmsg (reject: 1 offline, 2 bound, 3 local data,
--- 4 wrong code, 5 not unbound), on_unbind(event, base_info), on_model_ticket.
+-- 4 wrong code, 5 not unbound), on_unbind(event, base_info), on_model_ticket,
+-- on_verify_device(device_sn_md5, base_info) → modelid | nil,
+-- on_command(command, base_info) → nil (accept) | errcode, errmsg.
 function WC:callback(o)
   return require("wxhw.wecom.callback").handler(self, o)
 end

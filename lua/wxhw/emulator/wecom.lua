@@ -1,8 +1,11 @@
 --- WeCom smart-hardware cloud access, /cgi-bin/openhw/ (wechat-api.md §4):
 -- model token from a model_ticket, device secret from a one-time auth_code,
--- device token, register_sn, get_device_detail, member paging, checkin and
--- access reports. Binding, unbinding and member changes are driven through the
--- control API; the bind/unbind/model_ticket callbacks live in callbacks.lua.
+-- device token, register_sn / unregister_sn, get_device_detail, device status,
+-- member paging and lookup, checkin / access / temperature reports, and the
+-- results of the device commands (firmware upgrade, recognition info, remote
+-- door opening). Binding, unbinding, member changes, device commands and the
+-- verify_device query are driven through the control API; the pushes
+-- themselves live in callbacks.lua.
 local util = require "wxhw.emulator.util"
 
 local M = {}
@@ -125,6 +128,23 @@ local function register_sn(emu, req)
   return emu:json({ errcode = 0, errmsg = "ok", qr_code = d.qr_code })
 end
 
+-- Deletes a registered SN that is not bound (doc 95981: "删除尚未绑定的设备sn").
+-- The errcodes for an unknown or a bound SN are undocumented: chosen 40058.
+local function unregister_sn(emu, req)
+  local b, e = body_with(emu, req, "model_access_token", "model")
+  if not b then return e end
+  if not sn_ok(b.device_sn) then
+    return err(emu, 40058, "invalid device_sn hint: 1-128 characters from [0-9A-Za-z]")
+  end
+  local d = device(emu, b.device_sn)
+  if not d then return err(emu, 40058, "invalid device_sn hint: not registered") end
+  if d.bind_status == 1 then return err(emu, 40058, "invalid device_sn hint: bound devices cannot be deleted") end
+  st(emu).devices[b.device_sn:lower()] = nil
+  emu.tokens:invalidate_owner(b.device_sn:lower())
+  emu:touch()
+  return emu:json({ errcode = 0, errmsg = "ok" })
+end
+
 local function get_device_detail(emu, req)
   local b, e = body_with(emu, req, "model_access_token", "model")
   if not b then return e end
@@ -225,7 +245,8 @@ local function report(field, extra_check)
       end
       if ok then
         self.records[#self.records + 1] = { kind = field, open_userid = r.open_userid,
-          user_type = r.user_type or 0, timestamp = r.timestamp, pass_type = r.pass_type, pass_method = r.pass_method }
+          user_type = r.user_type or 0, timestamp = r.timestamp, pass_type = r.pass_type, pass_method = r.pass_method,
+          temperature = r.temperature, status = r.status }
       else
         fails[#fails + 1] = type(r) == "table" and { open_userid = r.open_userid, user_type = r.user_type,
           timestamp = r.timestamp } or {}
@@ -234,6 +255,112 @@ local function report(field, extra_check)
     if #self.records > 10000 then self.records = { table.unpack(self.records, #self.records - 5000) } end
     return emu:json({ errcode = 0, errmsg = "ok", fail_list = fails })
   end
+end
+
+------------------------------------------------------------------ device status and command results
+local function uint(v) return math.type(v) == "integer" and v >= 0 and v <= 0xffffffff end
+
+-- An optional string field of at most `max` bytes: nil when fine, else the error reply.
+local function short_string(emu, b, name, max)
+  local v = b[name]
+  if v == nil then return nil end
+  if type(v) ~= "string" then return err(emu, 47001, "data format error hint: " .. name .. " must be a string") end
+  if #v > max then return err(emu, 40058, ("invalid %s hint: at most %d bytes"):format(name, max)) end
+end
+
+-- report_device_status (doc 95983): online_status 1 online / 2 offline;
+-- versions at most 32 bytes, the description 256; an upgradable version
+-- without its description (or the reverse) is ignored, as documented.
+local function report_device_status(emu, req)
+  local b, rec = device_body(emu, req)
+  if not b then return rec end
+  if math.type(b.online_status) ~= "integer" then
+    return err(emu, 47001, "data format error hint: online_status (int32) is required")
+  end
+  if b.online_status ~= 1 and b.online_status ~= 2 then
+    return err(emu, 40058, "invalid online_status hint: 1 online, 2 offline")
+  end
+  for name, max in pairs{ cur_version = 32, upgradable_version = 32, upgradable_version_desc = 256 } do
+    local bad = short_string(emu, b, name, max)
+    if bad then return bad end
+  end
+  local d = device(emu, rec.owner)
+  local s = d.status or {}
+  s.online_status, s.reported_at = b.online_status, emu:now()
+  if b.cur_version and b.cur_version ~= "" then s.cur_version = b.cur_version end
+  local up, desc = b.upgradable_version, b.upgradable_version_desc
+  if up and up ~= "" and desc and desc ~= "" then s.upgradable_version, s.upgradable_version_desc = up, desc end
+  d.status = s
+  emu:touch()
+  return emu:json({ errcode = 0, errmsg = "ok" })
+end
+
+-- The pending operation `oper_id` of `command_type` on the caller's device.
+-- Unknown ids are refused (undocumented: chosen 40058): a result can only
+-- answer a command the platform sent.
+local function operation(emu, b, rec, command_type)
+  if type(b.oper_id) ~= "string" or b.oper_id == "" then
+    return nil, err(emu, 47001, "data format error hint: oper_id (string) is required")
+  end
+  if not uint(b.errcode) then
+    return nil, err(emu, 47001, "data format error hint: errcode (uint32) is required")
+  end
+  if b.errmsg ~= nil and type(b.errmsg) ~= "string" then
+    return nil, err(emu, 47001, "data format error hint: errmsg must be a string")
+  end
+  local op = (st(emu).opers or {})[b.oper_id]
+  if not op or op.owner ~= rec.owner or op.command_type ~= command_type then
+    return nil, err(emu, 40058, "invalid oper_id hint: not a " .. command_type .. " operation of this device")
+  end
+  return op
+end
+
+local function finish(emu, op, b, state)
+  op.state, op.errcode, op.errmsg, op.reported_at = state, b.errcode, b.errmsg, emu:now()
+  emu:touch()
+  return emu:json({ errcode = 0, errmsg = "ok" })
+end
+
+-- report_firmware_upgrade_result (doc 95999): errcode 0 with a version other
+-- than the one before the upgrade succeeds; 0 with the same version leaves
+-- the operation upgrading; non-zero fails it.
+local function report_firmware_upgrade_result(emu, req)
+  local b, rec = device_body(emu, req)
+  if not b then return rec end
+  local op, e = operation(emu, b, rec, "update_firmware")
+  if not op then return e end
+  local bad = short_string(emu, b, "cur_version", 32)
+  if bad then return bad end
+  op.cur_version = b.cur_version
+  if b.errcode ~= 0 then return finish(emu, op, b, "failed") end
+  if not b.cur_version or b.cur_version == op.version_before then return finish(emu, op, b, "upgrading") end
+  local d = device(emu, rec.owner)
+  d.status = d.status or {}
+  d.status.cur_version = b.cur_version
+  return finish(emu, op, b, "succeeded")
+end
+
+-- report_bio_info_result (doc 96000): the outcome of an enter_page command.
+local function report_bio_info_result(emu, req)
+  local b, rec = device_body(emu, req)
+  if not b then return rec end
+  local op, e = operation(emu, b, rec, "enter_page")
+  if not op then return e end
+  return finish(emu, op, b, b.errcode == 0 and "succeeded" or "failed")
+end
+
+-- report_remote_open_result (doc 96048): type remote_open_door or
+-- scan_qrcode_open, and it must name the command that issued the oper_id.
+local OPEN_TYPES = { remote_open_door = true, scan_qrcode_open = true }
+local function report_remote_open_result(emu, req)
+  local b, rec = device_body(emu, req)
+  if not b then return rec end
+  if not OPEN_TYPES[b.type] then
+    return err(emu, 40058, "invalid type hint: remote_open_door or scan_qrcode_open")
+  end
+  local op, e = operation(emu, b, rec, b.type)
+  if not op then return e end
+  return finish(emu, op, b, b.errcode == 0 and "succeeded" or "failed")
 end
 
 ------------------------------------------------------------------ control
@@ -260,6 +387,86 @@ function W:bind(b, done)
   else
     finish(true)
   end
+end
+
+-- What each device command carries (docs 97079, 96011, 96009, 96010); the
+-- control body supplies open_userid / user_type / page_type, the emulator
+-- the oper_id. exit_page (cancel an entry) is on the same page as enter_page
+-- but its body was not readable: chosen to repeat the enter_page fields and
+-- carry the oper_id of the entry it cancels.
+local COMMANDS = { fetch_device_status = {}, update_firmware = { oper = true },
+  enter_page = { oper = true, member = true, page = true }, exit_page = { member = true, page = true, cancels = true },
+  remote_open_door = { oper = true, member = true } }
+
+--- Sends a device command to the vendor (1000 ms to answer); done(result | nil, why).
+function W:command(b, done)
+  local emu = self.emu
+  local spec = COMMANDS[b.command_type]
+  if not spec then return done(nil, "command_type must be one of fetch_device_status, update_firmware, "
+    .. "enter_page, exit_page, remote_open_door") end
+  local d = device(emu, b.device_sn)
+  if not d or d.bind_status ~= 1 then return done(nil, "device_sn is not a bound device") end
+  local o = st(emu)
+  o.opers = o.opers or {}
+  local fields, op = {}, nil
+  if spec.member then
+    self:members()
+    local ut = b.user_type or 0
+    local uid = b.open_userid or self._members[1].open_userid
+    if not self.by_id[tostring(uid) .. "|" .. tostring(ut)] then return done(nil, "open_userid/user_type is not a member") end
+    fields.open_userid = uid
+    if spec.page then fields.user_type = ut end
+  end
+  if spec.page then
+    if b.page_type ~= "fa" and b.page_type ~= "fp" then return done(nil, "page_type must be fa (face) or fp (fingerprint)") end
+    fields.page_type = b.page_type
+  end
+  if b.command_type == "update_firmware" then
+    local s = d.status or {}
+    if not s.upgradable_version or s.upgradable_version == s.cur_version then
+      return done(nil, "no upgrade offered: report_device_status with an upgradable_version first (doc 95999)")
+    end
+  end
+  if spec.cancels then
+    local target = o.opers[b.oper_id or ""]
+    if not target or target.command_type ~= "enter_page" or target.state ~= "sent" then
+      return done(nil, "oper_id must name a pending enter_page")
+    end
+    fields.oper_id = b.oper_id
+  elseif spec.oper then
+    fields.oper_id = "OP" .. emu:next_seq() .. emu.rng:alnum(16)
+    op = { oper_id = fields.oper_id, owner = d.device_sn:lower(), device_sn = d.device_sn,
+      command_type = b.command_type, state = "sending", created = emu:now(),
+      version_before = d.status and d.status.cur_version }
+    o.opers[op.oper_id] = op
+  end
+  if b.command_type == "fetch_device_status" then d.status_requested_at = emu:now() end
+  local corp = d.auth_corpid
+  emu.callbacks:openhw_push("command", b.command_type, fields, { base = { device_sn = d.device_sn, auth_corpid = corp } },
+    function(ok, why)
+      if op then op.state = ok and "sent" or "refused" end
+      if ok and spec.cancels then o.opers[b.oper_id].state = "cancelled" end
+      emu:touch()
+      done({ ok = ok, reason = why, oper_id = fields.oper_id, command_type = b.command_type })
+    end)
+end
+
+--- Asks the vendor whether an SN unknown to WeCom is theirs (doc 96130):
+-- the push carries only the SN's MD5 (lower-case hex of the SN as typed,
+-- chosen); done({ ok, reason, is_valid, modelid }).
+function W:verify_device(b, done)
+  local emu = self.emu
+  if type(b.device_sn) ~= "string" or b.device_sn == "" then return done(nil, "device_sn (as the user typed it) required") end
+  emu.callbacks:openhw_push("event", "verify_device", { device_sn_md5 = require("wxhw.emulator.md5").hex(b.device_sn) },
+    { no_model = true, answer = "object", base = { auth_corpid = b.auth_corpid or emu.credentials.openhw.auth_corpid } },
+    function(ok, why, answer)
+      if ok and type(answer.is_valid) ~= "boolean" then ok, why = false, "is_valid must be a JSON boolean" end
+      if ok and answer.is_valid and (type(answer.modelid) ~= "string" or answer.modelid == "") then
+        ok, why = false, "a valid SN's answer must carry its modelid"
+      end
+      if not ok then return done({ ok = false, reason = why }) end
+      done({ ok = true, is_valid = answer.is_valid, modelid = answer.modelid })
+    end)
 end
 
 function W:unbind(sn)
@@ -299,6 +506,28 @@ local function control_routes(emu)
     return { ok = true, perm_version = self.perm_version, count = #self:members() }
   end
   r["GET /__emulator/openhw/records"] = function() return { records = util.array(emu.wecom.records) } end
+  -- Asynchronous like bind: the answer waits for the vendor's reply.
+  local function deferred(method)
+    return function(_, _, b)
+      return { defer = function(reply)
+        emu.wecom[method](emu.wecom, b, function(res, why)
+          reply(res and emu:json(res) or emu:json({ error = why }, 409))
+        end)
+      end }
+    end
+  end
+  r["POST /__emulator/openhw/command"] = deferred("command")
+  r["POST /__emulator/openhw/verify_device"] = deferred("verify_device")
+  -- Device statuses and command operations, as the WeCom admin would see them.
+  r["GET /__emulator/openhw/devices"] = function()
+    local out, ops = {}, util.array()
+    for _, d in pairs(st(emu).devices or {}) do
+      out[d.device_sn] = { bind_status = d.bind_status, status = d.status, status_requested_at = d.status_requested_at }
+    end
+    for _, op in pairs(st(emu).opers or {}) do ops[#ops + 1] = op end
+    table.sort(ops, function(a, b) return a.oper_id < b.oper_id end)
+    return { devices = out, operations = ops }
+  end
 end
 
 function W:reset()
@@ -314,6 +543,11 @@ function M.install(emu)
   emu:route("/cgi-bin/openhw/get_device_secret", get_device_secret)
   emu:route("/cgi-bin/openhw/get_device_token", get_device_token)
   emu:route("/cgi-bin/openhw/model/register_sn", register_sn)
+  emu:route("/cgi-bin/openhw/model/unregister_sn", unregister_sn)
+  emu:route("/cgi-bin/openhw/device/report_device_status", report_device_status)
+  emu:route("/cgi-bin/openhw/device/report_firmware_upgrade_result", report_firmware_upgrade_result)
+  emu:route("/cgi-bin/openhw/device/report_bio_info_result", report_bio_info_result)
+  emu:route("/cgi-bin/openhw/device/report_remote_open_result", report_remote_open_result)
   emu:route("/cgi-bin/openhw/device/get_device_detail", get_device_detail)
   emu:route("/cgi-bin/openhw/device/get_userinfo_by_page", get_userinfo_by_page)
   emu:route("/cgi-bin/openhw/device/get_userinfo_by_ids", get_userinfo_by_ids)
@@ -321,6 +555,10 @@ function M.install(emu)
   emu:route("/cgi-bin/openhw/device/report_access_data", report("access_data", function(r)
     return ({ [1] = true, [2] = true, [3] = true })[r.pass_type] and
       ({ [1] = true, [2] = true, [3] = true, [4] = true })[r.pass_method] or false
+  end))
+  -- doc 95986: temperature a string, status 0 normal / 1 fever / 2 too low
+  emu:route("/cgi-bin/openhw/device/report_temperature_data", report("temperature_data", function(r)
+    return type(r.temperature) == "string" and r.temperature ~= "" and (r.status == 0 or r.status == 1 or r.status == 2)
   end))
   control_routes(emu)
   return self

@@ -1,5 +1,7 @@
 --- One WeCom hardware device (openhw device-token APIs, wechat-api.md §4.3):
--- the member list with cursor pagination, attendance and door-access reports.
+-- its status, the member list with cursor pagination and lookup by id,
+-- attendance / door-access / temperature reports, and the results of the
+-- commands WeCom pushed (firmware upgrade, recognition info, remote opening).
 -- Made by `wecom:device{ device_sn =, device_secret = }`.
 local errors = require "wxhw.errors"
 local paginate = require "wxhw.paginate"
@@ -106,6 +108,114 @@ function D:report_access(records)
     if r.pass_type ~= 1 and r.pass_type ~= 2 and r.pass_type ~= 3 then return "pass_type must be 1, 2 or 3" end
     if type(r.pass_method) ~= "number" or r.pass_method < 1 or r.pass_method > 4 then return "pass_method must be 1-4" end
   end)
+end
+
+--- get_userinfo_by_ids (doc 96037): users = { { open_userid =, user_type = 0|2 } ... },
+-- 1-100 of them → the useritems found (members the device may not serve are left out).
+function D:members_by_ids(users)
+  if type(users) ~= "table" or #users < 1 or #users > 100 then
+    return errors.fail("input", "members_by_ids: 1-100 { open_userid =, user_type = } entries")
+  end
+  local list = {}
+  for i, u in ipairs(users) do
+    if type(u) ~= "table" or type(u.open_userid) ~= "string" or u.open_userid == "" then
+      return errors.fail("input", ("user %d: open_userid is required"):format(i), { index = i })
+    end
+    local ut = u.user_type or 0
+    if ut ~= 0 and ut ~= 2 then return errors.fail("input", ("user %d: user_type must be 0 or 2"):format(i), { index = i }) end
+    list[i] = { open_userid = u.open_userid, user_type = ut }
+  end
+  local res, err = self:_call("/cgi-bin/openhw/device/get_userinfo_by_ids", { user_item = list })
+  if not res then return nil, err end
+  return type(res.userinfo) == "table" and res.userinfo.useritems or {}
+end
+
+--- report_temperature_data (doc 95986): records also carry temperature (a
+-- string such as "36.7") and status (0 normal, 1 fever, 2 too low).
+function D:report_temperature(records)
+  return report(self, "/cgi-bin/openhw/device/report_temperature_data", "temperature_data", records, function(r)
+    local m = base_check(r)
+    if m then return m end
+    if type(r.temperature) ~= "string" or r.temperature == "" then return "temperature (a string, e.g. \"36.7\") is required" end
+    if r.status ~= 0 and r.status ~= 1 and r.status ~= 2 then return "status must be 0 (normal), 1 (fever) or 2 (too low)" end
+  end)
+end
+
+-- nil when `v` is absent or a string of at most `max` bytes, else why not.
+local function too_long(name, v, max)
+  if v == nil then return nil end
+  if type(v) ~= "string" then return name .. " must be a string" end
+  if #v > max then return ("%s is %d bytes (at most %d)"):format(name, #v, max) end
+end
+
+local function checked_call(self, what, path, body, msg)
+  if msg then return errors.fail("input", what .. ": " .. msg) end
+  local res, err = self:_call(path, body)
+  if not res then return nil, err end
+  return true
+end
+
+--- report_device_status (doc 95983; every half hour, and at once on a
+-- fetch_device_status command). s: online_status (1 online, 2 offline),
+-- cur_version (<= 32 bytes), upgradable_version (<= 32) with
+-- upgradable_version_desc (<= 256): WeCom ignores one without the other,
+-- so that is refused here. → true.
+function D:report_status(s)
+  if type(s) ~= "table" then error("wecom device:report_status: table expected", 2) end
+  local msg
+  if s.online_status ~= 1 and s.online_status ~= 2 then msg = "online_status must be 1 (online) or 2 (offline)" end
+  msg = msg or too_long("cur_version", s.cur_version, 32) or too_long("upgradable_version", s.upgradable_version, 32)
+    or too_long("upgradable_version_desc", s.upgradable_version_desc, 256)
+  if not msg and (s.upgradable_version == nil or s.upgradable_version == "")
+      ~= (s.upgradable_version_desc == nil or s.upgradable_version_desc == "") then
+    msg = "upgradable_version and upgradable_version_desc go together (WeCom ignores one without the other)"
+  end
+  return checked_call(self, "report_status", "/cgi-bin/openhw/device/report_device_status", {
+    online_status = s.online_status, cur_version = s.cur_version, upgradable_version = s.upgradable_version,
+    upgradable_version_desc = s.upgradable_version_desc }, msg)
+end
+
+-- oper_id from the command, errcode a non-negative integer, errmsg a string.
+local function result_error(r)
+  if type(r) ~= "table" then return "table expected" end
+  if type(r.oper_id) ~= "string" or r.oper_id == "" then return "oper_id (from the command) is required" end
+  local e = r.errcode
+  if type(e) ~= "number" or e < 0 or e % 1 ~= 0 or e > 0xffffffff then
+    return "errcode must be a non-negative integer (0 = success)"
+  end
+  if r.errmsg ~= nil and type(r.errmsg) ~= "string" then return "errmsg must be a string" end
+end
+
+--- report_firmware_upgrade_result (doc 95999) for an update_firmware command:
+-- r: oper_id, errcode (0 upgraded, 1 offline, others vendor-defined), errmsg,
+-- cur_version (the version now running: WeCom only shows success when it
+-- differs from the one before). → true.
+function D:report_firmware_upgrade_result(r)
+  local msg = result_error(r) or too_long("cur_version", r.cur_version, 32)
+  return checked_call(self, "report_firmware_upgrade_result", "/cgi-bin/openhw/device/report_firmware_upgrade_result",
+    msg == nil and { oper_id = r.oper_id, errcode = r.errcode, errmsg = r.errmsg or "", cur_version = r.cur_version } or nil, msg)
+end
+
+--- report_bio_info_result (doc 96000) for an enter_page command: r: oper_id,
+-- errcode (0 = recorded), errmsg. → true.
+function D:report_bio_info_result(r)
+  local msg = result_error(r)
+  return checked_call(self, "report_bio_info_result", "/cgi-bin/openhw/device/report_bio_info_result",
+    msg == nil and { oper_id = r.oper_id, errcode = r.errcode, errmsg = r.errmsg or "" } or nil, msg)
+end
+
+local OPEN_TYPES = { remote_open_door = true, scan_qrcode_open = true }
+
+--- report_remote_open_result (doc 96048) for a remote_open_door command: r:
+-- oper_id, type ("remote_open_door" | "scan_qrcode_open", default the
+-- former), errcode (0 opened, 1 failed), errmsg. The door pass itself is a
+-- separate report_access record. → true.
+function D:report_remote_open_result(r)
+  local msg = result_error(r)
+  local kind = type(r) == "table" and (r.type or "remote_open_door")
+  if not msg and not OPEN_TYPES[kind] then msg = "type must be remote_open_door or scan_qrcode_open" end
+  return checked_call(self, "report_remote_open_result", "/cgi-bin/openhw/device/report_remote_open_result",
+    msg == nil and { oper_id = r.oper_id, type = kind, errcode = r.errcode, errmsg = r.errmsg or "" } or nil, msg)
 end
 
 return M
