@@ -33,7 +33,7 @@ function M.sn_error(sn)
   if #sn > M.SN_MAX then return ("sn is %d bytes (at most 128)"):format(#sn), 9800001 end
   local bad = sn:find("[^%w_%-]")
   if bad then
-    return ("sn has an illegal character %q at byte %d (allowed: 0-9 A-Z a-z _ -)"):format(sn:sub(bad, bad), bad), 9800002
+    return ('sn has an illegal character "%s" at byte %d (allowed: 0-9 A-Z a-z _ -)'):format(errors.char_at(sn, bad), bad), 9800002
   end
 end
 

@@ -29,7 +29,7 @@ function M.sn_error(sn)
   if type(sn) ~= "string" or sn == "" then return "device_sn is required" end
   if #sn > M.SN_MAX then return ("device_sn is %d characters (at most 128)"):format(#sn) end
   local bad = sn:find("[^%w]")
-  if bad then return ("device_sn has an illegal character %q at %d (WeCom allows only 0-9 A-Z a-z)"):format(sn:sub(bad, bad), bad) end
+  if bad then return ('device_sn has an illegal character "%s" at %d (WeCom allows only 0-9 A-Z a-z)'):format(errors.char_at(sn, bad), bad) end
 end
 
 local TOKEN_CODES = { [40001] = true, [40014] = true, [42001] = true, [40082] = true, [40083] = true }

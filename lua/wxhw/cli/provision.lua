@@ -1,6 +1,7 @@
 --- wxhw provision FILE --product NAME [--wmpf] [--wecom] [--groups] ...
 -- The main job: provision a factory device list and write the manifest.
 local cjson = require "cjson.safe"
+local json_id = require("wxhw.json").id -- integers from JSON print as 9, not 9.0 (Lua 5.4)
 
 local M = {}
 
@@ -172,9 +173,9 @@ local function print_summary(s, json)
   for _, n in pairs(s.resent or {}) do resent = resent + n end
   print(("provisioned %d devices: %d ok, %d failed, %d invalid rows; %d batches%s"):format(s.devices or 0, s.ok or 0,
     s.failed or 0, s.invalid or 0, s.batches or 0, resent > 0 and
-    (", " .. resent .. " in-doubt steps re-checked after a crash") or ""))
-  if s.product_id then print(("product %s: product_id %s key_version %s"):format(s.product, s.product_id,
-    type(s.key_version) == "number" and ("%d"):format(s.key_version) or tostring(s.key_version))) end
+    (", " .. json_id(resent) .. " in-doubt steps re-checked after a crash") or ""))
+  if s.product_id then print(("product %s: product_id %s key_version %s"):format(s.product, json_id(s.product_id),
+    json_id(s.key_version))) end
   if s.elapsed then print(("%.1f s, %.0f devices/s"):format(s.elapsed, (s.rows or 0) / math.max(s.elapsed, 1e-6))) end
   print("manifest: " .. tostring(s.manifest))
 end

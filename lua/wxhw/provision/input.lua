@@ -251,7 +251,7 @@ function Reader:_header()
   for _, r in ipairs(self.required) do
     if not index[r] then
       return errors.fail("input", self.path .. ": the header row has no '" .. r ..
-        "' column (first line: " .. s:sub(1, 80) .. ")")
+        "' column (first line: " .. errors.cut(s, 80) .. ")")
     end
   end
   self.ncols = #names

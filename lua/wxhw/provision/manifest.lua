@@ -3,6 +3,7 @@
 -- and renamed when the job is complete; `truncate` lets a resumed run cut
 -- back to the last row the journal vouches for.
 local cjson = require "cjson.safe"
+local number_text = require("wxhw.json").id -- 9800015, not 9800015.0 (Lua 5.4 floats from JSON)
 local fileio = require("wxhw.core").fileio
 local errors = require "wxhw.errors"
 
@@ -21,7 +22,7 @@ end
 
 local function csv_field(v)
   if v == nil then return "" end
-  v = tostring(v)
+  v = number_text(v)
   if v:find('[,"\r\n]') then return '"' .. v:gsub('"', '""') .. '"' end
   return v
 end
@@ -48,7 +49,7 @@ end
 local find = string.find
 local function cf(v) -- csv_field without the table walk (hot path)
   if v == nil then return "" end
-  if type(v) ~= "string" then return tostring(v) end
+  if type(v) ~= "string" then return number_text(v) end
   if find(v, '[,"\r\n]') then return '"' .. v:gsub('"', '""') .. '"' end
   return v
 end
