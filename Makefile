@@ -64,7 +64,7 @@ demo: bootstrap all
 RUN_INPUT ?= examples/devices.csv
 run: bootstrap all
 	@mkdir -p build/run
-	@bin/wxhw provision $(RUN_INPUT) --product Lamp --wmpf --groups --wecom \
+	@bin/wxhw provision $(RUN_INPUT) --product Lamp --model-name LampModel --wmpf --groups --wecom \
 	  --state-dir build/run/.wxhw --out build/run/manifest.csv $(RUN_ARGS)
 
 test: bootstrap

@@ -34,7 +34,7 @@ local mgr = token.new{ source = "stable_token", appid = cr.host_app.appid, secre
 local w = wmpf.new(assert(client.new{ base_urls = { wmpf = base_url }, token_provider = mgr }))
 local job = provision.new{ input = csv, product = "Bench", wmpf = true, out = dir .. "/manifest.csv",
   state_dir = dir .. "/state", batch = 100 }
-job.steps = provision.api_steps{ wmpf = w }
+job.steps = provision.api_steps{ wmpf = w, model_name = "BenchModel" }
 collectgarbage("collect")
 local cpu0, wall0 = os.clock(), clock.monotonic()
 local sum = assert(job:run())

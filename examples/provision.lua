@@ -33,7 +33,8 @@ job.steps = wxhw.provision.api_steps{
   mp = wxhw.mp.new(client_for(creds.mp), { model_id = creds.mp.model_id }),
   wecom = wxhw.wecom.new{ client = assert(wxhw.client.new{ base_urls = urls }), model_id = creds.openhw.model_id,
     model_secret = creds.openhw.model_secret, model_ticket = ticket },
-  model_id = creds.mp.model_id }
+  model_id = creds.mp.model_id,
+  model_name = "ExampleLampModel" } -- the WMPF model registered on the WeChat terminal cooperation platform
 
 local plan = assert(job:plan())
 print(("plan: %d devices in %d batches, %d invalid rows"):format(plan.devices, plan.batches, plan.invalid))

@@ -218,7 +218,7 @@ describe("emulator WMPF", function()
 
   it("pushes app messages with the documented errcodes", function()
     post("createproduct", { english_product_name = "A", chinese_product_name = "A", device_default_name = "a" })
-    post("adddevice", { product_id = "@PID@", device_id_list = { "d1" } })
+    post("adddevice", { product_id = "@PID@", device_id_list = { "d1" }, model_name = "m" })
     local pt = e.control("/__emulator/wmpf/push_token", (cjson.encode{ product_id = "@PID@", device_id = "d1" }:gsub('"@PID@"', pid)))
     assert.equal(0, post("pushappmsg", { msg = "hello", push_token = pt.push_token }).errcode)
     assert.equal(45002, post("pushappmsg", { msg = string.rep("x", 5 * 1024 + 1), push_token = pt.push_token }).errcode)

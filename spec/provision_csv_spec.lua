@@ -158,7 +158,7 @@ describe("provision CSV: every data record comes out exactly once", function()
         local text, expect = generate(seed, 40)
         local path, out = ("%s/c%d.csv"):format(dir, seed), ("%s/m%d.csv"):format(dir, seed)
         write(path, text)
-        local p = io.popen(("cd %s && lua5.4 bin/wxhw provision %s --product Gen%d --emulator %s --state-dir %s --out %s --json 2>&1"):format(
+        local p = io.popen(("cd %s && lua5.4 bin/wxhw provision %s --product Gen%d --model-name GenModel --emulator %s --state-dir %s --out %s --json 2>&1"):format(
           q(ROOT), q(path), seed, emu.base_url, q(dir .. "/state"), q(out)))
         local log = p:read("*a"); p:close()
         local sum = cjson.decode(log:match("{.*}") or "")

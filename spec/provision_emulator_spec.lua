@@ -158,7 +158,7 @@ describe("wxhw provision against the emulator", function()
     local n = 10000
     write_devices(dir .. "/d.csv", n)
     local out = dir .. "/m.csv"
-    local code, text = cli(("%s --product Lamp --wmpf --groups --wecom --emulator %s --state-dir %s --out %s --json"):format(
+    local code, text = cli(("%s --product Lamp --model-name LampModel --wmpf --groups --wecom --emulator %s --state-dir %s --out %s --json"):format(
       q(dir .. "/d.csv"), emu.base_url, q(dir .. "/state"), q(out)))
     assert.equal(0, code, text)
     local sum = cjson.decode(text:match("{.*}"))
@@ -169,6 +169,7 @@ describe("wxhw provision against the emulator", function()
     -- WMPF: exactly the manifest's devices, each sent once
     local st = emu.control("/__emulator/wmpf/devices?product_id=" .. pid)
     assert.equal(n, #st.device_ids)
+    assert.same({ "LampModel" }, st.model_names) -- --model-name went with every adddevice
     local set = {}
     for _, d in ipairs(st.device_ids) do set[d] = true end
     for _, r in ipairs(rows) do
@@ -239,7 +240,7 @@ describe("wxhw provision against the emulator", function()
     -- a finished job re-run changes nothing
     local before = emu.control("/__emulator/counters").requests
     local manifest_before = read(out)
-    code, text = cli(("%s --product Lamp --wmpf --groups --wecom --emulator %s --state-dir %s --out %s"):format(
+    code, text = cli(("%s --product Lamp --model-name LampModel --wmpf --groups --wecom --emulator %s --state-dir %s --out %s"):format(
       q(dir .. "/d.csv"), emu.base_url, q(dir .. "/state"), q(out)))
     assert.equal(0, code, text)
     assert.matches("already complete", text)
@@ -257,7 +258,7 @@ describe("wxhw provision against the emulator", function()
         token_provider = token.new{ source = "stable_token", appid = appid, secret = secret, base_url = emu.base_url,
           store = "memory" } })
     end
-    local so = { model_id = cr.mp.model_id }
+    local so = { model_id = cr.mp.model_id, model_name = "LampModel" }
     if o.wmpf then so.wmpf = require("wxhw.wmpf").new(tc(cr.host_app.appid, cr.host_app.secret)) end
     if o.groups then so.mp = require("wxhw.mp").new(tc(cr.mp.appid, cr.mp.secret), { model_id = cr.mp.model_id }) end
     if o.wecom then
@@ -418,12 +419,12 @@ describe("wxhw provision against the emulator", function()
 
   local function kill_run(n, kills, label)
     write_devices(dir .. "/d.csv", n)
-    local args = ("%s --product %s --wmpf --groups --wecom --emulator %s --state-dir %s --out %s --quiet"):format(
+    local args = ("%s --product %s --model-name LampModel --wmpf --groups --wecom --emulator %s --state-dir %s --out %s --quiet"):format(
       q(dir .. "/d.csv"), label, emu.base_url, q(dir .. "/state"), q(dir .. "/m.csv"))
     -- how long an uninterrupted run takes, on a second emulator
     local ref = emulator.start{ root = ROOT }
     local t0 = socket.gettime()
-    local code, text = cli(("%s --product %s --wmpf --groups --wecom --emulator %s --state-dir %s --out %s --quiet"):format(
+    local code, text = cli(("%s --product %s --model-name LampModel --wmpf --groups --wecom --emulator %s --state-dir %s --out %s --quiet"):format(
       q(dir .. "/d.csv"), label, ref.base_url, q(dir .. "/ref-state"), q(dir .. "/ref.csv")))
     local span = socket.gettime() - t0
     ref.stop()

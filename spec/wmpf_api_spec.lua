@@ -36,12 +36,13 @@ describe("wxhw.wmpf APIs", function()
     local before = emu.control("/__emulator/counters").endpoints["/wxa/business/runtime/adddevice"] or 0
     local ids = {}
     for i = 1, 250 do ids[i] = ("W%04d"):format(i) end
-    local res = assert(w:add_devices{ product_id = pid, device_ids = ids })
+    local res = assert(w:add_devices{ product_id = pid, device_ids = ids, model_name = "LampModel" })
     assert.equal(250, res.added)
     assert.equal(3, res.chunks)
     assert.equal(before + 3, emu.control("/__emulator/counters").endpoints["/wxa/business/runtime/adddevice"])
     local st = emu.control("/__emulator/wmpf/devices?product_id=" .. pid)
     assert.equal(250, #st.device_ids)
+    assert.same({ "LampModel" }, st.model_names) -- sent with every chunk
     assert(w:bind_wxa_app{ product_id = pid, appid = cr.mp.appid })
     local _, err = w:bind_wxa_app{ product_id = pid, appid = "wxnotaminiprogram" }
     assert.equal(40013, err.errcode)
@@ -55,22 +56,38 @@ describe("wxhw.wmpf APIs", function()
 
   it("checks device ids locally and refuses a non-host-app token", function()
     local pid = assert(w:create_product{ english_product_name = "X", chinese_product_name = "X", device_default_name = "X" })
-    local _, err = w:add_devices{ product_id = pid, device_ids = { "ok1", "bad id" } }
+    local _, err = w:add_devices{ product_id = pid, device_ids = { "ok1", "bad id" }, model_name = "M" }
     assert.equal("input", err.kind)
     assert.matches("device 2: device_id has a space", err.message)
-    _, err = as_mp:add_devices{ product_id = pid, device_ids = { "ok1" } }
+    _, err = as_mp:add_devices{ product_id = pid, device_ids = { "ok1" }, model_name = "M" }
     assert.equal(48001, err.errcode)
     _, err = w:create_product{ english_product_name = "X" }
     assert.matches("chinese_product_name", err.message)
     _, err = w:register_pubkey{ product_id = pid, pubkey = crypto.generate_rsa_key and crypto.generate_rsa_key(2048):public_pem()
       or "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n" }
     assert.truthy(err)
-    assert.has_error(function() w:add_devices{ product_id = "12a", device_ids = { "x" } } end)
+    assert.has_error(function() w:add_devices{ product_id = "12a", device_ids = { "x" }, model_name = "M" } end)
+  end)
+
+  it("requires model_name for adddevice (addDevice doc), and so does the emulator", function()
+    local pid = assert(w:create_product{ english_product_name = "N", chinese_product_name = "N", device_default_name = "N" })
+    assert.has_error(function() w:add_devices{ product_id = pid, device_ids = { "x" } } end,
+      "wxhw.wmpf.add_devices: model_name required (the model registered on the WeChat terminal cooperation platform)")
+    assert.has_error(function() w:add_devices{ product_id = pid, device_ids = { "x" }, model_name = "" } end)
+    -- the platform refuses the call without it (the doc lists no errcode: 47001)
+    local tok = assert(w.client.token_provider:token())
+    for _, b in ipairs{ ('{"product_id":%s,"device_id_list":["x"]}'):format(pid),
+                        ('{"product_id":%s,"device_id_list":["x"],"model_name":""}'):format(pid),
+                        ('{"product_id":%s,"device_id_list":["x"],"model_name":7}'):format(pid) } do
+      local r = emu.json("POST", "/wxa/business/runtime/adddevice?access_token=" .. tok, b)
+      assert.equal(47001, r.errcode)
+    end
+    assert.equal(0, #emu.control("/__emulator/wmpf/devices?product_id=" .. pid).device_ids)
   end)
 
   it("pushes app messages: 5 KB checked before sending, platform errcodes mapped", function()
     local pid = assert(w:create_product{ english_product_name = "P", chinese_product_name = "P", device_default_name = "P" })
-    assert(w:add_devices{ product_id = pid, device_ids = { "PUSH1" } })
+    assert(w:add_devices{ product_id = pid, device_ids = { "PUSH1" }, model_name = "M" })
     assert(w:bind_wxa_app{ product_id = pid, appid = cr.mp.appid })
     local app_tok = emu.control("/__emulator/wmpf/push_token", { product_id = pid, device_id = "PUSH1" }).push_token
     local mp_tok = emu.control("/__emulator/wmpf/push_token", { product_id = pid, device_id = "PUSH1", appid = cr.mp.appid }).push_token

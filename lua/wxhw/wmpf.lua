@@ -6,7 +6,7 @@
 --   local product_id = w:create_product{ english_product_name =, chinese_product_name =,
 --                                        device_default_name = }
 --   local key_version = w:register_pubkey{ product_id =, pubkey = key:public_pem() }
---   local res = w:add_devices{ product_id =, device_ids = { ... } }   -- chunked (100)
+--   local res = w:add_devices{ product_id =, device_ids = { ... }, model_name = }   -- chunked (100)
 --   w:bind_wxa_app{ product_id =, appid = "wx..." }
 --   w:push_app_msg{ msg =, push_token = }   -- host-app or Mini Program client
 local crypto = require "wxhw.crypto"
@@ -122,13 +122,18 @@ function W:register_pubkey(o)
 end
 
 --- adddevice in chunks of `chunk` (default 100). Checks ids locally first.
--- Returns { added = n, chunks = n } or nil, err (err.added = ids added before
+-- `model_name` (required by the addDevice doc and always sent by the official
+-- WMPF tooling) is the model name registered on the WeChat terminal
+-- cooperation platform. Returns { added = n, chunks = n } or nil, err (err.added = ids added before
 -- the failing chunk, err.chunk = its index).
 function W:add_devices(o)
   if type(o) ~= "table" then error("wxhw.wmpf.add_devices: options table expected", 2) end
   local pid = pid_arg(o, "add_devices")
   local ids = o.device_ids or o.device_id_list
   if type(ids) ~= "table" or #ids == 0 then error("wxhw.wmpf.add_devices: device_ids must be a non-empty list", 2) end
+  if type(o.model_name) ~= "string" or o.model_name == "" then
+    error("wxhw.wmpf.add_devices: model_name required (the model registered on the WeChat terminal cooperation platform)", 2)
+  end
   if not o.checked then -- `checked = true`: the caller validated every id already
     for i, id in ipairs(ids) do
       local msg = M.device_id_error(id)
@@ -141,8 +146,7 @@ function W:add_devices(o)
     local list = {}
     for i = first, math.min(first + chunk - 1, #ids) do list[#list + 1] = ids[i] end
     n = n + 1
-    local body = { product_id = pid, device_id_list = list }
-    if o.model_name then body.model_name = o.model_name end
+    local body = { product_id = pid, device_id_list = list, model_name = o.model_name }
     local res, err = self:_post("/wxa/business/runtime/adddevice", body)
     if not res then
       err.added, err.chunk = added, n

@@ -9,10 +9,12 @@ M.usage = [[
 usage: wxhw provision DEVICES.csv|.jsonl --product NAME [--wmpf] [--groups] [--wecom]
          [--out manifest.csv|.jsonl] [--resume] [--dry-run] [--json] [--only-failed]
          [--config FILE] [--emulator URL] [--state-dir DIR] [--key KEY.pem]
-         [--product-id N --key-version N] [--appid WXAPPID] [--batch N] [--concurrency N]
-         [--no-progress] [--quiet]
+         [--product-id N --key-version N] [--appid WXAPPID] [--model-name NAME] [--batch N]
+         [--concurrency N] [--no-progress] [--quiet]
 Targets: --wmpf (default when none is given): product, key pair, registerpubkey,
-  adddevice, bindwxaapp, one device signature per device; --groups: Mini Program
+  adddevice, bindwxaapp, one device signature per device; needs --model-name (the
+  model registered on the WeChat terminal cooperation platform; or the config's
+  wmpf.model_name, or WXHW_WMPF_MODEL_NAME); --groups: Mini Program
   device groups of 50; --wecom: WeCom register_sn and QR code per device.
 Credentials: --config FILE (JSON) or the environment (WXHW_MP_APPID, WXHW_MP_SECRET,
   WXHW_MODEL_ID, WXHW_HOST_APPID, WXHW_HOST_SECRET, WXHW_OPENHW_MODEL_ID,
@@ -27,7 +29,7 @@ local FLAGS = { wmpf = true, groups = true, wecom = true, resume = true, ["dry-r
   ["only-failed"] = true, ["no-progress"] = true, quiet = true, help = true }
 local VALUES = { product = true, out = true, config = true, emulator = true, ["state-dir"] = true, key = true,
   ["product-id"] = true, ["key-version"] = true, batch = true, journal = true, appid = true, format = true,
-  concurrency = true }
+  concurrency = true, ["model-name"] = true }
 
 local function read_file(p)
   local f = io.open(p, "rb")
@@ -54,6 +56,14 @@ local function credentials(o)
     openhw = { model_id = e("WXHW_OPENHW_MODEL_ID"), model_secret = e("WXHW_OPENHW_MODEL_SECRET"),
                model_ticket = e("WXHW_OPENHW_MODEL_TICKET") },
   }
+end
+
+-- The WMPF model name adddevice requires: option, config, environment.
+local function model_name(o, creds)
+  local v = o["model-name"]
+  if v == nil and o.config then v = type(creds.wmpf) == "table" and creds.wmpf.model_name or nil
+  elseif v == nil then v = os.getenv("WXHW_WMPF_MODEL_NAME") end
+  if type(v) == "string" and v ~= "" then return v end
 end
 
 local function quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
@@ -120,7 +130,7 @@ local function build_steps(o, creds, base_url)
     return assert(client.new{ base_urls = urls, transport = base.transport, token_provider = mgr,
       retry = { attempts = 6, max_total = 90 } })
   end
-  local so = { names = creds.names, model_id = creds.mp and creds.mp.model_id, mux = mux,
+  local so = { names = creds.names, model_id = creds.mp and creds.mp.model_id, model_name = o.model_name, mux = mux,
     concurrency = tonumber(o.concurrency) or 8 }
   if o.wmpf then
     local c, err = with_token(creds.host_app and creds.host_app.appid, creds.host_app and creds.host_app.secret,
@@ -203,6 +213,12 @@ function M.run(args)
   end
   local ok, job = pcall(provision.new, job_opts)
   if not ok then io.stderr:write("wxhw provision: ", tostring(job):gsub("^.-provision%.new: ", ""), "\n"); return 2 end
+  job.model_name = model_name(o, creds)
+  if job.wmpf and not job.model_name then
+    io.stderr:write("wxhw provision: --wmpf needs --model-name NAME (the model registered on the WeChat terminal ",
+      "cooperation platform; adddevice requires it)\n")
+    return 2
+  end
   if o["dry-run"] then
     local plan, err = job:plan()
     if not plan then io.stderr:write("wxhw provision: ", tostring(err), "\n"); return 1 end

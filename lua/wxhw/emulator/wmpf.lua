@@ -77,6 +77,9 @@ local function adddevice(emu, _, b, rec)
   for _, d in ipairs(list) do
     if not nonempty(d, 128) then return emu:err(47001, "data format error hint: device ids are non-empty strings") end
   end
+  -- required by the addDevice doc, which documents no errcode for its
+  -- absence: 47001 (chosen, docs/emulator.md)
+  if not nonempty(b.model_name) then return emu:err(47001, "data format error hint: model_name (required string)") end
   for _, d in ipairs(list) do
     if not p.devices[d] then p.devices[d] = { added = emu:now(), model_name = b.model_name } end
   end
@@ -167,10 +170,14 @@ local function control_routes(emu)
   r["GET /__emulator/wmpf/devices"] = function(_, req)
     local p = emu.state.products[req.q.product_id or ""]
     if not p then return nil, "unknown product_id" end
-    local out = util.array()
-    for d in pairs(p.devices) do out[#out + 1] = d end
+    local out, models, seen = util.array(), util.array(), {}
+    for d, rec in pairs(p.devices) do
+      out[#out + 1] = d
+      if not seen[rec.model_name] then seen[rec.model_name] = true; models[#models + 1] = rec.model_name end
+    end
     table.sort(out)
-    return { product_id = p.product_id, device_ids = out }
+    table.sort(models)
+    return { product_id = p.product_id, device_ids = out, model_names = models }
   end
   r["GET /__emulator/wmpf/messages"] = function() return { messages = util.array(emu.wmpf.inbox) } end
 end

@@ -9,14 +9,18 @@ local M = {}
 local S = {}
 S.__index = S
 
---- o: wmpf (wxhw.wmpf object, host-app client), mp (wxhw.mp object with
--- model_id), wecom (wxhw.wecom object), model_id, english/chinese/device_default
--- names (default: the product name).
+--- o: wmpf (wxhw.wmpf object, host-app client) with model_name (the WMPF
+-- model name adddevice requires), mp (wxhw.mp object with model_id), wecom
+-- (wxhw.wecom object), model_id, english/chinese/device_default names
+-- (default: the product name).
 -- mux (wxhw.provision.mux the clients use) + concurrency: per-device calls
 -- of a batch run that many at a time.
 function M.new(o)
-  return setmetatable({ wmpf = o.wmpf, mp = o.mp, wecom = o.wecom, model_id = o.model_id, names = o.names or {},
-    mux = o.mux, concurrency = o.concurrency or 8, calls = {} }, S)
+  if o.wmpf and (type(o.model_name) ~= "string" or o.model_name == "") then
+    error("provision steps: model_name required with wmpf (adddevice needs the registered model name)", 2)
+  end
+  return setmetatable({ wmpf = o.wmpf, mp = o.mp, wecom = o.wecom, model_id = o.model_id, model_name = o.model_name,
+    names = o.names or {}, mux = o.mux, concurrency = o.concurrency or 8, calls = {} }, S)
 end
 
 function S:_count(name) self.calls[name] = (self.calls[name] or 0) + 1 end
@@ -46,7 +50,8 @@ end
 -- adddevice is a set insert on WeChat's side: re-sending an in-doubt batch is harmless.
 function S:add_devices(product_id, ids)
   self:_count("adddevice")
-  return need(self, "wmpf"):add_devices{ product_id = product_id, device_ids = ids, chunk = #ids, checked = true }
+  return need(self, "wmpf"):add_devices{ product_id = product_id, device_ids = ids, chunk = #ids, checked = true,
+    model_name = self.model_name }
 end
 
 function S:group_create(name)
