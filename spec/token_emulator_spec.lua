@@ -211,6 +211,7 @@ describe("token management against the emulator", function()
   it("bounds fetches while Redis is down and says so", function()
     local store = assert(token.store("redis", { port = r.port }))
     local mgr, c = pair("token", { store = store, prefix = "down" .. math.random(1e6),
+                                   host_store = assert(token.store("shm", { path = path })),
                                    store_down_interval = 30, store_retry = 0.2 })
     assert.truthy(snticket(c))
     r.stop()
@@ -218,17 +219,47 @@ describe("token management against the emulator", function()
     -- the process keeps its token while the store is down
     for _ = 1, 20 do assert.truthy(snticket(c)) end
     assert.is_nil(e.control("/__emulator/counters").token_fetches["token:" .. appid])
-    -- a rotation while down: one direct fetch per interval, then a clear error
+    -- a rotation while down: one fetch per host and interval
     e.control("/__emulator/tokens/invalidate", { appid = appid })
     assert.truthy(snticket(c))
+    local fetched = mgr:token()
+    -- the token just fetched is kept within the interval (no other can be had)
     e.control("/__emulator/tokens/invalidate", { appid = appid })
     local data, err = snticket(c)
     assert.is_nil(data)
-    assert.equal("store", err.kind)
-    assert.matches("token store unavailable", err.message)
+    assert.equal(40001, err.errcode)
+    assert.equal(fetched, mgr:token())
     assert.equal(1, e.control("/__emulator/counters").token_fetches["token:" .. appid])
+    -- back: the store had nothing newer (restarted empty), so it gets this host's token
     r.restart()
     require("wxhw.core").clock.sleep(0.3)
+    assert.equal(fetched, mgr:token())
+    assert.equal(fetched, r.cli("HGET", mgr.key, "access_token"))
+    -- which the platform had voided: one refresh through the store
     assert.truthy(snticket(c))
+    assert.equal(2, e.control("/__emulator/counters").token_fetches["token:" .. appid])
+  end)
+
+  it("says why it does not fetch again within the interval while the store is down", function()
+    local store = assert(token.store("redis", { port = r.port }))
+    local hs = assert(token.store("shm", { path = path }))
+    local mgr, c = pair("token", { store = store, prefix = "down" .. math.random(1e6), host_store = hs,
+                                   store_down_interval = 30, store_retry = 0.2 })
+    assert.truthy(snticket(c))
+    r.stop()
+    e.control("/__emulator/counters/reset", {})
+    e.control("/__emulator/tokens/invalidate", { appid = appid })
+    assert.truthy(snticket(c))
+    -- another process of this host fetched earlier in the interval and that token is gone:
+    -- a clear error, no fetch
+    assert.is_true(hs:invalidate(mgr.key .. "#down", mgr:token()))
+    local tok, err = token.new{ source = "token", appid = appid, secret = secret, base_url = e.base_url,
+      store = store, key = mgr.key, host_store = hs, store_down_interval = 30 }:token()
+    assert.is_nil(tok)
+    assert.equal("store", err.kind)
+    assert.matches("token store unavailable %(.*%); upstream token fetches are limited to one per 30 s per host",
+                   err.message)
+    assert.equal(1, e.control("/__emulator/counters").token_fetches["token:" .. appid])
+    r.restart()
   end)
 end)

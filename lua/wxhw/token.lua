@@ -28,7 +28,7 @@ local DEFAULTS = {
   wait_timeout = 10,         -- s to wait for another process's refresh
   poll = 0.005,              -- first wait step (s); doubles up to 0.1
   local_ttl = 0,             -- s to trust a token without re-reading a store that has no cheap check (redis)
-  store_down_interval = 30,  -- s between direct fetches per process while the store is down
+  store_down_interval = 30,  -- s between upstream fetches per host while the store is down
   store_retry = 1,           -- s to skip a down store before trying it again
   failure_backoff = 2,       -- s to hold a transient fetch error (doubles up to 60)
   config_failure_backoff = 60, -- s to hold an error that retrying cannot fix (bad secret, quota)
@@ -97,7 +97,9 @@ end
 
 --- opts: source (+ its credentials: appid, secret, corpid, corpsecret, ...),
 -- store, refresh_ahead, read_only, on_token_refresh(info), key / prefix,
--- clock (seconds; default os.time), sleep, lease_ttl, wait_timeout, local_ttl.
+-- clock (seconds; default os.time), sleep, lease_ttl, wait_timeout, local_ttl,
+-- host_store (the host-local store used while a store spanning hosts is
+-- down; default: the default store, shm or the nginx dict).
 function M.new(opts)
   if type(opts) ~= "table" then error("wxhw.token.new: options table expected", 2) end
   local self = setmetatable({}, Manager)
@@ -107,6 +109,8 @@ function M.new(opts)
     error("wxhw.token.new: refresh_ahead must be a number of seconds >= 0", 2)
   end
   self.read_only = opts.read_only and true or false
+  self.host_store = opts.host_store
+  self.fetch_interval = opts.fetch_interval -- set on the host-local manager only (see _host_manager)
   self.on_token_refresh = opts.on_token_refresh
   self._clock = opts.clock or os.time
   self._sleep = opts.sleep or default_sleep
@@ -229,7 +233,76 @@ function Manager:_refresh(lease, old, now, force)
 end
 
 function Manager:_mark_down(err)
-  self._down_until, self._down_err = monotonic() + self.store_retry, err
+  self._down_until, self._down_err, self._was_down = monotonic() + self.store_retry, err, true
+end
+
+-- While a store that spans hosts (redis) is down, the processes of a host
+-- share a manager on the host's own store (shm, or the nginx dict): one
+-- upstream fetch per host per store_down_interval, single-flight, instead of
+-- one per process, which with the rotating `token` source made every process
+-- void the others' tokens. false when the store is host-local already.
+function Manager:_host_manager()
+  if self._host ~= nil then return self._host end
+  self._host = false
+  if not self._store.spans_hosts then return false end
+  local hs = self.host_store
+  if hs == nil then
+    local ok, s = pcall(default_store, {})
+    hs = ok and s or nil
+  end
+  if not hs or hs == self._store then return false end
+  local key = self.key .. "#down"
+  if #key > 180 then
+    local crypto = require "wxhw.crypto"
+    key = "down#" .. crypto.hex(crypto.sha256(self.key))
+  end
+  local parent, hook = self, self.on_token_refresh
+  local ok, host = pcall(M.new, {
+    key = key, source = self._source, store = hs, clock = self._clock, sleep = self._sleep,
+    refresh_ahead = self.refresh_ahead, lease_ttl = self.lease_ttl, wait_timeout = self.wait_timeout,
+    poll = self.poll, failure_backoff = self.failure_backoff, config_failure_backoff = self.config_failure_backoff,
+    fetch_interval = self.store_down_interval,
+    on_token_refresh = hook and function(info)
+      info.key, info.store, info.reason = parent.key, parent._store.kind, "store_down"
+      return hook(info)
+    end,
+  })
+  if ok and host then self._host = host end
+  return self._host
+end
+
+-- Back from an outage: a token fetched meanwhile (by this process or its
+-- host) that is newer than the store's goes into the store instead of being
+-- dropped: that fetch may have rotated the store's token away.
+function Manager:_adopt(rec, now)
+  local mine = self._fallback or (self._host and self._host._cache)
+  if self.read_only or not mine or not mine.token or mine.token == rec.token
+     or mine.fetched_at <= rec.fetched_at or now >= mine.expires_at - self.refresh_ahead then
+    return nil
+  end
+  local store, key = self._store, self.key
+  local lease = store:lease(key, self.lease_ttl)
+  if not lease then return nil end
+  local fresh = store:get(key, true)
+  if not fresh or fresh.fetched_at >= mine.fetched_at then
+    store:release(key, lease)
+    return nil
+  end
+  local gen = store:commit(key, lease, mine.token, mine.expires_at, mine.fetched_at)
+  if not gen then return nil end
+  self:_remember({ token = mine.token, gen = gen, expires_at = mine.expires_at, fetched_at = mine.fetched_at }, now)
+  return mine.token
+end
+
+-- The host-local manager's answer while the shared store is down.
+function Manager:_from_host(host, err)
+  local tok, herr = host:token()
+  if tok then return tok end
+  if errors.is(herr) and herr.down_limited then
+    herr.message = "token store unavailable (" .. (errors.is(err) and err.message or tostring(err)) .. "); "
+      .. herr.message
+  end
+  return nil, herr
 end
 
 local function store_msg(err) return errors.is(err) and err.message or tostring(err) end
@@ -245,6 +318,13 @@ function Manager:_store_down(err)
     if fb and now < fb.expires_at then return fb.token end
     return errors.fail("store", "token store unavailable (" .. store_msg(err) .. ") and this manager is read-only",
                        { retryable = true })
+  end
+  local host = self:_host_manager()
+  if host then
+    local tok, herr = self:_from_host(host, err)
+    if tok then return tok end
+    if fb and now < fb.expires_at then return fb.token end
+    return nil, herr
   end
   local mono = monotonic()
   if self._direct_at and mono - self._direct_at < self.store_down_interval then
@@ -264,6 +344,16 @@ function Manager:_store_down(err)
   return tok
 end
 
+-- Host-local managers (fetch_interval set) fetch at most once per interval.
+function Manager:_too_soon(rec, now)
+  return self.fetch_interval and now - rec.fetched_at < self.fetch_interval
+end
+
+function Manager:_limited()
+  return errors.fail("store", string.format("upstream token fetches are limited to one per %g s per host "
+    .. "while it is down", self.fetch_interval), { retryable = true, down_limited = true })
+end
+
 function Manager:_acquire(force)
   local store, key, ahead = self._store, self.key, self.refresh_ahead
   if self._down_until then
@@ -276,7 +366,12 @@ function Manager:_acquire(force)
     local now = self._clock()
     local rec, err = store:get(key)
     if not rec then return self:_store_down(err) end
-    self._fallback = nil
+    if self._was_down then
+      self._was_down = nil
+      local tok = self:_adopt(rec, now)
+      self._fallback = nil
+      if tok then return tok end
+    end
     if gen0 == nil then gen0 = rec.gen end
     local usable = rec.token and now < rec.expires_at
     if usable and (not force and now < rec.expires_at - ahead or force and rec.gen ~= gen0) then
@@ -294,6 +389,10 @@ function Manager:_acquire(force)
         return nil, self._fail_err
       end
     end
+    if self:_too_soon(rec, now) then
+      if usable then return rec.token end
+      return self:_limited()
+    end
     local lease, holder, left = store:lease(key, self.lease_ttl)
     if lease == nil then return self:_store_down(holder) end
     if lease then
@@ -309,6 +408,11 @@ function Manager:_acquire(force)
         store:release(key, lease)
         self:_remember(fresh, now)
         return fresh.token
+      end
+      if self:_too_soon(fresh, now) then
+        store:release(key, lease)
+        if fresh.token and now < fresh.expires_at then return fresh.token end
+        return self:_limited()
       end
       return self:_refresh(lease, fresh, now, force)
     end
@@ -329,11 +433,19 @@ end
 function Manager:invalidate(failed)
   if type(failed) ~= "string" then error("invalidate: the token that failed (a string) is required", 2) end
   local c = self._cache
+  if self.fetch_interval and c and c.token == failed and self._clock() - c.fetched_at < self.fetch_interval then
+    -- No other token may be fetched before the interval is over: dropping
+    -- this one would only turn every call into an error meanwhile.
+    return false
+  end
   if c and c.token == failed then self:_forget() end
   local fb = self._fallback
   if fb and fb.token == failed then self._fallback = nil end
   if self.read_only then return false end
-  if self._down_until and monotonic() < self._down_until then return false end
+  if self._down_until and monotonic() < self._down_until then
+    if self._host then return self._host:invalidate(failed) end
+    return false
+  end
   local ok, err = self._store:invalidate(self.key, failed)
   if ok == nil then self:_mark_down(err); return nil, err end
   return ok
