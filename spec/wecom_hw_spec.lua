@@ -110,10 +110,12 @@ describe("wxhw.wecom hardware surface (seed 003)", function()
     local dev = bound_device("Status01")
     local before = calls("device/report_device_status")
     for _, bad in ipairs{
-      { { online_status = 3 }, "online_status" },
+      { { online_status = 3, cur_version = "1" }, "online_status" },
+      { { online_status = 1 }, "cur_version %(a string%) is required" },
       { { online_status = 1, cur_version = ("v"):rep(33) }, "cur_version is 33 bytes" },
-      { { online_status = 1, upgradable_version = "2.0" }, "go together" },
-      { { online_status = 1, upgradable_version = "2.0", upgradable_version_desc = ("d"):rep(257) }, "256" },
+      { { online_status = 1, cur_version = "1", upgradable_version = "2.0" }, "go together" },
+      { { online_status = 1, cur_version = "1", upgradable_version = "2.0", upgradable_version_desc = ("d"):rep(257) },
+        "256" },
     } do
       local ok, err = dev:report_status(bad[1])
       assert.is_nil(ok)
@@ -129,7 +131,7 @@ describe("wxhw.wecom hardware surface (seed 003)", function()
     -- the emulator refuses what the client would not send
     local tok = assert(dev.token:token())
     local r = emu.json("POST", "/cgi-bin/openhw/device/report_device_status?device_access_token=" .. tok,
-      { online_status = 3 })
+      { online_status = 3, cur_version = "1" })
     assert.equal(40058, r.errcode)
     r = emu.json("POST", "/cgi-bin/openhw/device/report_device_status?device_access_token=" .. tok, {})
     assert.equal(47001, r.errcode)
@@ -228,8 +230,10 @@ describe("wxhw.wecom hardware surface (seed 003)", function()
     assert.is_true(dev:report_firmware_upgrade_result{ oper_id = r.oper_id, errcode = 0, cur_version = "1.1" })
     assert.equal("succeeded", operation(r.oper_id).state)
     assert.equal("1.1", emu.control("/__emulator/openhw/devices").devices.Door01.status.cur_version)
-    _, err = dev:report_firmware_upgrade_result{ oper_id = r.oper_id, errcode = -1 }
+    _, err = dev:report_firmware_upgrade_result{ oper_id = r.oper_id, errcode = -1, cur_version = "1.1" }
     assert.equal("input", err.kind)
+    _, err = dev:report_firmware_upgrade_result{ oper_id = r.oper_id, errcode = 0 }
+    assert.matches("cur_version", err.message)
 
     -- enter_page (face entry) → report_bio_info_result; exit_page cancels a pending one
     r = control_serving("openhw/command", { device_sn = "Door01", command_type = "enter_page", page_type = "fa" })

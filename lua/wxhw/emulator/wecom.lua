@@ -269,8 +269,9 @@ local function short_string(emu, b, name, max)
 end
 
 -- report_device_status (doc 95983): online_status 1 online / 2 offline;
--- versions at most 32 bytes, the description 256; an upgradable version
--- without its description (or the reverse) is ignored, as documented.
+-- versions at most 32 bytes (cur_version required: chosen), the description
+-- 256; an upgradable version without its description (or the reverse) is
+-- ignored, as documented.
 local function report_device_status(emu, req)
   local b, rec = device_body(emu, req)
   if not b then return rec end
@@ -280,6 +281,7 @@ local function report_device_status(emu, req)
   if b.online_status ~= 1 and b.online_status ~= 2 then
     return err(emu, 40058, "invalid online_status hint: 1 online, 2 offline")
   end
+  if type(b.cur_version) ~= "string" then return err(emu, 47001, "data format error hint: cur_version is required") end
   for name, max in pairs{ cur_version = 32, upgradable_version = 32, upgradable_version_desc = 256 } do
     local bad = short_string(emu, b, name, max)
     if bad then return bad end
@@ -329,11 +331,12 @@ local function report_firmware_upgrade_result(emu, req)
   if not b then return rec end
   local op, e = operation(emu, b, rec, "update_firmware")
   if not op then return e end
+  if type(b.cur_version) ~= "string" then return err(emu, 47001, "data format error hint: cur_version is required") end
   local bad = short_string(emu, b, "cur_version", 32)
   if bad then return bad end
   op.cur_version = b.cur_version
   if b.errcode ~= 0 then return finish(emu, op, b, "failed") end
-  if not b.cur_version or b.cur_version == op.version_before then return finish(emu, op, b, "upgrading") end
+  if b.cur_version == op.version_before then return finish(emu, op, b, "upgrading") end
   local d = device(emu, rec.owner)
   d.status = d.status or {}
   d.status.cur_version = b.cur_version

@@ -148,6 +148,12 @@ local function too_long(name, v, max)
   if #v > max then return ("%s is %d bytes (at most %d)"):format(name, #v, max) end
 end
 
+-- The same for a string that must be there.
+local function required(name, v, max)
+  if type(v) ~= "string" or v == "" then return name .. " (a string) is required" end
+  return too_long(name, v, max)
+end
+
 local function checked_call(self, what, path, body, msg)
   if msg then return errors.fail("input", what .. ": " .. msg) end
   local res, err = self:_call(path, body)
@@ -157,14 +163,14 @@ end
 
 --- report_device_status (doc 95983; every half hour, and at once on a
 -- fetch_device_status command). s: online_status (1 online, 2 offline),
--- cur_version (<= 32 bytes), upgradable_version (<= 32) with
+-- cur_version (required, <= 32 bytes), upgradable_version (<= 32) with
 -- upgradable_version_desc (<= 256): WeCom ignores one without the other,
 -- so that is refused here. → true.
 function D:report_status(s)
   if type(s) ~= "table" then error("wecom device:report_status: table expected", 2) end
   local msg
   if s.online_status ~= 1 and s.online_status ~= 2 then msg = "online_status must be 1 (online) or 2 (offline)" end
-  msg = msg or too_long("cur_version", s.cur_version, 32) or too_long("upgradable_version", s.upgradable_version, 32)
+  msg = msg or required("cur_version", s.cur_version, 32) or too_long("upgradable_version", s.upgradable_version, 32)
     or too_long("upgradable_version_desc", s.upgradable_version_desc, 256)
   if not msg and (s.upgradable_version == nil or s.upgradable_version == "")
       ~= (s.upgradable_version_desc == nil or s.upgradable_version_desc == "") then
@@ -188,10 +194,10 @@ end
 
 --- report_firmware_upgrade_result (doc 95999) for an update_firmware command:
 -- r: oper_id, errcode (0 upgraded, 1 offline, others vendor-defined), errmsg,
--- cur_version (the version now running: WeCom only shows success when it
--- differs from the one before). → true.
+-- cur_version (required: the version now running; WeCom only shows success
+-- when it differs from the one before). → true.
 function D:report_firmware_upgrade_result(r)
-  local msg = result_error(r) or too_long("cur_version", r.cur_version, 32)
+  local msg = result_error(r) or required("cur_version", r.cur_version, 32)
   return checked_call(self, "report_firmware_upgrade_result", "/cgi-bin/openhw/device/report_firmware_upgrade_result",
     msg == nil and { oper_id = r.oper_id, errcode = r.errcode, errmsg = r.errmsg or "", cur_version = r.cur_version } or nil, msg)
 end
