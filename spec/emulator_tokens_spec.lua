@@ -94,9 +94,17 @@ describe("emulator tokens", function()
       local b = stable(true)
       assert.not_equal(a, b.access_token)
       assert.is_false(valid(a))
+      -- less than 30 s later the call "does not refresh" (no error documented):
+      -- the current token, unchanged and still valid, not counted in the 20
+      e.control("/__emulator/clock", { advance = 29 })
       local c = stable(true)
-      assert.equal(45011, c.errcode)
-      for _ = 2, 20 do
+      assert.is_nil(c.errcode)
+      assert.equal(b.access_token, c.access_token)
+      assert.is_true(valid(b.access_token))
+      assert.is_true(c.expires_in <= 7200 - 29 and c.expires_in >= 7200 - 30)
+      e.control("/__emulator/clock", { advance = 1 })
+      assert.not_equal(b.access_token, stable(true).access_token) -- 30 s after the last refresh: refreshes
+      for _ = 3, 20 do
         e.control("/__emulator/clock", { advance = 30 })
         local r = stable(true)
         assert.is_string(r.access_token)
