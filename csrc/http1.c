@@ -68,8 +68,10 @@ static int ieq(const char *a, size_t n, const char *lit) {
 
 static int is_ows(char c) { return c == ' ' || c == '\t'; }
 
-/* Calls fn for each comma-separated element of a list header, trimmed. */
-static int each_element(wxhw_h1 *p, const char *v, size_t n,
+/* Calls fn for each comma-separated element of a list header, trimmed.
+ * Empty elements are skipped (RFC 9110 5.6.1), or refused with `empty`
+ * when the field is not a list. */
+static int each_element(wxhw_h1 *p, const char *v, size_t n, const char *empty,
                         int (*fn)(wxhw_h1 *, const char *, size_t)) {
   size_t i = 0;
   while (i <= n) {
@@ -78,6 +80,7 @@ static int each_element(wxhw_h1 *p, const char *v, size_t n,
     e = i;
     while (s < e && is_ows(v[s])) s++;
     while (e > s && is_ows(v[e - 1])) e--;
+    if (e == s && empty) return fail(p, empty);
     if (e > s && fn(p, v + s, e - s) != 0) return -1;
     i++;
   }
@@ -188,12 +191,15 @@ static int header_line(wxhw_h1 *p, const char *s, size_t n) {
   if (is_ows(s[0])) return fail(p, "obsolete line folding in a header");
   if ((rc = split_header(p, s, n, &nlen, &vs, &ve)) != 0) return rc;
   if (p->state == S_INTERIM) return 0;
-  if (ieq(s, nlen, "content-length")) rc = each_element(p, s + vs, ve - vs, content_length_value);
+  /* Content-Length is 1*DIGIT, at most repeated ("5, 5"): an empty value or
+   * element is malformed, not absent (RFC 9110 8.6) */
+  if (ieq(s, nlen, "content-length"))
+    rc = each_element(p, s + vs, ve - vs, "malformed Content-Length", content_length_value);
   else if (ieq(s, nlen, "transfer-encoding")) {
     p->has_te = 1;
-    rc = each_element(p, s + vs, ve - vs, te_value);
+    rc = each_element(p, s + vs, ve - vs, NULL, te_value);
     if (rc == 0 && !p->te_chunked) rc = fail(p, "unsupported Transfer-Encoding");
-  } else if (ieq(s, nlen, "connection")) rc = each_element(p, s + vs, ve - vs, connection_value);
+  } else if (ieq(s, nlen, "connection")) rc = each_element(p, s + vs, ve - vs, NULL, connection_value);
   if (rc != 0) return p->state == S_FAILED ? WXHW_H1_ERROR : rc;
   if (p->on_header && p->on_header(p->ud, s, nlen, s + vs, ve - vs) != 0) return WXHW_H1_ABORT;
   return 0;

@@ -478,7 +478,7 @@ typedef struct {
   int retryable;
 } classification;
 
-static classification classify(CURLcode c, int too_large) {
+static classification classify(CURLcode c, int too_large, int sent) {
   classification r = {"protocol", 0};
   if (too_large) c = CURLE_FILESIZE_EXCEEDED;
   switch (c) {
@@ -505,8 +505,10 @@ static classification classify(CURLcode c, int too_large) {
   case CURLE_SSL_ENGINE_INITFAILED:
   case CURLE_SSL_SHUTDOWN_FAILED:
   case CURLE_USE_SSL_FAILED: r.reason = "tls"; break;
-  case CURLE_URL_MALFORMAT:
-  case CURLE_UNSUPPORTED_PROTOCOL: r.reason = "url"; break;
+  case CURLE_URL_MALFORMAT: r.reason = "url"; break;
+  /* once the request went out, this is the server's reply ("Received
+   * HTTP/0.9", an unknown HTTP version): a protocol error, not the URL */
+  case CURLE_UNSUPPORTED_PROTOCOL: r.reason = sent ? "protocol" : "url"; break;
   default: break;
   }
   return r;
@@ -531,7 +533,7 @@ void wxhw_xfer_push_failure(lua_State *L, wxhw_xfer *x, CURLcode code, const cha
   classification c;
   x->code = code;
   if (code == CURLE_FILESIZE_EXCEEDED) x->too_large = 1;
-  c = classify(code, x->too_large);
+  c = classify(code, x->too_large, sent);
   if (x->too_large)
     wxhw_http_push_error(L, "http", c.reason, "too_large: response body exceeds %zu bytes", x->max_body);
   else

@@ -9,18 +9,19 @@
 --     { connect_timeout = s, timeout = s, max_body = n, pool_size = n, keepalive = s,
 --       resolve = { ["api.example"] = "10.0.0.1" } })
 local errors = require "wxhw.errors"
+local response = require "wxhw.transport.http1_response"
 
 -- Loadable outside nginx too (parse_url is plain Lua and has unit specs).
 local in_nginx = type(ngx) == "table" and ngx.socket ~= nil
 local tcp = in_nginx and ngx.socket.tcp
 local now = in_nginx and ngx.now or os.time
 local update_time = in_nginx and ngx.update_time or function() end
-local concat, lower, tonumber, find, sub = table.concat, string.lower, tonumber, string.find, string.sub
+local lower, tonumber, find, sub = string.lower, tonumber, string.find, string.sub
 
 local M = {}
 
 local DEFAULT_MAX_BODY = 16 * 1024 * 1024
-local MAX_HEADER_LINES = 200
+local RECEIVE_CHUNK = 65536
 
 local function fail(kind, reason, message, fields)
   local e = errors.new(kind, message, fields)
@@ -99,105 +100,27 @@ local function add_headers(lines, headers, seen)
   return true
 end
 
-local function add_header(h, name, value)
-  local old = h[name]
-  if old == nil then h[name] = value
-  elseif type(old) == "table" then old[#old + 1] = value
-  else h[name] = { old, value } end
-end
-
--- Sets the socket timeout to what is left of the deadline.
-local function left(sock, deadline, op_timeout)
+-- Milliseconds left before the deadline (at most cap_ms), or nil once it passed.
+local function left_ms(deadline, cap_ms)
   update_time()
   local ms = math.floor((deadline - now()) * 1000)
-  if ms <= 0 then return false end
-  sock:settimeout(math.min(ms, op_timeout))
-  return true
+  if ms <= 0 then return nil end
+  return cap_ms and math.min(ms, cap_ms) or ms
 end
 
-local function read_body(sock, res, method, deadline, op_ms, max_body)
-  local h = res.headers
-  local status = res.status
-  if method == "HEAD" or status == 204 or status == 304 or (status >= 100 and status < 200) then
-    return "", true
-  end
-  local te = h["transfer-encoding"]
-  if type(te) == "table" then te = concat(te, ",") end
-  if te and find(lower(te), "chunked", 1, true) then
-    local parts, total = {}, 0
-    while true do
-      if not left(sock, deadline, op_ms) then return nil, "timeout" end
-      local line, err = sock:receive("*l")
-      if not line then return nil, err end
-      local hex = line:match("^%s*(%x+)%s*[;]?")
-      local size = hex and #hex <= 12 and tonumber(hex, 16)
-      if not size then return nil, "protocol", "bad chunk size line" end
-      if size == 0 then
-        repeat -- trailers
-          if not left(sock, deadline, op_ms) then return nil, "timeout" end
-          line, err = sock:receive("*l")
-          if not line then return nil, err end
-        until line == ""
-        return concat(parts), true
-      end
-      total = total + size
-      if total > max_body then return nil, "too_large" end
-      if not left(sock, deadline, op_ms) then return nil, "timeout" end
-      local data
-      data, err = sock:receive(size)
-      if not data then return nil, err end
-      parts[#parts + 1] = data
-      local crlf
-      crlf, err = sock:receive(2)
-      if crlf ~= "\r\n" then return nil, err or "protocol", "chunk not followed by CRLF" end
-    end
-  end
-  local cl = h["content-length"]
-  if cl then
-    if type(cl) == "table" then
-      for i = 2, #cl do if cl[i] ~= cl[1] then return nil, "protocol", "conflicting Content-Length" end end
-      cl = cl[1]
-    end
-    local n = tonumber(cl:match("^%s*(%d+)%s*$"))
-    if not n then return nil, "protocol", "bad Content-Length" end
-    if n > max_body then return nil, "too_large" end
-    if n == 0 then return "", true end
-    if not left(sock, deadline, op_ms) then return nil, "timeout" end
-    local data, err = sock:receive(n)
-    if not data then return nil, err end
-    return data, true
-  end
-  -- no length: the body ends when the server closes
-  local parts, total = {}, 0
-  while true do
-    if not left(sock, deadline, op_ms) then return nil, "timeout" end
-    local data, err = sock:receiveany(65536)
-    if not data then
-      if err == "closed" then return concat(parts), false end
-      return nil, err
-    end
-    total = total + #data
-    if total > max_body then return nil, "too_large" end
-    parts[#parts + 1] = data
-  end
+local function timed_out(sent)
+  return net_error("timeout", "timeout", sent, true)
 end
 
-local function keep_alive(res)
-  local c = res.headers.connection
-  if type(c) == "table" then c = concat(c, ",") end
-  c = c and lower(c) or ""
-  if find(c, "close", 1, true) then return false end
-  if res.http_version == "1.0" then return find(c, "keep-alive", 1, true) ~= nil end
-  return true
-end
-
--- One attempt on one connection. Returns res | nil, err, retry_stale.
+-- One attempt on one connection. `timeout` is a deadline for the whole
+-- exchange (connect, TLS, send, every receive), as in the C engine.
+-- Returns res | nil, err, retry_stale.
 local function exchange(req, o, parts, deadline, t0)
   local scheme, host, port, ip = parts.scheme, parts.host, parts.port, parts.ip
   local sock = tcp()
-  local connect_ms = math.floor((o.connect_timeout or 5) * 1000)
-  local op_ms = math.floor((req.timeout or o.timeout or 10) * 1000)
-  sock:settimeouts(connect_ms, op_ms, op_ms)
+  local ms = left_ms(deadline, math.floor((o.connect_timeout or 5) * 1000))
+  if not ms then return timed_out(false) end
+  sock:settimeout(ms)
   -- the pool key carries scheme, host (the SNI name) and port, so two names on
   -- one address never share a TLS connection
   local ok, err = sock:connect(ip, port, { pool = scheme .. ":" .. host .. ":" .. port, pool_size = o.pool_size })
@@ -207,6 +130,9 @@ local function exchange(req, o, parts, deadline, t0)
   end
   local reused = sock:getreusedtimes() or 0
   if scheme == "https" and reused == 0 then
+    ms = left_ms(deadline)
+    if not ms then sock:close(); return timed_out(false) end
+    sock:settimeout(ms)
     -- Ask for the session object (nil, not false): with `false`, Debian's
     -- lua-resty-core 0.1.25 + ngx_lua 0.10.23 can report success for a
     -- handshake whose verification failed; with nil the failure surfaces,
@@ -220,10 +146,9 @@ local function exchange(req, o, parts, deadline, t0)
       return net_error(reason, err, false, retryable)
     end
   end
-  if not left(sock, deadline, op_ms) then
-    sock:close()
-    return net_error("timeout", "timeout", false, true)
-  end
+  ms = left_ms(deadline)
+  if not ms then sock:close(); return timed_out(false) end
+  sock:settimeout(ms)
   local bytes
   bytes, err = sock:send(parts.request)
   if not bytes then
@@ -231,42 +156,15 @@ local function exchange(req, o, parts, deadline, t0)
     local r, e = net_error((classify(err, "send")), err, true, true)
     return r, e, reused > 0 and err == "closed"
   end
-  local line
-  local res = { headers = {} }
-  repeat -- skip 1xx interim responses
-    if not left(sock, deadline, op_ms) then sock:close(); return net_error("timeout", "timeout", true, true) end
-    line, err = sock:receive("*l")
-    if not line then
-      sock:close()
-      -- a pooled connection the server had already closed: nothing was read, try a fresh one
-      local stale = reused > 0 and (err == "closed" or err == "connection reset by peer")
-      local reason, retryable = classify(err, "read")
-      local r, e = net_error(reason, err, true, retryable)
-      return r, e, stale
-    end
-    local ver, status = line:match("^HTTP/(%d%.%d) (%d%d%d)")
-    if not ver then sock:close(); return net_error("protocol", "bad status line", true, false) end
-    res.status, res.http_version = tonumber(status), ver
-    local n = 0
-    res.headers = {}
-    while true do
-      if not left(sock, deadline, op_ms) then sock:close(); return net_error("timeout", "timeout", true, true) end
-      line, err = sock:receive("*l")
-      if not line then
-        sock:close()
-        local reason, retryable = classify(err, "read")
-        return net_error(reason, err, true, retryable)
-      end
-      if line == "" then break end
-      n = n + 1
-      if n > MAX_HEADER_LINES then sock:close(); return net_error("protocol", "too many header lines", true, false) end
-      local name, value = line:match("^([^:%s]+)%s*:%s*(.-)%s*$")
-      if name then add_header(res.headers, lower(name), value) end
-    end
-  until res.status >= 200 or res.status == 101
+  local function fill()
+    local rest = left_ms(deadline)
+    if not rest then return nil, "timeout" end
+    sock:settimeout(rest)
+    return sock:receiveany(RECEIVE_CHUNK)
+  end
   local max_body = req.max_body or o.max_body or DEFAULT_MAX_BODY
-  local body, why, detail = read_body(sock, res, parts.method, deadline, op_ms, max_body)
-  if not body then
+  local res, why, detail = response.read(fill, { head = parts.method == "HEAD", max_body = max_body })
+  if not res then
     sock:close()
     if why == "too_large" then
       return fail("http", "too_large", ("too_large: response body exceeds %d bytes"):format(max_body),
@@ -274,14 +172,16 @@ local function exchange(req, o, parts, deadline, t0)
     end
     if why == "protocol" then return net_error("protocol", detail, true, false) end
     local reason, retryable = classify(why, "read")
-    return net_error(reason, why, true, retryable)
+    local r, e = net_error(reason, why, true, retryable)
+    -- a pooled connection the server had already closed: nothing was read, try a fresh one
+    return r, e, reused > 0 and detail == 0 and (why == "closed" or why == "connection reset by peer")
   end
-  res.body = body
-  if why == true and keep_alive(res) then -- `why` is false when the body ran to EOF
+  if res.keep_alive then
     sock:setkeepalive(math.floor((o.keepalive or 60) * 1000), o.pool_size or 64)
   else
     sock:close()
   end
+  res.keep_alive = nil
   update_time()
   res.time = now() - t0
   return res
