@@ -4,7 +4,8 @@
 #   make LUA=luajit      build build/luajit/wxhw/core.so against LuaJIT 2.1 (OpenResty)
 #   make test            busted specs under Lua 5.4 and, where present, LuaJIT
 #   make check           specs against an ASan+UBSan build, C-heavy specs under valgrind
-#   make bench | fuzz | install PREFIX=... | lint | clean
+#   make dist            build/dist/wxhw-VERSION-1.src.rock, installable offline with luarocks
+#   make bench | fuzz | install PREFIX=... [LUA=luajit] | lint (luacheck, rockspec) | clean
 
 LUA      ?= 5.4
 comma    := ,
@@ -12,44 +13,82 @@ PREFIX   ?= /usr/local
 CC       ?= cc
 SAN      ?=
 
+# LuaRocks passes LUA_INCDIR (the headers of the Lua it builds for, e.g. /usr/include/
+# luajit-2.1 or OpenResty's); the ABI then comes from that lua.h and the objects go to
+# build/rock-*, so a rock build never mixes with the checkout's own builds.
+ifneq ($(LUA_INCDIR),)
+  LUA_NUM  := $(shell sed -n 's/^\#define[[:space:]]*LUA_VERSION_NUM[[:space:]]*\([0-9]*\).*/\1/p' $(LUA_INCDIR)/lua.h)
+  override LUA := $(if $(filter 501,$(LUA_NUM)),luajit,5.4)
+endif
+
 ifneq ($(filter luajit 5.1,$(LUA)),)
   LUA_PC   := luajit
   LUA_ABI  := 5.1
+  LUA_EXE  := luajit
 else
   LUA_PC   := lua5.4
   LUA_ABI  := 5.4
+  LUA_EXE  := lua5.4
 endif
 
-BUILD    := build/$(LUA)$(if $(SAN),-san)
+BUILD    := build/$(if $(LUA_INCDIR),rock-)$(LUA)$(if $(SAN),-san)
 CORE     := $(BUILD)/wxhw/core.so
 
 PKGS     := libcrypto libcurl hiredis
 WARN     := -Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wcast-qual \
             -Wmissing-prototypes -Wstrict-prototypes -Wvla -Wformat=2
-OPT      := $(if $(SAN),-O1 -g -fno-omit-frame-pointer -fsanitize=address$(comma)undefined -fno-sanitize-recover=undefined,-O2 -g)
-CFLAGS   ?=
-CFLAGS   += -std=c11 -D_GNU_SOURCE -fPIC -fvisibility=hidden $(OPT) $(WARN) \
-            $(shell pkg-config --cflags $(LUA_PC) $(PKGS))
-LDFLAGS  += -shared $(if $(SAN),-fsanitize=address$(comma)undefined)
-LIBS     := $(shell pkg-config --libs $(PKGS)) -lpthread
+SANFLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address$(comma)undefined -fno-sanitize-recover=undefined
+# CFLAGS and LIBFLAG are the user's (or LuaRocks') choice; what the code needs is added.
+CFLAGS   ?= -O2 -g
+LIBFLAG  ?= -shared
+WX_CFLAGS = $(CFLAGS) $(if $(SAN),$(SANFLAGS)) -std=c11 -D_GNU_SOURCE -fPIC -fvisibility=hidden $(WARN) \
+            $(if $(LUA_INCDIR),-I$(LUA_INCDIR))
+LDFLAGS  += $(LIBFLAG) $(if $(SAN),-fsanitize=address$(comma)undefined)
+
+# Library flags come from pkg-config when the build runs, i.e. after bin/bootstrap
+# (never when make reads this file): a lookup that fails stops the build before
+# anything links and removes core.so. Each file is rewritten only when it changes.
+PC_PKGS  := $(PKGS) $(if $(LUA_INCDIR),,$(LUA_PC))
+PC_FILES := $(BUILD)/pkg-config.cflags $(BUILD)/pkg-config.libs
+# goals that run bin/bootstrap: the lookup waits for it, also under make -j
+BOOTSTRAP_FIRST := $(if $(filter bootstrap run demo test check bench fuzz,$(MAKECMDGOALS)),bootstrap)
 
 SRCS     := $(wildcard csrc/*.c) $(wildcard csrc/media/*.c)
 OBJS     := $(SRCS:%.c=$(BUILD)/obj/%.o)
 DEPS     := $(OBJS:.o=.d)
 
-.PHONY: all test check bench fuzz install lint clean bootstrap demo run
+ROCKSPEC := $(wildcard wxhw-*.rockspec)
+VERSION  := $(shell sed -n 's/^version *= *"\(.*\)-[0-9]*"/\1/p' $(ROCKSPEC))
+DIST     := build/dist
+
+.PHONY: all test check bench fuzz install lint clean bootstrap demo run dist FORCE
+.DELETE_ON_ERROR:
 
 all: $(CORE)
 
-$(CORE): $(OBJS)
+$(CORE): $(OBJS) $(BUILD)/pkg-config.libs
 	@mkdir -p $(dir $@)
 	@echo "  LD $@"
-	@$(CC) $(LDFLAGS) -o $@ $(OBJS) $(LIBS)
+	@$(CC) $(LDFLAGS) -o $@ $(OBJS) $$(cat $(BUILD)/pkg-config.libs) -lpthread
 
-$(BUILD)/obj/%.o: %.c
+$(BUILD)/obj/%.o: %.c $(BUILD)/pkg-config.cflags
 	@mkdir -p $(dir $@)
 	@echo "  CC $<"
-	@$(CC) $(CFLAGS) -MMD -MP -c -o $@ $<
+	@$(CC) $(WX_CFLAGS) $$(cat $(BUILD)/pkg-config.cflags) -MMD -MP -c -o $@ $<
+
+$(PC_FILES) &: FORCE | $(BOOTSTRAP_FIRST)
+	@mkdir -p $(BUILD)
+	@missing=""; for p in $(PC_PKGS); do pkg-config --exists $$p || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  rm -f $(CORE) $(PC_FILES); \
+	  echo "wxhw: pkg-config cannot find:$$missing. Install them with bin/bootstrap (make run and make test call it), then run make again." >&2; \
+	  exit 1; \
+	fi; \
+	pkg-config --cflags $(PC_PKGS) >$(BUILD)/pkg-config.cflags.new && \
+	pkg-config --libs $(PKGS) >$(BUILD)/pkg-config.libs.new || exit 1; \
+	for f in $(PC_FILES); do cmp -s $$f.new $$f && rm -f $$f.new || mv -f $$f.new $$f; done
+
+FORCE:
 
 -include $(DEPS)
 
@@ -87,13 +126,25 @@ INSTALL_SHARE ?= $(PREFIX)/share/lua/$(LUA_ABI)
 INSTALL_BIN   ?= $(PREFIX)/bin
 
 install: all
-	install -d $(DESTDIR)$(INSTALL_LIB)/wxhw $(DESTDIR)$(INSTALL_SHARE)
+	install -d $(DESTDIR)$(INSTALL_LIB)/wxhw $(DESTDIR)$(INSTALL_SHARE) $(DESTDIR)$(INSTALL_BIN)
 	install -m 0755 $(CORE) $(DESTDIR)$(INSTALL_LIB)/wxhw/core.so
 	cd lua && find wxhw -name '*.lua' -exec install -D -m 0644 {} $(DESTDIR)$(INSTALL_SHARE)/{} \;
-	install -D -m 0755 bin/wxhw $(DESTDIR)$(INSTALL_BIN)/wxhw
+	sed '1s|.*|#!/usr/bin/env $(LUA_EXE)|' bin/wxhw >$(DESTDIR)$(INSTALL_BIN)/wxhw
+	chmod 0755 $(DESTDIR)$(INSTALL_BIN)/wxhw
+
+# A source rock that `luarocks install` builds offline: the committed files as
+# wxhw-$(VERSION).tar.gz, packed with the rockspec into build/dist/*.src.rock.
+dist:
+	@rm -rf $(DIST) && mkdir -p $(DIST)
+	@git ls-files -z --cached -- . ':!fuzz/corpus' | xargs -0 sh -c 'for f; do [ -e "$$f" ] && printf "%s\0" "$$f"; done' sh | \
+	  tar --null -T - --transform 's,^,wxhw-$(VERSION)/,' --owner=0 --group=0 --mtime=@0 -czf $(DIST)/wxhw-$(VERSION).tar.gz
+	@sed 's|^\(   url = \)"\(.*\)"|\1"file://$(abspath $(DIST))/\2"|' $(ROCKSPEC) >$(DIST)/$(ROCKSPEC)
+	@cd $(DIST) && luarocks --lua-version $(LUA_ABI) pack $(ROCKSPEC) >/dev/null
+	@echo "  DIST $(DIST)/$(ROCKSPEC:.rockspec=.src.rock)"
 
 lint:
-	luarocks --lua-version 5.4 lint wxhw-0.1.0-1.rockspec
+	luarocks --lua-version 5.4 lint $(ROCKSPEC)
+	luacheck -q .
 
 clean:
 	rm -rf build

@@ -2,7 +2,8 @@
 -- Submodules load on first use: `wxhw.crypto`, `wxhw.pay`, `wxhw.msgcrypt` ...
 local core = require "wxhw.core"
 
-local wxhw = { version = core.version, _core = core }
+-- _VERSION (and version) = the C core's, the rockspec's and `wxhw --version`'s
+local wxhw = { _VERSION = core.version, version = core.version, _core = core }
 
 return setmetatable(wxhw, {
   __index = function(t, name)

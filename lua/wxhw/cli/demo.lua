@@ -3,9 +3,20 @@ local crypto = require "wxhw.crypto"
 local msgcrypt = require "wxhw.msgcrypt"
 local wmpf = require "wxhw.wmpf"
 
+local cli_args = require "wxhw.cli.args"
+
 local M = {}
 
-function M.run()
+M.usage = [[
+usage: wxhw demo
+  A short offline tour: a WeChat Pay APIv3 request signature, a WMPF device
+  signature and the published Mini Program secure-mode push, decrypted.]]
+
+function M.run(args)
+  local o, pos = cli_args.parse(args or {}, { flags = { help = true }, values = {} })
+  if o and o.help then print(M.usage); return 0 end
+  if o and #pos > 0 then o, pos = nil, "unexpected argument '" .. pos[1] .. "'" end
+  if not o then io.stderr:write("wxhw demo: ", pos, "\n", M.usage, "\n"); return 2 end
   print("wxhw " .. require("wxhw").version .. " — primitives demo (offline)\n")
 
   -- 1. A WeChat Pay APIv3 Authorization header (merchant key made on the spot).

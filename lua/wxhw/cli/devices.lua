@@ -35,11 +35,10 @@ end
 
 -- Starts `wxhw emulator` as a child; returns base_url, pid or nil, message.
 local function start_emulator(devices)
-  local script = arg and arg[0] or "bin/wxhw"
   local log = os.tmpname()
   local ppid = self_pid()
-  local cmd = string.format("(exec lua5.4 '%s' emulator --port 0 --quiet --iot-devices %d%s >'%s' 2>&1 & echo $!)",
-    script:gsub("'", ""), devices, ppid and (" --parent-pid " .. ppid) or "", log)
+  local cmd = string.format("(exec %s emulator --port 0 --quiet --iot-devices %d%s >'%s' 2>&1 & echo $!)",
+    require("wxhw.cli.args").self_command(), devices, ppid and (" --parent-pid " .. ppid) or "", log)
   local p = io.popen(cmd)
   local pid = tonumber(p:read("*l"))
   p:close()

@@ -10,18 +10,26 @@ usage: wxhw provision DEVICES.csv|.jsonl --product NAME [--wmpf] [--groups] [--w
          [--out manifest.csv|.jsonl] [--resume] [--dry-run] [--json] [--only-failed]
          [--config FILE] [--emulator URL] [--state-dir DIR] [--key KEY.pem]
          [--product-id N --key-version N] [--appid WXAPPID] [--model-name NAME] [--batch N]
-         [--concurrency N] [--no-progress] [--quiet]
+         [--host-token token|stable_token] [--concurrency N] [--no-progress] [--quiet]
 Targets: --wmpf (default when none is given): product, key pair, registerpubkey,
   adddevice, bindwxaapp, one device signature per device; needs --model-name (the
   model registered on the WeChat terminal cooperation platform; or the config's
-  wmpf.model_name, or WXHW_WMPF_MODEL_NAME); --groups: Mini Program
-  device groups of 50; --wecom: WeCom register_sn and QR code per device.
+  wmpf.model_name, or WXHW_WMPF_MODEL_NAME); the host app's token comes from
+  GET /cgi-bin/token through the host's shared token store (--host-token
+  stable_token, or the config's host_app.token_source, for stable_token);
+  --groups: Mini Program device groups of 50; --wecom: WeCom register_sn and QR
+  code per device.
 Credentials: --config FILE (JSON) or the environment (WXHW_MP_APPID, WXHW_MP_SECRET,
   WXHW_MODEL_ID, WXHW_HOST_APPID, WXHW_HOST_SECRET, WXHW_OPENHW_MODEL_ID,
   WXHW_OPENHW_MODEL_SECRET, WXHW_OPENHW_MODEL_TICKET, WXHW_BASE_URL). With none,
   a built-in emulator is started (state kept in the state dir).
 Exit: 0 every device ok, 3 finished with failed or invalid rows, 1 error (re-run
-  with --resume), 2 usage.]]
+  with --resume), 2 usage, 130 interrupted by Ctrl-C (re-run with --resume).]]
+
+--- What bin/wxhw prints after Ctrl-C: every finished step is in the journal.
+function M.on_interrupt()
+  return "every finished step is in the journal: re-run the same command with --resume to continue"
+end
 
 local cli_args = require "wxhw.cli.args"
 
@@ -29,7 +37,7 @@ local FLAGS = { wmpf = true, groups = true, wecom = true, resume = true, ["dry-r
   ["only-failed"] = true, ["no-progress"] = true, quiet = true, help = true }
 local VALUES = { product = true, out = true, config = true, emulator = true, ["state-dir"] = true, key = true,
   ["product-id"] = true, ["key-version"] = true, batch = true, journal = true, appid = true, format = true,
-  concurrency = true, ["model-name"] = true }
+  concurrency = true, ["model-name"] = true, ["host-token"] = true }
 
 local function read_file(p)
   local f = io.open(p, "rb")
@@ -92,9 +100,9 @@ local function start_emulator(state_dir)
     while io.open("/proc/" .. old .. "/stat") and clock.monotonic() < until_ do clock.sleep(0.05) end
   end
   os.remove(log)
-  local root = (package.searchpath and package.searchpath("wxhw.cli.provision", package.path) or ""):match("^(.*)/lua/wxhw/cli/provision%.lua$") or "."
-  local cmd = ("cd %s && exec lua5.4 ./bin/wxhw emulator --port 0 --quiet --state %s --parent-pid %s >%s 2>&1"):format(
-    quote(root), quote(state_dir .. "/emulator-state.json"), self_pid() or "1", quote(log))
+  -- the same wxhw (checkout, make install or rock) runs the emulator
+  local cmd = ("exec %s emulator --port 0 --quiet --state %s --parent-pid %s >%s 2>&1"):format(
+    cli_args.self_command(), quote(state_dir .. "/emulator-state.json"), self_pid() or "1", quote(log))
   local p = io.popen("(" .. cmd .. ") & echo $!")
   local pid = p:read("*l"); p:close()
   local pf = io.open(pidfile, "w")
@@ -123,23 +131,36 @@ local function build_steps(o, creds, base_url)
   local plain = assert(client.new{ base_urls = urls })
   local mux = require("wxhw.provision.mux").new(plain.transport)
   local base = assert(client.new{ base_urls = urls, transport = mux, retry = { attempts = 6, max_total = 90 } })
-  local function with_token(appid, secret, what)
+  -- store nil: the host's default store (shm, shared with a gateway on this
+  -- host); "memory" for tokens no other process can use
+  local function with_token(appid, secret, what, source, store)
     if not appid or not secret then return nil, what .. " credentials (appid and secret) are missing" end
-    local mgr = assert(token.new{ source = "stable_token", appid = appid, secret = secret, base_url = base_url,
-      store = "memory", client = base })
+    local mgr, err = token.new{ source = source, appid = appid, secret = secret, base_url = base_url,
+      store = store, client = base }
+    if not mgr then return nil, what .. " token store: " .. tostring(err) end
     return assert(client.new{ base_urls = urls, transport = base.transport, token_provider = mgr,
       retry = { attempts = 6, max_total = 90 } })
   end
   local so = { names = creds.names, model_id = creds.mp and creds.mp.model_id, model_name = o.model_name, mux = mux,
     concurrency = tonumber(o.concurrency) or 8 }
   if o.wmpf then
-    local c, err = with_token(creds.host_app and creds.host_app.appid, creds.host_app and creds.host_app.secret,
-      "host app (WMPF)")
+    -- The host (mobile) app's token comes from GET /cgi-bin/token, as the
+    -- official WMPF tooling gets it (stable_token is an option). Each fetch
+    -- rotates it, so it lives in the host's shared store: this run and a
+    -- gateway on the same host use one token and never void each other's.
+    local ha = creds.host_app or {}
+    local source = o.host_token or ha.token_source or "token"
+    if source ~= "token" and source ~= "stable_token" then
+      return nil, "the host app token source must be token or stable_token (got " .. tostring(source) .. ")"
+    end
+    local c, err = with_token(ha.appid, ha.secret, "host app (WMPF)", source,
+      creds.emulator and "memory" or nil)
     if not c then return nil, err end
     so.wmpf = require("wxhw.wmpf").new(c)
   end
   if o.groups then
-    local c, err = with_token(creds.mp and creds.mp.appid, creds.mp and creds.mp.secret, "Mini Program")
+    local c, err = with_token(creds.mp and creds.mp.appid, creds.mp and creds.mp.secret, "Mini Program",
+      "stable_token", "memory")
     if not c then return nil, err end
     if not so.model_id then return nil, "device groups need the Mini Program model_id" end
     so.mp = require("wxhw.mp").new(c, { model_id = so.model_id })
@@ -214,6 +235,7 @@ function M.run(args)
   local ok, job = pcall(provision.new, job_opts)
   if not ok then io.stderr:write("wxhw provision: ", tostring(job):gsub("^.-provision%.new: ", ""), "\n"); return 2 end
   job.model_name = model_name(o, creds)
+  job.host_token = o["host-token"]
   if job.wmpf and not job.model_name then
     io.stderr:write("wxhw provision: --wmpf needs --model-name NAME (the model registered on the WeChat terminal ",
       "cooperation platform; adddevice requires it)\n")

@@ -1,0 +1,95 @@
+-- The wxhw command line around its commands: one version everywhere,
+-- `--help` on every command (without running it), and Ctrl-C during
+-- `provision` that says how to resume and exits 130 instead of a traceback.
+local files = require "support.files"
+local emulator = require "support.emulator"
+local socket = require "socket"
+
+local q = files.quote
+-- the command line under the runtime this spec runs on (its own core build)
+local LUA = rawget(_G, "jit") and "luajit" or "lua5.4"
+local ROOT = (function() local p = io.popen("pwd"); local d = p:read("*l"); p:close(); return d end)()
+local WXHW = LUA .. " " .. q(ROOT .. "/bin/wxhw")
+
+local function sh(cmd)
+  local p = io.popen(cmd .. " 2>&1; echo \"EXIT=$?\"")
+  local out = p:read("*a"); p:close()
+  return tonumber(out:match("EXIT=(%d+)%s*$")), (out:gsub("EXIT=%d+%s*$", ""))
+end
+
+local function lines(path)
+  local f = io.open(path); if not f then return 0 end
+  local n = 0
+  for _ in f:lines() do n = n + 1 end
+  f:close()
+  return n
+end
+
+describe("wxhw command line", function()
+  it("has one version: wxhw._VERSION, wxhw --version, the C core and the rockspec", function()
+    local wxhw = require "wxhw"
+    assert.matches("^%d+%.%d+%.%d+$", wxhw._VERSION)
+    assert.equal(wxhw._VERSION, wxhw._core.version)
+    local code, out = sh(WXHW .. " --version")
+    assert.equal(0, code)
+    assert.equal("wxhw " .. wxhw._VERSION .. "\n", out)
+    local p = io.popen("ls wxhw-*.rockspec"); local rockspecs = p:read("*a"); p:close()
+    assert.equal("wxhw-" .. wxhw._VERSION .. "-1.rockspec\n", rockspecs) -- exactly one, named for the version
+    local spec = files.read("wxhw-" .. wxhw._VERSION .. "-1.rockspec")
+    assert.matches('\nversion = "' .. wxhw._VERSION:gsub("%.", "%%.") .. '%-1"', spec)
+    assert.matches("## " .. wxhw._VERSION:gsub("%.", "%%."), files.read("CHANGELOG.md"))
+  end)
+
+  it("every command answers --help with its usage and exit 0, without running", function()
+    for _, cmd in ipairs{ "demo", "emulator", "provision", "devices", "call-worker" } do
+      for _, form in ipairs{ cmd .. " --help", cmd .. " -h", "help " .. cmd } do
+        local code, out = sh(WXHW .. " " .. form)
+        assert.equal(0, code, form .. ": " .. out)
+        assert.matches("^usage: wxhw " .. cmd:gsub("%-", "%%-"), out, form)
+      end
+    end
+    local code, out = sh(WXHW .. " demo --help")
+    assert.equal(0, code)
+    assert.not_matches("Authorization", out) -- the demo itself did not run
+    code, out = sh(WXHW .. " --help")
+    assert.equal(0, code)
+    assert.matches("130 interrupted", out)
+    code, out = sh(WXHW .. " demo --frobnicate")
+    assert.equal(2, code)
+    assert.matches("unknown option %-%-frobnicate", out)
+  end)
+
+  it("Ctrl-C during provision prints how to resume and exits 130; --resume then finishes", function()
+    local dir = files.tmpdir("wxhw-cli")
+    local emu = emulator.start{}
+    finally(function() emu.stop(); os.execute("rm -rf " .. q(dir)) end)
+    local rows = { "device_id,sn" }
+    for i = 1, 200 do rows[#rows + 1] = ("INT%04d,INT%04d"):format(i, i) end
+    files.write(dir .. "/d.csv", table.concat(rows, "\n") .. "\n")
+    -- every answer 100 ms late: the run takes far longer than the spec waits
+    emu.control("/__emulator/faults", { path = "*", delay_ms = 100 })
+    local args = " provision d.csv --product Int --model-name Lamp --emulator " .. emu.base_url ..
+      " --batch 10 --concurrency 1 --out m.csv --no-progress"
+    -- the interpreter is the subshell's child; it gets the SIGINT a terminal's Ctrl-C sends
+    local p = io.popen("cd " .. q(dir) .. " && (env -u WXHW_HOST_APPID -u WXHW_MP_APPID -u WXHW_OPENHW_MODEL_ID " ..
+      WXHW .. args .. " >out 2>err; echo $? >rc) >/dev/null 2>&1 & echo $!")
+    local subshell = p:read("*l"); p:close()
+    local deadline = socket.gettime() + 20
+    while lines(dir .. "/m.csv.journal") < 5 and socket.gettime() < deadline do socket.sleep(0.05) end
+    assert.is_true(lines(dir .. "/m.csv.journal") >= 5, "provision made no progress: " .. (files.read(dir .. "/err")))
+    local sent = os.execute("pkill -INT -P " .. subshell .. " -f 'bin/wxhw provision'")
+    assert.is_true(sent == true or sent == 0)
+    deadline = socket.gettime() + 10
+    while not io.open(dir .. "/rc") and socket.gettime() < deadline do socket.sleep(0.05) end
+    socket.sleep(0.1)
+    local err = files.read(dir .. "/err")
+    assert.equal("130", (files.read(dir .. "/rc"):match("%d+")), err)
+    assert.matches("wxhw provision: interrupted; .*re%-run the same command with %-%-resume", err)
+    assert.not_matches("traceback", err)
+    -- resume without the delay: everything provisioned once
+    emu.control("/__emulator/faults", nil, "DELETE")
+    local code, out = sh("cd " .. q(dir) .. " && " .. WXHW .. args .. " --resume")
+    assert.equal(0, code, out)
+    assert.matches("provisioned 200 devices: 200 ok, 0 failed", out)
+  end)
+end)
