@@ -10,6 +10,7 @@ local wecom = require "wxhw.wecom"
 local cjson = require "cjson"
 local http = require "socket.http"
 local ltn12 = require "ltn12"
+local hw = require "support.wecom_hw"
 
 describe("wxhw.wecom hardware surface in OpenResty #lua54", function()
   local e, srv, dir, wc
@@ -92,11 +93,7 @@ describe("wxhw.wecom hardware surface in OpenResty #lua54", function()
     return cjson.decode(table.concat(out))
   end
 
-  local function operation(oper_id)
-    for _, op in ipairs(e.control("/__emulator/openhw/devices").operations) do
-      if op.oper_id == oper_id then return op end
-    end
-  end
+  local function operation(oper_id) return hw.operation(e, oper_id) end
 
   it("answers verify_device and device commands; reports their results over cosockets", function()
     local r = e.control("/__emulator/openhw/verify_device", { device_sn = "VendorSn01" })
@@ -106,11 +103,7 @@ describe("wxhw.wecom hardware surface in OpenResty #lua54", function()
     assert.is_false(e.control("/__emulator/openhw/verify_device", { device_sn = "Stranger99" }).is_valid)
 
     -- a bound device (bound without asking the gateway)
-    e.control("/__emulator/callbacks", { openhw_url = "" })
-    assert(wc:register_sn("NgxDoor01"))
-    local b = e.control("/__emulator/openhw/bind", { device_sn = "NgxDoor01" })
-    e.control("/__emulator/callbacks", { openhw_url = srv.base_url .. "/hw" })
-    local dev = { sn = "NgxDoor01", secret = assert(wc:device_secret(b.auth_code)) }
+    local dev = { sn = "NgxDoor01", secret = hw.bind_quietly(e, wc, "NgxDoor01", srv.base_url .. "/hw") }
 
     local res = act(dev, "report_status", { online_status = 1, cur_version = "1.0", upgradable_version = "1.1",
       upgradable_version_desc = "fixes" })

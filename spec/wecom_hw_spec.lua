@@ -10,6 +10,8 @@ local httpserver = require "wxhw.httpserver"
 local cjson = require "cjson"
 local socket = require "socket"
 local wecom = require "wxhw.wecom"
+local request = require "support.pumped_request"
+local hw = require "support.wecom_hw"
 
 -- md5sum of the SNs the vendor owns / does not (the push carries only this)
 local OURS_MD5 = "644e29d5a414c40bd8f15d29fa1e7df4" -- "VendorSn01"
@@ -55,21 +57,9 @@ describe("wxhw.wecom hardware surface (seed 003)", function()
   -- A control call whose answer waits for a push to this process's gateway:
   -- the request goes out without blocking and the gateway serves meanwhile.
   local function control_serving(path, body)
-    local c = assert(socket.connect("127.0.0.1", emu.port))
-    local b = cjson.encode(body)
-    c:send(("POST /__emulator/%s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
-      .. "Connection: close\r\n\r\n%s"):format(path, #b, b))
-    c:settimeout(0)
-    local buf, deadline = "", socket.gettime() + 10
-    while socket.gettime() < deadline do
-      srv:step(0.01)
-      local data, err, partial = c:receive(65536)
-      buf = buf .. (data or partial or "")
-      if err == "closed" then break end
-    end
-    c:close()
-    local status = tonumber(buf:match("^HTTP/1%.1 (%d+)"))
-    return cjson.decode(buf:match("\r\n\r\n(.*)$")), status
+    local status, rbody = request(emu.port, "POST", "/__emulator/" .. path, cjson.encode(body),
+      function() srv:step(0.01) end)
+    return cjson.decode(rbody), status
   end
 
   local function calls(path)
@@ -77,18 +67,11 @@ describe("wxhw.wecom hardware surface (seed 003)", function()
   end
 
   local function bound_device(sn)
-    assert(wc:register_sn(sn))
-    emu.control("/__emulator/callbacks", { openhw_url = "" }) -- bind without asking the vendor
-    local b = emu.control("/__emulator/openhw/bind", { device_sn = sn })
-    emu.control("/__emulator/callbacks", { openhw_url = "http://127.0.0.1:" .. srv.port .. "/hw" })
-    return wc:device{ device_sn = sn, device_secret = assert(wc:device_secret(b.auth_code)) }
+    local secret = hw.bind_quietly(emu, wc, sn, "http://127.0.0.1:" .. srv.port .. "/hw")
+    return wc:device{ device_sn = sn, device_secret = secret }
   end
 
-  local function operation(oper_id)
-    for _, op in ipairs(emu.control("/__emulator/openhw/devices").operations) do
-      if op.oper_id == oper_id then return op end
-    end
-  end
+  local function operation(oper_id) return hw.operation(emu, oper_id) end
 
   it("deletes SNs that are not bound (unregister_sn)", function()
     assert(wc:register_sn("Spare01"))

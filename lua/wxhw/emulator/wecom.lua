@@ -260,9 +260,11 @@ end
 ------------------------------------------------------------------ device status and command results
 local function uint(v) return math.type(v) == "integer" and v >= 0 and v <= 0xffffffff end
 
--- An optional string field of at most `max` bytes: nil when fine, else the error reply.
-local function short_string(emu, b, name, max)
+-- A string field of at most `max` bytes (optional unless `required`): nil
+-- when fine, else the error reply.
+local function short_string(emu, b, name, max, required)
   local v = b[name]
+  if v == nil and required then return err(emu, 47001, "data format error hint: " .. name .. " is required") end
   if v == nil then return nil end
   if type(v) ~= "string" then return err(emu, 47001, "data format error hint: " .. name .. " must be a string") end
   if #v > max then return err(emu, 40058, ("invalid %s hint: at most %d bytes"):format(name, max)) end
@@ -281,9 +283,8 @@ local function report_device_status(emu, req)
   if b.online_status ~= 1 and b.online_status ~= 2 then
     return err(emu, 40058, "invalid online_status hint: 1 online, 2 offline")
   end
-  if type(b.cur_version) ~= "string" then return err(emu, 47001, "data format error hint: cur_version is required") end
   for name, max in pairs{ cur_version = 32, upgradable_version = 32, upgradable_version_desc = 256 } do
-    local bad = short_string(emu, b, name, max)
+    local bad = short_string(emu, b, name, max, name == "cur_version")
     if bad then return bad end
   end
   local d = device(emu, rec.owner)
@@ -331,8 +332,7 @@ local function report_firmware_upgrade_result(emu, req)
   if not b then return rec end
   local op, e = operation(emu, b, rec, "update_firmware")
   if not op then return e end
-  if type(b.cur_version) ~= "string" then return err(emu, 47001, "data format error hint: cur_version is required") end
-  local bad = short_string(emu, b, "cur_version", 32)
+  local bad = short_string(emu, b, "cur_version", 32, true)
   if bad then return bad end
   op.cur_version = b.cur_version
   if b.errcode ~= 0 then return finish(emu, op, b, "failed") end
