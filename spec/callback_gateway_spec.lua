@@ -369,6 +369,25 @@ describe("callback.wecom (openhw)", function()
     assert.equal("unbind", events[#events].event)
   end)
 
+  it("dispatches device commands by command.command_type, with their 1 s deadline", function()
+    local got
+    local g = callback.wecom{ token = "wecomtoken", encoding_aes_key = KEY, receive_id = CORP,
+      clock = function() return 1714112445 end, on_event = function(i) events[#events + 1] = i end,
+      deadlines = { remote_open_door = 0.01 },
+      handlers = { remote_open_door = function(msg) got = msg.command; require("socket").sleep(0.03) end } }
+    local q, body = wpush{ msg_type = "command", base_info = { req_id = "r-6", device_sn = "S1" },
+      command = { command_type = "remote_open_door", open_userid = "wo1", oper_id = "op-1" } }
+    local st, _, b = g("POST", q, {}, body)
+    assert.equal(200, st); assert.equal("success", b)
+    assert.same({ command_type = "remote_open_door", open_userid = "wo1", oper_id = "op-1" }, got)
+    assert.equal("remote_open_door", events[#events].event)
+    assert.is_true(events[#events].late)
+    -- doc 96130 and every command page: 1000 ms
+    for _, name in ipairs{ "verify_device", "fetch_device_status", "update_firmware", "enter_page", "exit_page" } do
+      assert.equal(1.0, callback.wecom_deadlines[name])
+    end
+  end)
+
   it("rejects bad signatures, unknown events and missing parameters", function()
     local q, body = wpush{ msg_type = "event", base_info = { req_id = "r-5" }, event = { event_type = "firmware_upgrade" } }
     assert.equal(400, (gw("POST", q, {}, body)))
