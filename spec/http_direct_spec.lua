@@ -68,6 +68,9 @@ describe("wxhw.http direct engine #c", function()
       ["/lf_only"] = { send = { "HTTP/1.1 200 OK\nContent-Length: 2\nX-Lf: 1\n\nok" } },
       ["/bare_cr"] = { send = { "HTTP/1.1 200 OK\r\nX-Cr: a\rb\r\nContent-Length: 2\r\n\r\nok" } },
       ["/garbage"] = { send = { "ICY 200 OK\r\n\r\n" }, close = true },
+      -- Content-Length is 1*DIGIT: empty is malformed, not absent (RFC 9110 8.6)
+      ["/empty_cl"] = { send = { "HTTP/1.1 200 OK\r\nContent-Length:\r\n\r\nabc" }, close = true },
+      ["/empty_cl_element"] = { send = { "HTTP/1.1 200 OK\r\nContent-Length: 3,\r\n\r\nabc" }, close = true },
       -- obsolete line folding: after a plain header, after Content-Length, in a trailer
       ["/obsfold"] = { send = { "HTTP/1.1 200 OK\r\nX-A: 1\r\n  more\r\nContent-Length: 2\r\n\r\nok" } },
       ["/obsfold_cl"] = { send = { "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\t5\r\n\r\nokxyz" } },
@@ -279,12 +282,22 @@ describe("wxhw.http direct engine #c", function()
       assert.equal("ok", lf.body)
       assert.equal("1", lf.headers["x-lf"])
       for _, path in ipairs { "/bare_cr", "/ambiguous_cl", "/te_and_cl", "/te_gzip", "/huge_chunk", "/huge_head", "/garbage",
-          "/obsfold", "/obsfold_cl", "/obsfold_trailer" } do
+          "/obsfold", "/obsfold_cl", "/obsfold_trailer", "/empty_cl", "/empty_cl_element" } do
         local e = fails("protocol", client:request{ url = raw.base_url .. path })
         assert.is_false(e.retryable, path)
         assert.is_true(e.sent, path)
       end
       assert.equal("ok", assert(client:request{ url = srv.base_url .. "/ok" }).body)
+    end)
+
+    it("the curl engine reports a server's bad status line as protocol, not input/url", function()
+      local curl = http.new{ engine = "curl", timeout = 5 }
+      local e = fails("protocol", curl:request{ url = raw.base_url .. "/garbage" })
+      assert.equal("http", e.kind)
+      assert.is_false(e.retryable)
+      -- a URL libcurl cannot take is still the caller's
+      assert.equal("input", select(2, curl:request{ url = "http//missing-colon" }).kind)
+      curl:close()
     end)
 
     it("max_body: by Content-Length before reading, and while streaming", function()

@@ -64,6 +64,43 @@ describe("wxhw.transport.http1", function()
         http_block = "keepalive_timeout 1s;",
         server_block = raw_locations() .. [[
     location = /conn { content_by_lua_block { ngx.print(ngx.var.connection) } }
+    # a prefix, then one piece over and over (32 MB at most): lines and bodies without end
+    location ~ ^/endless/(\w+)$ {
+      content_by_lua_block {
+        local chunked = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        local shapes = {
+          status = { "HTTP/1.1 200 ", "a" },
+          header = { "HTTP/1.1 200 OK\r\nX-Endless: ", "a" },
+          headers = { "HTTP/1.1 200 OK\r\n", "X-Many: y\r\n" },
+          interim = { "", "HTTP/1.1 100 Continue\r\n\r\n" },
+          chunk_line = { chunked .. "5;", "a" },
+          trailer = { chunked .. "0\r\nX-Trailer: ", "a" },
+          chunks = { chunked, "10\r\n" .. ("c"):rep(16) .. "\r\n" },
+          until_close = { "HTTP/1.1 200 OK\r\n\r\n", "b" },
+        }
+        local which = ngx.var[1]
+        local shape = shapes[which]
+        local sock = ngx.req.socket(true)
+        if not sock:send(shape[1]) then return end
+        local piece = shape[2]:rep(math.ceil(65536 / #shape[2]))
+        for _ = 1, 512 do
+          if not sock:send(piece) then return end
+        end
+      }
+    }
+    # a response that comes one piece every 0.1 s, for 3 s
+    location ~ ^/drip/(\w+)$ {
+      content_by_lua_block {
+        local body = ngx.var[1] == "body"
+        local sock = ngx.req.socket(true)
+        sock:send(body and "HTTP/1.1 200 OK\r\nContent-Length: 30\r\n\r\n" or "HTTP/1.1 200 OK\r\n")
+        for _ = 1, 30 do
+          ngx.sleep(0.1)
+          if not sock:send(body and "x" or "X-Drip: 1\r\n") then return end
+        end
+        if not body then sock:send("Content-Length: 0\r\n\r\n") end
+      }
+    }
     location = /run {
       content_by_lua_block {
         local http1 = require "wxhw.transport.http1"
@@ -86,6 +123,24 @@ describe("wxhw.transport.http1", function()
             { resolve = { localhost = "127.0.0.1" } })
           local c = http1.request({ url = base .. "/conn" })
           r = { a = a.body, b = b.body, c = c.body }
+        elseif name == "bounded" then
+          -- the outcome of ?path= with ?timeout= and ?max_body=, its time,
+          -- and how far the worker's peak memory (VmHWM) rose meanwhile
+          local function peak_kb()
+            local f = assert(io.open("/proc/self/status"))
+            local kb = tonumber(f:read("*a"):match("VmHWM:%s*(%d+)"))
+            f:close()
+            return kb
+          end
+          collectgarbage()
+          local peak0 = peak_kb()
+          ngx.update_time()
+          local t0 = ngx.now()
+          r = out(http1.request({ url = base .. ngx.var.arg_path, timeout = tonumber(ngx.var.arg_timeout) },
+            { max_body = tonumber(ngx.var.arg_max_body) }))
+          ngx.update_time()
+          r.elapsed = ngx.now() - t0
+          r.grew_kb = peak_kb() - peak0
         elseif name == "dns" then
           r = out(http1.request({ url = "http://no-such-host.invalid/" }))
         else
@@ -150,6 +205,47 @@ describe("wxhw.transport.http1", function()
       local r = run("pools")
       assert.equal(r.a, r.c)
       assert.not_equal(r.a, r.b)
+    end)
+
+    describe("keeps the C engine's bounds", function()
+      local function bounded(path, timeout, max_body)
+        return run("bounded&path=" .. path .. "&timeout=" .. timeout .. (max_body and ("&max_body=" .. max_body) or ""))
+      end
+
+      -- the limits of csrc/http1.c: 64 KB of head (status, headers, interim
+      -- responses, trailers), 4 KB per chunk-size line
+      for _, shape in ipairs { "status", "header", "headers", "interim", "chunk_line", "trailer" } do
+        it("refuses an endless " .. shape .. " at once, in bounded memory", function()
+          local r = bounded("/endless/" .. shape, 5)
+          assert.equal("protocol", r.reason, r.detail)
+          assert.is_true(r.elapsed < 1, "took " .. r.elapsed .. " s")
+          assert.is_true(r.grew_kb < 16 * 1024, "the worker grew by " .. r.grew_kb .. " KB")
+        end)
+      end
+
+      for _, shape in ipairs { "chunks", "until_close" } do
+        it("stops an endless " .. shape .. " body at max_body", function()
+          local r = bounded("/endless/" .. shape, 5, 100000)
+          assert.equal("too_large", r.reason, r.detail)
+          assert.is_true(r.elapsed < 1, "took " .. r.elapsed .. " s")
+          assert.is_true(r.grew_kb < 16 * 1024, "the worker grew by " .. r.grew_kb .. " KB")
+        end)
+      end
+
+      it("refuses a Content-Length beyond max_body before reading the body", function()
+        local r = bounded("/raw/http10", 5, 2)
+        assert.equal("too_large", r.reason)
+      end)
+
+      -- `timeout` is a deadline for the whole exchange: a server that keeps
+      -- sending a little, slower than it should, does not extend it
+      for _, part in ipairs { "body", "head" } do
+        it("ends a slow-drip " .. part .. " at the timeout", function()
+          local r = bounded("/drip/" .. part, 1)
+          assert.equal("timeout", r.reason, r.detail)
+          assert.is_true(r.elapsed >= 0.9 and r.elapsed < 1.6, "took " .. r.elapsed .. " s")
+        end)
+      end
     end)
 
     it("reports a name without a resolver as dns", function()
