@@ -233,6 +233,25 @@ describe("wxhw.wecom hardware surface (seed 003)", function()
     assert.equal("cancelled", operation(r.oper_id).state)
   end)
 
+  it("takes a result only from the device the command went to", function()
+    local a, b = bound_device("PairA01"), bound_device("PairB01")
+    local r = control_serving("openhw/command", { device_sn = "PairA01", command_type = "remote_open_door" })
+    assert.is_true(r.ok, tostring(r.reason))
+    local _, err = b:report_remote_open_result{ oper_id = r.oper_id, errcode = 0 }
+    assert.equal(40058, err.errcode)
+    _, err = a:report_bio_info_result{ oper_id = r.oper_id, errcode = 0 } -- not an enter_page
+    assert.equal(40058, err.errcode)
+    assert.is_true(a:report_remote_open_result{ oper_id = r.oper_id, errcode = 1, errmsg = "jammed" })
+    assert.same({ "failed", 1, "jammed" }, { operation(r.oper_id).state, operation(r.oper_id).errcode,
+      operation(r.oper_id).errmsg })
+    -- commands go to bound devices only, with a known command type
+    assert(wc:register_sn("Loose01"))
+    local _, status = control_serving("openhw/command", { device_sn = "Loose01", command_type = "remote_open_door" })
+    assert.equal(409, status)
+    _, status = control_serving("openhw/command", { device_sn = "PairA01", command_type = "reboot" })
+    assert.equal(409, status)
+  end)
+
   it("a refused or late command is not delivered", function()
     bound_device("Offline01")
     local r = control_serving("openhw/command", { device_sn = "Offline01", command_type = "remote_open_door" })

@@ -160,8 +160,10 @@ end
 
 local MP_KEYS = { '{"Encrypt":"', '","MsgSignature":"', '","TimeStamp":', ',"Nonce":"', "Encrypt", "MsgSignature",
                   "TimeStamp", "Nonce" }
-local WECOM_KEYS = { '{"encrypt":"', '","msgsignature":"', '","timestamp":', ',"nonce":"', "encrypt", "msgsignature",
-                     "timestamp", "nonce" }
+-- WeCom's timestamp is a JSON string, as both official WeCom SDKs write it
+-- (weworkapi_golang json_callback, weworkapi_python callback_json_python3).
+local WECOM_KEYS = { '{"encrypt":"', '","msgsignature":"', '","timestamp":"', '","nonce":"', "encrypt", "msgsignature",
+                     "timestamp", "nonce", string_timestamp = true }
 
 -- The JSON reply object, concatenated when every value is plain (base64, hex,
 -- digits, [A-Za-z0-9] nonce: nothing to escape), else through cjson.
@@ -199,7 +201,8 @@ local function json_reply(k, enc, sig, timestamp, plain_ts, nonce, plain_nonce)
   if plain_ts and (plain_nonce or is_alnum(nonce)) then
     return k[1] .. enc .. k[2] .. sig .. k[3] .. timestamp .. k[4] .. nonce .. '"}'
   end
-  return cjson.encode({ [k[5]] = enc, [k[6]] = sig, [k[7]] = tonumber(timestamp), [k[8]] = nonce })
+  return cjson.encode({ [k[5]] = enc, [k[6]] = sig, [k[7]] = k.string_timestamp and timestamp or tonumber(timestamp),
+                        [k[8]] = nonce })
 end
 
 --- Builds an encrypted passive reply body. style: "mp_json" (Mini Program),
