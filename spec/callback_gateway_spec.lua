@@ -353,7 +353,8 @@ describe("callback.wecom (openhw)", function()
     local st, h, reply = gw("POST", q, {}, body)
     assert.equal(200, st); assert.equal("application/json", h["Content-Type"])
     local r = cjson.decode(reply)
-    local plain = assert(mc:decrypt(r.msgsignature, ("%d"):format(r.timestamp), r.nonce, r.encrypt))
+    assert.is_string(r.timestamp) -- a JSON string, as both official WeCom SDKs write it
+    local plain = assert(mc:decrypt(r.msgsignature, r.timestamp, r.nonce, r.encrypt))
     assert.same({ errcode = 4, errmsg = "verification code wrong" }, cjson.decode(plain))
     base.req_id = "r-3"
     q, body = wpush{ msg_type = "event", base_info = base, event = { event_type = "bind", auth_code = "a", verif_code = "1234" } }
