@@ -244,9 +244,17 @@ describe("wxhw.wecom hardware surface (seed 003)", function()
     assert.is_true(a:report_remote_open_result{ oper_id = r.oper_id, errcode = 1, errmsg = "jammed" })
     assert.same({ "failed", 1, "jammed" }, { operation(r.oper_id).state, operation(r.oper_id).errcode,
       operation(r.oper_id).errmsg })
+    -- the published sample's oper_id, once a command carried it (and only once)
+    r = control_serving("openhw/command", { device_sn = "PairA01", command_type = "remote_open_door", oper_id = "OPER_ID" })
+    assert.equal("OPER_ID", r.oper_id)
+    assert.is_true(a:report_remote_open_result{ oper_id = "OPER_ID", type = "remote_open_door", errcode = 2,
+      errmsg = "设备离线" })
+    local _, status = control_serving("openhw/command", { device_sn = "PairA01", command_type = "remote_open_door",
+      oper_id = "OPER_ID" })
+    assert.equal(409, status)
     -- commands go to bound devices only, with a known command type
     assert(wc:register_sn("Loose01"))
-    local _, status = control_serving("openhw/command", { device_sn = "Loose01", command_type = "remote_open_door" })
+    _, status = control_serving("openhw/command", { device_sn = "Loose01", command_type = "remote_open_door" })
     assert.equal(409, status)
     _, status = control_serving("openhw/command", { device_sn = "PairA01", command_type = "reboot" })
     assert.equal(409, status)

@@ -437,7 +437,11 @@ function W:command(b, done)
     end
     fields.oper_id = b.oper_id
   elseif spec.oper then
-    fields.oper_id = "OP" .. emu:next_seq() .. emu.rng:alnum(16)
+    -- a given oper_id (e.g. a published sample's) must be new
+    if b.oper_id ~= nil and (type(b.oper_id) ~= "string" or b.oper_id == "" or o.opers[b.oper_id]) then
+      return done(nil, "oper_id must be a new non-empty string")
+    end
+    fields.oper_id = b.oper_id or ("OP" .. emu:next_seq() .. emu.rng:alnum(16))
     op = { oper_id = fields.oper_id, owner = d.device_sn:lower(), device_sn = d.device_sn,
       command_type = b.command_type, state = "sending", created = emu:now(),
       version_before = d.status and d.status.cur_version }
