@@ -2,6 +2,7 @@
 -- layout) and plain, replies returned byte for byte.
 local dedup = require "wxhw.callback.dedup"
 local kv = require "wxhw.call.store"
+local owner = require "wxhw.owner"
 
 describe("callback dedup entries", function()
   local store, dd
@@ -41,7 +42,7 @@ describe("callback dedup entries", function()
     assert.equal("new", dd:claim("a"))
     local plain = dedup.new{ store = kv.memory() }
     assert.equal("new", plain:claim("a"))
-    assert.equal("P", plain.store:get("dup:a"))
+    assert.equal("P" .. owner.id() .. " ", plain.store:get("dup:a"))
     plain:done("a", 200, "text/plain", "success")
     assert.equal("D200\ntext/plain\nsuccess", plain.store:get("dup:a"))
   end)
@@ -90,14 +91,40 @@ for _, kind in ipairs{ "memory", "shm #c" } do
       assert.equal("new", a:claim("mp:id:8"))
     end)
 
-    it("a claim that expired is claimed again", function()
+    it("a claim whose lease ran out is claimed again; a reply is kept for ttl, not the lease", function()
       -- long enough for both claims to land inside it under valgrind
-      local a = dedup.new{ store = store, ttl = 0.5 }
-      local b = dedup.new{ store = other, ttl = 0.5 }
+      local a = dedup.new{ store = store, lease = 0.5 }
+      local b = dedup.new{ store = other, lease = 0.5 }
       assert.equal("new", a:claim("k"))
       assert.equal("busy", b:claim("k"))
       core.clock.sleep(0.6)
       assert.equal("new", b:claim("k"))
+      b:done("k", 200, "text/plain", "success")
+      core.clock.sleep(0.6)
+      assert.equal("dup", a:claim("k"))
+    end)
+
+    it("a claim whose process is gone is taken over at once, by one copy; the old owner cannot release it", function()
+      local a = dedup.new{ store = store }
+      local b = dedup.new{ store = other }
+      local p = io.popen("sh -c 'echo $$'"); local dead = p:read("*l"); p:close() -- exited and reaped
+      local boot, _, start = owner.id():match("^(.-)/(%d+)/(%d+)$")
+      local gone_claim = "P" .. boot .. "/" .. dead .. "/" .. start .. " "
+      assert.is_true(store:add("dup:g", gone_claim, 60))
+      assert.equal("new", a:claim("g"))
+      assert.equal("busy", b:claim("g")) -- a's claim: a runs
+      assert.is_false(store:cas("dup:g", gone_claim, nil)) -- the dead owner's release finds nothing of its own
+      -- a live process (pid 1) with its own start time holds its claim; another start time is a reused pid
+      local pid1 = owner.id():gsub("/%d+/%d+$", "/1/" .. owner._start_time(1))
+      assert.is_true(store:add("dup:h", "P" .. pid1 .. " ", 60))
+      assert.equal("busy", a:claim("h"))
+      assert.is_true(store:add("dup:r", "P" .. boot .. "/1/12345678901 ", 60))
+      assert.equal("new", a:claim("r"))
+      -- a claim from another host (boot id) or without an owner waits for its lease
+      assert.is_true(store:add("dup:o", "P00000000-1111-2222-3333-444444444444/" .. dead .. "/1 ", 60))
+      assert.equal("busy", a:claim("o"))
+      assert.is_true(store:add("dup:n", "P", 60))
+      assert.equal("busy", a:claim("n"))
     end)
 
     if kind ~= "memory" then

@@ -9,7 +9,11 @@
 --
 -- `handler` has the shape of callback.router(...). Request bodies need a
 -- Content-Length (WeChat, WeCom and WeChat Pay send one); keep-alive is
--- supported; limits: max_header (16 KiB), max_body (1 MiB) → 431/413.
+-- supported; limits: max_header (16 KiB), max_body (64 KiB: a push is a few
+-- KB) → 431/413, checked on the declared length before the body is read.
+-- Bytes that trickle in are kept as a list and joined once a head or a
+-- whole body can be complete, so each byte is copied a bounded number of
+-- times whatever the segment sizes.
 -- One handler runs at a time, so handlers must be quick (WeChat's deadlines
 -- are 1–5 s anyway); long work belongs in a queue.
 local socket = require "socket"
@@ -32,7 +36,7 @@ function M.new(opts)
   srv:settimeout(0)
   local _, port = srv:getsockname()
   return setmetatable({ server = srv, port = tonumber(port), handler = opts.handler, conns = {},
-                        max_header = opts.max_header or 16384, max_body = opts.max_body or 1048576,
+                        max_header = opts.max_header or 16384, max_body = opts.max_body or 65536,
                         idle_timeout = opts.idle_timeout or 30, on_error = opts.on_error,
                         requests = 0 }, M)
 end
@@ -57,11 +61,16 @@ end
 -- Parses as many complete requests as the buffer holds.
 local function process(self, c)
   while not c.close_after do
-    local head_end = c.buf:find("\r\n\r\n", 1, true)
+    c.need = nil
+    -- the search resumes where the last one stopped (3 bytes back for a
+    -- terminator split across reads)
+    local head_end = c.buf:find("\r\n\r\n", c.scanned or 1, true)
     if not head_end then
       if #c.buf > self.max_header then respond(c, 431, nil, "header too large", false) end
+      c.scanned = math.max(1, #c.buf - 2)
       return
     end
+    if head_end > self.max_header then respond(c, 431, nil, "header too large", false); return end
     local head = c.buf:sub(1, head_end - 1)
     local method, target, version = head:match("^(%u+) (%S+) HTTP/(%d%.%d)\r?\n?")
     if not method then respond(c, 400, nil, "bad request line", false); return end
@@ -70,12 +79,13 @@ local function process(self, c)
       headers[name:lower()] = value
     end
     if headers["transfer-encoding"] then respond(c, 411, nil, "Content-Length required", false); return end
-    local len = tonumber(headers["content-length"] or "0")
-    if not len or len < 0 then respond(c, 400, nil, "bad Content-Length", false); return end
+    local cl = headers["content-length"] or "0"
+    local len = #cl <= 15 and tonumber(cl:match("^(%d+)[ \t]*$")) -- 1*DIGIT (RFC 9110), no sign, hex or exponent
+    if not len then respond(c, 400, nil, "bad Content-Length", false); return end
     if len > self.max_body then respond(c, 413, nil, "body too large", false); return end
-    if #c.buf < head_end + 3 + len then return end
+    if #c.buf < head_end + 3 + len then c.need = head_end + 3 + len; return end
     local body = c.buf:sub(head_end + 4, head_end + 3 + len)
-    c.buf = c.buf:sub(head_end + 4 + len)
+    c.buf, c.scanned = c.buf:sub(head_end + 4 + len), nil
     local path, qs = target:match("^([^?]*)%??(.*)$")
     local keep = (version == "1.1" and (headers.connection or ""):lower() ~= "close")
         or (headers.connection or ""):lower() == "keep-alive"
@@ -110,15 +120,20 @@ function M:step(timeout)
         if not nc then break end
         nc:settimeout(0)
         nc:setoption("tcp-nodelay", true)
-        self.conns[nc] = { buf = "", out = "", seen = now }
+        self.conns[nc] = { buf = "", parts = {}, held = 0, out = "", seen = now }
       end
     elseif self.conns[s] then
       local c = self.conns[s]
       local data, err, partial = s:receive(65536)
       data = data or partial
-      if data and #data > 0 then
-        c.buf, c.seen = c.buf .. data, now
-        process(self, c)
+      if data and #data > 0 and not c.close_after then
+        c.parts[#c.parts + 1], c.held, c.seen = data, c.held + #data, now
+        -- join when the awaited body may be complete (any read while a head is awaited)
+        if not c.need or #c.buf + c.held >= c.need then
+          c.buf = c.buf .. table.concat(c.parts)
+          c.parts, c.held = {}, 0
+          process(self, c)
+        end
       end
       if err == "closed" then c.peer_closed = true end
     end

@@ -3,10 +3,18 @@
 -- byte for byte, without running the handler again.
 --
 -- Entry states in the kv store (wxhw.call.store interface):
---   "P" [.. pad]   the first copy is being handled (claimed with add())
---   "D" .. reply   done: the serialised reply
+--   "P" .. owner [.. pad]   the first copy is being handled (claimed with
+--                  add()) by `owner` (wxhw.owner: boot id, pid, start time)
+--                  for a short lease (opts.lease)
+--   "D" .. reply   done: the serialised reply, kept for opts.ttl
 --   "E" .. reply   done, with the body's length and padding (opts.entry_bytes)
 -- A failed handler deletes its claim so the next retransmission runs it.
+-- A claim outlives its process only until the lease ends: a copy that finds
+-- the claimant gone (a dead pid on this host) takes the claim over at once
+-- (cas, so one copy wins), and elsewhere the claim simply expires. A worker
+-- killed inside a handler thus costs one retransmission, not the push. The
+-- lease must exceed the longest a handler may run (WeChat's reply deadline
+-- is 5 s, WeCom's 1-3 s): past it a copy runs the handler a second time.
 --
 -- entry_bytes (lua_shared_dict): claim and reply are padded to the same
 -- length, key included, so the reply overwrites the claim where it lies (the
@@ -18,28 +26,51 @@
 -- returns nil, err and copies get a plain "success" (see ACK below).
 local crypto = require "wxhw.crypto"
 local json = require "wxhw.json"
+local owner = require "wxhw.owner"
 
 local M = {}
 M.__index = M
 
---- opts: store (kv), ttl (s, default 600: longer than WeChat's retry window),
--- wait (s a duplicate waits for an in-flight first copy, default 4),
--- sleep (function(seconds); ngx.sleep in nginx, nil = don't wait).
+--- opts: store (kv), ttl (s a reply is kept, default 600: longer than
+-- WeChat's retry window), lease (s a claim lasts without its reply, default
+-- 6: WeChat's 5 s reply deadline and a margin), wait (s a duplicate waits for
+-- an in-flight first copy, default 4), sleep (function(seconds); ngx.sleep in
+-- nginx, nil = don't wait).
+M.LEASE = 6
+
 function M.new(opts)
   opts = opts or {}
   local store = opts.store or require("wxhw.call.store").memory()
   -- The shm store has fixed slots: padding would only waste its value_bytes.
   local eb = store.kind ~= "shm" and opts.entry_bytes or nil
-  return setmetatable({ store = store, ttl = opts.ttl or 600, wait = opts.wait or 4,
+  local lease = opts.lease or M.LEASE
+  if type(lease) ~= "number" or lease <= 0 then error("dedup.new: lease must be a positive number of seconds", 2) end
+  return setmetatable({ store = store, ttl = opts.ttl or 600, lease = lease, wait = opts.wait or 4,
                         sleep = opts.sleep, prefix = opts.prefix or "dup:", entry_bytes = eb }, M)
 end
 
 local sub, rep, find = string.sub, string.rep, string.find
 
--- Runs of spaces and padded claims by length (at most 1024 of each, made
--- once): a push then creates no padding strings of its own.
+-- Runs of spaces (at most 1024, made once) and this process's claims by
+-- padded length (nil: unpadded), made again after a fork: a push then
+-- creates no claim or padding strings of its own.
 local PADS = setmetatable({}, { __index = function(t, n) local v = rep(" ", n); t[n] = v; return v end })
-local CLAIMS = setmetatable({}, { __index = function(t, n) local v = "P" .. PADS[n - 1]; t[n] = v; return v end })
+local claims, claims_of = {}, nil
+
+local function my_claim(n)
+  local id = owner.id()
+  if id ~= claims_of then claims, claims_of = {}, id end
+  local v = claims[n or 0]
+  if not v then
+    v = "P" .. id .. " "
+    if n and n > #v then v = v .. PADS[n - #v] end
+    claims[n or 0] = v
+  end
+  return v
+end
+
+-- The owner named by a claim (nil for a claim without one).
+local function claimant(v) return (v:match("^P(%S+)")) end
 
 -- Value length of a padded entry for key k (nil: no padding).
 local function slot(self, k)
@@ -90,18 +121,22 @@ M.is_done = is_done
 -- first copy is still running past the wait.
 function M:claim(key)
   local k = self.prefix .. key
-  local n = slot(self, k)
-  local claim = n and CLAIMS[n] or "P"
+  local claim = my_claim(slot(self, k))
   local waited, tries = 0, 0
   while true do
     tries = tries + 1
-    local ok, err = self.store:add(k, claim, self.ttl)
+    local ok, err = self.store:add(k, claim, self.lease)
     if ok == nil then return nil, err end
     if ok then return "new" end
     local v = self.store:get(k)
     if v and is_done(v) then return "dup", decode(v) end
     if v == nil and tries < 100 then -- luacheck: ignore
       -- expired or abandoned between add() and get(): claim again
+    elseif v and tries < 100 and owner.gone(claimant(v)) then
+      -- its claimant died inside the handler: take over (one copy wins)
+      ok, err = self.store:cas(k, v, claim, self.lease)
+      if ok == nil then return nil, err end
+      if ok then return "new" end
     elseif not self.sleep or waited >= self.wait then
       return "busy"
     else
@@ -130,8 +165,7 @@ end
 
 function M:abandon(key)
   local k = self.prefix .. key
-  local n = slot(self, k)
-  return self.store:cas(k, n and CLAIMS[n] or "P", nil)
+  return self.store:cas(k, my_claim(slot(self, k)), nil)
 end
 
 return M

@@ -39,10 +39,26 @@ local callback = require "wxhw.callback"
 local function request_headers() return ngx.req.get_headers(100) end -- luacheck: ignore ngx
 local LAZY_HEADERS = callback.lazy_headers(request_headers)
 
+local function respond(status, h, out)
+  ngx.status = status -- luacheck: ignore ngx
+  for k, v in pairs(h or {}) do ngx.header[k] = v end -- luacheck: ignore ngx
+  ngx.header["Content-Length"] = out and #out or 0 -- luacheck: ignore ngx
+  if out and #out > 0 then ngx.print(out) end -- luacheck: ignore ngx
+  return ngx.exit(ngx.OK) -- luacheck: ignore ngx
+end
+local TOO_LARGE = { ["Content-Type"] = "text/plain; charset=utf-8" }
+
 --- Serves one request with handler(method, query, headers, raw_body).
 -- Endpoints made by wxhw.callback get the headers as a lazy_headers marker
 -- and read them only on demand; any other handler gets the header table.
 function M.serve(handler)
+  -- a declared length over the endpoint's max_body: 413 without reading
+  -- the body (a chunked one is read, bounded by client_max_body_size, and
+  -- the endpoint answers 413)
+  local limit = callback.max_body(handler)
+  if limit and (tonumber(ngx.var.http_content_length) or 0) > limit then -- luacheck: ignore ngx
+    return respond(413, TOO_LARGE, "body larger than " .. limit .. " bytes")
+  end
   local body = raw_body()
   if body == nil then
     ngx.status = 500 -- luacheck: ignore ngx
@@ -56,11 +72,7 @@ function M.serve(handler)
     ngx.log(ngx.ERR, "wxhw callback handler failed: ", tostring(status)) -- luacheck: ignore ngx
     status, h, out = 500, { ["Content-Type"] = "text/plain" }, "internal error"
   end
-  ngx.status = status -- luacheck: ignore ngx
-  for k, v in pairs(h or {}) do ngx.header[k] = v end -- luacheck: ignore ngx
-  ngx.header["Content-Length"] = out and #out or 0 -- luacheck: ignore ngx
-  if out and #out > 0 then ngx.print(out) end -- luacheck: ignore ngx
-  return ngx.exit(ngx.OK) -- luacheck: ignore ngx
+  return respond(status, h, out)
 end
 
 -- Key + value bytes of a de-duplication entry: with lua_shared_dict's node

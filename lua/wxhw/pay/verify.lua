@@ -114,7 +114,7 @@ function M.read_headers(headers)
     end
     h[FIELD[name]] = v
   end
-  if not h.timestamp:match("^%d+$") or #h.timestamp > 12 then
+  if #h.timestamp > 12 or not h.timestamp:match("^%d+$") then
     return M.fail("bad_header", "Wechatpay-Timestamp is not a Unix time in seconds", { request_id = request_id })
   end
   h.raw_timestamp, h.timestamp = h.timestamp, tonumber(h.timestamp)
