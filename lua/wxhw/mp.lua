@@ -23,8 +23,10 @@ M.ERRCODES = {
   [9800003] = "model_id check failed", [9800006] = "model_id and sn do not match the subscription",
   [9800012] = "group_name must be 1-32 bytes", [9800013] = "invalid group_id",
   [9800014] = "device type does not match the group", [9800015] = "device already in a group",
-  [9800016] = "group is full",
+  [9800016] = "group is full", [9800017] = "device not in the group (removedevice)",
 }
+--- removedevice's per-device answer for a device the group does not hold.
+M.NOT_IN_GROUP = 9800017
 
 --- Mini Program sn rules: 1-128 bytes of [0-9A-Za-z_-]. Returns nil when the
 -- sn is fine, else a message and the errcode WeChat would answer.
@@ -196,6 +198,9 @@ function MP:group_add(o)
 end
 
 --- POST /wxa/business/group/removedevice (body as adddevice; wechat-api.md §8.8).
+-- Returns { removed = {sn...}, failed = {{sn, errcode, errmsg}}, not_in_group =
+-- {sn...} }: a device the group does not hold fails with 9800017 (documented),
+-- and is listed in not_in_group too, for callers to whom that is done.
 function MP:group_remove(o)
   if type(o) ~= "table" then error("wxhw.mp.group_remove: options table expected", 2) end
   need_string(o.group_id, "group_id", "group_remove")
@@ -205,7 +210,10 @@ function MP:group_remove(o)
   res, err = self:_post("/wxa/business/group/removedevice", { group_id = o.group_id, device_list = list })
   if not res then return nil, err end
   local out = per_device(res, list)
-  out.removed, out.added = out.added, nil
+  out.removed, out.added, out.not_in_group = out.added, nil, {}
+  for _, f in ipairs(out.failed) do
+    if f.errcode == M.NOT_IN_GROUP then out.not_in_group[#out.not_in_group + 1] = f.sn end
+  end
   return out
 end
 

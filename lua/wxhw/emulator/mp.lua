@@ -26,7 +26,7 @@ local ERR = {
   [9800010] = "user has not authorised VoIP for this device",
   [9800012] = "group_name length must be 1-32 bytes", [9800013] = "invalid group_id",
   [9800014] = "device model_type does not match the group", [9800015] = "device already in a group",
-  [9800016] = "group is full",
+  [9800016] = "group is full", [9800017] = "device does not belong to the group",
 }
 
 local function err(emu, code, msg) return emu:err(code, msg or ERR[code]) end
@@ -179,8 +179,9 @@ local function removedevice(emu, _, b)
     if code == 0 then
       local key = tostring(d.model_id) .. "|" .. d.sn
       local j = index_of(g, key)
-      -- Removing a device that is not in the group is idempotent (errcode 0).
-      if j then table.remove(g.devices, j); emu.state.group_of[key] = nil end
+      -- a device not in the group: 9800017 该设备不属于设备组 (removeIotGroupDevice)
+      if j then table.remove(g.devices, j); emu.state.group_of[key] = nil
+      else code = 9800017 end
     end
     out[i] = { model_id = d.model_id, sn = d.sn, errcode = code }
   end
