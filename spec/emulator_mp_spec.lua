@@ -186,7 +186,8 @@ describe("emulator WMPF", function()
     local _, _, _, raw = e.json("POST", "/wxa/business/runtime/createproduct?access_token=" .. tok,
       { english_product_name = "Door", chinese_product_name = "门", device_default_name = "door" })
     local pid_text = raw:match('"product_id":(%d+)')
-    assert.is_true(#pid_text >= 16) -- emitted exactly, not as 4e+15
+    -- a JSON integer that fits the device's `int` (ActivateDevice.productId)
+    assert.is_true(tonumber(pid_text) <= 2147483647, pid_text)
     pid = pid_text
     local function body(t) -- product_id as an exact JSON integer
       return (cjson.encode(t):gsub('"@PID@"', pid))

@@ -12,7 +12,11 @@ W.__index = W
 local APP_ONLY = { app = true }
 local APP_OR_MP = { app = true, mp = true }
 local PUSH_LIMIT = 5 * 1024
-local PRODUCT_BASE = 4000000000000000 -- 16 digits: exact only if JSON numbers are handled as integers
+-- Product ids are `int` on the device (ActivateDevice.productId, read with
+-- optInt by the official doc and demo): realistic ids fit in 32 bits, like
+-- the addDevice page's 100000 and the demo's 6365.
+local PRODUCT_BASE = 100000
+local INT32_MAX = 2147483647
 
 local function product_key(id)
   local n = math.tointeger(id)
@@ -47,6 +51,7 @@ local function createproduct(emu, _, b, rec)
     if not nonempty(b[k], 128) then return emu:err(47001, "data format error hint: " .. k) end
   end
   local id = PRODUCT_BASE + emu:next_seq()
+  if id > INT32_MAX then return emu:err(-1, "system error hint: product ids exhausted (32-bit)") end
   emu.state.products[tostring(id)] = { product_id = id, host_appid = rec.owner,
     english_product_name = b.english_product_name, chinese_product_name = b.chinese_product_name,
     device_default_name = b.device_default_name, keys = {}, apps = {}, devices = {} }
@@ -77,6 +82,9 @@ local function adddevice(emu, _, b, rec)
   for _, d in ipairs(list) do
     if not nonempty(d, 128) then return emu:err(47001, "data format error hint: device ids are non-empty strings") end
   end
+  -- required by the addDevice doc, which documents no errcode for its
+  -- absence: 47001 (chosen, docs/emulator.md)
+  if not nonempty(b.model_name) then return emu:err(47001, "data format error hint: model_name (required string)") end
   -- required by the addDevice doc, which documents no errcode for its
   -- absence: 47001 (chosen, docs/emulator.md)
   if not nonempty(b.model_name) then return emu:err(47001, "data format error hint: model_name (required string)") end
