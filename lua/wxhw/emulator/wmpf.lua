@@ -85,9 +85,6 @@ local function adddevice(emu, _, b, rec)
   -- required by the addDevice doc, which documents no errcode for its
   -- absence: 47001 (chosen, docs/emulator.md)
   if not nonempty(b.model_name) then return emu:err(47001, "data format error hint: model_name (required string)") end
-  -- required by the addDevice doc, which documents no errcode for its
-  -- absence: 47001 (chosen, docs/emulator.md)
-  if not nonempty(b.model_name) then return emu:err(47001, "data format error hint: model_name (required string)") end
   for _, d in ipairs(list) do
     if not p.devices[d] then p.devices[d] = { added = emu:now(), model_name = b.model_name } end
   end
