@@ -271,6 +271,7 @@ end
 -- The join_voip_room push --------------------------------------------------------
 
 local function refuse(code, msg) return { errcode = code, errmsg = msg } end
+local CAPACITY = "call capacity reached"
 
 -- The answer to a copy of a push whose session exists (a retransmission the
 -- gateway's de-duplication did not see, or the same push at two gateways at
@@ -282,7 +283,8 @@ local function answer_again(s)
     return errors.fail("state", "call is being set up by another gateway; answer again later")
   end
   if machine.is_active(s.state) then return refuse(0, "ok") end
-  return refuse(1, s.state == "BUSY" and "device busy" or "call already ended")
+  if s.state == "BUSY" then return refuse(1, s.error and "busy: " .. s.error or "device busy") end
+  return refuse(1, "call already ended")
 end
 
 --- Handles the decrypted iot_voip_notify push. Returns the reply table: errcode
@@ -319,6 +321,13 @@ function Calls:join_voip_room(msg)
   -- marked active before the device is locked: tick() then sees (and ends)
   -- every call holding a lock, also one whose gateway dies right here
   self.store:set("act:" .. room, "1")
+  -- past what the host can carry a call is refused (BUSY: WeChat cancels it)
+  -- before it takes the device, rather than admitted and lost
+  local w = self.worker
+  if w and w.full and w:full() then
+    self:transition(room, "BUSY", "UNKNOWN", { error = CAPACITY })
+    return refuse(1, "busy: " .. CAPACITY)
+  end
   -- busy: the device already has an active call
   local locked = self.store:add(dev_key(s), room, nil)
   if not locked then
@@ -336,7 +345,10 @@ function Calls:join_voip_room(msg)
     -- a start that raises must not leave the device locked to an IDLE call
     local sok, wok, werr = pcall(self.worker.start, self.worker, s)
     if not sok then wok, werr = nil, wok end
-    if not wok then
+    if not wok and errors.is(werr) and werr.kind == "busy" then -- a worker pool at its limit
+      self:transition(room, "BUSY", "UNKNOWN", { error = werr.message })
+      return refuse(1, "busy: " .. werr.message)
+    elseif not wok then
       self:transition(room, "ABORTED", "UNKNOWN", { error = werr and tostring(type(werr) == "table" and werr.message or werr) })
       return refuse(4, "call worker failed to start")
     end

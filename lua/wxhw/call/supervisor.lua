@@ -57,17 +57,26 @@ end
 -- heartbeat (15 s: a call whose supervisor has not renewed its liveness key
 -- for that long is ABORTED by the others; false = off),
 -- max_backlog (bytes queued for a worker before media is dropped, 8 MiB),
+-- backlog (listen backlog of the socket, 1024),
+-- max_calls (workers this host runs at once; a call beyond is refused BUSY
+-- by wxhw.call; default M.default_max_calls(), false = no limit),
 -- env (extra environment), on_stats(room_id, stats), on_frame(room_id, frame).
 function M.new(opts)
   if type(opts) ~= "table" or type(opts.command) ~= "table" or #opts.command == 0 then
     error("supervisor.new: command (argv list) required", 2)
+  end
+  local max_calls = opts.max_calls
+  if max_calls == nil then max_calls = M.default_max_calls() end
+  if max_calls ~= false and (type(max_calls) ~= "number" or max_calls < 1 or max_calls % 1 ~= 0) then
+    error("supervisor.new: max_calls must be a whole number >= 1 or false", 2)
   end
   local path = opts.socket_path or os.tmpname() .. ".sock"
   os.remove(path)
   local srv = unix.stream()
   local ok, err = srv:bind(path)
   if not ok then return errors.fail("io", "cannot bind " .. path .. ": " .. tostring(err)) end
-  srv:listen(64)
+  -- room for a burst of workers starting at once; step() accepts them all
+  srv:listen(opts.backlog or 1024)
   srv:settimeout(0)
   -- only this user may connect (workers, local gateways)
   os.execute("chmod " .. (opts.socket_mode or "600") .. " '" .. path:gsub("'", "'\\''") .. "' 2>/dev/null")
@@ -76,7 +85,7 @@ function M.new(opts)
     connect_timeout = opts.connect_timeout or 5, max_backlog = opts.max_backlog or 8 * 1024 * 1024, stop_grace = opts.stop_grace or 2,
     log = opts.log or "/dev/null", env = opts.env or {}, on_stats = opts.on_stats, on_frame = opts.on_frame,
     workers = {}, by_token = {}, pending = {}, conns = {}, stats = {}, last_tick = 0, last_beat = -math.huge,
-    heartbeat = opts.heartbeat == nil and 15 or opts.heartbeat,
+    heartbeat = opts.heartbeat == nil and 15 or opts.heartbeat, max_calls = max_calls,
     counters = { started = 0, exited = 0, crashed = 0, bad_status = 0, orphans = 0 },
   }, M)
   -- who runs a call's worker: this host's name and the socket path, stable
@@ -94,6 +103,27 @@ function M.new(opts)
 end
 
 function M:__tostring() return "wxhw.call.Supervisor(" .. self.socket_path .. ")" end
+
+-- Calls per core the reference set-up carries with < 1 % late frames
+-- (bench/calls: each call a 640x480 H.264 15 fps + audio stream, its worker
+-- and its simulated device on the same host; docs/calls.md, Figures).
+M.CALLS_PER_CORE = 12
+
+local function cores()
+  local p = io.popen("nproc 2>/dev/null")
+  local n = p and tonumber(p:read("*l") or "")
+  if p then p:close() end
+  return n and n >= 1 and n or 1
+end
+
+--- The default max_calls: CALLS_PER_CORE for each core this process may use.
+function M.default_max_calls() return M.CALLS_PER_CORE * cores() end
+
+--- worker interface: true when the host runs all the calls it may (max_calls
+-- workers, ending ones included: they hold their process until they exit).
+function M:full()
+  return self.max_calls ~= false and self:count() >= self.max_calls
+end
 
 local CLOSE_FDS = 'for f in /proc/$$/fd/*; do n=${f##*/}; if [ "$n" -gt 2 ] 2>/dev/null; then '
   .. 'eval "exec $n>&-" 2>/dev/null; fi; done; exec "$@"'
@@ -116,6 +146,9 @@ end
 
 --- worker interface: start a process for the session.
 function M:start(s)
+  if self:full() then
+    return errors.fail("busy", "call capacity reached (" .. self.max_calls .. " calls on this host)")
+  end
   local w = { room_id = s.room_id, token = crypto.nonce(32), session = s, started_at = clock.monotonic(),
               out = "", dec = frame.decoder(), seq = 0 }
   w.pid = spawn(self, w)
@@ -294,9 +327,11 @@ function M:step(timeout)
   local readable = socket.select(rd, wr, timeout or 0.05)
   for _, c in ipairs(readable or {}) do
     if c == self.server then
-      local nc = self.server:accept()
       -- unidentified until its hello (or rpc): the value is when it came
-      if nc then nc:settimeout(0); self.conns[nc] = clock.monotonic() end
+      repeat
+        local nc = self.server:accept()
+        if nc then nc:settimeout(0); self.conns[nc] = clock.monotonic() end
+      until not nc
     else
       local data, err, partial = c:receive(65536)
       data = data or partial

@@ -135,17 +135,40 @@ apply_payload = function(o, payload)
   end
 end
 
+-- Connects to the supervisor and sends the hello. A unix connect that meets
+-- a full listen backlog fails with EAGAIN, which luasocket reports as a
+-- success: only the first send says "not connected". Such a worker used to
+-- wait for a join that never came and its call was aborted; it tries again
+-- until the supervisor takes it (or `wait` seconds pass).
+local function connect(path, hello, wait)
+  local deadline, delay, err = socket.gettime() + wait, 0.01, nil
+  while true do
+    local c = unix.stream()
+    local ok, cerr = c:connect(path)
+    if ok then
+      local n, serr = c:send(hello)
+      if n then return c end
+      cerr = serr
+    end
+    c:close()
+    err = cerr
+    if socket.gettime() >= deadline then return nil, err end
+    socket.sleep(delay)
+    delay = math.min(delay * 2, 0.2)
+  end
+end
+M.connect = connect
+
 local function simulate(o)
   local path, room, token = os.getenv("WXHW_CALL_SOCKET"), os.getenv("WXHW_CALL_ROOM"), os.getenv("WXHW_CALL_TOKEN")
   if not (path and room and token) then
     io.stderr:write("call-worker: WXHW_CALL_SOCKET, WXHW_CALL_ROOM and WXHW_CALL_TOKEN must be set\n")
     return 2
   end
-  local c = unix.stream()
-  local ok, err = c:connect(path)
-  if not ok then io.stderr:write("call-worker: connect: ", tostring(err), "\n"); return 1 end
+  local seq = 1
+  local c, err = connect(path, frame.control({ op = "hello", room_id = room, token = token, simulate = true }, seq), 5)
+  if not c then io.stderr:write("call-worker: connect: ", tostring(err), "\n"); return 1 end
   c:settimeout(0)
-  local seq = 0
   local out = ""
   local function send(msg)
     seq = (seq + 1) % 65536
@@ -162,8 +185,6 @@ local function simulate(o)
     end
     return true
   end
-  send({ op = "hello", room_id = room, token = token, pid = nil, simulate = true })
-  flush(true)
   local dec = frame.decoder()
   local chk = M.checker(o.late_ms)
   local joined_at, state, talk_at, session
