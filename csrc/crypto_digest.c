@@ -15,7 +15,9 @@ static int digest(lua_State *L, int which, const char *name) {
   const wxhw_crypto_algs *a = WXHW_CRYPTO_ALGS(L);
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
-  const EVP_MD *type = which == 0 ? (a->sha1 ? a->sha1 : EVP_sha1()) : (a->sha256 ? a->sha256 : EVP_sha256());
+  const EVP_MD *type = which == 0 ? (a->sha1 ? a->sha1 : EVP_sha1())
+                       : which == 1 ? (a->sha256 ? a->sha256 : EVP_sha256())
+                                    : EVP_md5();
   if (EVP_Digest(s, n, md, &len, type, NULL) != 1) return wxhw_raise_ssl(L, "%s failed", name);
   lua_pushlstring(L, (const char *)md, len);
   return 1;
@@ -23,6 +25,8 @@ static int digest(lua_State *L, int which, const char *name) {
 
 static int l_sha1(lua_State *L) { return digest(L, 0, "sha1"); }
 static int l_sha256(lua_State *L) { return digest(L, 1, "sha256"); }
+/* Not for security: WeCom's verify_device push names a device by the MD5 of its SN. */
+static int l_md5(lua_State *L) { return digest(L, 2, "md5"); }
 
 static int l_hmac_sha256(lua_State *L) {
   size_t klen, n;
@@ -116,6 +120,7 @@ void wxhw_crypto_digest_register(lua_State *L) {
   static const luaL_Reg funcs[] = {
       {"sha1", l_sha1},
       {"sha256", l_sha256},
+      {"md5", l_md5},
       {"hmac_sha256", l_hmac_sha256},
       {"hex", l_hex},
       {"base64_encode", l_base64_encode},

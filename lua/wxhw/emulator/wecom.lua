@@ -6,6 +6,7 @@
 -- door opening). Binding, unbinding, member changes, device commands and the
 -- verify_device query are driven through the control API; the pushes
 -- themselves live in callbacks.lua.
+local crypto = require "wxhw.crypto"
 local util = require "wxhw.emulator.util"
 
 local M = {}
@@ -52,24 +53,19 @@ local function device(emu, sn)
   return o.devices[sn:lower()]
 end
 
-local function sn_ok(sn) return type(sn) == "string" and sn ~= "" and #sn <= 128 and not sn:find("[^%w]") end
-
-local function body_with(emu, req, param, kind)
-  local rec, code = emu.tokens:check(req.q[param], { [kind] = true })
-  if not rec then return nil, err(emu, code) end
-  local b, e = emu:body_json(req)
-  if not b then return nil, e end
-  return b, rec
+-- The body and token record of a request wxhw.emulator.validate has already
+-- checked against contract/wecom.lua (token kind, field types and limits).
+local function body_with(_, req)
+  return req.json, req.auth
 end
 
 ------------------------------------------------------------------ credentials
 local function get_model_token(emu, req)
   local c = emu.credentials.openhw
-  local b, e = emu:body_json(req)
-  if not b then return e end
+  local b = req.json
   if b.model_id ~= c.model_id then return err(emu, 40058, "invalid model_id") end
   if b.model_secret ~= c.model_secret then return err(emu, 40001, "invalid model_secret") end
-  local t = type(b.model_ticket) == "string" and (st(emu).tickets or {})[b.model_ticket]
+  local t = (st(emu).tickets or {})[b.model_ticket]
   if not t or emu:now() >= t.expires then return err(emu, 40085) end
   emu:count("token_fetches", "model:" .. c.model_id)
   local tok = emu.tokens:issue("model", c.model_id, 7200)
@@ -80,7 +76,6 @@ local function get_device_secret(emu, req)
   local b, e = body_with(emu, req, "model_access_token", "model")
   if not b then return e end
   local code = b.auth_code
-  if type(code) ~= "string" or #code < 64 or #code > 512 then return err(emu, 40029) end
   local o = st(emu)
   local a = (o.auth_codes or {})[code]
   if not a or a.used or emu:now() >= a.expires then return err(emu, 40029) end
@@ -112,9 +107,6 @@ end
 local function register_sn(emu, req)
   local b, e = body_with(emu, req, "model_access_token", "model")
   if not b then return e end
-  if not sn_ok(b.device_sn) then
-    return err(emu, 40058, "invalid device_sn hint: 1-128 characters from [0-9A-Za-z]")
-  end
   local o = st(emu)
   o.devices = o.devices or {}
   local key = b.device_sn:lower()
@@ -133,9 +125,6 @@ end
 local function unregister_sn(emu, req)
   local b, e = body_with(emu, req, "model_access_token", "model")
   if not b then return e end
-  if not sn_ok(b.device_sn) then
-    return err(emu, 40058, "invalid device_sn hint: 1-128 characters from [0-9A-Za-z]")
-  end
   local d = device(emu, b.device_sn)
   if not d then return err(emu, 40058, "invalid device_sn hint: not registered") end
   if d.bind_status == 1 then return err(emu, 40058, "invalid device_sn hint: bound devices cannot be deleted") end
@@ -189,8 +178,7 @@ local function get_userinfo_by_page(emu, req)
   if b.only_perm_version == true then
     return emu:json({ errcode = 0, errmsg = "ok", perm_version = self.perm_version })
   end
-  local limit = b.limit == nil and 100 or math.tointeger(b.limit)
-  if not limit or limit < 1 or limit > 200 then return err(emu, 40058, "invalid limit hint: 1-200") end
+  local limit = b.limit or 100
   local offset = 0
   if b.cursor ~= nil and b.cursor ~= "" then
     local o, v = tostring(b.cursor):match("^C(%d+)V(%d+)$")
@@ -211,12 +199,10 @@ local function get_userinfo_by_ids(emu, req)
   local self = emu.wecom
   local b, e = device_body(emu, req)
   if not b then return e end
-  local list = b.user_item
-  if type(list) ~= "table" or #list == 0 or #list > 100 then return err(emu, 40058, "invalid user_item hint: 1-100") end
   self:members()
   local items = util.array()
-  for _, u in ipairs(list) do
-    local m = type(u) == "table" and self.by_id[tostring(u.open_userid) .. "|" .. tostring(u.user_type or 0)]
+  for _, u in ipairs(b.user_item) do
+    local m = self.by_id[u.open_userid .. "|" .. u.user_type]
     if m then items[#items + 1] = m end
   end
   return emu:json({ errcode = 0, errmsg = "ok", userinfo = { useritems = items } })
@@ -227,16 +213,12 @@ local function report(field, extra_check)
     local self = emu.wecom
     local b, e = device_body(emu, req)
     if not b then return e end
-    local list = b[field]
-    if type(list) ~= "table" or #list == 0 or #list > 100 then
-      return err(emu, 40058, "invalid " .. field .. " hint: 1-100 records")
-    end
+    local list = b[field] -- 1-100 well-typed records (contract)
     self:members()
     local fails = util.array()
     local hour = math.floor(emu:now() / 3600)
     for _, r in ipairs(list) do
-      local ok = type(r) == "table" and type(r.open_userid) == "string" and math.tointeger(r.timestamp) ~= nil
-        and self.by_id[r.open_userid .. "|" .. tostring(r.user_type or 0)] ~= nil
+      local ok = self.by_id[r.open_userid .. "|" .. r.user_type] ~= nil
         and (not extra_check or extra_check(r))
       if ok then
         local k = field .. r.open_userid .. "|" .. hour
@@ -245,11 +227,10 @@ local function report(field, extra_check)
       end
       if ok then
         self.records[#self.records + 1] = { kind = field, open_userid = r.open_userid,
-          user_type = r.user_type or 0, timestamp = r.timestamp, pass_type = r.pass_type, pass_method = r.pass_method,
+          user_type = r.user_type, timestamp = r.timestamp, pass_type = r.pass_type, pass_method = r.pass_method,
           temperature = r.temperature, status = r.status }
       else
-        fails[#fails + 1] = type(r) == "table" and { open_userid = r.open_userid, user_type = r.user_type,
-          timestamp = r.timestamp } or {}
+        fails[#fails + 1] = { open_userid = r.open_userid, user_type = r.user_type, timestamp = r.timestamp }
       end
     end
     if #self.records > 10000 then self.records = { table.unpack(self.records, #self.records - 5000) } end
@@ -258,17 +239,8 @@ local function report(field, extra_check)
 end
 
 ------------------------------------------------------------------ device status and command results
-local function uint(v) return math.type(v) == "integer" and v >= 0 and v <= 0xffffffff end
-
--- A string field of at most `max` bytes (optional unless `required`): nil
--- when fine, else the error reply.
-local function short_string(emu, b, name, max, required)
-  local v = b[name]
-  if v == nil and required then return err(emu, 47001, "data format error hint: " .. name .. " is required") end
-  if v == nil then return nil end
-  if type(v) ~= "string" then return err(emu, 47001, "data format error hint: " .. name .. " must be a string") end
-  if #v > max then return err(emu, 40058, ("invalid %s hint: at most %d bytes"):format(name, max)) end
-end
+-- Field types, lengths and online_status / type values are the contract's
+-- (contract/wecom.lua); the routes below keep the behaviour.
 
 -- report_device_status (doc 95983): online_status 1 online / 2 offline;
 -- versions at most 32 bytes (cur_version required: chosen), the description
@@ -277,16 +249,6 @@ end
 local function report_device_status(emu, req)
   local b, rec = device_body(emu, req)
   if not b then return rec end
-  if math.type(b.online_status) ~= "integer" then
-    return err(emu, 47001, "data format error hint: online_status (int32) is required")
-  end
-  if b.online_status ~= 1 and b.online_status ~= 2 then
-    return err(emu, 40058, "invalid online_status hint: 1 online, 2 offline")
-  end
-  for name, max in pairs{ cur_version = 32, upgradable_version = 32, upgradable_version_desc = 256 } do
-    local bad = short_string(emu, b, name, max, name == "cur_version")
-    if bad then return bad end
-  end
   local d = device(emu, rec.owner)
   local s = d.status or {}
   s.online_status, s.reported_at = b.online_status, emu:now()
@@ -302,15 +264,6 @@ end
 -- Unknown ids are refused (undocumented: chosen 40058): a result can only
 -- answer a command the platform sent.
 local function operation(emu, b, rec, command_type)
-  if type(b.oper_id) ~= "string" or b.oper_id == "" then
-    return nil, err(emu, 47001, "data format error hint: oper_id (string) is required")
-  end
-  if not uint(b.errcode) then
-    return nil, err(emu, 47001, "data format error hint: errcode (uint32) is required")
-  end
-  if b.errmsg ~= nil and type(b.errmsg) ~= "string" then
-    return nil, err(emu, 47001, "data format error hint: errmsg must be a string")
-  end
   local op = (st(emu).opers or {})[b.oper_id]
   if not op or op.owner ~= rec.owner or op.command_type ~= command_type then
     return nil, err(emu, 40058, "invalid oper_id hint: not a " .. command_type .. " operation of this device")
@@ -332,8 +285,6 @@ local function report_firmware_upgrade_result(emu, req)
   if not b then return rec end
   local op, e = operation(emu, b, rec, "update_firmware")
   if not op then return e end
-  local bad = short_string(emu, b, "cur_version", 32, true)
-  if bad then return bad end
   op.cur_version = b.cur_version
   if b.errcode ~= 0 then return finish(emu, op, b, "failed") end
   if b.cur_version == op.version_before then return finish(emu, op, b, "upgrading") end
@@ -354,13 +305,9 @@ end
 
 -- report_remote_open_result (doc 96048): type remote_open_door or
 -- scan_qrcode_open, and it must name the command that issued the oper_id.
-local OPEN_TYPES = { remote_open_door = true, scan_qrcode_open = true }
 local function report_remote_open_result(emu, req)
   local b, rec = device_body(emu, req)
   if not b then return rec end
-  if not OPEN_TYPES[b.type] then
-    return err(emu, 40058, "invalid type hint: remote_open_door or scan_qrcode_open")
-  end
   local op, e = operation(emu, b, rec, b.type)
   if not op then return e end
   return finish(emu, op, b, b.errcode == 0 and "succeeded" or "failed")
@@ -464,7 +411,7 @@ end
 function W:verify_device(b, done)
   local emu = self.emu
   if type(b.device_sn) ~= "string" or b.device_sn == "" then return done(nil, "device_sn (as the user typed it) required") end
-  emu.callbacks:openhw_push("event", "verify_device", { device_sn_md5 = require("wxhw.emulator.md5").hex(b.device_sn) },
+  emu.callbacks:openhw_push("event", "verify_device", { device_sn_md5 = crypto.hex(crypto.md5(b.device_sn)) },
     { no_model = true, answer = "object", base = { auth_corpid = b.auth_corpid or emu.credentials.openhw.auth_corpid } },
     function(ok, why, answer)
       if ok and type(answer.is_valid) ~= "boolean" then ok, why = false, "is_valid must be a JSON boolean" end
@@ -565,7 +512,7 @@ function M.install(emu)
   end))
   -- doc 95986: temperature a string, status 0 normal / 1 fever / 2 too low
   emu:route("/cgi-bin/openhw/device/report_temperature_data", report("temperature_data", function(r)
-    return type(r.temperature) == "string" and r.temperature ~= "" and (r.status == 0 or r.status == 1 or r.status == 2)
+    return r.temperature ~= "" and (r.status == 0 or r.status == 1 or r.status == 2)
   end))
   control_routes(emu)
   return self
