@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -67,11 +68,34 @@ static int l_size(lua_State *L) {
   return 1;
 }
 
+/* lock(file): an exclusive flock on the file, without waiting: true, or
+ * false when another open file (another process) holds it. The lock goes
+ * with the descriptor: closing the file, or the process dying (kill -9),
+ * releases it. The descriptor is made close-on-exec so that a child the
+ * holder starts cannot keep the lock alive after the holder is gone. */
+static int l_lock(lua_State *L) {
+  FILE *f = check_file(L, 1);
+  int fd = fileno(f);
+  int flags = fcntl(fd, F_GETFD);
+  if (flags >= 0) (void)fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
+  while (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    if (errno == EINTR) continue;
+    if (errno == EWOULDBLOCK) {
+      lua_pushboolean(L, 0);
+      return 1;
+    }
+    return fail_errno(L, "flock", errno);
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
 int wxhw_open_fileio(lua_State *L) {
   static const luaL_Reg funcs[] = {{"fsync", l_fsync},
                                    {"fsync_dir", l_fsync_dir},
                                    {"truncate", l_truncate},
                                    {"size", l_size},
+                                   {"lock", l_lock},
                                    {NULL, NULL}};
   luaL_newlib(L, funcs);
   return 1;

@@ -174,10 +174,10 @@ describe("provision CSV: every data record comes out exactly once", function()
           if e.bad then
             bad = bad + 1
             assert.equal("invalid", rows[i].status)
-            assert.matches("^malformed CSV", rows[i].error)
+            assert.matches("^malformed CSV", rows[i].error_text)
           else
             assert.equal(e.device_id, rows[i].device_id)
-            assert.equal("ok", rows[i].status, rows[i].error)
+            assert.equal("ok", rows[i].status, rows[i].error_text)
           end
         end
         assert.equal(bad, sum.invalid)

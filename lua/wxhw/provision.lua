@@ -42,7 +42,11 @@ end
 -- batch (devices per batch; default 100, 50 with groups), key (PEM of the
 -- P-256 key to use), product_id / key_version (reuse a product), appid (Mini
 -- Program to bind), model_id (for groups), steps (step executor), progress,
--- only_failed (input is a manifest: take rows whose status is failed).
+-- only_failed (input is a manifest: take rows whose status is failed),
+-- backend (where the product lives, e.g. "<base URL> appid <host appid>": a
+-- product record or journal from another back end is refused), force (start
+-- over although a journal or a complete manifest exists; devices already
+-- registered are reconciled, not failed).
 function M.new(o)
   if type(o) ~= "table" then error("provision.new: options table expected", 2) end
   if type(o.input) ~= "string" then error("provision.new: input (path) required", 2) end
@@ -165,9 +169,10 @@ function Job:plan()
   local batches = ceil(valid, self.batch)
   local calls = {}
   if self.wmpf then
-    calls["wmpf createproduct"] = (self.product_id or state.product_id) and 0 or 1
-    calls["wmpf registerpubkey"] = (self.key_version or state.key_version) and 0 or 1
-    calls["wmpf bindwxaapp"] = self.appid and not state.bound and 1 or 0
+    local none = valid == 0 -- nothing to provision: nothing is created
+    calls["wmpf createproduct"] = (none or self.product_id or state.product_id) and 0 or 1
+    calls["wmpf registerpubkey"] = (none or self.key_version or state.key_version) and 0 or 1
+    calls["wmpf bindwxaapp"] = not none and self.appid and not state.bound and 1 or 0
     calls["wmpf adddevice"] = batches
     calls["device signatures"] = valid
   end
@@ -191,6 +196,12 @@ local function read_file(p)
   if not f then return nil end
   local s = f:read("*a"); f:close()
   return s
+end
+
+local function exists(p)
+  local f = io.open(p, "rb")
+  if f then f:close() end
+  return f ~= nil
 end
 
 -- Writes a file atomically (tmp, fsync, rename); mode 0600 when private.
@@ -226,8 +237,28 @@ end
 
 -- Product create-or-reuse, key pair generated-or-given, registerpubkey,
 -- bindwxaapp. Each completed step is saved before the next starts.
+-- The product record belongs to one back end: another one's is refused
+-- (its product_id would fail every call there with 47001).
+function Job:_backend_error(state)
+  if not (self.wmpf and self.backend) then return nil end
+  local path = self:_state_path(".product.json")
+  if state.backend and state.backend ~= self.backend then
+    return errors.new("state", ("the product record %s belongs to another back end (%s); this run uses %s: " ..
+      "pass --state-dir DIR to keep this back end's products apart"):format(path, state.backend, self.backend),
+      { reason = "backend" })
+  end
+  if not state.backend and state.product_id then
+    return errors.new("state", ("the product record %s does not say which back end product %s is on " ..
+      "(written by an older wxhw): if it is %s, add \"backend\": %q to it; otherwise remove it"):format(
+      path, tostring(state.product_id), self.backend, self.backend), { reason = "backend" })
+  end
+end
+
 function Job:_ensure_product()
   local state = self:_product_state()
+  local berr = self:_backend_error(state)
+  if berr then return nil, berr end
+  state.backend = self.backend
   state.name = self.product
   if self.product_id then state.product_id = wmpf.product_id_string(self.product_id) end
   if self.key_version then state.key_version = self.key_version end
@@ -280,14 +311,21 @@ end
 function Job:_header()
   return { t = "H", v = M.VERSION, fingerprint = self.scanned.fingerprint, product = self.product,
     wmpf = self.wmpf and true or false, groups = self.groups and true or false,
-    wecom = self.wecom and true or false, batch = self.batch, only_failed = self.only_failed and true or false }
+    wecom = self.wecom and true or false, batch = self.batch, only_failed = self.only_failed and true or false,
+    backend = self.backend, force = self.force and true or nil }
 end
 
 local HEADER_KEYS = { "v", "fingerprint", "product", "wmpf", "groups", "wecom", "batch", "only_failed" }
 
--- Loads the journal keeping only what is not yet in the manifest.
+local function fresh_journal_state()
+  return { done = {}, intent = {}, mbatch = 0, moffset = 0, header = nil, finished = nil, resent = {} }
+end
+
+-- Loads the journal keeping only what is not yet in the manifest; opening
+-- it takes the job's lock (once: `lock` may have done it already).
 function Job:_load_journal()
-  local st = { done = {}, intent = {}, mbatch = 0, moffset = 0, header = nil, finished = nil, resent = {} }
+  if self.journal then return self.journal, self.journal_state end
+  local st = fresh_journal_state()
   local j, err = journal.open(self.journal_path, function(rec)
     local t = rec.t
     if t == "H" then st.header = st.header or rec
@@ -307,7 +345,17 @@ function Job:_load_journal()
     end
   end)
   if not j then return nil, err end
+  self.journal, self.journal_state = j, st
   return j, st
+end
+
+--- Takes the job's lock before anything else is started (the CLI calls it
+-- before its emulator): nil, err (err.reason = "locked") while another run
+-- of the same job is alive. `run` takes it itself otherwise.
+function Job:lock()
+  local j, err = self:_load_journal()
+  if not j then return nil, err end
+  return true
 end
 
 ------------------------------------------------------------------ pass 2
@@ -321,6 +369,42 @@ local function fatal(err)
     (err.errcode and FATAL_CODE[err.errcode]) or false
 end
 M.fatal = fatal
+
+-- Lockstep over the manifest a --force run replaces (one row per input row,
+-- in order): the group an earlier run put the device in. The first row that
+-- disagrees ends it (the input changed since).
+function Job:_old_group(row)
+  local old = self.old_manifest
+  if not old then return end
+  local o = old:next()
+  if o and not o.error and o.device_id == row.device_id then
+    if o.group_id and o.status ~= "invalid" then row.old_group = o.group_id end
+  else
+    old:close(); self.old_manifest = nil
+  end
+end
+
+-- Devices an earlier run already put in a group (--force): getinfo on that
+-- group, and the devices it holds stay there. Returns { [sn] = group_id }.
+function Job:_reconcile_groups(devs)
+  local by_group, kept = {}, {}
+  for _, d in ipairs(devs) do
+    if d.old_group then
+      local sns = by_group[d.old_group] or {}
+      by_group[d.old_group] = sns
+      sns[#sns + 1] = d.sn or d.device_id
+    end
+  end
+  for gid, sns in pairs(by_group) do
+    local members, err = self.steps:group_members(gid)
+    if members then
+      for _, sn in ipairs(sns) do if members[sn] then kept[sn] = gid end end
+    elseif fatal(err) then
+      return nil, err
+    end -- a group that is gone: its devices join a new one
+  end
+  return kept
+end
 
 -- Runs the steps of one batch that the journal has not recorded. `b` is the
 -- batch: { n =, rows = { all rows }, devices = { valid rows } }.
@@ -351,7 +435,8 @@ function Job:_run_batch(b, st)
   -- client would not repeat blindly) is retried here, in doubt: the step
   -- checks the platform first where it can.
   local function try(s, fn)
-    local in_doubt = doubt[s]
+    -- what register_sn answers for a registered SN is not documented: check first
+    local in_doubt = doubt[s] or (self.reconcile and s == "wecom")
     local res, err
     for attempt = 1, self.step_attempts do
       res, err = fn(in_doubt)
@@ -373,10 +458,17 @@ function Job:_run_batch(b, st)
     else ok, err = finish("wmpf", { ok = false, c = aerr.errcode, m = aerr.message }) end
     if not ok then return nil, err end
   end
-  local gdevs = devs
-  if self.only_failed then
-    gdevs = {}
-    for _, d in ipairs(devs) do if not d.keep_group then gdevs[#gdevs + 1] = d end end
+  if self.groups and self.reconcile and not done.recon then
+    local kept, kerr = self:_reconcile_groups(devs)
+    if not kept then return nil, kerr end
+    local ok, err = finish("recon", { ok = true, k = kept })
+    if not ok then return nil, err end
+  end
+  -- devices that keep a group (--only-failed, --force) join no new one
+  local kept = done.recon and done.recon.k or {}
+  local gdevs = {}
+  for _, d in ipairs(devs) do
+    if not d.keep_group and not kept[d.sn or d.device_id] then gdevs[#gdevs + 1] = d end
   end
   if self.groups and #gdevs == 0 then
     done.gcreate, done.group = done.gcreate or { ok = true }, done.group or { ok = true }
@@ -416,7 +508,7 @@ function Job:_run_batch(b, st)
     for i, d in ipairs(devs) do sns[i] = d.sn or d.device_id end
     local results
     if steps.register_many then -- concurrent first pass; failures go through try() one by one
-      results = steps:register_many(sns, doubt.wecom)
+      results = steps:register_many(sns, doubt.wecom or self.reconcile)
     end
     for i, sn in ipairs(sns) do
       local code, werr
@@ -462,8 +554,9 @@ function Job:_write_batch(b, st, counts)
         local w = done.wmpf
         if w and not w.ok then fail("wmpf", w.c, w.m) end
       end
-      if self.groups and row.keep_group then
-        out.group_id = row.keep_group
+      local kept = self.groups and (row.keep_group or (done.recon and done.recon.k[sn]))
+      if kept then
+        out.group_id = kept
       elseif self.groups then
         local gc, g = done.gcreate, done.group
         if gc and gc.ok then out.group_id = gc.g end
@@ -496,36 +589,65 @@ function Job:run()
   if not s then return nil, err end
   local j, st = self:_load_journal()
   if not j then return nil, st end
-  self.journal = j
-  local function fail(e) j:close(); if self.mf then self.mf:close() end; return nil, e end
+  local function fail(e)
+    j:close(); self.journal = nil
+    if self.mf then self.mf:close() end
+    if self.old_manifest then self.old_manifest:close() end
+    return nil, e
+  end
+  local berr = self:_backend_error(self:_product_state()) -- before the journal says anything
+  if berr then return fail(berr) end
   local header = self:_header()
+  if st.header and self.force then -- start over: the journal's records go, its lock stays
+    local ok, rerr = j:reset()
+    if not ok then return fail(rerr) end
+    st = fresh_journal_state()
+    self.journal_state = st
+  end
   if st.header then
     for _, k in ipairs(HEADER_KEYS) do
       if st.header[k] ~= header[k] then
         return fail(errors.new("state", ("the journal %s belongs to another job (%s differs: the input file or options changed); " ..
-          "remove it to start over"):format(self.journal_path, k)))
+          "pass --force to start this job over, or use another --out"):format(self.journal_path, k)))
       end
     end
+    if st.header.backend and header.backend and st.header.backend ~= header.backend then
+      return fail(errors.new("state", ("the journal %s was written against %s; this run uses %s"):format(
+        self.journal_path, st.header.backend, header.backend), { reason = "backend" }))
+    end
     if st.finished then
-      j:close()
+      j:close(); self.journal = nil
       local sum = st.finished.summary or {}
       sum.already_complete = true
       return sum
     end
     if not self.resume then
       return fail(errors.new("state", ("a journal for this job exists (%s): pass --resume to continue it, " ..
-        "or remove it to start over"):format(self.journal_path)))
+        "or --force to start over"):format(self.journal_path)))
     end
   else
+    if not self.force and exists(self.out) then
+      return fail(errors.new("state", ("the manifest %s exists and is complete: pass --force to provision this " ..
+        "list again over it (devices already registered are reconciled), or use another --out"):format(self.out),
+        { reason = "manifest_exists" }))
+    end
     j:append(header)
     j:sync()
   end
+  -- a job started over with --force (also when resumed): what an earlier run
+  -- registered is taken as it is on the platform, not failed
+  self.reconcile = (st.header or header).force and true or false
   self.resent, self.retried = st.resent, 0
-  if self.wmpf then
+  if self.wmpf and s.rows > s.invalid then -- nothing to provision: no product, no key
     local ps, perr = self:_ensure_product()
     if not ps then return fail(perr) end
   else
     self.product_state = {}
+  end
+  if self.reconcile and self.groups and exists(self.out) then
+    -- the manifest being replaced says which group each device joined
+    self.old_manifest = input.open(self.out, { columns = { "device_id", "group_id", "status" },
+      format = manifest.format_of(self.out) })
   end
   local mf, merr = manifest.open(self.out, st.mbatch > 0 and st.moffset or 0)
   if not mf then return fail(merr) end
@@ -569,6 +691,7 @@ function Job:run()
   new_batch()
   for row in r:rows() do
     if not skip_row(self, row) then
+      self:_old_group(row)
       local bad = self:row_error(row)
       if not bad and any_suspect then
         local k1, k2, k3 = self:keys(row)
@@ -600,6 +723,7 @@ function Job:run()
     end
   end
   r:close()
+  if self.old_manifest then self.old_manifest:close(); self.old_manifest = nil end
   if r.fingerprint ~= s.fingerprint then
     return fail(errors.new("state", "the input file changed while it was being provisioned"))
   end

@@ -7,7 +7,7 @@ local M = {}
 
 M.usage = [[
 usage: wxhw provision DEVICES.csv|.jsonl --product NAME [--wmpf] [--groups] [--wecom]
-         [--out manifest.csv|.jsonl] [--resume] [--dry-run] [--json] [--only-failed]
+         [--out manifest.csv|.jsonl] [--resume | --force] [--dry-run] [--json] [--only-failed]
          [--config FILE] [--emulator URL] [--state-dir DIR] [--key KEY.pem]
          [--product-id N --key-version N] [--appid WXAPPID] [--model-name NAME] [--batch N]
          [--host-token token|stable_token] [--concurrency N] [--no-progress] [--quiet]
@@ -23,6 +23,9 @@ Credentials: --config FILE (JSON) or the environment (WXHW_MP_APPID, WXHW_MP_SEC
   WXHW_MODEL_ID, WXHW_HOST_APPID, WXHW_HOST_SECRET, WXHW_OPENHW_MODEL_ID,
   WXHW_OPENHW_MODEL_SECRET, WXHW_OPENHW_MODEL_TICKET, WXHW_BASE_URL). With none,
   a built-in emulator is started (state kept in the state dir).
+A job is its --out: --resume continues it after a crash or an error; --force starts
+  it over although its journal or complete manifest exists (devices an earlier run
+  registered are kept, not failed). Exit 4: another run of the job is still running.
 Exit: 0 every device ok, 3 finished with failed or invalid rows, 1 error (re-run
   with --resume), 2 usage, 130 interrupted by Ctrl-C (re-run with --resume).]]
 
@@ -34,7 +37,7 @@ end
 local cli_args = require "wxhw.cli.args"
 
 local FLAGS = { wmpf = true, groups = true, wecom = true, resume = true, ["dry-run"] = true, json = true,
-  ["only-failed"] = true, ["no-progress"] = true, quiet = true, help = true }
+  ["only-failed"] = true, ["no-progress"] = true, quiet = true, help = true, force = true }
 local VALUES = { product = true, out = true, config = true, emulator = true, ["state-dir"] = true, key = true,
   ["product-id"] = true, ["key-version"] = true, batch = true, journal = true, appid = true, format = true,
   concurrency = true, ["model-name"] = true, ["host-token"] = true }
@@ -219,12 +222,15 @@ function M.run(args)
   o.file = pos[1]
   if o.help then print(M.usage); return 0 end
   if not o.file or not o.product then io.stderr:write(M.usage, "\n"); return 2 end
+  if o.force and o.resume then
+    io.stderr:write("wxhw provision: --force starts the job over, --resume continues it: not both\n"); return 2
+  end
   local provision = require "wxhw.provision"
   local state_dir = o["state-dir"] or ".wxhw"
   local creds, cerr = credentials(o)
   if cerr then io.stderr:write("wxhw provision: ", cerr, "\n"); return 2 end
   local job_opts = { input = o.file, product = o.product, wmpf = o.wmpf, groups = o.groups, wecom = o.wecom,
-    out = o.out, journal = o.journal, state_dir = state_dir, resume = o.resume, only_failed = o["only-failed"],
+    out = o.out, journal = o.journal, state_dir = state_dir, resume = o.resume, force = o.force, only_failed = o["only-failed"],
     batch = tonumber(o.batch), product_id = o["product-id"], key_version = tonumber(o["key-version"]),
     format = o.format, progress = not o["no-progress"] and not o.quiet and not o.json and
       os.execute("test -t 2") == true }
@@ -247,6 +253,12 @@ function M.run(args)
     print_plan(plan, o.json)
     return 0
   end
+  -- the job's lock first: a second run of it must not start anything
+  local locked, lerr = job:lock()
+  if not locked then
+    io.stderr:write("wxhw provision: ", tostring(lerr), "\n")
+    return lerr.reason == "locked" and 4 or 1
+  end
   local base_url = o.emulator or (creds and creds.base_url)
   local emu_pid
   if not creds then
@@ -263,6 +275,9 @@ function M.run(args)
     creds.emulator = true
   end
   if o.wmpf or not (o.groups or o.wecom) then job.appid = o.appid or (creds.mp and creds.mp.appid) end
+  -- the product record and the journal belong to this back end
+  job.backend = ("%s appid %s"):format(emu_pid and "built-in emulator" or base_url or
+    require("wxhw.client").BASE_URLS.wmpf, tostring(creds.host_app and creds.host_app.appid))
   job.concurrency = o.concurrency
   local steps, serr = build_steps(job, creds, base_url)
   if not steps then io.stderr:write("wxhw provision: ", serr, "\n"); return 2 end

@@ -59,17 +59,24 @@ function S:group_create(name)
   return need(self, "mp"):group_create{ group_name = name, model_id = self.model_id }
 end
 
+--- The sns a group holds (getinfo) as a set, or nil, err.
+function S:group_members(group_id)
+  self:_count("group getinfo")
+  local info, err = need(self, "mp"):group_info(group_id)
+  if not info then return nil, err end
+  local have = {}
+  for _, d in ipairs(info.device_list) do if type(d) == "table" and d.sn then have[d.sn] = true end end
+  return have
+end
+
 --- Adds sns to the group; returns { failed = { [sn] = { c =, m = } } }. In
 -- doubt, devices already in this group (getinfo) count as added.
 function S:group_add(group_id, sns, in_doubt)
   local api = need(self, "mp")
   local todo = sns
   if in_doubt then
-    self:_count("group getinfo")
-    local info, err = api:group_info(group_id)
-    if not info then return nil, err end
-    local have = {}
-    for _, d in ipairs(info.device_list) do if type(d) == "table" and d.sn then have[d.sn] = true end end
+    local have, err = self:group_members(group_id)
+    if not have then return nil, err end
     todo = {}
     for _, sn in ipairs(sns) do if not have[sn] then todo[#todo + 1] = sn end end
     if #todo == 0 then return { failed = {} } end
@@ -85,10 +92,9 @@ function S:group_add(group_id, sns, in_doubt)
     if f.errcode == 9800015 then already = true end
   end
   if already then -- "already in a group": fine if the group is ours (a repeated request)
-    self:_count("group getinfo")
-    local info = api:group_info(group_id)
-    for _, d in ipairs(info and info.device_list or {}) do
-      if type(d) == "table" and failed[d.sn] and failed[d.sn].c == 9800015 then failed[d.sn] = nil end
+    local have = self:group_members(group_id) or {}
+    for sn, f in pairs(failed) do
+      if f.c == 9800015 and have[sn] then failed[sn] = nil end -- clearing a field while traversing is allowed
     end
   end
   return { failed = failed }
