@@ -11,6 +11,7 @@
 --   K:force  hash  day, count, last (explicit force refreshes)
 local core = require "wxhw.core"
 local crypto = require "wxhw.crypto"
+local owner = require "wxhw.owner"
 require "wxhw.errors" -- __tostring for errors made in C
 
 local M = {}
@@ -68,31 +69,21 @@ return {1}]],
 local shas = {}
 for name, src in pairs(scripts) do shas[name] = crypto.hex(crypto.sha1(src)) end
 
--- Owner ids name host and pid ("host:pid:seq:nonce"), so a waiter on the
--- same host can tell a killed holder from a slow one (as the shm store does)
--- instead of waiting out the lease ttl.
-local ts = core.tokenstore
-local HOST = (ts.hostname() or "?"):gsub("[^%w.-]", "_")
+-- Lease ids are "<owner id> <seq> <nonce>": the owner id (wxhw.owner: boot
+-- id, pid, start time) lets a waiter on the same host tell a killed holder
+-- from a slow one, as the shm store does, instead of waiting out the ttl.
 local seq = 0
-local function owner_id()
+local function lease_id()
   seq = seq + 1
-  return string.format("%s:%d:%d:%s", HOST, ts.pid(), seq, crypto.nonce(12))
+  return string.format("%s %d %s", owner.id(), seq, crypto.nonce(12))
 end
 
-local function owner_of(id) return tostring(id):match("^(.*):(%d+):%d+:[^:]*$") end
-
--- True when `id` is a lease of a process on this host that no longer exists.
-local function dead_here(id)
-  local host, pid = owner_of(id)
-  return host == HOST and not ts.alive(tonumber(pid))
-end
+local function owner_of(id) return tostring(id):match("^(%S+) %d+ %S+$") end
 
 local function who(id)
-  local host, pid = owner_of(id)
-  if not host then return "another host" end
-  return "pid " .. pid .. " on " .. host
+  local pid = tostring(owner_of(id)):match("^[%x%-]+/(%d+)/%d+$")
+  return pid and "pid " .. pid or "another host"
 end
-
 
 --- The connection every Redis-backed part of wxhw uses (token store, Pay
 -- limiter, call store): opts.conn when given; inside nginx a cosocket
@@ -152,12 +143,12 @@ end
 function M:peeker() return nil end
 
 function M:lease(key, ttl)
-  local id = owner_id()
+  local id = lease_id()
   local r, err = eval(self, "lease", 2, key .. ":lease", key, id, math.max(1, math.floor(ttl * 1000)))
   if r == nil then return nil, err end
   if r[1] == 1 then return id end
   local holder = r[3]
-  if holder and dead_here(holder) then
+  if holder and owner.gone(owner_of(holder)) then
     local t, terr = eval(self, "takeover", 2, key .. ":lease", key, holder, id, math.max(1, math.floor(ttl * 1000)))
     if t == nil then return nil, terr end
     if t == 1 then return id end
