@@ -231,6 +231,17 @@ describe("emulator WeChat Pay", function()
     assert.equal(sn, r.device_sn)
     assert.truthy(({ SUCCESS = 1, WARN = 1, FAIL = 1 })[r.result])
     assert.equal(404, (get(bad, a[2])))
+    -- device_sn is 5-200 letters and digits (device-inspections doc): 400 PARAM_ERROR otherwise
+    local malformed = { "/v3/iotmanage/device-inspections/ABCD", "/v3/iotmanage/device-inspections/EMU_00000042",
+                        "/v3/iotmanage/device-inspections/" .. ("A"):rep(201) }
+    local jobs = {}
+    for i, p in ipairs(malformed) do jobs[i] = auth_job("GET", p) end
+    local auths = peer(jobs)
+    for i, p in ipairs(malformed) do
+      local st, b = get(p, auths[i])
+      assert.equal(400, st, p)
+      assert.equal("PARAM_ERROR", cjson.decode(b).code)
+    end
   end)
 
   it("rotates the platform certificate on request", function()

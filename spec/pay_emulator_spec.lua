@@ -252,6 +252,16 @@ describe("wxhw.pay against the emulator", function()
       assert.equal("RESOURCE_NOT_EXISTS", err.errcode)
       local _, err2 = p:device_inspection("../certificates")
       assert.equal("input", err2.kind)
+      -- 5-200 letters and digits (device-inspections doc): checked before sending
+      for _, sn in ipairs{ "ABCD", ("A"):rep(201), "SN_00001", "SN-00001", "" } do
+        local _, e = p:device_inspection(sn)
+        assert.equal("input", e.kind, sn)
+        assert.equal("device_sn must be 5-200 letters and digits", e.message)
+      end
+      for _, sn in ipairs{ "ABCDE", ("A"):rep(200) } do -- in range: sent, and unknown to the fleet
+        local _, e = p:device_inspection(sn)
+        assert.equal("RESOURCE_NOT_EXISTS", e.errcode, sn)
+      end
     end)
 
     it("a mismatched merchant serial is refused by the server, not retried", function()

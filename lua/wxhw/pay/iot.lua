@@ -66,11 +66,12 @@ function M.check_page(limit, offset)
   return limit, offset
 end
 
---- device_sn as a path segment: the API's serials are [0-9A-Za-z_-]; anything
--- else would change the URL being signed.
+--- device_sn of the device-inspections API: 5-200 letters and digits
+-- ("字符长度限制 [5, 200], 必须是字母数字", device-inspections doc); it is a
+-- path segment, so nothing else may change the URL being signed.
 function M.check_sn(sn)
-  if type(sn) ~= "string" or sn == "" or #sn > 64 or sn:find("[^%w_%-]") then
-    return nil, "device_sn must be 1-64 characters of [0-9A-Za-z_-]"
+  if type(sn) ~= "string" or #sn < 5 or #sn > 200 or sn:find("[^0-9A-Za-z]") then
+    return nil, "device_sn must be 5-200 letters and digits"
   end
   return sn
 end
