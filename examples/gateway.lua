@@ -16,6 +16,7 @@
 --     http = { host = "127.0.0.1", port = 8080 },                     -- program mode
 --     calls = { socket_path = "/run/wxhw/calls.sock", ring_timeout = 30,
 --               worker = { "wxhw", "call-worker", "--simulate" }, worker_log = "/var/log/wxhw-workers.log",
+--               max_calls = 24,            -- calls this host carries; more are refused BUSY (default: per core)
 --               redis = { host = "127.0.0.1", port = 6379 },            -- optional session store
 --               notify_device = function(session) end,                 -- phone -> device: ring the device
 --               on_transition = function(session, from, to) end },
@@ -88,6 +89,7 @@ function M.daemon(conf)
   local sup = assert(require("wxhw.call.supervisor").new{
     calls = calls, command = conf.calls.worker, socket_path = conf.calls.socket_path,
     appid = conf.mp and conf.mp.appid, log = conf.calls.worker_log, socket_mode = conf.calls.socket_mode,
+    max_calls = conf.calls.max_calls,
   })
   local relay = require("wxhw.relay").new{ calls = calls, supervisor = sup,
                                            jitter_ms = conf.relay and conf.relay.jitter_ms }
