@@ -51,7 +51,8 @@ LDFLAGS  += $(LIBFLAG) $(if $(SAN),-fsanitize=address$(comma)undefined)
 PC_PKGS  := $(PKGS) $(if $(LUA_INCDIR),,$(LUA_PC))
 PC_FILES := $(BUILD)/pkg-config.cflags $(BUILD)/pkg-config.libs
 # goals that run bin/bootstrap: the lookup waits for it, also under make -j
-BOOTSTRAP_FIRST := $(if $(filter bootstrap run demo test check bench fuzz,$(MAKECMDGOALS)),bootstrap)
+BOOTSTRAP_FIRST := $(if $(filter bootstrap run demo,$(MAKECMDGOALS)),bootstrap) \
+                   $(if $(filter bootstrap-test test check bench fuzz lint,$(MAKECMDGOALS)),bootstrap-test)
 
 SRCS     := $(wildcard csrc/*.c) $(wildcard csrc/media/*.c)
 OBJS     := $(SRCS:%.c=$(BUILD)/obj/%.o)
@@ -61,7 +62,7 @@ ROCKSPEC := $(wildcard wxhw-*.rockspec)
 VERSION  := $(shell sed -n 's/^version *= *"\(.*\)-[0-9]*"/\1/p' $(ROCKSPEC))
 DIST     := build/dist
 
-.PHONY: all test check bench fuzz install lint clean bootstrap demo run dist FORCE
+.PHONY: all test check bench fuzz install lint clean bootstrap bootstrap-test demo run dist FORCE
 .DELETE_ON_ERROR:
 
 all: $(CORE)
@@ -92,8 +93,14 @@ FORCE:
 
 -include $(DEPS)
 
+# `make run` needs only the build and run-time packages; the test toolchain
+# (LuaJIT, busted, nginx, Redis, valgrind, ...) comes with the targets that use it.
+BOOTSTRAP ?= bin/bootstrap
 bootstrap:
-	@bin/bootstrap
+	@$(BOOTSTRAP)
+
+bootstrap-test:
+	@$(BOOTSTRAP) --test
 
 demo: bootstrap all
 	@bin/wxhw demo
@@ -106,19 +113,19 @@ run: bootstrap all
 	@bin/wxhw provision $(RUN_INPUT) --product Lamp --model-name LampModel --wmpf --groups --wecom \
 	  --state-dir build/run/.wxhw --out build/run/manifest.csv $(RUN_ARGS)
 
-test: bootstrap
+test: bootstrap-test
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory LUA=luajit all
 	@spec/run
 
-check: bootstrap
+check: bootstrap-test
 	@$(MAKE) --no-print-directory SAN=1 all
 	@spec/run --sanitize; a=$$?; spec/run --valgrind; b=$$?; [ $$a -eq 0 ] && [ $$b -eq 0 ]
 
-bench: bootstrap all
+bench: bootstrap-test all
 	@bench/run
 
-fuzz: bootstrap
+fuzz: bootstrap-test
 	@$(MAKE) --no-print-directory -C fuzz
 
 INSTALL_LIB   ?= $(PREFIX)/lib/lua/$(LUA_ABI)
@@ -142,7 +149,7 @@ dist:
 	@cd $(DIST) && luarocks --lua-version $(LUA_ABI) pack $(ROCKSPEC) >/dev/null
 	@echo "  DIST $(DIST)/$(ROCKSPEC:.rockspec=.src.rock)"
 
-lint:
+lint: bootstrap-test
 	luarocks --lua-version 5.4 lint $(ROCKSPEC)
 	luacheck -q .
 

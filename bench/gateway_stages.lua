@@ -67,7 +67,7 @@ stage("whole handler, no dedup store", function(p) assert(h0("POST", p.q, {}, p.
 local dict = ngx.var.arg_dict -- luacheck: ignore ngx
 if dict then
   -- fresh MsgIds for each pass, so every push is a new one for the store
-  local fresh, pass = {}, 0
+  local fresh, pass = {}
   for k = 1, 3 do
     fresh[k] = {}
     for i = 1, N do

@@ -14,7 +14,7 @@ local srv = assert(nginx.start{
   server_block = [[keepalive_requests 100000000; location = /b { return 200 "$connection"; }]],
 })
 
-local tick = 100
+local tick
 do
   local p = io.popen("getconf CLK_TCK 2>/dev/null")
   tick = tonumber(p:read("*l") or "") or 100

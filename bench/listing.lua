@@ -18,7 +18,7 @@ pay.client:hook("on_response", function(i)
   if i.path == "/v3/iotmanage/devices" then pages = pages + 1 end
 end)
 local t0, n = socket.gettime(), 0
-local it, pager = pay:iot_devices{ limit = 100, concurrency = concurrency }
+local it = pay:iot_devices{ limit = 100, concurrency = concurrency }
 for d, err in it do
   if d == false then io.stderr:write(tostring(err), "\n"); os.exit(1) end
   n = n + 1

@@ -241,14 +241,14 @@ describe("wxhw.http direct engine under review #c", function()
 
     it("a surplus right after a response that ends on a 16 KiB read boundary", function()
       local c = http.new{ timeout = 3 }
-      local conn1 = assert(c:request{ url = plain.url .. "/conn" }).body
+      assert(c:request{ url = plain.url .. "/conn" })
       for _ = 1, 3 do
         local r = assert(c:request{ url = plain.url .. "/boundary" })
         assert.equal(200, r.status)
         assert.truthy(r.body:match("^b+$"))
         local nxt = assert(c:request{ url = plain.url .. "/conn" })
+        -- each /boundary spoils its connection: the next is a fresh one
         assert.not_equal("evil", nxt.body)
-        conn1 = nxt.body -- each /boundary spoils its connection: the next is a fresh one
       end
       c:close()
     end)

@@ -169,7 +169,7 @@ describe("media H.264 RTP #c", function()
 
   it("survives seeded drop/duplicate/shuffle schedules without a corrupt frame", function()
     -- 40 access units: IDR every 10, sizes around the MTU multiples
-    local aus, keyidx = {}, {}
+    local aus = {}
     for i = 1, 40 do
       local key = (i - 1) % 10 == 0
       local nals = {}
@@ -177,10 +177,7 @@ describe("media H.264 RTP #c", function()
       nals[#nals + 1] = u.nal(key and "\101" or "\65", 50 + (i * 97) % 900, i)
       if i % 3 == 0 then nals[#nals + 1] = u.nal("\65", 200 + i, i + 100) end
       aus[i] = u.annexb(nals)
-      keyidx[i] = key
     end
-    local byts = {}
-    for i, au in ipairs(aus) do byts[(i - 1) * 3000] = au end
     local normal = {}
     for i, au in ipairs(aus) do
       normal[(i - 1) * 3000] = "\0\0\0\1" .. table.concat(require("wxhw.media").nals(au), "\0\0\0\1")

@@ -110,7 +110,7 @@ describe("media PCM against ffmpeg", function()
     -- the 6 kHz tone must be gone: compare with the in-band tones alone at 8 kHz
     ff.must(("ffmpeg -nostdin -v error -y -f lavfi -i 'aevalsrc=%s:s=8000:d=1' -f s16le %s")
       :format(expr8, dir .. "/b8.ideal"))
-    local db_ideal = snr(samples(ff.read(dir .. "/b8.ideal")), samples(down))
+    db_ideal = snr(samples(ff.read(dir .. "/b8.ideal")), samples(down))
     assert.is_true(db_ideal >= 60, ("16k->8k SNR vs ideal %.1f dB"):format(db_ideal))
   end)
 end)

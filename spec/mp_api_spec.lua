@@ -126,7 +126,7 @@ describe("wxhw.mp", function()
     local calls = emu.control("/__emulator/mp/calls").calls
     assert.equal("SN_CALL", calls[#calls].Sn)
     assert.equal(ok, calls[#calls].RoomId)
-    _, err = mp:voip_call{ sn = "SN_CALL", openid = "oCaller", room_type = "fax" }
+    ok, err = mp:voip_call{ sn = "SN_CALL", openid = "oCaller", room_type = "fax" }
     assert.matches("room_type", err.message)
   end)
 

@@ -110,7 +110,7 @@ describe("wxhw.wmpf APIs", function()
     ok, err = w:push_app_msg{ msg = "hi", push_token = mp_tok }
     assert.equal(48012, err.errcode)
     assert.matches("push_token invalid", err.message)
-    _, err = w:push_app_msg{ msg = "hi", push_token = "" }
+    ok, err = w:push_app_msg{ msg = "hi", push_token = "" }
     assert.equal(40101, err.errcode)
   end)
 end)

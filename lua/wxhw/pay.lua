@@ -281,12 +281,12 @@ function Pay:refresh_certificates()
   if not list then return nil, err end
   local by_serial = {}
   for _, c in ipairs(list) do by_serial[c.serial] = c end
-  local ok, verr = verify.verify(res.headers, res.body, self.now(), function(serial, now)
+  local valid, verr = verify.verify(res.headers, res.body, self.now(), function(serial, now)
     local c = by_serial[serial:upper()]
     if c then return c.public_key end
     return self.keyring:lookup(serial, now)
   end)
-  if not ok then
+  if not valid then
     verr.message = "/v3/certificates answer: " .. verr.message
     return nil, verr
   end

@@ -210,12 +210,12 @@ function M.start(o)
     local conf = render(o, prefix, port, ssl_port)
     write_file(prefix .. "/nginx.conf", conf)
     os.remove(prefix .. "/nginx.pid")
-    local started = sh(("nginx -p '%s' -c '%s/nginx.conf' -e '%s/error.log' >'%s/start.out' 2>&1")
+    local launched = sh(("nginx -p '%s' -c '%s/nginx.conf' -e '%s/error.log' >'%s/start.out' 2>&1")
       :format(prefix, prefix, prefix, prefix))
     local pid
     for _ = 1, 100 do
       pid = tonumber((read_file(prefix .. "/nginx.pid") or ""):match("%d+"))
-      if pid or not started then break end
+      if pid or not launched then break end
       socket.sleep(0.02)
     end
     local srv = setmetatable({
@@ -226,8 +226,8 @@ function M.start(o)
     -- srv.stop() and srv:stop() both work (closures over the server)
     srv.stop = function() return Server.stop(srv) end
     srv.error_log = function() return Server.error_log(srv) end
-    local why = not started and "nginx exited with an error" or not pid and "no pid file after 2 s"
-    if started and pid then
+    local why = not launched and "nginx exited with an error" or not pid and "no pid file after 2 s"
+    if launched and pid then
       live[srv] = true
       -- ready once its workers run (stop() needs them to clean up after)
       -- and the port answers

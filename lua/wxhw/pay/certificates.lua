@@ -170,8 +170,7 @@ function M.decode_download(apiv3_key, body)
     end
     local pem, err = M.decrypt_resource(apiv3_key, e.encrypt_certificate)
     if not pem then return nil, err end
-    local c
-    c, err = crypto.certificate(pem)
+    local c = crypto.certificate(pem)
     if not c then return errors.fail("pay", "/v3/certificates entry " .. i .. " is not a certificate") end
     if c.serial ~= norm_serial(e.serial_no) then
       return errors.fail("pay", "/v3/certificates entry " .. i .. ": serial_no does not match the certificate")

@@ -71,11 +71,10 @@ function M.main(args)
       local due = t0 + ts / 1000
       local wait = due - socket.gettime()
       if wait > 0 then socket.sleep(wait) end
-      local skip = false
       if r.type == frame.H264 then
         vindex = vindex + 1
         vseq = (vseq + 1) % 65536
-        skip = drop_from and vindex >= drop_from and vindex < drop_from + drop_count
+        local skip = drop_from and vindex >= drop_from and vindex < drop_from + drop_count
         if not skip then
           local ok = c:send(frame.encode(r.type, r.flags, r.stream, vseq, ts, r.data))
           if not ok then return 1 end

@@ -51,12 +51,12 @@ function M:command(name, ...)
   if not ok then return errors.fail("store", "cannot connect to redis at " .. where .. ": " .. tostring(err)) end
   if red:get_reused_times() == 0 then
     if self.password then
-      ok, err = red:auth(self.password)
+      ok = red:auth(self.password)
       if not ok then red:close(); return errors.fail("store", "redis at " .. where .. " refused the password") end
     end
     if self.db then
       ok, err = red:select(self.db)
-      if not ok then red:close(); return errors.fail("store", "redis at " .. where .. ": cannot select db") end
+      if not ok then red:close(); return errors.fail("store", "redis at " .. where .. ": cannot select db: " .. tostring(err)) end
     end
   end
   local res

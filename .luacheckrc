@@ -1,0 +1,30 @@
+-- luacheck (Debian package lua-check): `make lint`, and a step of .ci/run.
+-- The library runs under Lua 5.4 and LuaJIT, so both standard libraries are
+-- known (code picks with `table.unpack or unpack`, `rawget(_G, "jit")`).
+std = "lua54+luajit"
+-- Long lines are a style choice here (tables of fields, error messages), not a defect.
+max_line_length = false
+-- Methods and callbacks keep the signature of their interface (store, transport,
+-- hook, route handler) whether or not they use every argument.
+unused_args = false
+exclude_files = { "build/", "fuzz/corpus/", "fuzz/build/", ".luarocks/", "lua_modules/" }
+
+-- OpenResty's `ngx` exists only inside nginx: the modules with an nginx code path
+-- may read it (outside nginx it is nil); no module may set it, and the rest
+-- (emulator, CLI, provisioning, crypto...) never see it.
+local NGX = { read_globals = { "ngx" } }
+for _, f in ipairs{ "lua/wxhw/callback/ngx.lua", "lua/wxhw/transport/ngx.lua", "lua/wxhw/transport/http1.lua",
+    "lua/wxhw/transport.lua", "lua/wxhw/ratelimit.lua",
+    "lua/wxhw/store/ngx_shared.lua", "lua/wxhw/store/redis_cosocket.lua", "lua/wxhw/call/*.lua",
+    "lua/wxhw/callback/dedup.lua", "examples/gateway.lua", "bench/gateway*.lua" } do
+  files[f] = NGX
+end
+
+-- meant for `lua5.4 -i`: it leaves wxhw, creds, mp... as globals for the prompt
+files["examples/repl.lua"] = { allow_defined_top = true }
+
+-- busted specs; specs that run inside nginx (support.nginx) also see ngx. Specs
+-- keep `n, err = f()` results they check only in some cases (311) and helpers
+-- they use in only some files (211).
+files["spec/**/*.lua"] = { std = "+busted", read_globals = { "ngx" }, ignore = { "311", "211" } }
+files[".busted"] = { std = "lua54+luajit" }
