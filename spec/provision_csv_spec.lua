@@ -6,13 +6,10 @@
 local input = require "wxhw.provision.input"
 local manifest_mod = require "wxhw.provision.manifest"
 local emulator = require "support.emulator"
+local files = require "support.files"
 local cjson = require "cjson.safe"
 
-local ROOT = (function() local p = io.popen("pwd"); local d = p:read("*l"); p:close(); return d end)()
-
-local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
-
-local function write(path, s) local f = assert(io.open(path, "wb")); f:write(s); f:close() end
+local ROOT, q, write = files.cwd(), files.quote, files.write
 
 -- A deterministic generator (the spec must not depend on the runtime's math.random).
 local function lcg(seed)
@@ -103,7 +100,7 @@ end
 describe("provision CSV: every data record comes out exactly once", function()
   local dir
   setup(function()
-    local p = io.popen("mktemp -d /tmp/wxhw-csv-XXXXXX"); dir = p:read("*l"); p:close()
+    dir = files.tmpdir("wxhw-csv")
   end)
   teardown(function() os.execute("rm -rf " .. q(dir)) end)
 

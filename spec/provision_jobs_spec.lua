@@ -4,19 +4,16 @@
 -- the product record belongs to one back end, and an empty list creates
 -- nothing. Every run here is the real command against the emulator.
 local emulator = require "support.emulator"
+local files = require "support.files"
 local socket = require "socket"
 local cjson = require "cjson.safe"
 local input = require "wxhw.provision.input"
 local manifest_mod = require "wxhw.provision.manifest"
 
-local ROOT = (function() local p = io.popen("pwd"); local d = p:read("*l"); p:close(); return d end)()
-local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
-local function write(path, s) local f = assert(io.open(path, "wb")); f:write(s); f:close() end
-local function read(path) local f = io.open(path, "rb"); if not f then return nil end; local s = f:read("*a"); f:close(); return s end
-local function sh(cmd)
-  local p = io.popen(cmd .. " 2>&1; echo \"EXIT=$?\"")
-  local out = p:read("*a"); p:close()
-  return tonumber(out:match("EXIT=(%d+)%s*$")), (out:gsub("EXIT=%d+%s*$", ""))
+local ROOT, q, write, sh = files.cwd(), files.quote, files.write, files.sh
+local function read(path) -- nil for a file not there (yet)
+  local f = io.open(path, "rb")
+  if f then f:close(); return files.read(path) end
 end
 local function alive(pid)
   local f = io.open("/proc/" .. pid .. "/stat")
@@ -47,7 +44,7 @@ describe("provision jobs", function()
   local emu, dir
   before_each(function()
     emu = emulator.start{ root = ROOT }
-    local p = io.popen("mktemp -d /tmp/wxhw-jobs-XXXXXX"); dir = p:read("*l"); p:close()
+    dir = files.tmpdir("wxhw-jobs")
   end)
   after_each(function()
     if emu then emu.stop() end

@@ -3,20 +3,12 @@
 -- not 40125.0), and no message cuts a UTF-8 character, so the manifest is
 -- valid UTF-8 whatever the platform or the input says.
 local emulator = require "support.emulator"
+local files = require "support.files"
 local errors = require "wxhw.errors"
 local manifest = require "wxhw.provision.manifest"
-local provision = require "wxhw.provision"
 local json = require "wxhw.json"
 
-local ROOT = (function() local p = io.popen("pwd"); local d = p:read("*l"); p:close(); return d end)()
-local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
-local function write(path, s) local f = assert(io.open(path, "wb")); f:write(s); f:close() end
-local function read(path) local f = assert(io.open(path, "rb")); local s = f:read("*a"); f:close(); return s end
-local function sh(cmd)
-  local p = io.popen(cmd .. " 2>&1; echo \"EXIT=$?\"")
-  local out = p:read("*a"); p:close()
-  return tonumber(out:match("EXIT=(%d+)%s*$")), (out:gsub("EXIT=%d+%s*$", ""))
-end
+local ROOT, q, write, read, sh = files.cwd(), files.quote, files.write, files.read, files.sh
 
 -- Python's strict decoder is the judge of valid UTF-8.
 local function utf8_valid(path)
@@ -26,7 +18,7 @@ end
 
 describe("provision text", function()
   local dir
-  before_each(function() local p = io.popen("mktemp -d /tmp/wxhw-text-XXXXXX"); dir = p:read("*l"); p:close() end)
+  before_each(function() dir = files.tmpdir("wxhw-text") end)
   after_each(function() os.execute("rm -rf " .. q(dir)) end)
 
   it("prints integral numbers from JSON as integers", function()

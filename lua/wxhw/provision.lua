@@ -739,7 +739,7 @@ function Job:run()
   if not fok then return fail(ferr) end
   self.mf = nil
   j:append{ t = "E", summary = summary }
-  j:close()
+  j:close(); self.journal = nil
   return summary
 end
 

@@ -41,4 +41,20 @@ function M.write(path, data)
   return path
 end
 
+--- Runs a shell command: its exit status and its output (stdout and stderr).
+function M.sh(cmd)
+  local p = io.popen(cmd .. " 2>&1; echo \"EXIT=$?\"")
+  local out = p:read("*a")
+  p:close()
+  return tonumber(out:match("EXIT=(%d+)%s*$")), (out:gsub("EXIT=%d+%s*$", ""))
+end
+
+--- The working directory (specs run from the repository root).
+function M.cwd()
+  local p = io.popen("pwd")
+  local d = p:read("*l")
+  p:close()
+  return d
+end
+
 return M
