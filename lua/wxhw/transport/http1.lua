@@ -1,6 +1,7 @@
 --- A small HTTP/1.1 client on nginx cosockets (ngx.socket.tcp): keep-alive
--- pools via setkeepalive, Content-Length, chunked and read-until-close
--- bodies, TLS with certificate and host-name verification always on.
+-- pools via setkeepalive, TLS with certificate and host-name verification
+-- always on. Responses are read by wxhw.transport.http1_response (the limits
+-- and framing of csrc/http1.c); `timeout` is a deadline for the whole exchange.
 -- Runs only inside nginx-lua, in phases where cosockets exist (content,
 -- access, rewrite, timers). lua-resty-http is not packaged by Debian.
 --
