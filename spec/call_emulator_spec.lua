@@ -23,6 +23,9 @@ local function http_get(port, path)
   return s and s:match("\r\n\r\n(.*)$")
 end
 
+-- the gateway's call capacity: a few more than the most calls a test holds at once
+local MAX_CALLS = 6
+
 describe("call flows with the emulator #slow #nosan", function()
   local e, r, dir, gw_pid, gw_port, calls, remote, cred
 
@@ -61,13 +64,13 @@ return {
   wecom = { token = %q, encoding_aes_key = %q, receive_id = %q,
             handlers = { model_ticket = function(msg) tickets[#tickets + 1] = msg.event.model_ticket end } },
   http = { host = "127.0.0.1", port = 0 },
-  calls = { socket_path = %q, ring_timeout = 1, redis = { host = %q, port = %d },
+  calls = { socket_path = %q, ring_timeout = 1, redis = { host = %q, port = %d }, max_calls = %d,
             notify_device = function(s)
               local f = io.open(%q, "a"); f:write(s.sn, " ", s.room_id, " ", tostring(s.server_token), "\n"); f:close()
             end,
             worker = { "./bin/wxhw", "call-worker", "--simulate", "--answer-after", "0.1" } },
 }]]):format(cred.msg_token, cred.encoding_aes_key, cred.appid, oh.callback_token, oh.encoding_aes_key,
-            oh.service_corpid, dir .. "/calls.sock", r.host, r.port, dir .. "/notified.txt"))
+            oh.service_corpid, dir .. "/calls.sock", r.host, r.port, MAX_CALLS, dir .. "/notified.txt"))
     f:close()
     local log = dir .. "/gw.log"
     local pp = io.popen(("env LUA_PATH='./lua/?.lua;./lua/?/init.lua;;' LUA_CPATH='./build/5.4/?.so;;' "
@@ -185,6 +188,31 @@ return {
     local s = calls:get(res.roomid)
     assert.equal("TIMEOUT", s.reason)
     assert.truthy(s.ended_at - s.talk_at >= 0.5)
+  end)
+
+  it("overload: past max_calls the push is answered errcode 1 (WeChat cancels), the call is BUSY, none is lost", function()
+    -- the earlier tests' workers are gone first
+    local deadline = socket.gettime() + 5
+    while stats().workers > 0 and socket.gettime() < deadline do socket.sleep(0.05) end
+    assert.equal(0, stats().workers)
+    local rooms = {}
+    for i = 1, MAX_CALLS do
+      local res = device_call(nil, "EMU-CAP" .. i)
+      assert.equal("ringing", res.outcome)
+      rooms[i] = res.roomid
+    end
+    local res = device_call(nil, "EMU-CAP-X")
+    assert.equal("cancelled", res.outcome)
+    assert.equal(1, res.attempts)
+    assert.equal(1, res.reply_errcode)
+    local s = calls:get(res.roomid)
+    assert.equal("BUSY", s.state)
+    assert.equal("call capacity reached", s.error)
+    assert.equal(MAX_CALLS, stats().workers)
+    for _, room in ipairs(rooms) do
+      assert.equal("TALKING", wait(room, "TALKING"))
+      assert.equal("HANGUP_BY_CALLER", assert(remote:call("hangup", room, "device")).state)
+    end
   end)
 
   it("WeCom model_ticket reaches the openhw handler within its deadline", function()
