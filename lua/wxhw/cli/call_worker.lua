@@ -141,17 +141,16 @@ end
 -- wait for a join that never came and its call was aborted; it tries again
 -- until the supervisor takes it (or `wait` seconds pass).
 local function connect(path, hello, wait)
-  local deadline, delay, err = socket.gettime() + wait, 0.01, nil
+  local deadline, delay = socket.gettime() + wait, 0.01
   while true do
     local c = unix.stream()
-    local ok, cerr = c:connect(path)
+    local ok, err = c:connect(path)
     if ok then
       local n, serr = c:send(hello)
       if n then return c end
-      cerr = serr
+      err = serr
     end
     c:close()
-    err = cerr
     if socket.gettime() >= deadline then return nil, err end
     socket.sleep(delay)
     delay = math.min(delay * 2, 0.2)
