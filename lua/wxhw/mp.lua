@@ -78,6 +78,10 @@ function MP:sn_ticket(o)
   local res
   res, err = self:_post("/wxa/getsnticket", { sn = o.sn, model_id = model_id })
   if not res then return nil, err end
+  -- the page's own example answer has no sn_ticket: that is no ticket
+  if type(res.sn_ticket) ~= "string" or res.sn_ticket == "" then
+    return errors.fail("wx", "getsnticket answered without an sn_ticket", { response = res })
+  end
   return res.sn_ticket, res
 end
 

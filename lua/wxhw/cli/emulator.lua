@@ -8,10 +8,26 @@ local usage = [[
 usage: wxhw emulator [--host 127.0.0.1] [--port N] [--state FILE] [--seed N]
                      [--iot-devices N] [--keys-dir DIR] [--parent-pid PID] [--quiet]
                      [--mp-callback URL] [--openhw-callback URL] [--pay-callback URL]
+       wxhw emulator --contract-md [FILE]
   --port 0 picks a free port; the first output line is
   "WXHW_EMULATOR http://HOST:PORT PID" for scripts that start it as a subprocess.
   --parent-pid PID   exit when that process is gone (used by spec/support/emulator.lua)
-  --*-callback URL   where to push Mini Program / WeCom openhw / WeChat Pay callbacks (http://)]]
+  --*-callback URL   where to push Mini Program / WeCom openhw / WeChat Pay callbacks (http://)
+  --contract-md      print the endpoint reference generated from the emulator's contract, or
+                     rewrite its section in FILE (docs/emulator.md)]]
+
+-- `--contract-md [FILE]`: the generated endpoint reference (plain Lua, any runtime).
+local function contract_md(file)
+  local md = require "wxhw.emulator.contract_md"
+  if not file then io.stdout:write(md.render(), "\n"); return 0 end
+  local f, err = io.open(file, "r")
+  if not f then io.stderr:write("wxhw emulator: ", err, "\n"); return 1 end
+  local text = f:read("*a"); f:close()
+  f, err = io.open(file, "w")
+  if not f then io.stderr:write("wxhw emulator: ", err, "\n"); return 1 end
+  f:write(md.splice(text)); f:close()
+  return 0
+end
 
 -- The emulator is Lua 5.4 code (64-bit integers, string.pack): under LuaJIT
 -- (an OpenResty install) it runs from the Lua 5.4 install beside this one.
@@ -32,8 +48,9 @@ local function run_under_lua54(args)
 end
 
 function M.run(args)
-  local o, err = cli_args.parse(args, { flags = { quiet = true, help = true } })
+  local o, err = cli_args.parse(args, { flags = { quiet = true, help = true, ["contract-md"] = true } })
   if o and o.help then print(usage); return 0 end
+  if o and o["contract-md"] then return contract_md(err[1]) end
   if rawget(_G, "jit") then return run_under_lua54(args) end
   if o and #err > 0 then o, err = nil, "unexpected argument '" .. err[1] .. "'" end
   if o then

@@ -79,7 +79,11 @@ routes["GET /__emulator/requests"] = function(emu)
   local out, log, pos = util.array(), emu.request_log, emu.request_log_pos
   for i = 0, 199 do
     local e = log[(pos - 1 + i) % 200 + 1]
-    if e then out[#out + 1] = e end
+    if e then
+      e = util.copy(e)
+      if e.json then e.shape, e.json = require("wxhw.emulator.validate").shape(e.json), nil end
+      out[#out + 1] = e
+    end
   end
   return { requests = out }
 end
@@ -151,7 +155,12 @@ routes["GET /__emulator/"] = function(emu)
   for k in pairs(routes) do list[#list + 1] = k end
   for k in pairs(emu.control_routes) do list[#list + 1] = k end
   table.sort(list, function(a, b) return a:sub(a:find(" ") + 1) .. a < b:sub(b:find(" ") + 1) .. b end)
-  return { control = list, docs = "docs/emulator.md" }
+  -- product routes as Emu:handle keys them (a prefix route ends in "*")
+  local product = util.array()
+  for k in pairs(emu.routes) do product[#product + 1] = k end
+  for _, pr in ipairs(emu.prefix_routes) do product[#product + 1] = pr[1] .. "*" end
+  table.sort(product)
+  return { control = list, routes = product, docs = "docs/emulator.md" }
 end
 
 return function(emu, req)

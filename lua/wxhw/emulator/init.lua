@@ -7,6 +7,8 @@
 --   print(emu.base_url); emu:run()      -- or emu:step() from your own loop
 local server = require "wxhw.emulator.server"
 local util = require "wxhw.emulator.util"
+local contract = require "wxhw.emulator.contract"
+local validate = require "wxhw.emulator.validate"
 local socket = require "socket"
 
 local M = {}
@@ -18,7 +20,8 @@ M.ERRMSG = {
   [40001] = "invalid credential, access_token is invalid or not latest",
   [40002] = "invalid grant_type", [40013] = "invalid appid", [40014] = "invalid access_token",
   [40125] = "invalid appsecret", [41001] = "access_token missing", [41002] = "appid missing",
-  [41004] = "appsecret missing", [42001] = "access_token expired", [43002] = "require POST method",
+  [41004] = "appsecret missing", [42001] = "access_token expired", [43001] = "require GET method",
+  [43002] = "require POST method",
   [44002] = "empty post data", [45002] = "content size out of limit",
   [45009] = "reach max api daily quota limit",
   [45011] = "api minute-quota reach limit  mustslower  retry next minute",
@@ -129,6 +132,11 @@ local function apply_fault(self, req, f, route_fn)
   return res
 end
 
+-- A route behind its contract check (wxhw.emulator.validate).
+local function serve(self, req)
+  return validate.check(self, req, req.entry) or req.route(self, req)
+end
+
 function Emu:handle(req)
   req.q = util.parse_query(req.query)
   if req.path:sub(1, 12) == "/__emulator/" then
@@ -149,30 +157,38 @@ function Emu:handle(req)
     end
     return self:json({ errcode = 404, errmsg = "not found: " .. req.path }, 404)
   end
+  -- Every route answers within its contract: the validator runs first.
+  req.entry, req.route = contract.by_key[key], fn
+  if not req.entry then
+    return self:json({ errcode = -1, errmsg = "emulator bug: no contract entry for " .. key }, 500)
+  end
   local res
   if #self.faults > 0 then
     local f = take_fault(self, req, key)
     if f then
       req.fault = f
       self:count("faults", key)
-      res = apply_fault(self, req, f, fn)
+      res = apply_fault(self, req, f, serve)
     end
   end
-  res = res or fn(self, req)
+  res = res or serve(self, req)
   -- a short request log for debugging specs: GET /__emulator/requests
+  -- (json: the decoded body, shown as its shape of JSON types)
   local log = self.request_log
   log[self.request_log_pos] = { method = req.method, path = req.path, status = res.status,
-    fault = req.fault and req.fault.id or nil, time = self:now() }
+    fault = req.fault and req.fault.id or nil, time = self:now(), contract = req.contract, json = req.json }
   self.request_log_pos = self.request_log_pos % 200 + 1
   return res
 end
 
 --- Parse a POST JSON body with WeChat's errcodes (43002, 44002, 47001).
 function Emu:body_json(req)
+  if req.json then return req.json end
   if req.method ~= "POST" then return nil, self:err(43002) end
   if req.body == "" then return nil, self:err(44002) end
   local v = util.decode(req.body)
   if type(v) ~= "table" then return nil, self:err(47001, "data format error hint: body is not a JSON object") end
+  req.json = v
   return v
 end
 

@@ -8,7 +8,6 @@ local M = {}
 local MP = {}
 MP.__index = MP
 
-local MP_TOKEN = { mp = true }
 local TICKET_TTL = 300
 local GROUP_DEFAULT, GROUP_EXPANDED = 50, 200
 
@@ -35,20 +34,14 @@ function MP:model(model_id)
   return type(model_id) == "string" and self.models[model_id] or nil
 end
 
+-- Routes run after wxhw.emulator.validate checked the token and the body's
+-- fields against the contract (contract/mp.lua): only behaviour is left here.
 local function with_token(fn)
-  return function(emu, req)
-    local _, e = emu.tokens:require(req, MP_TOKEN)
-    if e then return e end
-    local b, e2 = emu:body_json(req)
-    if not b then return e2 end
-    return fn(emu, emu.mp, b, req)
-  end
+  return function(emu, req) return fn(emu, emu.mp, req.json, req) end
 end
 
 ------------------------------------------------------------------ getsnticket
 local function getsnticket(emu, self, b)
-  local e = sn_error(b.sn)
-  if e then return err(emu, e) end
   if not self:model(b.model_id) then return err(emu, 9800003) end
   local ticket = "SNT" .. emu:next_seq() .. "x" .. emu.rng:token(32)
   emu.state.snticket[ticket] = { sn = b.sn, model_id = b.model_id, expires = emu:now() + TICKET_TTL }
@@ -70,25 +63,7 @@ end
 ------------------------------------------------------------------ messages
 local function subscribe_send(emu, self, b)
   local model_id = b.modelId or b.model_id
-  if type(b.template_id) ~= "string" or b.template_id == "" then return err(emu, 47001, "data format error hint: template_id") end
-  local e = sn_error(b.sn)
-  if e then return err(emu, e) end
   if not self:model(model_id) then return err(emu, 9800003) end
-  if type(b.to_openid_list) ~= "table" or #b.to_openid_list == 0 then
-    return err(emu, 47001, "data format error hint: to_openid_list")
-  end
-  if type(b.data) ~= "table" then return err(emu, 47001, "data format error hint: data") end
-  for k, v in pairs(b.data) do
-    if type(v) ~= "table" or type(v.value) ~= "string" then
-      return err(emu, 47001, "data format error hint: data." .. tostring(k) .. ".value")
-    end
-  end
-  if b.lang and not ({ zh_CN = 1, en_US = 1, zh_HK = 1, zh_TW = 1 })[b.lang] then
-    return err(emu, 47001, "data format error hint: lang")
-  end
-  if b.miniprogram_state and not ({ developer = 1, trial = 1, formal = 1 })[b.miniprogram_state] then
-    return err(emu, 47001, "data format error hint: miniprogram_state")
-  end
   for _, openid in ipairs(b.to_openid_list) do
     local key = openid .. "|" .. b.sn .. "|" .. model_id .. "|" .. b.template_id
     if not self.subscriptions[key] then return err(emu, 9800006) end
@@ -108,7 +83,6 @@ end
 local function createid(emu, self, b)
   local m = self:model(b.model_id)
   if not m then return err(emu, 9800003) end
-  if type(b.group_name) ~= "string" or #b.group_name < 1 or #b.group_name > 32 then return err(emu, 9800012) end
   local id = "emugroup" .. emu:next_seq() .. emu.rng:alnum(12)
   emu.state.groups[id] = { group_name = b.group_name, model_id = b.model_id, model_type = m.model_type,
     max = GROUP_DEFAULT, devices = {} }
@@ -125,12 +99,6 @@ local function getinfo(emu, _, b)
     model_type = g.model_type, device_list = list })
 end
 
-local function device_list(b)
-  if type(b.device_list) ~= "table" or #b.device_list == 0 or #b.device_list > GROUP_EXPANDED then return nil end
-  for _, d in ipairs(b.device_list) do if type(d) ~= "table" then return nil end end
-  return b.device_list
-end
-
 local function index_of(g, key)
   for i, d in ipairs(g.devices) do if d.model_id .. "|" .. d.sn == key then return i end end
 end
@@ -138,11 +106,8 @@ end
 local function adddevice(emu, self, b)
   local g = group(emu, b.group_id)
   if not g then return err(emu, 9800013) end
-  local list = device_list(b)
-  if not list then return err(emu, 47001, "data format error hint: device_list (1-200 objects)") end
-  if b.force_add ~= nil and type(b.force_add) ~= "boolean" then return err(emu, 47001, "data format error hint: force_add") end
   local out = util.array()
-  for i, d in ipairs(list) do
+  for i, d in ipairs(b.device_list) do
     local code = sn_error(d.sn) or (not self:model(d.model_id) and 9800003) or nil
     local key = tostring(d.model_id) .. "|" .. tostring(d.sn)
     if not code and self.models[d.model_id].model_type ~= g.model_type then code = 9800014 end
@@ -171,10 +136,8 @@ end
 local function removedevice(emu, _, b)
   local g = group(emu, b.group_id)
   if not g then return err(emu, 9800013) end
-  local list = device_list(b)
-  if not list then return err(emu, 47001, "data format error hint: device_list (1-200 objects)") end
   local out = util.array()
-  for i, d in ipairs(list) do
+  for i, d in ipairs(b.device_list) do
     local code = sn_error(d.sn) or 0
     if code == 0 then
       local key = tostring(d.model_id) .. "|" .. d.sn
@@ -192,12 +155,6 @@ end
 local function expand(emu, _, b)
   local g = group(emu, b.group_id)
   if not g then return err(emu, 9800013) end
-  if b.max_device_count ~= GROUP_EXPANDED then
-    return err(emu, 47001, "data format error hint: max_device_count must be 200")
-  end
-  if type(b.province_name) ~= "string" or type(b.city_name) ~= "string" then
-    return err(emu, 47001, "data format error hint: province_name and city_name")
-  end
   g.max = GROUP_EXPANDED
   emu:touch()
   return emu:json({ errcode = 0, errmsg = "ok", group_id = b.group_id })
@@ -205,14 +162,9 @@ end
 
 ------------------------------------------------------------------ VoIP call
 local function voip_call(emu, self, b, req)
-  local e = sn_error(b.sn)
-  if e then return err(emu, e) end
   if not self:model(b.model_id) then return err(emu, 9800003) end
-  if type(b.openid) ~= "string" or b.openid == "" then return err(emu, 47001, "data format error hint: openid") end
-  if b.room_type ~= "video" and b.room_type ~= "voice" then return err(emu, 47001, "data format error hint: room_type") end
   if not self.voip_auth[b.openid .. "|" .. b.sn .. "|" .. b.model_id] then return err(emu, 9800010) end
-  local rec = emu.tokens:check(req.q.access_token)
-  local appid = rec and rec.owner or emu.credentials.mp.appid
+  local appid = req.auth.owner
   local room = "wxf830863afde621ebWmpfVoip" .. emu:next_seq() .. emu.rng:int(100000000, 999999999)
   local call = { RoomId = room, SessionKey = emu.rng:alnum(32), ServerToken = emu.rng:alnum(44),
     Payload = b.payload or "", ModelId = b.model_id, Sn = b.sn, openid = b.openid, appid = appid }

@@ -17,7 +17,7 @@ local P = {}
 P.__index = P
 
 local SCHEME = "WECHATPAY2-SHA256-RSA2048"
-local QPS, DAILY = 20, 50000
+local DAILY = 50000 -- rule 20000731; the 20 QPS rule is in the contract (qps)
 
 function P:wall() return math.floor(socket.gettime() + self.skew) end
 
@@ -131,18 +131,25 @@ function P:verify_request(req)
   return true
 end
 
-local function handler(fn)
-  return function(emu, req)
-    local self = emu.pay
-    local ok, e = self:verify_request(req)
-    if not ok then return e end
-    return fn(emu, self, req)
+--- The validator's authentication step for a Pay entry: the per-client
+-- rate limit (counted before authentication, entry.qps), then the signature.
+-- Returns nil or the error response.
+function P:authenticate(req, entry)
+  if entry.qps and not self:rate_ok(req, entry.path, entry.qps) then
+    return self:error(req, 429, "FREQUENCY_LIMITED", "接口有频率限制 (" .. entry.qps .. " requests/second)")
   end
+  local ok, e = self:verify_request(req)
+  if not ok then return e end
+end
+
+-- Routes run after wxhw.emulator.validate has authenticated the request and
+-- checked its method and parameters against the contract.
+local function handler(fn)
+  return function(emu, req) return fn(emu, emu.pay, req) end
 end
 
 ------------------------------------------------------------------ certificates
 local function certificates(emu, self, req)
-  if req.method ~= "GET" then return self:error(req, 405, "METHOD_NOT_ALLOWED", "use GET") end
   local data = util.array()
   -- newest first; after a rotation the old certificate stays listed until dropped
   for i = #self.platforms, 1, -1 do
@@ -206,27 +213,18 @@ function P:device_by_sn(sn)
   return d, i
 end
 
-local function uint(s)
-  if type(s) ~= "string" or not s:match("^%d+$") or #s > 15 then return nil end
-  return math.tointeger(tonumber(s))
-end
-
 -- The 20 QPS rule counts per client and API before authentication.
-function P:rate_ok(req, api)
+function P:rate_ok(req, api, qps)
   local sec = math.floor(socket.gettime())
   local key = (req.peer or "?") .. api
   local w = self.qps[key]
   if not w or w.sec ~= sec then w = { sec = sec, n = 0 }; self.qps[key] = w end
   w.n = w.n + 1
-  return w.n <= QPS
+  return w.n <= qps
 end
 
 local function devices(emu, self, req)
-  if req.method ~= "GET" then return self:error(req, 405, "METHOD_NOT_ALLOWED", "use GET") end
-  local offset, limit = uint(req.q.offset), uint(req.q.limit)
-  if not offset or not limit or limit < 1 or limit > 100 then
-    return self:error(req, 400, "PARAM_ERROR", "请在query里携带offset、limit参数 (offset ≥ 0, 1 ≤ limit ≤ 100)")
-  end
+  local offset, limit = math.tointeger(tonumber(req.q.offset)), math.tointeger(tonumber(req.q.limit))
   local day = util.china_day(emu:now())
   if self.daily.day ~= day then self.daily = { day = day, n = 0 } end
   self.daily.n = self.daily.n + 1
@@ -243,7 +241,6 @@ local function devices(emu, self, req)
 end
 
 local function inspection(emu, self, req)
-  if req.method ~= "GET" then return self:error(req, 405, "METHOD_NOT_ALLOWED", "use GET") end
   local sn = util.urldecode(req.path:sub(#"/v3/iotmanage/device-inspections/" + 1))
   if #sn < 5 or #sn > 200 or sn:find("[^0-9A-Za-z]") then -- the doc's rule; PARAM_ERROR chosen
     return self:error(req, 400, "PARAM_ERROR", "device_sn 字符长度限制 [5, 200], 必须是字母数字")
@@ -330,13 +327,7 @@ function M.install(emu)
   self.pubkey_key = crypto.private_key(k.pubkey_key)
   self:reset()
   emu:route("/v3/certificates", handler(certificates))
-  local list = handler(devices)
-  emu:route("/v3/iotmanage/devices", function(e, req)
-    if not e.pay:rate_ok(req, "devices") then
-      return e.pay:error(req, 429, "FREQUENCY_LIMITED", "接口有频率限制 (20 requests/second)")
-    end
-    return list(e, req)
-  end)
+  emu:route("/v3/iotmanage/devices", handler(devices))
   emu:route_prefix("/v3/iotmanage/device-inspections/", handler(inspection))
   control_routes(emu)
   return self

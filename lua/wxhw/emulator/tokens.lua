@@ -39,13 +39,6 @@ function T:check(value, kinds)
   return rec
 end
 
---- The request's token for a WeChat-style API, or a ready error response.
-function T:require(req, kinds, param)
-  local rec, code = self:check(req.q[param or "access_token"], kinds)
-  if not rec then return nil, self.emu:err(code) end
-  return rec
-end
-
 function T:invalidate(value)
   local rec = self.emu.state.tokens[value]
   if rec then
@@ -84,12 +77,9 @@ end
 ---------------------------------------------------------------- /cgi-bin/token
 local function get_token(emu, req)
   local self = emu.tokens
-  local q = req.q
-  if q.grant_type ~= "client_credential" then return emu:err(40002) end
-  if not q.appid or q.appid == "" then return emu:err(41002) end
+  local q = req.q -- grant_type, appid, secret checked by the contract (contract/tokens.lua)
   local app = emu.state.apps[q.appid]
   if not app then return emu:err(40013) end
-  if not q.secret or q.secret == "" then return emu:err(41004) end
   if q.secret ~= app.secret then return emu:err(40125) end
   local day = china_day(emu:now())
   local used = self.daily[q.appid]
@@ -113,17 +103,10 @@ end
 ---------------------------------------------------------------- stable_token
 local function stable_token(emu, req)
   local self = emu.tokens
-  local b, e = emu:body_json(req)
-  if not b then return e end
-  if b.grant_type ~= "client_credential" then return emu:err(40002) end
-  if type(b.appid) ~= "string" or b.appid == "" then return emu:err(41002) end
+  local b = req.json -- method, body and field types checked by the contract
   local app = emu.state.apps[b.appid]
   if not app then return emu:err(40013) end
-  if type(b.secret) ~= "string" or b.secret == "" then return emu:err(41004) end
   if b.secret ~= app.secret then return emu:err(40125) end
-  if b.force_refresh ~= nil and type(b.force_refresh) ~= "boolean" then
-    return emu:err(47001, "data format error hint: force_refresh must be a boolean")
-  end
   if not window_count(self, "stable_min:" .. b.appid, 60, 10000) then return emu:err(45011) end
   if not window_count(self, "stable_day:" .. b.appid, 86400, 500000) then return emu:err(45009) end
   local now = emu:now()
@@ -164,11 +147,9 @@ end
 ---------------------------------------------------------------- WeCom gettoken
 local function wecom_gettoken(emu, req)
   local self = emu.tokens
-  local q = req.q
-  if not q.corpid or q.corpid == "" then return emu:err(41002, "corpid missing") end
+  local q = req.q -- corpid, corpsecret present (contract)
   local corp = self.corps[q.corpid]
   if not corp then return emu:err(40013, "invalid corpid") end
-  if not q.corpsecret or q.corpsecret == "" then return emu:err(41004, "corpsecret missing") end
   if not corp[q.corpsecret] then return emu:err(40001, "invalid credential (corpsecret)") end
   if not window_count(self, "gettoken:" .. q.corpid .. q.corpsecret, 60, self.gettoken_per_minute) then
     return emu:err(45009, "api freq out of limit")
@@ -191,10 +172,7 @@ end
 -- POST /cgi-bin/clear_quota {"appid"}: resets the emulator's daily count of
 -- /cgi-bin/token fetches for that app (the real one also resets API quotas).
 local function clear_quota(emu, req)
-  local rec, e = emu.tokens:require(req, { mp = true, app = true })
-  if not rec then return e end
-  local b, e2 = emu:body_json(req)
-  if not b then return e2 end
+  local rec, b = req.auth, req.json
   if b.appid ~= rec.owner then return emu:err(40013, "invalid appid hint: appid must be the token's own") end
   emu.tokens.daily[b.appid] = nil
   return emu:json({ errcode = 0, errmsg = "ok" })

@@ -9,9 +9,6 @@ local M = {}
 local W = {}
 W.__index = W
 
-local APP_ONLY = { app = true }
-local APP_OR_MP = { app = true, mp = true }
-local PUSH_LIMIT = 5 * 1024
 -- Product ids are `int` on the device (ActivateDevice.productId, read with
 -- optInt by the official doc and demo): realistic ids fit in 32 bits, like
 -- the addDevice page's 100000 and the demo's 6365.
@@ -24,22 +21,14 @@ local function product_key(id)
   return n and tostring(n) or nil, n
 end
 
-local function handler(kinds, fn)
-  return function(emu, req)
-    local rec, e = emu.tokens:check(req.q.access_token)
-    if not rec then return emu:err(e) end
-    if not kinds[rec.kind] then return emu:err(48001, "api unauthorized hint: use the mobile app (hostAppId) access_token") end
-    local b, e2 = emu:body_json(req)
-    if not b then return e2 end
-    return fn(emu, emu.wmpf, b, rec)
-  end
+-- Routes run after wxhw.emulator.validate checked the token (host app:
+-- 48001 for another kind) and the body's fields against contract/wmpf.lua.
+local function handler(fn)
+  return function(emu, req) return fn(emu, emu.wmpf, req.json, req.auth) end
 end
-
-local function nonempty(s, max) return type(s) == "string" and s ~= "" and #s <= (max or 256) end
 
 local function product_of(emu, rec, id)
   local key, n = product_key(id)
-  if not key then return nil, emu:err(47001, "data format error hint: product_id must be a number") end
   local p = emu.state.products[key]
   if not p then return nil, emu:err(47001, "data format error hint: unknown product_id " .. key) end
   if p.host_appid ~= rec.owner then return nil, emu:err(50093, "hostappid error hint: product belongs to another app") end
@@ -47,9 +36,6 @@ local function product_of(emu, rec, id)
 end
 
 local function createproduct(emu, _, b, rec)
-  for _, k in ipairs{ "english_product_name", "chinese_product_name", "device_default_name" } do
-    if not nonempty(b[k], 128) then return emu:err(47001, "data format error hint: " .. k) end
-  end
   local id = PRODUCT_BASE + emu:next_seq()
   if id > INT32_MAX then return emu:err(-1, "system error hint: product ids exhausted (32-bit)") end
   emu.state.products[tostring(id)] = { product_id = id, host_appid = rec.owner,
@@ -62,7 +48,6 @@ end
 local function registerpubkey(emu, _, b, rec)
   local p, e = product_of(emu, rec, b.product_id)
   if not p then return e end
-  if type(b.pubkey) ~= "string" then return emu:err(47001, "data format error hint: pubkey") end
   local pub = crypto.public_key(b.pubkey)
   if not pub or pub:type() ~= "ec" or pub:bits() ~= 256 then
     return emu:err(47001, "data format error hint: pubkey must be a PEM P-256 (prime256v1) public key")
@@ -75,17 +60,7 @@ end
 local function adddevice(emu, _, b, rec)
   local p, e = product_of(emu, rec, b.product_id)
   if not p then return e end
-  local list = b.device_id_list
-  if type(list) ~= "table" or #list == 0 or #list > 10000 then
-    return emu:err(47001, "data format error hint: device_id_list (1-10000 ids)")
-  end
-  for _, d in ipairs(list) do
-    if not nonempty(d, 128) then return emu:err(47001, "data format error hint: device ids are non-empty strings") end
-  end
-  -- required by the addDevice doc, which documents no errcode for its
-  -- absence: 47001 (chosen, docs/emulator.md)
-  if not nonempty(b.model_name) then return emu:err(47001, "data format error hint: model_name (required string)") end
-  for _, d in ipairs(list) do
+  for _, d in ipairs(b.device_id_list) do
     if not p.devices[d] then p.devices[d] = { added = emu:now(), model_name = b.model_name } end
   end
   emu:touch()
@@ -95,7 +70,7 @@ end
 local function bindwxaapp(emu, _, b, rec)
   local p, e = product_of(emu, rec, b.product_id)
   if not p then return e end
-  local app = type(b.appid) == "string" and emu.state.apps[b.appid]
+  local app = emu.state.apps[b.appid]
   if not app or app.kind ~= "mp" then return emu:err(40013, "invalid appid hint: not a Mini Program") end
   p.apps[b.appid] = true
   emu:touch()
@@ -103,10 +78,6 @@ local function bindwxaapp(emu, _, b, rec)
 end
 
 local function pushappmsg(emu, self, b, rec)
-  if type(b.msg) ~= "string" or type(b.push_token) ~= "string" or b.push_token == "" then
-    return emu:err(40101, "invalid parameter hint: msg and push_token are required strings")
-  end
-  if #b.msg > PUSH_LIMIT then return emu:err(45002, "content size out of limit (5 KB)") end
   local t = emu.state.push_tokens[b.push_token]
   if not t or emu:now() >= t.expires then return emu:err(48012) end
   -- Sent as the Mini Program when the device asked with that appid, else as the app.
@@ -191,11 +162,11 @@ function W:reset() self.inbox = {} end
 
 function M.install(emu)
   local self = setmetatable({ emu = emu, inbox = {} }, W)
-  emu:route("/wxa/business/runtime/createproduct", handler(APP_ONLY, createproduct))
-  emu:route("/wxa/business/runtime/registerpubkey", handler(APP_ONLY, registerpubkey))
-  emu:route("/wxa/business/runtime/adddevice", handler(APP_ONLY, adddevice))
-  emu:route("/wxa/business/runtime/bindwxaapp", handler(APP_ONLY, bindwxaapp))
-  emu:route("/wxa/business/runtime/pushappmsg", handler(APP_OR_MP, pushappmsg))
+  emu:route("/wxa/business/runtime/createproduct", handler(createproduct))
+  emu:route("/wxa/business/runtime/registerpubkey", handler(registerpubkey))
+  emu:route("/wxa/business/runtime/adddevice", handler(adddevice))
+  emu:route("/wxa/business/runtime/bindwxaapp", handler(bindwxaapp))
+  emu:route("/wxa/business/runtime/pushappmsg", handler(pushappmsg))
   control_routes(emu)
   return self
 end
