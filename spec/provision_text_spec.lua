@@ -50,6 +50,21 @@ describe("provision text", function()
     assert.matches('illegal character "中" at 3', require("wxhw.wecom").sn_error("SN中1"), 1, true)
   end)
 
+  it("cuts no message in the library with :sub(1, N) (errors.cut keeps characters whole)", function()
+    -- the next message cut in the middle of a character would be one of these
+    local allowed = { -- not messages
+      ["lua/wxhw/emulator/tokens.lua"] = "a store key",
+      ["lua/wxhw/provision.lua"] = "a group name from the product name, ASCII by its rule",
+    }
+    local _, list = files.sh("cd " .. q(ROOT) .. " && grep -rnE '(\\.\\. *[][A-Za-z_.()]*:sub\\(1, *[0-9]+\\))|(format\\(.*:sub\\(1, *[0-9]+\\))|(^[[:space:]]*[][A-Za-z_.()]*:sub\\(1, *[0-9]+\\))' lua/")
+    local found = {}
+    for line in list:gmatch("[^\n]+") do
+      local file = line:match("^([^:]+):")
+      if not allowed[file] then found[#found + 1] = line end
+    end
+    assert.same({}, found)
+  end)
+
   it("writes a valid UTF-8 manifest with a long Chinese errmsg and Chinese SNs; the summary counts integers", function()
     local emu = emulator.start{ root = ROOT }
     local ok, err = pcall(function()

@@ -54,7 +54,7 @@ local function start_emulator(devices)
   local out = read(log) or ""
   os.remove(log)
   if pid then os.execute("kill " .. pid .. " 2>/dev/null") end
-  return nil, "the built-in emulator did not start: " .. out:sub(1, 300)
+  return nil, "the built-in emulator did not start: " .. require("wxhw.errors").cut(out, 300)
 end
 
 local function emulator_credentials(base)

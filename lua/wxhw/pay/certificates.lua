@@ -61,7 +61,7 @@ function Keyring:lookup(serial, now)
   local c = self.certs[serial]
   if not c then
     return verify.fail("unknown_serial", "no WeChat Pay public key or platform certificate has serial " ..
-      serial:sub(1, 64), { serial = serial })
+      errors.cut(serial, 64), { serial = serial })
   end
   if c.not_after and now > c.not_after then
     return verify.fail("expired_certificate", "platform certificate " .. serial .. " expired", { serial = serial })
@@ -139,7 +139,7 @@ end
 function M.decrypt_resource(apiv3_key, r)
   if type(r) ~= "table" then return verify.fail("bad_resource", "resource is not an object") end
   if r.algorithm ~= "AEAD_AES_256_GCM" then
-    return verify.fail("bad_resource", "unsupported resource algorithm " .. tostring(r.algorithm):sub(1, 40))
+    return verify.fail("bad_resource", "unsupported resource algorithm " .. errors.cut(r.algorithm, 40))
   end
   if type(r.nonce) ~= "string" or type(r.ciphertext) ~= "string" then
     return verify.fail("bad_resource", "resource lacks nonce or ciphertext")

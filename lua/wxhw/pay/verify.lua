@@ -120,7 +120,7 @@ function M.read_headers(headers)
   h.raw_timestamp, h.timestamp = h.timestamp, tonumber(h.timestamp)
   local t = get("wechatpay-signature-type")
   if t ~= nil and t ~= M.SIGNATURE_TYPE then
-    return M.fail("signature_type", "unsupported Wechatpay-Signature-Type " .. tostring(t):sub(1, 40),
+    return M.fail("signature_type", "unsupported Wechatpay-Signature-Type " .. errors.cut(t, 40),
       { request_id = request_id })
   end
   h.type = t
@@ -152,7 +152,7 @@ end
 function M.check_signature(h, body, pub)
   local sig = crypto.base64_decode(h.signature)
   if not sig or not pub:verify(M.message(h, body), sig) then
-    return M.fail("bad_signature", "Wechatpay-Signature does not match the body (serial " .. h.serial:sub(1, 64) ..
+    return M.fail("bad_signature", "Wechatpay-Signature does not match the body (serial " .. errors.cut(h.serial, 64) ..
       "); was the body re-serialised or altered?", { request_id = h.request_id })
   end
   return true
