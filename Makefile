@@ -139,11 +139,12 @@ install: all
 	sed '1s|.*|#!/usr/bin/env $(LUA_EXE)|' bin/wxhw >$(DESTDIR)$(INSTALL_BIN)/wxhw
 	chmod 0755 $(DESTDIR)$(INSTALL_BIN)/wxhw
 
-# A source rock that `luarocks install` builds offline: the committed files as
-# wxhw-$(VERSION).tar.gz, packed with the rockspec into build/dist/*.src.rock.
+# A source rock that `luarocks install` builds offline: the checkout's files (what
+# git tracks or would, not what it ignores) as wxhw-$(VERSION).tar.gz, packed with
+# the rockspec into build/dist/*.src.rock.
 dist:
 	@rm -rf $(DIST) && mkdir -p $(DIST)
-	@git ls-files -z --cached -- . ':!fuzz/corpus' | xargs -0 sh -c 'for f; do [ -e "$$f" ] && printf "%s\0" "$$f"; done' sh | \
+	@git ls-files -z --cached --others --exclude-standard -- . ':!fuzz/corpus' | xargs -0 sh -c 'for f; do [ -e "$$f" ] && printf "%s\0" "$$f"; done' sh | \
 	  tar --null -T - --transform 's,^,wxhw-$(VERSION)/,' --owner=0 --group=0 --mtime=@0 -czf $(DIST)/wxhw-$(VERSION).tar.gz
 	@sed 's|^\(   url = \)"\(.*\)"|\1"file://$(abspath $(DIST))/\2"|' $(ROCKSPEC) >$(DIST)/$(ROCKSPEC)
 	@cd $(DIST) && luarocks --lua-version $(LUA_ABI) pack $(ROCKSPEC) >/dev/null
