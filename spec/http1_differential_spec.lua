@@ -4,7 +4,8 @@
 -- broken framing) go over real loopback sockets from one raw server to both;
 -- each must give the same accept/reject (and failure class) and, when
 -- accepted, the same status, version, headers and body.
--- WXHW_H1_DIFF_N (default 300) and WXHW_H1_DIFF_SEED choose the run;
+-- Requests ask for Connection: close, so that neither side reuses a
+-- connection the raw server is closing. WXHW_H1_DIFF_N (default 300) and WXHW_H1_DIFF_SEED choose the run;
 -- fuzz/Makefile's `h1diff` target runs a longer one.
 local http = require "wxhw.http"
 local nginx = require "support.nginx"
@@ -56,7 +57,8 @@ describe("HTTP/1 response parsing #c: C engine and nginx transport", function()
         local job = cjson.decode(ngx.req.get_body_data())
         local out = {}
         for i, c in ipairs(job.cases) do
-          out[i] = outcome(http1.request({ url = job.base .. c.path, method = c.method, timeout = 5 },
+          out[i] = outcome(http1.request({ url = job.base .. c.path, method = c.method, timeout = 5,
+            headers = { Connection = "close" } },
             { max_body = job.max_body }))
         end
         ngx.say(cjson.encode(out))
@@ -76,7 +78,8 @@ describe("HTTP/1 response parsing #c: C engine and nginx transport", function()
     local c_side = {}
     local client = http.new{ timeout = 5, max_body = MAX_BODY }
     for i, c in ipairs(cases) do
-      c_side[i] = h1_gen.outcome(client:request{ url = raw.base_url .. c.path, method = c.method })
+      c_side[i] = h1_gen.outcome(client:request{ url = raw.base_url .. c.path, method = c.method,
+        headers = { Connection = "close" } })
     end
     client:close()
     local job = { base = raw.base_url, max_body = MAX_BODY, cases = {} }

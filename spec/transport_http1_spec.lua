@@ -4,6 +4,7 @@ local http1 = require "wxhw.transport.http1"
 local http = require "wxhw.http"
 local nginx = require "support.nginx"
 local client = require "wxhw.client"
+local http_server = require "support.http_server"
 
 describe("wxhw.transport.http1", function()
   describe("parse_url", function()
@@ -32,7 +33,7 @@ describe("wxhw.transport.http1", function()
   end)
 
   describe("on the wire (inside nginx)", function()
-    local srv, probe
+    local srv, probe, raw
     -- Raw responses: whatever bytes a case needs, then the connection closes.
     local RAW = {
       until_close = "HTTP/1.1 200 OK\r\nX-A: 1\r\n\r\nbody until close",
@@ -141,6 +142,10 @@ describe("wxhw.transport.http1", function()
           ngx.update_time()
           r.elapsed = ngx.now() - t0
           r.grew_kb = peak_kb() - peak0
+        elseif name == "asks_close" then
+          local a = http1.request({ url = ngx.var.arg_url, headers = { Connection = "close" } })
+          local b = http1.request({ url = ngx.var.arg_url })
+          r = { a = a and a.body, b = b and b.body }
         elseif name == "dns" then
           r = out(http1.request({ url = "http://no-such-host.invalid/" }))
         else
@@ -151,10 +156,13 @@ describe("wxhw.transport.http1", function()
     }]],
       })
       probe = http.new{ timeout = 10 }
+      -- keeps every connection open, whatever the request asks
+      raw = assert(http_server.raw{ ["/conn"] = { send = { "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n{conn}" } } })
     end)
     teardown(function()
       probe:close()
       srv:stop()
+      raw:stop()
     end)
 
     local function run(name, method)
@@ -199,6 +207,12 @@ describe("wxhw.transport.http1", function()
       assert.is_nil(r.err)
       assert.is_string(r.second)
       assert.not_equal(r.first, r.second)
+    end)
+
+    it("does not pool a connection its request asked the server to close (RFC 9112 9.6)", function()
+      local r = run("asks_close&url=" .. raw.base_url .. "/conn")
+      assert.equal("1", r.a)
+      assert.equal("2", r.b)
     end)
 
     it("keys pools by host name, so two names on one address do not share", function()

@@ -75,8 +75,9 @@ local function valid_value(s)
   return not find(s, "[\r\n%z]")
 end
 
--- Appends "Name: value" lines; returns true or nil, err.
+-- Appends "Name: value" lines; returns true, whether they ask to close; or nil, err.
 local function add_headers(lines, headers, seen)
+  local close = false
   for name, v in pairs(headers or {}) do
     if type(name) ~= "string" then error("request.headers: names must be strings", 3) end
     if not valid_token(name) then
@@ -94,11 +95,13 @@ local function add_headers(lines, headers, seen)
           return fail("input", "header", "header " .. sub(name, 1, 60) .. ": value contains CR, LF or NUL (refused)")
         end
         lines[#lines + 1] = name .. ": " .. x .. "\r\n"
+        -- asking the server to close: the connection is not pooled afterwards (RFC 9112 9.6)
+        if lower(name) == "connection" and find("," .. lower(x) .. ",", "[, \t]close[, \t]") then close = true end
       end
       seen[lower(name)] = true
     end
   end
-  return true
+  return true, close
 end
 
 -- Milliseconds left before the deadline (at most cap_ms), or nil once it passed.
@@ -177,7 +180,7 @@ local function exchange(req, o, parts, deadline, t0)
     -- a pooled connection the server had already closed: nothing was read, try a fresh one
     return r, e, reused > 0 and detail == 0 and (why == "closed" or why == "connection reset by peer")
   end
-  if res.keep_alive then
+  if res.keep_alive and not parts.close then
     sock:setkeepalive(math.floor((o.keepalive or 60) * 1000), o.pool_size or 64)
   else
     sock:close()
@@ -213,8 +216,8 @@ function M.request(req, o)
     .. (((scheme == "http" and port == 80) or (scheme == "https" and port == 443)) and "" or (":" .. port))
   local lines = { method, " ", target, " HTTP/1.1\r\n" }
   local seen = {}
-  local ok, err = add_headers(lines, req.headers, seen)
-  if not ok then return nil, err end
+  local ok, asks_close = add_headers(lines, req.headers, seen)
+  if not ok then return nil, asks_close end
   if not seen.host then lines[#lines + 1] = "Host: " .. authority .. "\r\n" end
   if not seen["user-agent"] then lines[#lines + 1] = "User-Agent: " .. (o.user_agent or "wxhw/0.1 ngx_lua") .. "\r\n" end
   local body = req.body
@@ -227,9 +230,10 @@ function M.request(req, o)
   local total = req.timeout or o.timeout or 10
   local parts = {
     scheme = scheme, host = host, port = port, ip = resolve or host, method = method, request = lines,
+    close = asks_close,
   }
   local deadline = t0 + total
-  local res, stale
+  local res, err, stale
   for _ = 1, 2 do
     res, err, stale = exchange(req, o, parts, deadline, t0)
     if res or not stale then break end
