@@ -202,7 +202,7 @@ function Reader:_record()
   local first = self.line
   local fields, err = split_quoted(s)
   if fields or err ~= "unterminated quoted field" then return s end
-  local lines, joined, why = { { s, first } }, s, nil
+  local lines, joined, why = { { s, first } }, s
   while true do
     if #lines >= MAX_RECORD_LINES then
       why = ("still open after %d lines"):format(MAX_RECORD_LINES); break
