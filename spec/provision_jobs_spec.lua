@@ -129,9 +129,24 @@ describe("provision jobs", function()
     end
     assert.equal(3, counter(emu, "/wxa/business/group/createid")) -- no orphan group
     assert.equal(1, counter(emu, "/wxa/business/runtime/createproduct"))
-    -- a finished job's journal is started over by --force too
-    code, out = sh(CLI .. a .. " --force")
-    assert.equal(0, code, out)
+    -- a finished job's journal is started over by --force too, and a --force
+    -- run killed with -9 mid-way resumes with the same groups
+    emu.control("/__emulator/faults", { path = "/wxa/business/group/getinfo", delay_ms = 300 })
+    local replaced = read(dir .. "/m.csv") -- signatures are new on every run (ECDSA)
+    local p = io.popen(CLI .. a .. " --force >" .. q(dir .. "/killed.log") .. " 2>&1 & echo $!")
+    local pid = p:read("*l"); p:close()
+    local t0 = socket.gettime()
+    while counter(emu, "/wxa/business/group/getinfo") < 5 and socket.gettime() - t0 < 20 do socket.sleep(0.02) end
+    os.execute("kill -9 " .. pid)
+    while alive(pid) do socket.sleep(0.02) end
+    emu.control("/__emulator/faults/clear", {})
+    assert.equal(replaced, read(dir .. "/m.csv")) -- the manifest being replaced is intact until the end
+    code, out = sh(CLI .. a .. " --resume")
+    assert.equal(0, code, out .. (read(dir .. "/killed.log") or ""))
+    for i, r in ipairs(manifest_rows(dir .. "/m.csv")) do
+      assert.equal("ok", r.status, r.error_text)
+      assert.equal(first[i].group_id, r.group_id)
+    end
     assert.equal(3, counter(emu, "/wxa/business/group/createid"))
   end)
 
