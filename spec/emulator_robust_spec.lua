@@ -3,18 +3,11 @@
 local emulator = require "support.emulator"
 local cjson = require "cjson"
 
-local ENDPOINTS = {
-  "/cgi-bin/token", "/cgi-bin/stable_token", "/cgi-bin/gettoken", "/wxa/getsnticket",
-  "/cgi-bin/message/device/subscribe/send", "/wxa/business/group/createid", "/wxa/business/group/getinfo",
-  "/wxa/business/group/adddevice", "/wxa/business/group/removedevice", "/wxa/business/group/expand",
-  "/wxa/business/iot/voip/call", "/wxa/business/runtime/createproduct", "/wxa/business/runtime/registerpubkey",
-  "/wxa/business/runtime/adddevice", "/wxa/business/runtime/bindwxaapp", "/wxa/business/runtime/pushappmsg",
-  "/cgi-bin/openhw/get_model_token", "/cgi-bin/openhw/get_device_secret", "/cgi-bin/openhw/get_device_token",
-  "/cgi-bin/openhw/model/register_sn", "/cgi-bin/openhw/device/get_device_detail",
-  "/cgi-bin/openhw/device/get_userinfo_by_page", "/cgi-bin/openhw/device/get_userinfo_by_ids",
-  "/cgi-bin/openhw/device/report_checkin_data", "/cgi-bin/openhw/device/report_access_data",
-  "/v3/certificates", "/v3/iotmanage/devices", "/v3/iotmanage/device-inspections/X",
-}
+-- every product endpoint, from the emulator's contract (a path parameter: "X")
+local ENDPOINTS = {}
+for _, entry in ipairs(require("wxhw.emulator.contract").entries) do
+  ENDPOINTS[#ENDPOINTS + 1] = entry.prefix and (entry.prefix .. "X") or entry.path
+end
 local BODIES = { "", "null", "[]", "{}", "1", '"s"', "{bad", '{"sn":1,"model_id":[],"group_id":{},"device_list":"x"}',
   '{"device_list":[1,2,"x",null],"device_id_list":[{}],"product_id":"abc","checkin_data":[1],"user_item":[null]}',
   '{"product_id":1e400,"limit":-5,"cursor":{},"msg":123,"push_token":[]}', string.rep("[", 5000),

@@ -3,6 +3,8 @@
 -- What a user does on the phone (subscribe, authorise VoIP) is simulated
 -- through the control API.
 local util = require "wxhw.emulator.util"
+local validate = require "wxhw.emulator.validate"
+local contract = require "wxhw.emulator.contract.mp"
 
 local M = {}
 local MP = {}
@@ -11,22 +13,18 @@ MP.__index = MP
 local TICKET_TTL = 300
 local GROUP_DEFAULT, GROUP_EXPANDED = 50, 200
 
---- sn rules: ≤128 bytes of [0-9A-Za-z_-]; returns errcode or nil.
+--- The contract's sn rule for one device of a group call: errcode or nil.
 local function sn_error(sn)
-  if type(sn) ~= "string" or sn == "" then return 47001 end
-  if #sn > 128 then return 9800001 end
-  if sn:find("[^%w_%-]") then return 9800002 end
+  local kind, _, spec = validate.fields({ sn = sn }, { contract.SN })
+  return kind and validate.errcode({}, spec, kind) or nil
 end
 M.sn_error = sn_error
 
-local ERR = {
-  [9800001] = "sn length exceeds 128 bytes", [9800002] = "sn contains illegal characters",
-  [9800003] = "model_id check failed", [9800006] = "订阅model_id和sn关系检查失败",
-  [9800010] = "user has not authorised VoIP for this device",
-  [9800012] = "group_name length must be 1-32 bytes", [9800013] = "invalid group_id",
-  [9800014] = "device model_type does not match the group", [9800015] = "device already in a group",
-  [9800016] = "group is full", [9800017] = "device does not belong to the group",
-}
+-- errmsgs: the meanings in the contract (contract/mp.lua).
+local ERR = {}
+for _, e in ipairs(contract) do
+  for code, meaning in pairs(e.errcodes) do ERR[code] = ERR[code] or meaning end
+end
 
 local function err(emu, code, msg) return emu:err(code, msg or ERR[code]) end
 

@@ -19,7 +19,7 @@ end
 local function json_type(v)
   local t = type(v)
   if t == "string" or t == "boolean" then return t end
-  if t == "number" then return v == floor(v) and "integer" or "number" end
+  if t == "number" then return (v == floor(v) and v - v == 0) and "integer" or "number" end -- inf, nan: number
   if t == "table" then
     if next(v) == nil then return "empty" end
     return is_array(v) and "array" or "object"

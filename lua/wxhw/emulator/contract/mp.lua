@@ -21,7 +21,7 @@ local function with_format(t)
   return t
 end
 
-return {
+local entries = {
   {
     method = "POST", path = "/wxa/getsnticket", token = TOKEN,
     source = DOC .. "api_getsnticket",
@@ -103,3 +103,6 @@ return {
     errcodes = with_format{ [9800003] = "model_id check failed", [9800010] = "user has not authorised VoIP (chosen)" },
   },
 }
+-- The sn rule, for the per-device results of adddevice / removedevice.
+entries.SN = SN
+return entries
