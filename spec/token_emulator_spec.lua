@@ -210,9 +210,11 @@ describe("token management against the emulator", function()
 
   it("bounds fetches while Redis is down and says so", function()
     local store = assert(token.store("redis", { port = r.port }))
+    local fetches = {}
     local mgr, c = pair("token", { store = store, prefix = "down" .. math.random(1e6),
                                    host_store = assert(token.store("shm", { path = path })),
-                                   store_down_interval = 30, store_retry = 0.2 })
+                                   store_down_interval = 30, store_retry = 0.2,
+                                   on_token_refresh = function(i) fetches[#fetches + 1] = i.reason .. " " .. i.store end })
     assert.truthy(snticket(c))
     r.stop()
     e.control("/__emulator/counters/reset", {})
@@ -230,6 +232,7 @@ describe("token management against the emulator", function()
     assert.equal(40001, err.errcode)
     assert.equal(fetched, mgr:token())
     assert.equal(1, e.control("/__emulator/counters").token_fetches["token:" .. appid])
+    assert.same({ "missing redis", "store_down redis" }, fetches)
     -- back: the store had nothing newer (restarted empty), so it gets this host's token
     r.restart()
     require("wxhw.core").clock.sleep(0.3)
