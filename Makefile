@@ -79,10 +79,13 @@ $(BUILD)/obj/%.o: %.c $(BUILD)/pkg-config.cflags
 
 $(PC_FILES) &: FORCE | $(BOOTSTRAP_FIRST)
 	@mkdir -p $(BUILD)
-	@missing=""; for p in $(PC_PKGS); do pkg-config --exists $$p || missing="$$missing $$p"; done; \
+	@missing="" debs=""; for p in $(PC_PKGS); do pkg-config --exists $$p && continue; missing="$$missing $$p"; \
+	  case $$p in libcrypto) d=libssl-dev;; libcurl) d=libcurl4-openssl-dev;; hiredis) d=libhiredis-dev;; \
+	    lua5.4) d=liblua5.4-dev;; luajit) d=libluajit2-5.1-dev;; *) d=$$p;; esac; debs="$$debs $$d"; done; \
 	if [ -n "$$missing" ]; then \
 	  rm -f $(CORE) $(PC_FILES); \
-	  echo "wxhw: pkg-config cannot find:$$missing. Install them with bin/bootstrap (make run and make test call it), then run make again." >&2; \
+	  echo "wxhw: pkg-config cannot find:$$missing (Debian:$$debs)." >&2; \
+	  echo "wxhw: install them with bin/bootstrap (make run and make test call it), then run make again." >&2; \
 	  exit 1; \
 	fi; \
 	pkg-config --cflags $(PC_PKGS) >$(BUILD)/pkg-config.cflags.new && \
