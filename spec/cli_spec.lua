@@ -92,4 +92,46 @@ describe("wxhw command line", function()
     assert.equal(0, code, out)
     assert.matches("provisioned 200 devices: 200 ok, 0 failed", out)
   end)
+
+  it("Ctrl-C at a terminal (SIGINT to the whole process group) also stops the built-in emulator cleanly", function()
+    local dir = files.tmpdir("wxhw-cli")
+    finally(function() os.execute("rm -rf " .. q(dir)) end)
+    local rows = { "device_id,sn" }
+    for i = 1, 200 do rows[#rows + 1] = ("GRP%04d,GRP%04d"):format(i, i) end
+    files.write(dir .. "/d.csv", table.concat(rows, "\n") .. "\n")
+    local args = " provision d.csv --product Grp --model-name Lamp --batch 10 --concurrency 1 --out m.csv --no-progress"
+    -- setsid: a process group of its own, as a terminal gives a foreground job
+    local p = io.popen("cd " .. q(dir) .. " && setsid sh -c " .. q("env -u WXHW_HOST_APPID -u WXHW_MP_APPID " ..
+      "-u WXHW_OPENHW_MODEL_ID " .. WXHW .. args .. " >out 2>err; echo $? >rc") .. " >/dev/null 2>&1 & echo $!")
+    local group = p:read("*l"); p:close()
+    local deadline, url = socket.gettime() + 20, nil
+    while not url and socket.gettime() < deadline do
+      url = (io.open(dir .. "/.wxhw/emulator.log") and files.read(dir .. "/.wxhw/emulator.log") or ""):match("WXHW_EMULATOR (%S+)")
+      socket.sleep(0.02)
+    end
+    assert.truthy(url, "the built-in emulator did not start")
+    -- slow the built-in emulator down so the run is still going when Ctrl-C comes
+    local ch = assert(io.popen("curl -s -XPOST -d '{\"path\":\"*\",\"delay_ms\":100}' " .. url .. "/__emulator/faults"))
+    ch:read("*a"); ch:close()
+    while lines(dir .. "/m.csv.journal") < 5 and socket.gettime() < deadline do socket.sleep(0.05) end
+    local t_int = socket.gettime()
+    local sent = os.execute("env kill -INT -- -" .. group) -- procps kill: dash has no process groups
+    assert.is_true(sent == true or sent == 0)
+    deadline = socket.gettime() + 10
+    while not io.open(dir .. "/rc") and socket.gettime() < deadline do socket.sleep(0.05) end
+    local emu_pid = files.read(dir .. "/.wxhw/emulator.pid"):match("%d+")
+    while io.open("/proc/" .. emu_pid .. "/stat") and socket.gettime() < deadline do socket.sleep(0.05) end
+    local err = files.read(dir .. "/err")
+    assert.equal("130", (files.read(dir .. "/rc"):match("%d+")), err)
+    assert.matches("re%-run the same command with %-%-resume", err)
+    assert.not_matches("traceback", err .. files.read(dir .. "/.wxhw/emulator.log"))
+    assert.is_nil(io.open("/proc/" .. emu_pid .. "/stat"), "the emulator outlived Ctrl-C")
+    -- it saved its state on the way out (its periodic save runs only while it serves)
+    local st = io.popen("stat -c %.3Y " .. q(dir .. "/.wxhw/emulator-state.json"))
+    local saved = tonumber(st:read("*l")); st:close()
+    assert.is_true(saved >= t_int - 0.01, ("state saved %.3f s before Ctrl-C"):format(t_int - saved))
+    local code, out = sh("cd " .. q(dir) .. " && " .. WXHW .. args .. " --resume")
+    assert.equal(0, code, out)
+    assert.matches("provisioned 200 devices: 200 ok, 0 failed", out)
+  end)
 end)

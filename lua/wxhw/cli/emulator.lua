@@ -119,7 +119,11 @@ function M.run(args)
     emu.srv:after(1, watch)
   end
   collectgarbage("generational") -- many short-lived strings per request
-  emu:run()
+  local ok, e = pcall(emu.run, emu)
+  if not ok then -- Ctrl-C (or a crash): keep the state of the last second too
+    pcall(emu.close, emu)
+    error(e, 0)
+  end
   return 0
 end
 
