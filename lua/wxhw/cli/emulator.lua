@@ -119,8 +119,8 @@ function M.run(args)
     emu.srv:after(1, watch)
   end
   collectgarbage("generational") -- many short-lived strings per request
-  local ok, e = pcall(emu.run, emu)
-  if not ok then -- Ctrl-C (or a crash): keep the state of the last second too
+  local served, e = pcall(emu.run, emu)
+  if not served then -- Ctrl-C (or a crash): keep the state of the last second too
     pcall(emu.close, emu)
     error(e, 0)
   end
