@@ -17,6 +17,9 @@ SAN      ?=
 # luajit-2.1 or OpenResty's); the ABI then comes from that lua.h and the objects go to
 # build/rock-*, so a rock build never mixes with the checkout's own builds.
 ifneq ($(LUA_INCDIR),)
+  ifeq ($(wildcard $(LUA_INCDIR)/lua.h),)
+    $(error no lua.h in LUA_INCDIR=$(LUA_INCDIR): for LuaJIT pass LUA_INCDIR=/usr/include/luajit-2.1 (Debian libluajit2-5.1-dev), for OpenResty luarocks --lua-dir=/usr/local/openresty/luajit)
+  endif
   LUA_NUM  := $(shell sed -n 's/^\#define[[:space:]]*LUA_VERSION_NUM[[:space:]]*\([0-9]*\).*/\1/p' $(LUA_INCDIR)/lua.h)
   override LUA := $(if $(filter 501,$(LUA_NUM)),luajit,5.4)
 endif
