@@ -53,6 +53,13 @@ function M.shape(v)
   return t
 end
 
+-- "[^<class>]" for each allowed-characters class, made once.
+local NOT_IN = setmetatable({}, { __index = function(t, chars)
+  local p = "[^" .. chars .. "]"
+  t[chars] = p
+  return p
+end })
+
 local check_value
 
 -- Checks one value against a field spec; returns nil or kind, path.
@@ -62,7 +69,7 @@ function check_value(spec, v, path)
   if want == "string" or want == "uint" then
     if spec.min and #v < spec.min then return #v == 0 and "missing" or "len", path end
     if spec.max and #v > spec.max then return "len", path end
-    if spec.chars and v:find("[^" .. spec.chars .. "]") then return "chars", path end
+    if spec.chars and v:find(NOT_IN[spec.chars]) then return "chars", path end
   end
   local n = want == "uint" and tonumber(v) or type(v) == "number" and v or nil
   if n and ((spec.least and n < spec.least) or (spec.most and n > spec.most)) then return "range", path end

@@ -44,10 +44,11 @@ return {
   {
     method = "POST", path = "/cgi-bin/clear_quota",
     token = { where = "query", param = "access_token", kinds = { mp = true, app = true }, says = "Mini Program or mobile app" },
-    source = "https://developers.weixin.qq.com/miniprogram/dev/server/API/ (index: quota tools, body {appid})",
+    source = "https://developers.weixin.qq.com/doc/service/openApi/clear_quota.html",
     body = { { "appid", "string", req = true, min = 1 } },
     response = { { "errcode", "integer" }, { "errmsg", "string" } },
-    errcodes = { [40013] = "appid is not the token's own" },
-    notes = { "resets only the emulator's /cgi-bin/token daily count; 40013 for another app's appid: chosen" },
+    errcodes = { [40013] = "invalid appid (not the account of the access_token)",
+      [48006] = "forbid to clear quota because of reaching the limit (10 a month; not enforced)" },
+    notes = { "resets only the emulator's /cgi-bin/token daily count" },
   },
 }
