@@ -73,7 +73,7 @@ all: $(CORE)
 $(CORE): $(OBJS) $(BUILD)/pkg-config.libs
 	@mkdir -p $(dir $@)
 	@echo "  LD $@"
-	@$(CC) $(LDFLAGS) -o $@ $(OBJS) $$(cat $(BUILD)/pkg-config.libs) -lpthread
+	@$(CC) $(LDFLAGS) -o $@ $(OBJS) $$(cat $(BUILD)/pkg-config.libs) -lpthread -lm
 
 $(BUILD)/obj/%.o: %.c $(BUILD)/pkg-config.cflags
 	@mkdir -p $(dir $@)

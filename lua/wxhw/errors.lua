@@ -2,7 +2,6 @@
 -- `errcode`, `errmsg`, `http_status`, `retryable`, `request_id`.
 -- Expected failures return `nil, err`; programmer misuse raises.
 local core = require "wxhw.core"
-local json_id = require("wxhw.json").id
 
 local Error = core.error_metatable
 Error.__index = Error
@@ -25,18 +24,7 @@ end
 
 function M.is(v) return getmetatable(v) == Error end
 
-local order = { "errcode", "errmsg", "http_status", "request_id" }
-
-function Error:__tostring()
-  local parts = {}
-  for _, k in ipairs(order) do
-    if self[k] ~= nil then parts[#parts + 1] = k .. "=" .. json_id(self[k]) end
-  end
-  if self.retryable then parts[#parts + 1] = "retryable" end
-  local s = "wxhw " .. tostring(self.kind) .. " error: " .. tostring(self.message)
-  if #parts > 0 then s = s .. " (" .. table.concat(parts, ", ") .. ")" end
-  return s
-end
+-- __tostring is the core's (csrc/core.c), so C-made errors print whole too.
 
 function Error:__eq(other) return self.kind == other.kind and self.message == other.message end
 
