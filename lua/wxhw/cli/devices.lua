@@ -5,7 +5,8 @@ local M = {}
 
 local usage = [[
 usage: wxhw devices list [--json] [--limit N] [options]
-  --json               one JSON object per line (all API fields, codes and decoded names)
+  --json               JSON Lines: one JSON object per device and line (all API fields,
+                       codes and decoded names), nothing else on standard output
   --limit N            stop after N devices (default: all)
   --page-size N        devices per request, 1..100 (default 100)
   --offset N           start at this offset (default 0)

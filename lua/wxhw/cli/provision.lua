@@ -23,6 +23,8 @@ Credentials: --config FILE (JSON) or the environment (WXHW_MP_APPID, WXHW_MP_SEC
   WXHW_MODEL_ID, WXHW_HOST_APPID, WXHW_HOST_SECRET, WXHW_OPENHW_MODEL_ID,
   WXHW_OPENHW_MODEL_SECRET, WXHW_OPENHW_MODEL_TICKET, WXHW_BASE_URL). With none,
   a built-in emulator is started (state kept in the state dir).
+--json: standard output is exactly one JSON document, the plan (--dry-run) or the
+  summary (exit 0 or 3); nothing on other exits; notices go to standard error.
 A job is its --out: --resume continues it after a crash or an error; --force starts
   it over although its journal or complete manifest exists (devices an earlier run
   registered are kept, not failed). Exit 4: another run of the job is still running.
