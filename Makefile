@@ -158,7 +158,7 @@ dist:
 
 lint: bootstrap-test
 	luarocks --lua-version 5.4 lint $(ROCKSPEC)
-	luacheck -q .
+	luacheck -q . bin/wxhw .busted
 
 clean:
 	rm -rf build
