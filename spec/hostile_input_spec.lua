@@ -174,3 +174,123 @@ describe("hostile input costs linear time #slow", function()
     assert.matches('"code":"FAIL"', body)
   end)
 end)
+
+-- End to end inside nginx: one worker, so a frozen worker would hold up
+-- /healthz too. client_max_body_size is above the endpoint's max_body, so
+-- the Lua checks are the ones tried.
+describe("hostile bodies against the gateway in nginx #slow #nosan", function()
+  local socket = require "socket"
+  local nginx = require "support.nginx"
+
+  local function exchange(port, head, body)
+    local c = assert(socket.connect("127.0.0.1", port))
+    c:settimeout(10)
+    local t0 = socket.gettime()
+    c:send(head)
+    if body then c:send(body) end
+    local buf = c:receive("*a") or ""
+    c:close()
+    return tonumber(buf:match("^HTTP/1%.1 (%d+)")), socket.gettime() - t0, buf:match("\r\n\r\n(.*)$")
+  end
+
+  it("a 1 MB hostile push is refused at once (413), one at the cap is 400, and /healthz answers meanwhile", function()
+    local srv = assert(nginx.start{
+      workers = 1,
+      http_block = ([[client_max_body_size 4m; client_body_buffer_size 4m;
+        init_worker_by_lua_block {
+          GW = require("wxhw.callback").mini_program{ token = %q, encoding_aes_key = %q, appid = %q,
+            max_skew = false, dedup = false, handlers = {} }
+          WIDE = require("wxhw.callback").mini_program{ token = %q, encoding_aes_key = %q, appid = %q,
+            max_skew = false, dedup = false, handlers = {}, max_body = 2097152 }
+        }]]):format(TOKEN, KEY, APPID, TOKEN, KEY, APPID),
+      server_block = [[
+        location = /push { content_by_lua_block { require("wxhw.callback.ngx").serve(GW) } }
+        location = /wide { content_by_lua_block { require("wxhw.callback.ngx").serve(WIDE) } }
+        location = /healthz { return 200 "ok"; }
+      ]],
+    })
+    local ok, err = pcall(function()
+      local hostile = ENVELOPES["XML: repeated <Encrypt><![CDATA[ openers"]
+      local q = "?timestamp=1714112445&nonce=n&msg_signature=" .. ("0"):rep(40)
+      local function post(path, body, chunked)
+        local head = ("POST %s%s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"):format(path, q)
+        if chunked then
+          return exchange(srv.port, head .. "Transfer-Encoding: chunked\r\n\r\n",
+                          ("%x\r\n%s\r\n0\r\n\r\n"):format(#body, body))
+        end
+        return exchange(srv.port, head .. ("Content-Length: %d\r\n\r\n"):format(#body), body)
+      end
+      local big = hostile(linear.BIG)
+      local status, took = post("/push", big)
+      assert.equal(413, status)
+      assert(took < 1, ("413 took %.2f s"):format(took))
+      status, took = post("/push", big, true) -- no Content-Length: read, then refused by the endpoint
+      assert.equal(413, status)
+      assert(took < 1, ("chunked 413 took %.2f s"):format(took))
+      status, took = post("/push", hostile(65536 - 100))
+      assert.equal(400, status) -- parsed (linearly): no Encrypt element
+      assert(took < 1, ("64 KB took %.2f s"):format(took))
+      -- 1 MB through the parser itself, with /healthz asked while it runs
+      local c = assert(socket.connect("127.0.0.1", srv.port))
+      c:send(("POST /wide%s HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: %d\r\n\r\n"):format(q, #big))
+      c:send(big)
+      local hs, htook, hbody = exchange(srv.port, "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+      c:settimeout(10)
+      local wide = c:receive("*a") or ""
+      c:close()
+      assert.equal(200, hs); assert.equal("ok", hbody)
+      assert(htook < 1, ("/healthz waited %.2f s"):format(htook))
+      assert.matches("^HTTP/1.1 400", wide)
+    end)
+    local log = srv:error_log()
+    srv:stop()
+    assert(ok, tostring(err) .. "\n" .. log)
+  end)
+end)
+
+describe("the Lua HTTP server (program mode) against hostile clients", function()
+  local socket = require "socket"
+  local httpserver = require "wxhw.httpserver"
+
+  -- Sends `parts` one per server step; returns the status and body.
+  local function exchange(srv, parts)
+    local c = assert(socket.connect("127.0.0.1", srv.port))
+    c:setoption("tcp-nodelay", true)
+    for _, p in ipairs(parts) do
+      assert(c:send(p))
+      srv:step(0)
+    end
+    c:settimeout(0)
+    local buf, deadline = "", socket.gettime() + 5
+    while socket.gettime() < deadline do
+      srv:step(0.01)
+      local data, err, partial = c:receive(65536)
+      buf = buf .. (data or partial or "")
+      if err == "closed" or buf:find("\r\n\r\n", 1, true) and #buf >= #buf:match("^.-\r\n\r\n") +
+         (tonumber(buf:match("Content%-Length: (%d+)")) or 0) then break end
+    end
+    c:close()
+    return tonumber(buf:match("^HTTP/1%.1 (%d+)")), buf:match("\r\n\r\n(.*)$")
+  end
+
+  it("refuses a declared body over max_body (64 KiB) before reading it, and a malformed length", function()
+    local srv = assert(httpserver.new{ handler = function(_, _, _, _, b) return 200, {}, tostring(#b) end })
+    finally(function() srv:close() end)
+    assert.equal(413, (exchange(srv, { "POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 1048576\r\n\r\n" })))
+    for _, bad in ipairs{ "0x10", "1e3", "-1", "+5", " ", "99999999999999999999" } do
+      assert.equal(400, (exchange(srv, { "POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: " .. bad .. "\r\n\r\n" })), bad)
+    end
+    assert.equal(431, (exchange(srv, { "GET /x HTTP/1.1\r\n" .. ("X-A: b\r\n"):rep(3000) .. "\r\n" })))
+  end)
+
+  it("a body trickled in small pieces arrives whole", function()
+    local srv = assert(httpserver.new{ handler = function(_, _, q, _, b) return 200, {}, #b .. " " .. tostring(q.a) end })
+    finally(function() srv:close() end)
+    local body = ("x"):rep(60000)
+    local parts = { "POST /x?a=1 HTTP/1.1\r\nHost: x\r\nContent-Le", "ngth: 60000\r\n\r", "\n" }
+    for i = 1, #body, 200 do parts[#parts + 1] = body:sub(i, i + 199) end
+    local status, reply = exchange(srv, parts)
+    assert.equal(200, status)
+    assert.equal("60000 1", reply)
+  end)
+end)
