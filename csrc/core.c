@@ -9,7 +9,6 @@
 
 #include "wxhw.h"
 
-#define WXHW_VERSION "0.2.0" /* = the rockspec's version; spec/cli_spec.lua checks */
 #define ERROR_CLASS "wxhw.Error"
 
 static const struct {

@@ -250,7 +250,7 @@ static int http_new(lua_State *L) {
     h->conf.user_agent = dup_or_raise(L, s);
   } else {
     char ua[96];
-    snprintf(ua, sizeof ua, "wxhw/0.1 libcurl/%s", curl_version_info(CURLVERSION_NOW)->version);
+    snprintf(ua, sizeof ua, "wxhw/" WXHW_VERSION " libcurl/%s", curl_version_info(CURLVERSION_NOW)->version);
     h->conf.user_agent = dup_or_raise(L, ua);
   }
 

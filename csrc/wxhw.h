@@ -10,6 +10,9 @@
 
 #define WXHW_EXPORT __attribute__((visibility("default")))
 
+/* = the rockspec's version, wxhw._VERSION and `wxhw --version` (spec/cli_spec.lua) */
+#define WXHW_VERSION "0.2.0"
+
 /* Each submodule pushes its table onto the stack and returns 1. */
 int wxhw_open_crypto(lua_State *L);
 int wxhw_open_http(lua_State *L);
