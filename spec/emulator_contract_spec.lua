@@ -194,6 +194,87 @@ describe("emulator against its contract", function()
     assert.equal("PARAM_ERROR", cjson.decode(body).code)
   end)
 
+  it("answers successful calls within the documented response fields and types", function()
+    local seen = {}
+    local function ok(path, res)
+      local entry = contract.by_key[path]
+      assert.is_true(res.errcode == nil or res.errcode == 0, path .. " -> " .. cjson.encode(res))
+      local kind, p = validate.fields(res, entry.response)
+      assert.is_nil(kind, path .. ": " .. tostring(p) .. " " .. tostring(kind) .. " in " .. cjson.encode(res))
+      local declared = { errcode = true, errmsg = true }
+      for _, f in ipairs(entry.response) do declared[f[1]] = true end
+      for k in pairs(res) do assert.is_true(declared[k], path .. " answers the undocumented field " .. k) end
+      seen[#seen + 1] = path
+      return res
+    end
+    local function call(path, body, q)
+      local entry = contract.by_key[path]
+      return ok(path, e.json(entry.method, path .. (q or query(entry)), body))
+    end
+    local mp, app = cr.mp, cr.host_app
+    ok("/cgi-bin/token", e.json("GET", "/cgi-bin/token?grant_type=client_credential&appid=" .. mp.appid .. "&secret=" .. mp.secret))
+    call("/cgi-bin/stable_token", { grant_type = "client_credential", appid = mp.appid, secret = mp.secret })
+    ok("/cgi-bin/gettoken", e.json("GET", "/cgi-bin/gettoken?corpid=" .. cr.wecom.corpid .. "&corpsecret=" .. cr.wecom.corpsecret))
+    call("/cgi-bin/clear_quota", { appid = app.appid })
+    call("/wxa/getsnticket", { sn = "SN1", model_id = mp.model_id })
+    local gid = call("/wxa/business/group/createid", { model_id = mp.model_id, group_name = "Shapes" }).group_id
+    local devices = { { model_id = mp.model_id, sn = "SH1" }, { model_id = mp.model_id, sn = "SH2" } }
+    call("/wxa/business/group/adddevice", { group_id = gid, device_list = devices })
+    call("/wxa/business/group/getinfo", { group_id = gid })
+    call("/wxa/business/group/removedevice", { group_id = gid, device_list = { devices[1] } })
+    call("/wxa/business/group/expand", { group_id = gid, max_device_count = 200, province_name = "广东省", city_name = "广州市" })
+    e.control("/__emulator/mp/subscribe", { openid = "oS", sn = "SH1", model_id = mp.model_id, template_id = "T" })
+    call("/cgi-bin/message/device/subscribe/send", { template_id = "T", sn = "SH1", model_id = mp.model_id,
+      to_openid_list = { "oS" }, page = "", lang = "zh_CN", data = { k = { value = "v" } } })
+    e.control("/__emulator/mp/voip_authorize", { openid = "oS", sn = "SH1", model_id = mp.model_id })
+    call("/wxa/business/iot/voip/call", { model_id = mp.model_id, sn = "SH1", openid = "oS", room_type = "voice" })
+    -- product_id read from the raw text: a JSON number beyond 2^53 would lose digits in a double
+    local _, _, _, raw = e.json("POST", "/wxa/business/runtime/createproduct?access_token=" .. tokens.app,
+      { english_product_name = "S", chinese_product_name = "S", device_default_name = "s" })
+    ok("/wxa/business/runtime/createproduct", cjson.decode(raw))
+    local pid = assert(raw:match('"product_id":(%d+)'))
+    local function with_pid(t) return (cjson.encode(t):gsub('"@PID@"', pid)) end
+    call("/wxa/business/runtime/registerpubkey", with_pid{ product_id = "@PID@",
+      pubkey = require("wxhw.crypto").generate_ec_key():public_pem() })
+    call("/wxa/business/runtime/adddevice", with_pid{ product_id = "@PID@", device_id_list = { "dv1" }, model_name = "M" })
+    call("/wxa/business/runtime/bindwxaapp", with_pid{ product_id = "@PID@", appid = mp.appid })
+    local pt = e.control("/__emulator/wmpf/push_token", with_pid{ product_id = "@PID@", device_id = "dv1" }).push_token
+    call("/wxa/business/runtime/pushappmsg", { msg = "hi", push_token = pt })
+    local oh = cr.openhw
+    local model = call("/cgi-bin/openhw/get_model_token", { model_id = oh.model_id, model_secret = oh.model_secret,
+      model_ticket = e.control("/__emulator/openhw/model_ticket").model_ticket }).model_access_token
+    local mq = "?model_access_token=" .. model
+    call("/cgi-bin/openhw/model/register_sn", { device_sn = "Shape01" }, mq)
+    call("/cgi-bin/openhw/model/register_sn", { device_sn = "Shape02" }, mq)
+    call("/cgi-bin/openhw/model/unregister_sn", { device_sn = "Shape02" }, mq)
+    local code = e.control("/__emulator/openhw/bind", { device_sn = "Shape01" }).auth_code
+    local secret = call("/cgi-bin/openhw/get_device_secret", { auth_code = code }, mq).device_secret
+    call("/cgi-bin/openhw/device/get_device_detail", { device_sn = "Shape01" }, mq)
+    local dq = "?device_access_token=" .. call("/cgi-bin/openhw/get_device_token",
+      { device_sn = "Shape01", device_secret = secret }, mq).device_access_token
+    local page = call("/cgi-bin/openhw/device/get_userinfo_by_page", { limit = 2 }, dq)
+    local u = page.userinfo.useritems[1]
+    call("/cgi-bin/openhw/device/get_userinfo_by_ids", { user_item = { { open_userid = u.open_userid, user_type = u.user_type } } }, dq)
+    local r = { open_userid = u.open_userid, user_type = u.user_type, timestamp = 1700000000 }
+    call("/cgi-bin/openhw/device/report_checkin_data", { checkin_data = { r } }, dq)
+    call("/cgi-bin/openhw/device/report_access_data", { access_data = { { open_userid = r.open_userid, user_type = r.user_type,
+      timestamp = r.timestamp, pass_type = 1, pass_method = 1 } } }, dq)
+    call("/cgi-bin/openhw/device/report_temperature_data", { temperature_data = { { open_userid = r.open_userid,
+      user_type = r.user_type, timestamp = r.timestamp, temperature = "36.5", status = 0 } } }, dq)
+    call("/cgi-bin/openhw/device/report_device_status", { online_status = 1, cur_version = "1.0" }, dq)
+    local function pay(path, key)
+      local auth = e.control("/__emulator/pay/authorization", { method = "GET", url = path }).authorization
+      local status, body = e.request("GET", path, nil, { Authorization = auth, ["User-Agent"] = "spec" })
+      assert.equal(200, status, body)
+      ok(key or path, cjson.decode(body))
+    end
+    pay("/v3/certificates")
+    pay("/v3/iotmanage/devices?offset=0&limit=2", "/v3/iotmanage/devices")
+    local sn = e.control("/__emulator/pay/device?index=1").device_sn
+    pay("/v3/iotmanage/device-inspections/" .. sn, "/v3/iotmanage/device-inspections/*")
+    assert.is_true(#seen >= 31, #seen)
+  end)
+
   -- Runs fn(e) and returns the JSON shape of the last request to `path`.
   local function sent_shape(path, fn)
     fn()
