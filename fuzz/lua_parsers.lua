@@ -49,10 +49,9 @@ end
 local function soup(n)
   local t, len = {}, 0
   while len < n do
-    local r, piece = random(10), nil
-    if r <= 6 then piece = token()
-    elseif r <= 8 then piece = random_bytes(random(1, 8))
-    else piece = (token() .. token()):rep(random(2, 64)) end
+    local r = random(10)
+    local piece = r <= 6 and token() or r <= 8 and random_bytes(random(1, 8))
+                  or (token() .. token()):rep(random(2, 64))
     t[#t + 1] = piece
     len = len + #piece
   end

@@ -7,6 +7,7 @@ local callback = require "wxhw.callback"
 local msgcrypt = require "wxhw.msgcrypt"
 local json = require "wxhw.json"
 local verify = require "wxhw.pay.verify"
+local frame = require "wxhw.relay.frame"
 
 local TOKEN, KEY, APPID = "AAAAA", string.rep("A", 43), "wxba5fad812f8e6fb9"
 local mc = assert(msgcrypt.new{ token = TOKEN, encoding_aes_key = KEY, receive_id = APPID })
@@ -55,5 +56,11 @@ return {
     end },
   { name = "pay.verify headers (lines)", call = function(s)
       return verify.verify(header_table(s), s, 1714112445, no_key)
+    end },
+  -- a device's stream into the relay, read before its hello is checked
+  { name = "relay frame decoder", call = function(s)
+      local frames = frame.decoder():push(s)
+      for _, fr in ipairs(frames or {}) do frame.decode_control(fr) end
+      return frames
     end },
 }
