@@ -1,7 +1,8 @@
 --- A complete callback + call gateway from one configuration file.
 --
--- As a program (Lua 5.4): HTTP callbacks, call workers and the media relay in
--- one process:
+-- As a program (Lua 5.4, after `make`): HTTP callbacks, call workers and the
+-- media relay in one process (examples/gateway.conf.lua: a configuration for
+-- the built-in emulator; it says how to send it a push):
 --     lua5.4 examples/gateway.lua gateway.conf.lua
 -- As the call daemon behind nginx (workers + relay, no HTTP):
 --     lua5.4 examples/gateway.lua gateway.conf.lua --daemon
@@ -126,6 +127,7 @@ function M.program(conf, daemon_only)
 end
 
 if arg and arg[0] and arg[0]:match("gateway%.lua$") and ... ~= "gateway" then
+  dofile((arg[0]:match("^(.*)/") or ".") .. "/paths.lua") -- wxhw from this checkout
   local conf = load_config(arg[1])
   local d = M.program(conf, arg[2] == "--daemon")
   io.stdout:write(("WXHW_GATEWAY http=%s relay=%s calls=%s\n"):format(

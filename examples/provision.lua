@@ -1,15 +1,19 @@
--- Provision a device list from Lua against the built-in emulator:
+-- Provision a device list from Lua against the built-in emulator (after `make`):
 --   lua5.4 bin/wxhw emulator --port 8870 &      (or any running emulator)
---   lua5.4 examples/provision.lua http://127.0.0.1:8870 devices.csv
--- Run from the repository root after `make`.
-package.path = "./lua/?.lua;./lua/?/init.lua;" .. package.path
-package.cpath = "./build/5.4/?.so;" .. package.cpath
+--   lua5.4 examples/provision.lua [BASE_URL [OUT_DIR [DEVICES.csv]]]
+-- BASE_URL defaults to http://127.0.0.1:8870. Everything it writes (the
+-- manifest, its journal, the product record with its private key and, without
+-- DEVICES.csv, a generated list of 120 lamps) goes into OUT_DIR, by default
+-- build/examples/provision of this checkout (`make clean` removes it); run it
+-- again and it finds the job complete.
+local examples = dofile((arg[0]:match("^(.*)/") or ".") .. "/paths.lua")
 local wxhw = require "wxhw"
 local cjson = require "cjson"
 
-local base_url, input = arg[1] or "http://127.0.0.1:8870", arg[2]
+local base_url, input = arg[1] or "http://127.0.0.1:8870", arg[3]
+local out_dir = examples.dir("provision", arg[2])
 if not input then -- a small list to play with
-  input = os.tmpname() .. ".csv"
+  input = out_dir .. "/lamps.csv"
   local f = assert(io.open(input, "w"))
   f:write("device_id,sn\n")
   for i = 1, 120 do f:write(("LAMP%05d,LAMP%05d\n"):format(i, i)) end
@@ -27,7 +31,7 @@ local function client_for(app)
 end
 
 local job = wxhw.provision.new{ input = input, product = "ExampleLamp", wmpf = true, groups = true, wecom = true,
-  out = "example-manifest.csv", state_dir = ".wxhw-example", resume = true, appid = creds.mp.appid }
+  out = out_dir .. "/manifest.csv", state_dir = out_dir .. "/state", resume = true, appid = creds.mp.appid }
 job.steps = wxhw.provision.api_steps{
   wmpf = wxhw.wmpf.new(client_for(creds.host_app)),
   mp = wxhw.mp.new(client_for(creds.mp), { model_id = creds.mp.model_id }),

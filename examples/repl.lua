@@ -1,10 +1,10 @@
--- A REPL walk-through against the built-in emulator. From the repository root
--- after `make`:
+-- A REPL walk-through against the built-in emulator, after `make`:
 --   lua5.4 bin/wxhw emulator --port 8870 &
 --   lua5.4 -i examples/repl.lua            (then keep typing at the > prompt)
--- Everything below also works line by line at the prompt.
-package.path = "./lua/?.lua;./lua/?/init.lua;" .. package.path
-package.cpath = "./build/5.4/?.so;" .. package.cpath
+-- WXHW_EMULATOR=URL points it at another emulator. Everything below also works
+-- line by line at the prompt. Its only file is the token store, in
+-- build/examples/ of this checkout (`make clean` removes it).
+local examples = dofile((arg[0]:match("^(.*)/") or ".") .. "/paths.lua")
 wxhw = require "wxhw"
 local cjson = require "cjson"
 
@@ -14,9 +14,10 @@ local res, err = t:request{ method = "GET", url = base_url .. "/__emulator/crede
 if not res then error("no emulator at " .. base_url .. " (" .. tostring(err) .. "); start one first") end
 creds = cjson.decode(res.body)
 
--- a token manager shared by every process on this host (shm store), and a client
+-- a token manager with an shm store every process on the host can share (in
+-- production leave store_path out: the host's default store), and a client
 tokens = wxhw.token.new{ source = "stable_token", appid = creds.mp.appid, secret = creds.mp.secret,
-  base_url = base_url }
+  base_url = base_url, store_path = examples.dir("repl") .. "/tokens" }
 client = wxhw.client.new{ base_urls = { mp = base_url }, token_provider = tokens }
 mp = wxhw.mp.new(client, { model_id = creds.mp.model_id })
 

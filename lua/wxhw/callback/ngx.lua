@@ -1,7 +1,7 @@
 --- OpenResty adapter for the callback handlers (content_by_lua_block):
 --
 --   location = /wx/push {
---     content_by_lua_block { require("wxhw.callback.ngx").serve(require("gateway").mp) }
+--     content_by_lua_block { require("wxhw.callback.ngx").serve(require("gateway").nginx().mp) }
 --   }
 --
 -- Reads the raw body (also when nginx buffered it to a file), passes the
