@@ -126,12 +126,13 @@ describe("callback.mini_program", function()
     assert.equal(0, #calls)
   end)
 
-  it("rejects unknown events and malformed payloads with 400, nothing dispatched", function()
+  it("rejects malformed payloads with 400 and unknown events when asked, nothing dispatched", function()
     local q, body = push(mc, { MsgType = "event", Event = "no_such_event", FromUserName = "x", CreateTime = 1 })
-    local st, _, msg = gw("POST", q, {}, body)
+    local st, _, msg = new_gw{ unknown = "reject" }("POST", q, {}, body)
     assert.equal(400, st)
     assert.matches("no_such_event", msg)
     assert.is_true(events[#events].unknown)
+    assert.equal("unknown_event", events[#events].reason)
     q, body = push(mc, "this is not json")
     assert.equal(400, (gw("POST", q, {}, body)))
     q, body = push(mc, { FromUserName = "x" }) -- no MsgType
@@ -141,8 +142,9 @@ describe("callback.mini_program", function()
     assert.equal(400, (gw("POST", V_QUERY, {}, "")))
     assert.equal(405, (gw("PUT", V_QUERY, {}, V_BODY)))
     assert.equal(0, #calls)
-    -- "ack" acknowledges unknown events without dispatching
-    local g = new_gw{ unknown = "ack" }
+    -- "ack" (the default: a 400 only makes WeChat retransmit it 3 times)
+    -- acknowledges unknown events without dispatching
+    local g = new_gw()
     q, body = push(mc, { MsgType = "event", Event = "no_such_event", FromUserName = "x", CreateTime = 1 })
     local st2, _, b2 = g("POST", q, {}, body)
     assert.equal(200, st2); assert.equal("success", b2)
@@ -391,7 +393,7 @@ describe("callback.wecom (openhw)", function()
 
   it("rejects bad signatures, unknown events and missing parameters", function()
     local q, body = wpush{ msg_type = "event", base_info = { req_id = "r-5" }, event = { event_type = "firmware_upgrade" } }
-    assert.equal(400, (gw("POST", q, {}, body)))
+    assert.equal(200, (gw("POST", q, {}, body))) -- unknown: acknowledged, not dispatched
     q.msg_signature = ("0"):rep(40)
     assert.equal(403, (gw("POST", q, {}, body)))
     assert.equal(400, (gw("POST", { timestamp = "1714112445" }, {}, body)))

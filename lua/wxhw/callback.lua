@@ -19,6 +19,7 @@ local json = require "wxhw.json"
 local msgcrypt = require "wxhw.msgcrypt"
 local errors = require "wxhw.errors"
 local dedup_mod = require "wxhw.callback.dedup"
+local refusals_mod = require "wxhw.callback.refusals"
 local clock = require "wxhw.clock"
 
 local M = {}
@@ -28,6 +29,13 @@ local JSON = { ["Content-Type"] = "application/json" }
 local XML = { ["Content-Type"] = "application/xml" }
 
 local function plain(status, msg) return status, TEXT, msg end
+
+-- A refusal: `reason` (a fixed code, no input in it) goes to the on_event
+-- info, the refusal log and the metrics.
+local function refuse(info, status, reason, msg)
+  info.reason = reason
+  return status, TEXT, msg
+end
 
 -- helpers ---------------------------------------------------------------
 
@@ -198,6 +206,15 @@ local MAX_BODY = setmetatable({}, { __mode = "k" })
 -- servers refuse a larger Content-Length before reading the body.
 function M.max_body(handler) return MAX_BODY[handler] end
 
+local REFUSED = setmetatable({}, { __mode = "k" })
+--- A server that refused a request for `handler` without calling it (a
+-- declared length over max_body) reports it here, so the endpoint's refusal
+-- log and on_event hook see it. A no-op for other functions.
+function M.refused(handler, reason, status)
+  local note = REFUSED[handler]
+  if note then note(reason, status) end
+end
+
 local function too_large(kind, limit)
   local msg = "body larger than " .. limit .. " bytes"
   if kind == "pay" then return 413, JSON, cjson.encode({ code = "FAIL", message = msg }) end
@@ -208,8 +225,11 @@ local function endpoint(o, kind, request, c)
   local scratch = { kind = kind }
   local limit = o.max_body == nil and M.MAX_BODY or o.max_body
   if type(limit) ~= "number" or limit < 1 then error("callback: max_body must be a positive number", 3) end
+  local refusals = o.log_refusals
+  if refusals == nil then refusals = refusals_mod.default() end
   local fn = function(method, query, headers, raw_body)
     local info = o.on_event and { kind = kind } or scratch
+    scratch.reason = nil
     local status, h, body
     if type(raw_body) == "string" and #raw_body > limit then
       info.reason = "body_too_large"
@@ -218,11 +238,20 @@ local function endpoint(o, kind, request, c)
       status, h, body = request(c, info, method, query or {}, headers, raw_body)
     end
     info.status = status
+    -- a refusal (4xx: nothing dispatched) is logged, rate-limited
+    if refusals and status >= 400 and status < 500 then refusals:note(kind, info.reason or status, status) end
     emit(o, info)
     return status, h, body
   end
   TAKES_LAZY[fn] = true
   MAX_BODY[fn] = limit
+  -- for a server that refuses a request before calling fn (M.refused)
+  REFUSED[fn] = function(reason, status)
+    local info = o.on_event and { kind = kind } or scratch
+    info.reason, info.status = reason, status
+    if refusals then refusals:note(kind, reason, status) end
+    emit(o, info)
+  end
   return fn
 end
 
@@ -275,7 +304,9 @@ local function common_opts(o, name)
   o.clock = o.clock or (type(ngx_) == "table" and ngx_.time) or os.time
   if o.max_skew == nil then o.max_skew = 300 end
   o.handlers = o.handlers or {}
-  o.unknown = o.unknown or "reject"
+  -- an event no handler wants is acknowledged by default: a 4xx makes
+  -- WeChat retransmit it (3 times) for nothing
+  o.unknown = o.unknown or "ack"
   if o.unknown ~= "reject" and o.unknown ~= "ack" then error(name .. ": unknown must be 'reject' or 'ack'", 3) end
 end
 
@@ -314,7 +345,7 @@ local function handler_for(o, info, event)
   if fn then return fn end
   info.unknown = true
   if o.unknown == "ack" then return nil, 200, TEXT, "success" end
-  return nil, plain(400, "no handler for event " .. event)
+  return nil, refuse(info, 400, "unknown_event", "no handler for event " .. event)
 end
 
 -- Mini Program message push -----------------------------------------------
@@ -357,22 +388,22 @@ end
 
 local function mp_request(c, info, method, query, headers, raw_body)
   local o, mc = c.o, c.mc
-  if not skew_ok(o, query.timestamp) then return plain(403, "stale or missing timestamp") end
+  if not skew_ok(o, query.timestamp) then return refuse(info, 403, "stale_timestamp", "stale or missing timestamp") end
   if method == "GET" then
-    if not query.echostr then return plain(400, "missing echostr") end
+    if not query.echostr then return refuse(info, 400, "missing_parameter", "missing echostr") end
     if not mc:verify_url(query.signature, query.timestamp, query.nonce) then
-      return plain(403, "signature mismatch")
+      return refuse(info, 403, "bad_signature", "signature mismatch")
     end
     info.event = "url_verification"
     return 200, TEXT, query.echostr
   elseif method ~= "POST" then
-    return plain(405, "method not allowed")
+    return refuse(info, 405, "method_not_allowed", "method not allowed")
   end
-  if type(raw_body) ~= "string" or raw_body == "" then return plain(400, "empty body") end
+  if type(raw_body) ~= "string" or raw_body == "" then return refuse(info, 400, "empty_body", "empty body") end
   local secure = query.encrypt_type == "aes" or query.msg_signature ~= nil
   local plaintext
   if secure then
-    if not query.msg_signature or not query.nonce then return plain(400, "missing msg_signature or nonce") end
+    if not query.msg_signature or not query.nonce then return refuse(info, 400, "missing_parameter", "missing msg_signature or nonce") end
     local msg, err = mc:open(query, raw_body)
     if not msg then
       info.reason = err.reason
@@ -381,19 +412,19 @@ local function mp_request(c, info, method, query, headers, raw_body)
     end
     plaintext = msg
   else
-    if not o.allow_plaintext then return plain(403, "plaintext pushes are not accepted (use secure mode)") end
+    if not o.allow_plaintext then return refuse(info, 403, "plaintext_refused", "plaintext pushes are not accepted (use secure mode)") end
     if not mc:verify_url(query.signature, query.timestamp, query.nonce) then
-      return plain(403, "signature mismatch")
+      return refuse(info, 403, "bad_signature", "signature mismatch")
     end
     plaintext = raw_body
   end
   local msg, fmt = decode_message(plaintext)
-  if not msg then return plain(400, "decrypted message is neither JSON nor XML") end
+  if not msg then return refuse(info, 400, "bad_message", "decrypted message is neither JSON nor XML") end
   local event = msg.MsgType == "event" and msg.Event or msg.MsgType
   info.event = event
-  if type(event) ~= "string" or event == "" then return plain(400, "message has no MsgType/Event") end
+  if type(event) ~= "string" or event == "" then return refuse(info, 400, "no_event", "message has no MsgType/Event") end
   if event == "iot_voip_notify" and not secure then
-    return plain(403, "iot_voip_notify must arrive in secure mode")
+    return refuse(info, 403, "plaintext_refused", "iot_voip_notify must arrive in secure mode")
   end
   local fn, status, h, body = handler_for(o, info, event)
   if not fn then return status, h, body end
@@ -435,20 +466,21 @@ end
 
 local function wecom_request(c, info, method, query, headers, raw_body)
   local o, mc = c.o, c.mc
-  if not query.msg_signature or not query.nonce then return plain(400, "missing msg_signature or nonce") end
-  if not skew_ok(o, query.timestamp) then return plain(403, "stale or missing timestamp") end
+  if not query.msg_signature or not query.nonce then return refuse(info, 400, "missing_parameter", "missing msg_signature or nonce") end
+  if not skew_ok(o, query.timestamp) then return refuse(info, 403, "stale_timestamp", "stale or missing timestamp") end
   if method == "GET" then
-    if not query.echostr then return plain(400, "missing echostr") end
+    if not query.echostr then return refuse(info, 400, "missing_parameter", "missing echostr") end
     local echo, err = mc:decrypt(query.msg_signature, query.timestamp, query.nonce, query.echostr)
     if not echo then
+      info.reason = err.reason
       return plain(err.reason == "validate_signature" and 403 or 400, err.message)
     end
     info.event = "url_verification"
     return 200, TEXT, echo
   elseif method ~= "POST" then
-    return plain(405, "method not allowed")
+    return refuse(info, 405, "method_not_allowed", "method not allowed")
   end
-  if type(raw_body) ~= "string" or raw_body == "" then return plain(400, "empty body") end
+  if type(raw_body) ~= "string" or raw_body == "" then return refuse(info, 400, "empty_body", "empty body") end
   local plaintext, err = mc:open(query, raw_body)
   if not plaintext then
     info.reason = err.reason
@@ -456,12 +488,12 @@ local function wecom_request(c, info, method, query, headers, raw_body)
                  err.message)
   end
   local msg, fmt = decode_message(plaintext)
-  if not msg then return plain(400, "decrypted message is neither JSON nor XML") end
+  if not msg then return refuse(info, 400, "bad_message", "decrypted message is neither JSON nor XML") end
   -- events name themselves in event.event_type, device commands (msg_type
   -- "command") in command.command_type
   local ev = type(msg.event) == "table" and msg.event.event_type
     or type(msg.command) == "table" and msg.command.command_type or msg.Event or msg.event
-  if type(ev) ~= "string" then return plain(400, "message has no event type") end
+  if type(ev) ~= "string" then return refuse(info, 400, "no_event", "message has no event type") end
   info.event = ev
   local fn, status, h, body = handler_for(o, info, ev)
   if not fn then return status, h, body end

@@ -57,6 +57,7 @@ function M.serve(handler)
   -- the endpoint answers 413)
   local limit = callback.max_body(handler)
   if limit and (tonumber(ngx.var.http_content_length) or 0) > limit then -- luacheck: ignore ngx
+    callback.refused(handler, "body_too_large", 413)
     return respond(413, TOO_LARGE, "body larger than " .. limit .. " bytes")
   end
   local body = raw_body()
