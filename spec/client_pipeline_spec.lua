@@ -31,6 +31,28 @@ local WX = [=[
       default_type application/json;
       return 200 '{"ticket":"T","product_id":12345678901234567890,"list":[{"MsgId":23456789012345678901}]}';
     }
+    location = /cgi-bin/redirect {
+      content_by_lua_block {
+        ngx.shared.wxhw_test:incr("calls:" .. (ngx.var.arg_key or ""), 1, 0)
+        ngx.header["Location"] = "https://login.example/portal?next=" .. (ngx.var.arg_access_token or "")
+        ngx.status = tonumber(ngx.var.arg_status) or 302
+        ngx.print(ngx.var.arg_json and '{"errcode":0,"errmsg":"ok"}' or "")
+      }
+    }
+    location = /wxa/business/runtime/adddevice {
+      content_by_lua_block {
+        ngx.shared.wxhw_test:incr("calls:adddevice", 1, 0)
+        ngx.header["Location"] = "http://proxy.example/adddevice"
+        ngx.status = 307
+      }
+    }
+    location = /cgi-bin/empty {
+      content_by_lua_block {
+        ngx.shared.wxhw_test:incr("calls:" .. (ngx.var.arg_key or ""), 1, 0)
+        ngx.status = tonumber(ngx.var.arg_status) or 200
+        ngx.header["Content-Length"] = "0"
+      }
+    }
     location = /v3/pay/thing {
       content_by_lua_block {
         ngx.status = tonumber(ngx.var.arg_status) or 200
@@ -80,6 +102,58 @@ describe("wxhw.client", function()
     uniq = uniq + 1
     return ("k%d_%d"):format(os.time(), uniq) .. math.random(1e6)
   end
+
+  describe("answers that are not API answers", function()
+    it("a 3xx is an error, never retried, without the redirect's query", function()
+      for _, st in ipairs{ 301, 302, 303, 307, 308 } do
+        local k = key()
+        local c = new{ token_provider = provider("SECRET-TOKEN") }
+        local _, err = c:call{ product = "mp", method = "POST", path = "/cgi-bin/redirect", token = true,
+                               query = { key = k, status = st, json = 1 }, json = { a = 1 } }
+        assert.equal("http", err.kind)
+        assert.equal("redirect", err.reason)
+        assert.equal(st, err.http_status)
+        assert.matches("HTTP " .. st .. " redirect to https://login.example/portal is not an API answer", err.message)
+        assert.falsy(tostring(err):find("SECRET", 1, true))
+        assert.equal(1, calls(k))
+        -- not even an idempotent GET is retried: a redirect does not go away
+        k = key()
+        _, err = c:call{ product = "mp", path = "/cgi-bin/redirect", token = true, query = { key = k, status = st } }
+        assert.equal("redirect", err.reason)
+        assert.equal(1, calls(k))
+      end
+    end)
+
+    it("a 2xx with an empty body is an error: retried only when idempotent", function()
+      local c = new{ retry = { attempts = 3, base_delay = 0.01, max_delay = 0.02 } }
+      local k = key()
+      local _, err = c:call{ product = "mp", method = "POST", path = "/cgi-bin/empty", query = { key = k }, json = {} }
+      assert.equal("http", err.kind)
+      assert.equal("empty_body", err.reason)
+      assert.equal(200, err.http_status)
+      assert.equal(1, calls(k)) -- a write is not sent twice blindly
+      k = key()
+      _, err = c:call{ product = "mp", path = "/cgi-bin/empty", query = { key = k } }
+      assert.equal("empty_body", err.reason)
+      assert.equal(3, calls(k))
+      -- Pay's documented 204 No Content stays a success; a Pay 200 without a body does not
+      assert.same({}, assert(c:call{ product = "pay", path = "/cgi-bin/empty", query = { key = key(), status = 204 } }))
+      _, err = c:call{ product = "pay", path = "/cgi-bin/empty", query = { key = key() } }
+      assert.equal("empty_body", err.reason)
+    end)
+
+    it("wmpf:add_devices behind a redirecting proxy reports nothing added", function()
+      local c = new{ base_urls = { wmpf = base }, token_provider = provider("T") }
+      local res, err = require("wxhw.wmpf").new(c):add_devices{ product_id = 100001, model_name = "M",
+        device_ids = { "D1", "D2", "D3" }, chunk = 2 }
+      assert.is_nil(res)
+      assert.equal("redirect", err.reason)
+      assert.equal(307, err.http_status)
+      assert.equal(0, err.added)
+      assert.equal(1, err.chunk)
+      assert.equal(1, calls("adddevice"))
+    end)
+  end)
 
   describe("JSON", function()
     it("treats a missing errcode as 0 and keeps big integers exact", function()

@@ -1,4 +1,5 @@
---- VoIP call orchestration for cloud-to-cloud devices (wechat-api.md §3).
+--- VoIP call orchestration for cloud-to-cloud devices
+-- (developers.weixin.qq.com/miniprogram/dev/framework/device/device-voip.html).
 --
 --   local calls = require("wxhw.call").new{
 --     store = kv,                -- wxhw.call.store (memory / redis / ngx.shared)
@@ -246,8 +247,8 @@ function Calls:prepare_phone_call(o)
   return prepare(self, "phone_to_device", o)
 end
 
---- Server-initiated call: POST /wxa/business/iot/voip/call (§3.3, schema
--- unconfirmed). Returns the room id WeChat answered with, and the payload.
+--- Server-initiated call: POST /wxa/business/iot/voip/call (named in
+-- cloudvoip_server.h; no official page, the schema is unconfirmed). Returns the room id WeChat answered with, and the payload.
 function Calls:server_call(o)
   need(o, "sn", "model_id", "openid")
   if not self.api then error("calls:server_call: no api function configured", 2) end

@@ -264,6 +264,24 @@ local function host_of(url)
   return url:match("^%a+://([^/?#]+)") or url
 end
 
+-- A 3xx, or a 2xx without a body, is not an answer of the API: the request
+-- went to a redirecting proxy or a wrong base URL, or the answer was lost, so
+-- a write may not have happened. The platforms' APIs answer JSON (Pay: 204
+-- where documented) and never redirect; the transport follows no redirect.
+-- A redirect is never retried; an empty answer only for idempotent calls.
+local function not_an_answer(res, status)
+  if status >= 300 then
+    local loc = header(res, "location")
+    loc = type(loc) == "string" and loc:match("^[^?#]*") or nil -- no query: it may carry the token
+    return errors.new("http", ("HTTP %d redirect%s is not an API answer (a proxy or a wrong base URL?); "
+      .. "nothing is known to have been done"):format(status, loc and (" to " .. loc) or ""),
+      { reason = "redirect", http_status = status, retryable = false, request_id = request_id(res) })
+  end
+  return errors.new("http", ("HTTP %d with an empty body is not an API answer; the call may or may not "
+    .. "have taken effect"):format(status),
+    { reason = "empty_body", http_status = status, retryable = true, request_id = request_id(res) })
+end
+
 -- Decides what a finished attempt means. Returns data (success) or
 -- nil, err, action where action is "refresh" | "retry" | nil.
 local function interpret(self, spec, res, terr, idempotent)
@@ -281,8 +299,13 @@ local function interpret(self, spec, res, terr, idempotent)
     end
     return res
   end
+  if status >= 300 and status < 400 then return nil, not_an_answer(res, status) end
   local body, derr
-  if res.body == "" then
+  if res.body == "" or res.body == nil then
+    if status < 300 and not (status == 204 and spec.product == "pay") then
+      local err = not_an_answer(res, status)
+      return nil, err, idempotent and "retry" or nil
+    end
     body = {}
   else
     body, derr = M.json_decode(res.body)

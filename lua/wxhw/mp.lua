@@ -1,4 +1,5 @@
---- Mini Program hardware-device APIs (wechat-api.md §2.1-2.3, §3.3): sn
+--- Mini Program hardware-device APIs
+-- (developers.weixin.qq.com/miniprogram/dev/server/API/hardware-device/): sn
 -- tickets, device subscribe messages, device groups and the server-initiated
 -- VoIP call. Every call uses the Mini Program access token.
 --
@@ -17,7 +18,8 @@ M.GROUP_LIMIT, M.GROUP_EXPANDED = 50, 200
 M.LANGS = { zh_CN = true, en_US = true, zh_HK = true, zh_TW = true }
 M.STATES = { developer = true, trial = true, formal = true }
 
---- Per-device errcodes of the group APIs and getsnticket (wechat-api.md §2.1, §2.3).
+--- Per-device errcodes of the group APIs and getsnticket (their pages under
+-- developers.weixin.qq.com/miniprogram/dev/server/API/hardware-device/).
 M.ERRCODES = {
   [9800001] = "sn longer than 128 bytes", [9800002] = "sn contains illegal characters",
   [9800003] = "model_id check failed", [9800006] = "model_id and sn do not match the subscription",
@@ -88,7 +90,8 @@ end
 --- POST /cgi-bin/message/device/subscribe/send. o: template_id, sn, model_id,
 -- to_openid_list (or openid), data ({ key = value | { value = } }), page,
 -- lang, miniprogram_state. Sends both modelId and model_id (the docs and
--- working requests disagree, wechat-api.md §2.2).
+-- working requests disagree:
+-- developers.weixin.qq.com/miniprogram/dev/server/API/hardware-device/api_sendhardwaredevicemessage).
 function MP:send_device_message(o)
   if type(o) ~= "table" then error("wxhw.mp.send_device_message: options table expected", 2) end
   need_string(o.template_id, "template_id", "send_device_message")
@@ -201,7 +204,8 @@ function MP:group_add(o)
   return per_device(res, list)
 end
 
---- POST /wxa/business/group/removedevice (body as adddevice; wechat-api.md §8.8).
+--- POST /wxa/business/group/removedevice (body as adddevice, an assumption:
+-- developers.weixin.qq.com/miniprogram/dev/OpenApiDoc/hardware-device/removeIotGroupDevice.html).
 -- Returns { removed = {sn...}, failed = {{sn, errcode, errmsg}}, not_in_group =
 -- {sn...} }: a device the group does not hold fails with 9800017 (documented),
 -- and is listed in not_in_group too, for callers to whom that is done.
@@ -235,8 +239,9 @@ function MP:group_expand(o)
   return true, res
 end
 
---- POST /wxa/business/iot/voip/call (wechat-api.md §3.3, schema from third-party
--- code). o: sn, model_id, openid, room_type ("video"|"voice"), listener_name,
+--- POST /wxa/business/iot/voip/call (named in cloudvoip_server.h, cloud-server-sdk.html;
+-- no official page: the schema is from third-party code, the Ezviz server demo).
+-- o: sn, model_id, openid, room_type ("video"|"voice"), listener_name,
 -- version_type (0 formal, 1 developer, 2 trial), query, caller_camera_status,
 -- listener_camera_status, payload. Returns the room id (or true), response.
 function MP:voip_call(o)

@@ -1,7 +1,7 @@
 --- WXBizMsgCrypt: message-push encryption for Mini Program / Official Account and
 -- WeCom callbacks (AES-256-CBC, IV = first 16 key bytes, PKCS#7 to 32 bytes,
 -- plaintext = random16 .. len(4, big-endian) .. msg .. receive_id).
--- See docs/msgcrypt.md and wechat-api.md §6.
+-- See docs/msgcrypt.md and developers.weixin.qq.com/miniprogram/dev/framework/server-ability/message-push.html.
 local crypto = require "wxhw.crypto"
 local errors = require "wxhw.errors"
 

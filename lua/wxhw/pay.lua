@@ -1,6 +1,6 @@
 --- WeChat Pay APIv3 for one merchant: signed requests, verified responses,
 -- platform certificates, sensitive-field encryption, notifications, IoT
--- device listing. See docs/pay.md and wechat-api.md §5.
+-- device listing. See docs/pay.md (with its sources).
 --
 --   local pay = wxhw.pay.new{ mchid =, serial_no =, private_key = PEM, apiv3_key =,
 --                             platform_public_key = PEM, platform_public_key_id = "PUB_KEY_ID_…",
@@ -111,7 +111,8 @@ end
 
 -- ------------------------------------------------------------- signing
 
---- The Authorization header value for one request (wechat-api.md §5.1).
+--- The Authorization header value for one request (WECHATPAY2-SHA256-RSA2048,
+-- pay.weixin.qq.com/wiki/doc/api_external/ch/wechatpay/wechatpay4_0.shtml).
 -- canonical_url is the path with its query string exactly as sent; body the
 -- exact bytes sent ("" for GET/DELETE). timestamp and nonce default to now
 -- and 32 random [0-9A-Za-z].

@@ -22,7 +22,7 @@ local M = {}
 M.DAY_OFFSET = 8 * 3600
 
 --- Per-API defaults, keyed by "<product> <path>" (documented limits only;
--- wechat-api.md §1.2, §2.2, §5.7).
+-- api_getstableaccesstoken, api_sendhardwaredevicemessage, iotmanage-devices.html).
 M.DEFAULTS = {
   ["mp /cgi-bin/stable_token"] = { rate = 10000 / 60, burst = 200, daily = 500000 },
   ["mp /cgi-bin/message/device/subscribe/send"] = { daily = 10000000 },

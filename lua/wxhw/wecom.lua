@@ -1,4 +1,4 @@
---- WeCom smart-hardware cloud access (openhw, wechat-api.md §4): model token,
+--- WeCom smart-hardware cloud access (openhw, https://developer.work.weixin.qq.com/document/path/91342): model token,
 -- device secret and device token through the token manager, SN registration
 -- and deletion, device details and status, the member list and lookup,
 -- attendance / access / temperature reports, command results and the

@@ -1,6 +1,7 @@
---- WMPF (Mini Program hardware framework) runtime management, as seed 002
--- documents it: createproduct, registerpubkey, adddevice, bindwxaapp,
--- pushappmsg, plus the device signature. See docs/wmpf.md, wechat-api.md §2.5.
+--- WMPF (Mini Program hardware framework) runtime management, as the WMPF
+-- back-end reference 硬件信息管理后台接口 documents it: createproduct,
+-- registerpubkey, adddevice, bindwxaapp, pushappmsg, plus the device
+-- signature. See docs/wmpf.md for the public pages.
 --
 --   local w = wxhw.wmpf.new(client)   -- client: token_provider for the mobile (host) app
 --   local product_id = w:create_product{ english_product_name =, chinese_product_name =,
@@ -18,7 +19,7 @@ M.PUSH_LIMIT = 5 * 1024
 M.CHUNK = 100 -- adddevice has no documented list limit; batch conservatively
 M.DEVICE_ID_MAX = 128
 
---- pushappmsg errcodes (seed 002).
+--- pushappmsg errcodes (developers.weixin.qq.com/doc/oplatform/Miniprogram_Frame/api/backend/pushAppMsg.html).
 M.ERRCODES = { [40101] = "parameter error", [45002] = "push message longer than 5 KB",
   [48012] = "push_token invalid (expired, or issued for the other sender: host app vs Mini Program)" }
 

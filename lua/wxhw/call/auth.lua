@@ -1,4 +1,5 @@
---- Authorisation registry for device → phone calls (wechat-api.md §3.4).
+--- Authorisation registry for device → phone calls
+-- (developers.weixin.qq.com/miniprogram/dev/framework/device/voip/auth.html).
 -- WeChat keeps the real authorisation (wx.requestDeviceVoIP) and offers no
 -- server API to query it, so the docs tell the backend to record (sn, openid)
 -- after a successful requestDeviceVoIP. This is that record:
@@ -34,7 +35,7 @@ end
 
 local function key(model_id, sn, openid) return "auth:" .. model_id .. ":" .. sn .. ":" .. (openid or "") end
 
---- Issues an snTicket (getsnticket, §2.1) for wx.requestDeviceVoIP.
+--- Issues an snTicket (getsnticket, api_getsnticket) for wx.requestDeviceVoIP.
 function M:sn_ticket(sn, model_id)
   check_ids(sn, model_id)
   if not self.fetch_ticket then error("auth: no sn_ticket function configured", 2) end

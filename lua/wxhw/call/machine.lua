@@ -1,6 +1,7 @@
 --- The call session state machine, with the cloud server SDK's states
 -- (wx_cloudvoip_session_status_t) and hang-up reasons
--- (wx_cloudvoip_hangup_reason_t), wechat-api.md §3.2.
+-- (wx_cloudvoip_hangup_reason_t) of `cloudvoip_server.h`
+-- (developers.weixin.qq.com/miniprogram/dev/framework/device/voip/cloud-server-sdk.html).
 --
 -- "caller" is the device side (the vendor cloud acting for the device) and
 -- "callee" the WeChat user, as in the SDK header, whichever side dialled.

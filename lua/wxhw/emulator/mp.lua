@@ -1,4 +1,5 @@
---- Mini Program hardware-device APIs (wechat-api.md §2): getsnticket,
+--- Mini Program hardware-device APIs
+-- (developers.weixin.qq.com/miniprogram/dev/server/API/hardware-device/): getsnticket,
 -- device subscribe messages, device groups, and the server-initiated VoIP call.
 -- What a user does on the phone (subscribe, authorise VoIP) is simulated
 -- through the control API.

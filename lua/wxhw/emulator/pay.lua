@@ -1,4 +1,4 @@
---- WeChat Pay APIv3 (wechat-api.md §5): every request's Authorization is
+--- WeChat Pay APIv3 (sources in contract/pay.lua): every request's Authorization is
 -- verified against the merchant's registered key, every response is signed
 -- with the platform key (certificate mode or PUB_KEY_ID_ mode), plus
 -- /v3/certificates, /v3/iotmanage/devices (20 QPS, 50 000/day, seeded fleet)

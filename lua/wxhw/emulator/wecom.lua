@@ -1,4 +1,4 @@
---- WeCom smart-hardware cloud access, /cgi-bin/openhw/ (wechat-api.md §4):
+--- WeCom smart-hardware cloud access, /cgi-bin/openhw/ (developer.work.weixin.qq.com/document/path/91342):
 -- model token from a model_ticket, device secret from a one-time auth_code,
 -- device token, register_sn / unregister_sn, get_device_detail, device status,
 -- member paging and lookup, checkin / access / temperature reports, and the

@@ -1,4 +1,4 @@
---- WMPF runtime backend (seed 002, wechat-api.md §2.5): createproduct,
+--- WMPF runtime backend (硬件信息管理后台接口; addDevice.html, pushAppMsg.html): createproduct,
 -- registerpubkey (P-256 keys, key_version), adddevice, bindwxaapp,
 -- pushappmsg. The device side (push tokens, ActivateDevice signature check)
 -- is reachable through the control API so provisioning can be verified end to end.

@@ -1,7 +1,9 @@
 --- The keys one merchant uses to verify WeChat Pay and to encrypt sensitive
 -- fields: the WeChat Pay public key (PUB_KEY_ID_... mode), platform
--- certificates by serial, or both during a migration (wechat-api.md §5.3,
--- §5.5). One Keyring per merchant; nothing is shared between merchants.
+-- certificates by serial, or both during a migration (GET /v3/certificates as
+-- wechatpay-go's core/downloader reads it; the public key mode:
+-- pay.weixin.qq.com/docs/merchant/development/interface-rules/signature-verification.html).
+-- One Keyring per merchant; nothing is shared between merchants.
 local crypto = require "wxhw.crypto"
 local cjson = require "cjson.safe"
 local errors = require "wxhw.errors"

@@ -1,5 +1,6 @@
 --- WeChat Pay IoT device management (/v3/iotmanage/...): the enum tables of
--- the smart device list (seed 004) and the decoding of device records.
+-- the smart device list
+-- (pay.weixin.qq.com/wiki/doc/wxfacepay/develop/point/iotmanage-devices.html) and the decoding of device records.
 local M = {}
 
 M.MAX_LIMIT = 100      -- devices per page

@@ -1,5 +1,6 @@
 --- Verification of WeChat Pay APIv3 response and callback signatures
--- (wechat-api.md §5.2). Works on the raw body bytes only. Every failure is an
+-- (pay.weixin.qq.com/docs/merchant/development/interface-rules/signature-verification.html).
+-- Works on the raw body bytes only. Every failure is an
 -- error of kind "signature" with a named `reason`:
 --   missing_header   a Wechatpay-* header is absent (or empty)
 --   bad_header       a header is repeated or malformed (timestamp not digits ...)

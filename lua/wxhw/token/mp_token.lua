@@ -1,4 +1,5 @@
---- Mini Program / Official Account `GET /cgi-bin/token` (wechat-api.md §1.1).
+--- Mini Program / Official Account `GET /cgi-bin/token`
+-- (developers.weixin.qq.com/doc/oplatform/developers/dev/AccessToken.html).
 -- Every fetch rotates the token (the old one lives 5 more minutes). The WMPF
 -- host-app token is the same API with the mobile app's appid.
 return {

@@ -1,4 +1,5 @@
---- `POST /cgi-bin/stable_token` (wechat-api.md §1.2): normal mode returns the
+--- `POST /cgi-bin/stable_token`
+-- (developers.weixin.qq.com/doc/service/api/base/api_getstableaccesstoken): normal mode returns the
 -- current token (the platform rotates it 5 minutes before expiry);
 -- force_refresh=true rotates at once, at most 20 times a day, 30 s apart.
 -- The manager sends force only from an explicit force_refresh(), never on an errcode.

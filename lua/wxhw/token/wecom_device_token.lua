@@ -1,4 +1,4 @@
---- WeCom openhw device token (wechat-api.md §4.1.3), fetched with the model
+--- WeCom openhw device token (developer.work.weixin.qq.com/document/path/96022), fetched with the model
 -- token: pass `model_token` (a manager for the model_token source).
 return {
   name = "device_token",

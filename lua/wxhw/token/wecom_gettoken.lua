@@ -1,4 +1,5 @@
---- WeCom `GET /cgi-bin/gettoken` (wechat-api.md §1.4): one token per corp + app secret.
+--- WeCom `GET /cgi-bin/gettoken` (developer.work.weixin.qq.com/document/path/91039):
+-- one token per corp + app secret.
 return {
   name = "wecom",
   product = "wecom",

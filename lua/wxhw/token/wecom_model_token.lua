@@ -1,4 +1,4 @@
---- WeCom openhw model token (wechat-api.md §4.1.1). `model_ticket` is pushed
+--- WeCom openhw model token (developer.work.weixin.qq.com/document/path/95992). `model_ticket` is pushed
 -- to the callback URL every 10 minutes: pass a function returning the latest.
 return {
   name = "model_token",

@@ -1,4 +1,5 @@
---- openhw callbacks (wechat-api.md §4.4) on top of wxhw.callback.wecom:
+--- openhw callbacks (developer.work.weixin.qq.com/document/path/96053, 95987,
+-- 95988, 96130) on top of wxhw.callback.wecom:
 -- model_ticket (kept for the model token, reply within 1 s), bind (accept or
 -- reject with a code within 3 s), unbind (1 s), verify_device (is this SN
 -- ours? 1 s, encrypted answer) and the device commands (msg_type "command",

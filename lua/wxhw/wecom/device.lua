@@ -1,4 +1,5 @@
---- One WeCom hardware device (openhw device-token APIs, wechat-api.md §4.3):
+--- One WeCom hardware device (openhw device-token APIs,
+-- developer.work.weixin.qq.com/document/path/95984 and the pages docs/wecom.md lists):
 -- its status, the member list with cursor pagination and lookup by id,
 -- attendance / door-access / temperature reports, and the results of the
 -- commands WeCom pushed (firmware upgrade, recognition info, remote opening).

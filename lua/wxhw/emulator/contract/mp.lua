@@ -1,5 +1,6 @@
---- Contract: Mini Program hardware-device APIs (wechat-api.md §2.1-2.3, §3.3).
--- Data only; see contract/init.lua.
+--- Contract: Mini Program hardware-device APIs
+-- (developers.weixin.qq.com/miniprogram/dev/server/API/hardware-device/; sources
+-- per entry). Data only; see contract/init.lua.
 local DOC = "https://developers.weixin.qq.com/miniprogram/dev/server/API/hardware-device/"
 local TOKEN = { where = "query", param = "access_token", kinds = { mp = true }, says = "Mini Program" }
 

@@ -1,4 +1,4 @@
---- Contract: WeChat Pay APIv3 (wechat-api.md §5). Data only; see
+--- Contract: WeChat Pay APIv3 (pay.weixin.qq.com; sources per entry). Data only; see
 -- contract/init.lua. Every request is authenticated first (Authorization,
 -- User-Agent); errors are HTTP statuses with a signed {code, message}.
 local AUTH = { where = "header", says = "Authorization: WECHATPAY2-SHA256-RSA2048 (merchant key), User-Agent" }
@@ -23,10 +23,10 @@ return {
   },
   {
     method = "GET", path = "/v3/iotmanage/devices", token = AUTH, style = "pay", err = "PARAM_ERROR",
-    source = "seed 004; https://pay.weixin.qq.com/wiki/doc/wxfacepay/develop/point/iotmanage-devices.html",
+    source = "https://pay.weixin.qq.com/wiki/doc/wxfacepay/develop/point/iotmanage-devices.html",
     qps = 20,
-    query = { { "offset", "uint", req = true, src = "uint64, required (seed 004)" },
-      { "limit", "uint", req = true, least = 1, most = 100, src = "uint64, required, at most 100 (seed 004)" } },
+    query = { { "offset", "uint", req = true, src = "uint64, required (iotmanage-devices)" },
+      { "limit", "uint", req = true, least = 1, most = 100, src = "uint64, required, at most 100 (iotmanage-devices)" } },
     response = { { "data", "array", items = { type = "object", fields = {
       { "device_sn", "string" }, { "camera_sn", "string" }, { "device_category_code", "string" },
       { "device_category", "string" }, { "device_class_code", "string" }, { "device_class", "string" },

@@ -1,4 +1,4 @@
---- Contract: access tokens (wechat-api.md §1). Data only; see contract/init.lua.
+--- Contract: access tokens (sources per entry). Data only; see contract/init.lua.
 local GRANT = { "grant_type", "string", req = true, enum = { "client_credential" }, err = 40002 }
 local APPID = { "appid", "string", req = true, min = 1, err = 41002 }
 local SECRET = { "secret", "string", req = true, min = 1, err = 41004 }
@@ -16,7 +16,7 @@ return {
     source = "https://developers.weixin.qq.com/miniprogram/dev/server/API/mp-access-token/api_getaccesstoken",
     query = { GRANT, APPID, SECRET },
     response = TOKEN_OUT, errcodes = TOKEN_ERRCODES,
-    notes = { "45009 after 10 000 fetches a day: community reports only (wechat-api.md §1.1); the figure is chosen",
+    notes = { "45009 after 10 000 fetches a day: community reports only (no official figure); the figure is chosen",
       "a new fetch leaves the previous token valid 5 more minutes (official AccessToken.html)",
       "missing-parameter errcodes 41002/41004 and their order: chosen from the global code list" },
   },
@@ -29,7 +29,8 @@ return {
       [40125] = "invalid appsecret", [41002] = "appid missing", [41004] = "appsecret missing",
       [43002] = "require POST method", [44002] = "empty post data", [45009] = "daily quota (500 000; force_refresh 20)",
       [45011] = "minute quota (10 000)", [47001] = "data format error" },
-    notes = { "force_refresh less than 30 s after the previous one does not refresh (platform-samples README)" },
+    notes = { "force_refresh less than 30 s after the previous one does not refresh (api_getstableaccesstoken; no errcode "
+      .. "is documented for it)" },
   },
   {
     method = "GET", path = "/cgi-bin/gettoken",

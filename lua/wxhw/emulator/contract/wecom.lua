@@ -1,5 +1,6 @@
---- Contract: WeCom smart-hardware cloud access, /cgi-bin/openhw/ (wechat-api.md
--- §4). Data only; see contract/init.lua. Request/response samples for every
+--- Contract: WeCom smart-hardware cloud access, /cgi-bin/openhw/
+-- (developer.work.weixin.qq.com/document/path/91342). Data only; see
+-- contract/init.lua. Request/response samples for every
 -- path: fudiwei/DotNetCore.SKIT.FlurlHttpClient.Wechat@92020d95 ModelSamples
 -- (copied to spec/fixtures/platform-samples/wecom-openhw/).
 local DOC = "https://developer.work.weixin.qq.com/document/path/"

@@ -1,12 +1,12 @@
---- Contract: WMPF runtime backend (seed 002, wechat-api.md §2.5). Data only;
--- see contract/init.lua.
-local SEED = "seed 002 (硬件信息管理后台接口)"
--- "以硬件应用appid的身份" (seed 002); addDevice: the mobile app (LauncherAPP) token.
+--- Contract: WMPF runtime backend (the reference below; the public pages
+-- addDevice.html and pushAppMsg.html). Data only; see contract/init.lua.
+local SEED = "WMPF back-end reference 硬件信息管理后台接口 (given to WMPF partners, no public page)"
+-- "以硬件应用appid的身份" (硬件信息管理后台接口); addDevice: the mobile app (LauncherAPP) token.
 local APP_TOKEN = { where = "query", param = "access_token", kinds = { app = true }, wrong = 48001,
   says = "mobile (host) app; a Mini Program token gets 48001" }
 local PRODUCT_ID = { "product_id", "integer", req = true, least = 0 }
 local OK = { { "errcode", "integer" }, { "errmsg", "string" } }
-local NAME = { min = 1, max = 128, src = "1-128 bytes: chosen (seed 002 gives no limit)" }
+local NAME = { min = 1, max = 128, src = "1-128 bytes: chosen (the reference gives no limit)" }
 local function name(field)
   local f = { field, "string", req = true }
   for k, v in pairs(NAME) do f[k] = v end
@@ -18,11 +18,13 @@ local COMMON = { [47001] = "data format error (also: unknown product_id, chosen)
 return {
   {
     method = "POST", path = "/wxa/business/runtime/createproduct", token = APP_TOKEN,
-    source = SEED .. " (no public page: the console step of wecooper.weixin.qq.com)",
+    source = SEED .. "; publicly a console step on wecooper.weixin.qq.com: "
+      .. "https://developers.weixin.qq.com/doc/oplatform/Miniprogram_Frame/reg-device-info.html",
     body = { name("english_product_name"), name("chinese_product_name"), name("device_default_name") },
     response = { { "errcode", "integer" }, { "errmsg", "string" }, { "product_id", "integer" } },
     errcodes = COMMON,
-    notes = { "product ids fit in 32 bits: the device reads ActivateDevice.productId as int (platform-samples README)" },
+    notes = { "product ids fit in 32 bits: the device reads ActivateDevice.productId as int (WMPF ActivateDevice; "
+      .. "the official demo wmpf_demo_external reads it with optInt)" },
   },
   {
     method = "POST", path = "/wxa/business/runtime/registerpubkey", token = APP_TOKEN,
@@ -39,7 +41,7 @@ return {
       { "device_id_list", "array", req = true, min = 1, max = 10000, items = { type = "string", min = 1, max = 128 },
         src = "1-10000 ids of 1-128 bytes: chosen (no documented limit)" },
       { "model_name", "string", req = true, min = 1,
-        src = "required on the official addDevice page (seed 002 is silent); the official tooling always sends it" } },
+        src = "required on the official addDevice page (the reference is silent); the official tooling always sends it" } },
     response = OK,
     errcodes = COMMON,
   },
