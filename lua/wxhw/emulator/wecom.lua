@@ -294,10 +294,25 @@ local function report_firmware_upgrade_result(emu, req)
   return finish(emu, op, b, "succeeded")
 end
 
--- report_bio_info_result (doc 96000): the outcome of an enter_page command.
+-- report_bio_info_result (doc 96000): the outcome of an enter_page command,
+-- or, without an oper_id (absent or empty), of an entry made on the device
+-- itself, named by open_userid, user_type and bio_info_type.
 local function report_bio_info_result(emu, req)
   local b, rec = device_body(emu, req)
   if not b then return rec end
+  if b.oper_id == nil or b.oper_id == "" then
+    if type(b.open_userid) ~= "string" or b.open_userid == "" or b.user_type == nil or b.bio_info_type == nil then
+      return err(emu, 47001, "data format error hint: without an oper_id, open_userid, user_type and bio_info_type are required")
+    end
+    local self = emu.wecom
+    self:members()
+    if not self.by_id[b.open_userid .. "|" .. b.user_type] then
+      return err(emu, 40058, "invalid open_userid hint: not a member this device serves")
+    end
+    self.records[#self.records + 1] = { kind = "bio_info", open_userid = b.open_userid, user_type = b.user_type,
+      bio_info_type = b.bio_info_type, errcode = b.errcode, errmsg = b.errmsg }
+    return emu:json({ errcode = 0, errmsg = "ok" })
+  end
   local op, e = operation(emu, b, rec, "enter_page")
   if not op then return e end
   return finish(emu, op, b, b.errcode == 0 and "succeeded" or "failed")

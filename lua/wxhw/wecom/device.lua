@@ -182,15 +182,20 @@ function D:report_status(s)
     upgradable_version_desc = s.upgradable_version_desc }, msg)
 end
 
--- oper_id from the command, errcode a non-negative integer, errmsg a string.
-local function result_error(r)
-  if type(r) ~= "table" then return "table expected" end
-  if type(r.oper_id) ~= "string" or r.oper_id == "" then return "oper_id (from the command) is required" end
+-- errcode a non-negative integer, errmsg a string.
+local function outcome_error(r)
   local e = r.errcode
   if type(e) ~= "number" or e < 0 or e % 1 ~= 0 or e > 0xffffffff then
     return "errcode must be a non-negative integer (0 = success)"
   end
   if r.errmsg ~= nil and type(r.errmsg) ~= "string" then return "errmsg must be a string" end
+end
+
+-- oper_id from the command, and the outcome.
+local function result_error(r)
+  if type(r) ~= "table" then return "table expected" end
+  if type(r.oper_id) ~= "string" or r.oper_id == "" then return "oper_id (from the command) is required" end
+  return outcome_error(r)
 end
 
 --- report_firmware_upgrade_result (doc 95999) for an update_firmware command:
@@ -203,9 +208,26 @@ function D:report_firmware_upgrade_result(r)
     msg == nil and { oper_id = r.oper_id, errcode = r.errcode, errmsg = r.errmsg or "", cur_version = r.cur_version } or nil, msg)
 end
 
---- report_bio_info_result (doc 96000) for an enter_page command: r: oper_id,
--- errcode (0 = recorded), errmsg. → true.
+-- Without an oper_id, the user and kind of an entry made on the device itself.
+local function bio_entry_error(r)
+  if type(r.open_userid) ~= "string" or r.open_userid == "" then
+    return "oper_id (from an enter_page command) or open_userid (an entry made on the device) is required"
+  end
+  if r.user_type ~= 0 and r.user_type ~= 2 then return "user_type must be 0 (member) or 2 (student)" end
+  if r.bio_info_type ~= 1 and r.bio_info_type ~= 2 then return "bio_info_type must be 1 (fingerprint) or 2 (face)" end
+end
+
+--- report_bio_info_result (doc 96000): r: errcode (0 = recorded, 1 offline,
+-- others vendor-defined), errmsg, and either the oper_id of an enter_page
+-- command, or, for an entry made on the device itself, open_userid,
+-- user_type (0|2) and bio_info_type (1 fingerprint, 2 face). → true.
 function D:report_bio_info_result(r)
+  if type(r) == "table" and (r.oper_id == nil or r.oper_id == "") then
+    local msg = bio_entry_error(r) or outcome_error(r)
+    return checked_call(self, "report_bio_info_result", "/cgi-bin/openhw/device/report_bio_info_result",
+      msg == nil and { errcode = r.errcode, errmsg = r.errmsg or "", open_userid = r.open_userid,
+        user_type = r.user_type, bio_info_type = r.bio_info_type } or nil, msg)
+  end
   local msg = result_error(r)
   return checked_call(self, "report_bio_info_result", "/cgi-bin/openhw/device/report_bio_info_result",
     msg == nil and { oper_id = r.oper_id, errcode = r.errcode, errmsg = r.errmsg or "" } or nil, msg)

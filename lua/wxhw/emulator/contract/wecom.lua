@@ -172,8 +172,16 @@ return {
   {
     method = "POST", path = "/cgi-bin/openhw/device/report_bio_info_result", token = DEVICE,
     source = DOC .. "96000",
-    notes = { "oper_id from an enter_page command (doc 96009); an unknown oper_id is refused with 40058 (chosen)" },
-    body = result(),
+    notes = { "oper_id from an enter_page command (doc 96009); an unknown oper_id is refused with 40058 (chosen)",
+      "without an oper_id (absent or empty: an entry made on the device itself) open_userid, user_type and "
+      .. "bio_info_type take effect (doc); one of them missing then: 47001, a user outside the device's members: "
+      .. "40058 (chosen)" },
+    -- oper_id is optional here (doc 96000), unlike the other command results.
+    body = { { "oper_id", "string", src = "present and non-empty: the other three fields are ignored (doc)" },
+      RESULT[2], RESULT[3],
+      { "open_userid", "string", src = "taken when oper_id is absent or empty (doc)" },
+      { "user_type", "integer", enum = { 0, 2 }, err_enum = 40058, src = "uint32, 0 member, 2 student (doc)" },
+      { "bio_info_type", "integer", enum = { 1, 2 }, err_enum = 40058, src = "uint32, 1 fingerprint, 2 face (doc)" } },
     response = OK,
     errcodes = TOKEN_ERRS,
   },
