@@ -7,10 +7,8 @@
 -- WXHW_GATEWAY_PORT (default 8080) and WXHW_GATEWAY_DIR (the calls socket and
 -- the workers' log; default build/examples/gateway of this checkout) override.
 -- Real deployments write their own file with their own secrets.
-local root = debug.getinfo(1, "S").source:match("^@(.-)/?examples/[^/]*$")
-if not root or root == "" then root = "." end
-local dir = os.getenv("WXHW_GATEWAY_DIR") or (root .. "/build/examples/gateway")
-os.execute("mkdir -p '" .. dir:gsub("'", "'\\''") .. "'")
+local examples = dofile((debug.getinfo(1, "S").source:match("^@(.*)/") or ".") .. "/paths.lua")
+local root, dir = examples.root, examples.dir("gateway", os.getenv("WXHW_GATEWAY_DIR"))
 
 return {
   -- the Mini Program message push (Token, EncodingAESKey, appid) the emulator signs with

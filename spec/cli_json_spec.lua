@@ -5,7 +5,7 @@ local files = require "support.files"
 local q = files.quote
 
 local LUA = os.getenv("WXHW_RUNTIME") == "luajit" and "luajit" or "lua5.4"
-local ROOT = (function() local p = io.popen("pwd"); local d = p:read("*l"); p:close(); return d end)()
+local ROOT = files.cwd()
 
 -- Runs a shell command; returns exit status, stdout, stderr.
 local function run(cmd)

@@ -20,7 +20,7 @@ local files = require "support.files"
 local q = files.quote
 
 local LUA = os.getenv("WXHW_RUNTIME") == "luajit" and "luajit" or "lua5.4"
-local ROOT = (function() local p = io.popen("pwd"); local d = p:read("*l"); p:close(); return d end)()
+local ROOT = files.cwd()
 local MARK, CONTINUED = "<!-- runnable -->", "<!-- runnable, continued -->"
 
 local PRELUDE = [[

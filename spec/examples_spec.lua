@@ -9,15 +9,9 @@ local cjson = require "cjson.safe"
 local socket = require "socket"
 local q = files.quote
 
-local ROOT = (function() local p = io.popen("pwd"); local d = p:read("*l"); p:close(); return d end)()
+local ROOT = files.cwd()
 local STRACE = os.execute("strace -f -qq -o /dev/null true >/dev/null 2>&1")
 STRACE = STRACE == true or STRACE == 0
-
-local function sh(cmd)
-  local p = io.popen(cmd .. " 2>&1; echo \"EXIT=$?\"")
-  local out = p:read("*a"); p:close()
-  return tonumber(out:match("EXIT=(%d+)%s*$")), (out:gsub("EXIT=%d+%s*$", ""))
-end
 
 local function entries(dir)
   local p = io.popen("ls -A " .. q(dir))
@@ -48,7 +42,7 @@ end
 local function run_example(cwd, env, cmd, allowed)
   local trace = cwd .. ".trace"
   local prefix = STRACE and ("strace -f -qq -e trace=openat,mkdir,bind -o " .. q(trace) .. " ") or ""
-  local code, out = sh("cd " .. q(cwd) .. " && env " .. env .. " " .. prefix .. cmd)
+  local code, out = files.sh("cd " .. q(cwd) .. " && env " .. env .. " " .. prefix .. cmd)
   assert.equal("", entries(cwd), "the example wrote into its working directory")
   if STRACE then
     local all = { ROOT .. "/build/" }
