@@ -25,15 +25,17 @@ local t = assert(require("wxhw.transport").new{})
 local creds = cjson.decode(assert(t:request{ method = "GET", url = base_url .. "/__emulator/credentials" }).body)
 local ticket = cjson.decode(assert(t:request{ method = "GET", url = base_url .. "/__emulator/openhw/model_ticket" }).body).model_ticket
 local urls = { mp = base_url, wmpf = base_url, wecom = base_url }
-local function client_for(app)
-  return assert(wxhw.client.new{ base_urls = urls, token_provider = wxhw.token.new{ source = "stable_token",
+-- the host (mobile) app's token comes from GET /cgi-bin/token (source "wmpf");
+-- in production keep it in the default store every process of the host shares
+local function client_for(app, source)
+  return assert(wxhw.client.new{ base_urls = urls, token_provider = wxhw.token.new{ source = source or "stable_token",
     appid = app.appid, secret = app.secret, base_url = base_url, store = "memory" } })
 end
 
 local job = wxhw.provision.new{ input = input, product = "ExampleLamp", wmpf = true, groups = true, wecom = true,
   out = out_dir .. "/manifest.csv", state_dir = out_dir .. "/state", resume = true, appid = creds.mp.appid }
 job.steps = wxhw.provision.api_steps{
-  wmpf = wxhw.wmpf.new(client_for(creds.host_app)),
+  wmpf = wxhw.wmpf.new(client_for(creds.host_app, "wmpf")),
   mp = wxhw.mp.new(client_for(creds.mp), { model_id = creds.mp.model_id }),
   wecom = wxhw.wecom.new{ client = assert(wxhw.client.new{ base_urls = urls }), model_id = creds.openhw.model_id,
     model_secret = creds.openhw.model_secret, model_ticket = ticket },

@@ -248,6 +248,39 @@ describe("wxhw provision against the emulator", function()
     assert.equal(before, emu.control("/__emulator/counters").requests) -- no API call at all
   end)
 
+  it("takes the host app token from GET /cgi-bin/token through the host's shared store: a gateway's token survives", function()
+    write_devices(dir .. "/d.csv", 20)
+    local cr = emu.credentials
+    local store_path = dir .. "/tokens.shm"
+    local function cfg(extra)
+      local c = { base_url = emu.base_url, host_app = { appid = cr.host_app.appid, secret = cr.host_app.secret },
+                  mp = cr.mp, wmpf = { model_name = "LampModel" } }
+      for k, v in pairs(extra or {}) do c.host_app[k] = v end
+      local f = assert(io.open(dir .. "/c.json", "wb")); f:write(cjson.encode(c)); f:close()
+    end
+    -- a gateway on this host already holds the host app's token (rotating source, default store)
+    local gw = assert(require("wxhw.token").new{ source = "wmpf", appid = cr.host_app.appid,
+      secret = cr.host_app.secret, base_url = emu.base_url, store = "shm", store_path = store_path })
+    local tok = assert(gw:token())
+    cfg()
+    local code, text = sh(("cd %s && WXHW_TOKEN_STORE=%s lua5.4 bin/wxhw provision %s --product Host --wmpf " ..
+      "--config %s --state-dir %s --out %s --json"):format(q(ROOT), q(store_path), q(dir .. "/d.csv"),
+      q(dir .. "/c.json"), q(dir .. "/state"), q(dir .. "/m.csv")))
+    assert.equal(0, code, text)
+    local fetches = emu.control("/__emulator/counters").token_fetches
+    assert.equal(1, fetches["token:" .. cr.host_app.appid]) -- the gateway's fetch only: the run shared it
+    assert.is_nil(fetches["stable:" .. cr.host_app.appid])
+    local pt = emu.json("POST", "/wxa/business/runtime/pushappmsg?access_token=" .. tok, { msg = "x", push_token = "none" })
+    assert.equal(48012, pt.errcode) -- the gateway's token still works (not 40001)
+    -- stable_token stays an option
+    cfg{ token_source = "stable_token" }
+    code, text = sh(("cd %s && WXHW_TOKEN_STORE=%s lua5.4 bin/wxhw provision %s --product Host2 --wmpf " ..
+      "--config %s --state-dir %s --out %s --json"):format(q(ROOT), q(store_path), q(dir .. "/d.csv"),
+      q(dir .. "/c.json"), q(dir .. "/state"), q(dir .. "/m2.csv")))
+    assert.equal(0, code, text)
+    assert.equal(1, emu.control("/__emulator/counters").token_fetches["stable:" .. cr.host_app.appid])
+  end)
+
   local function api_steps(o)
     local client = require("wxhw.client")
     local token = require("wxhw.token")

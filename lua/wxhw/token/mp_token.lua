@@ -1,7 +1,10 @@
 --- Mini Program / Official Account `GET /cgi-bin/token`
 -- (developers.weixin.qq.com/doc/oplatform/developers/dev/AccessToken.html).
 -- Every fetch rotates the token (the old one lives 5 more minutes). The WMPF
--- host-app token is the same API with the mobile app's appid.
+-- host-app token is the same API with the mobile app's appid (source "wmpf";
+-- the official tooling, wmpf_demo_external, fetches it so): keep it in a
+-- store every process of the host shares (the default), or they void each
+-- other's tokens.
 return {
   name = "token",
   product = "mp",

@@ -21,7 +21,9 @@ local M = {}
 
 M.NAMES = {
   token = "mp_token", access_token = "mp_token",
-  stable_token = "stable_token", wmpf = "stable_token",
+  -- the WMPF host (mobile) app: GET /cgi-bin/token, as the official WMPF
+  -- tooling gets it (nothing documents stable_token for mobile-app appids)
+  stable_token = "stable_token", wmpf = "mp_token",
   wecom = "wecom_gettoken", gettoken = "wecom_gettoken",
   model_token = "wecom_model_token", device_token = "wecom_device_token",
 }
