@@ -261,11 +261,14 @@ describe("wxhw provision against the emulator", function()
     -- a gateway on this host already holds the host app's token (rotating source, default store)
     local gw = assert(require("wxhw.token").new{ source = "wmpf", appid = cr.host_app.appid,
       secret = cr.host_app.secret, base_url = emu.base_url, store = "shm", store_path = store_path })
+    local function run(product)
+      return sh(("cd %s && WXHW_TOKEN_STORE=%s lua5.4 bin/wxhw provision %s --product %s --wmpf " ..
+        "--config %s --state-dir %s --out %s --json"):format(q(ROOT), q(store_path), q(dir .. "/d.csv"), product,
+        q(dir .. "/c.json"), q(dir .. "/state"), q(dir .. "/" .. product .. ".csv")))
+    end
     local tok = assert(gw:token())
     cfg()
-    local code, text = sh(("cd %s && WXHW_TOKEN_STORE=%s lua5.4 bin/wxhw provision %s --product Host --wmpf " ..
-      "--config %s --state-dir %s --out %s --json"):format(q(ROOT), q(store_path), q(dir .. "/d.csv"),
-      q(dir .. "/c.json"), q(dir .. "/state"), q(dir .. "/m.csv")))
+    local code, text = run("Host")
     assert.equal(0, code, text)
     local fetches = emu.control("/__emulator/counters").token_fetches
     assert.equal(1, fetches["token:" .. cr.host_app.appid]) -- the gateway's fetch only: the run shared it
@@ -274,9 +277,7 @@ describe("wxhw provision against the emulator", function()
     assert.equal(48012, pt.errcode) -- the gateway's token still works (not 40001)
     -- stable_token stays an option
     cfg{ token_source = "stable_token" }
-    code, text = sh(("cd %s && WXHW_TOKEN_STORE=%s lua5.4 bin/wxhw provision %s --product Host2 --wmpf " ..
-      "--config %s --state-dir %s --out %s --json"):format(q(ROOT), q(store_path), q(dir .. "/d.csv"),
-      q(dir .. "/c.json"), q(dir .. "/state"), q(dir .. "/m2.csv")))
+    code, text = run("Host2")
     assert.equal(0, code, text)
     assert.equal(1, emu.control("/__emulator/counters").token_fetches["stable:" .. cr.host_app.appid])
   end)
