@@ -10,14 +10,17 @@
 --
 -- A device connection starts with a control record
 -- {"op":"hello","sn":"...","model_id":"...", ...}; `authenticate(hello)` (the
--- vendor's check, e.g. a device token) decides whether to keep it. Media sent
--- before the call is TALKING is dropped.
+-- vendor's check, e.g. a device token) decides whether to keep it. Until then
+-- a connection is anyone's: its first frame may hold at most HELLO_MAX bytes
+-- and it must arrive within `hello_timeout` (5 s), or the connection is
+-- closed (else a 4 MB first frame was buffered whole and a silent
+-- connection kept for ever). Media sent before the call is TALKING is dropped.
 local socket = require "socket"
 local frame = require "wxhw.relay.frame"
 local pipeline = require "wxhw.relay.pipeline"
 local clock = require "wxhw.clock"
 
-local M = { pipeline = pipeline, frame = frame }
+local M = { pipeline = pipeline, frame = frame, HELLO_MAX = 4096, HELLO_TIMEOUT = 5 }
 local bind -- defined below
 M.__index = M
 
@@ -26,6 +29,7 @@ function M.new(opts)
   return setmetatable({
     calls = opts.calls, sup = opts.supervisor, jitter_ms = opts.jitter_ms or 60,
     authenticate = opts.authenticate, lookup_every = opts.lookup_every or 0.2,
+    hello_timeout = opts.hello_timeout or M.HELLO_TIMEOUT,
     devices = {}, conns = {}, servers = {},
     counters = { devices = 0, refused = 0, frames_in = 0, frames_out = 0, undeliverable = 0, closed_bad = 0 },
   }, M)
@@ -154,7 +158,14 @@ function M:step(max_wait)
   if soonest then wait = math.max(0, math.min(wait, soonest - now)) end
   local rd = {}
   for _, s in ipairs(self.servers) do rd[#rd + 1] = s end
-  for c in pairs(self.conns) do rd[#rd + 1] = c end
+  for c, d in pairs(self.conns) do
+    if not d.sn and now - d.opened > self.hello_timeout then -- no hello in time
+      self.counters.refused = self.counters.refused + 1
+      close_dev(self, c, true)
+    else
+      rd[#rd + 1] = c
+    end
+  end
   for u in pairs(self.udp or {}) do rd[#rd + 1] = u end
   local readable = socket.select(rd, nil, wait)
   now = clock.monotonic()
@@ -167,7 +178,7 @@ function M:step(max_wait)
       if nc then
         nc:settimeout(0)
         nc:setoption("tcp-nodelay", true)
-        self.conns[nc] = { dec = frame.decoder(), pipe = pipeline.new{ jitter_ms = self.jitter_ms } }
+        self.conns[nc] = { dec = frame.decoder(), pipe = pipeline.new{ jitter_ms = self.jitter_ms }, opened = now }
       end
     else
       local data, err, partial = c:receive(65536)
@@ -175,6 +186,10 @@ function M:step(max_wait)
       if data and #data > 0 then
         local frames = d.dec:push(data)
         if not frames then close_dev(self, c, true) else on_records(self, c, d, frames, now) end
+        if self.conns[c] and not d.sn and d.dec:pending() > frame.HDR + M.HELLO_MAX then -- not a hello
+          self.counters.refused = self.counters.refused + 1
+          close_dev(self, c, true)
+        end
       end
       if err == "closed" and self.conns[c] then close_dev(self, c) end
     end

@@ -48,6 +48,9 @@ function Decoder:push(bytes)
   return out
 end
 
+--- Bytes buffered towards the next frame (0 on a frame boundary).
+function Decoder:pending() return self.d:pending() end
+
 function M.control(msg, seq)
   return M.encode(M.CONTROL, 0, 0, seq or 0, 0, assert(cjson.encode(msg)))
 end
