@@ -43,7 +43,8 @@ end
 
 -- --------------------------------------------------------- errcode classes
 
---- wechat-api.md §1.3, as data. `refresh`: invalidate the token and retry
+--- The global errcodes (developers.weixin.qq.com/doc/channels/API/basics/commErrCode.html),
+-- as data. `refresh`: invalidate the token and retry
 -- once; `retry`: back off and retry; `wait = "minute"`: not before the next minute.
 M.ERRCODES = {
   [-1] = { class = "busy", retry = true },
@@ -65,7 +66,8 @@ M.ERRCODES = {
   [47001] = { class = "bad_request" },
 }
 
---- Per-product differences, looked up before ERRCODES (wechat-api.md §1.4):
+--- Per-product differences, looked up before ERRCODES
+-- (developer.work.weixin.qq.com/document/path/91039):
 -- WeCom's 45009 is "api freq out of limit", a rate limit, not a daily quota,
 -- so it must not block the API locally for the rest of the day.
 M.PRODUCT_ERRCODES = {
