@@ -179,6 +179,19 @@ describe("emulator callbacks", function()
       v.set_rules{ ["/hw"] = { { delay = 3.2, body = "success" } } }
       status = e.request("POST", "/__emulator/openhw/bind", cjson.encode{ device_sn = "BIND2" })
       assert.equal(409, status)
+      -- the reply's timestamp is a JSON string, as both official WeCom SDKs write it: an
+      -- envelope with a numeric one is not a WeCom reply (it would accept the bind here)
+      local accept = cjson.decode((hw_crypt():reply('{"errcode":0,"errmsg":"ok"}', "wecom_json", os.time(), "98")))
+      assert.is_string(accept.timestamp)
+      v.set_rules{ ["/hw"] = { { body = cjson.encode(accept) } } }
+      status = e.request("POST", "/__emulator/openhw/bind", cjson.encode{ device_sn = "BIND2" })
+      assert.equal(200, status)
+      accept.timestamp = tonumber(accept.timestamp)
+      v.set_rules{ ["/hw"] = { { body = cjson.encode(accept) } } }
+      register("BIND3")
+      status, body = e.request("POST", "/__emulator/openhw/bind", cjson.encode{ device_sn = "BIND3" })
+      assert.equal(409, status)
+      assert.truthy(body:find("timestamp must be a JSON string", 1, true), body)
     end)
 
     it("pushes a model_ticket every 10 minutes of emulator time, and unbind", function()

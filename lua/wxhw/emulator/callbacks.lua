@@ -127,14 +127,25 @@ end
 -- The vendor's answer to an event or command: empty or "success" accepts,
 -- an encrypted {"errcode":N} refuses when N ~= 0 (bind, doc 95987; the same
 -- reading for the device commands, whose pages give only the 1000 ms limit).
+-- The WeCom JSON passive reply {"encrypt","msgsignature","timestamp","nonce"},
+-- its timestamp a JSON string as both official WeCom SDKs write it (the
+-- strictest reading: a number is refused) -> the decrypted text | nil, why.
+local function open_reply(mc, t)
+  if type(t.timestamp) ~= "string" then
+    return nil, "reply timestamp must be a JSON string (as the official WeCom SDKs write it)"
+  end
+  local inner, derr = mc:decrypt(t.msgsignature, t.timestamp, t.nonce, t.encrypt)
+  if not inner then return nil, "reply does not decrypt: " .. tostring(derr) end
+  return inner
+end
+
 local function accept_or_refuse(mc, reply)
   if reply == "" or reply == "success" then return true end
   local t, why = util.decode(reply), nil
-  if type(t) == "table" and (t.encrypt or t.Encrypt) then
-    local inner, derr = mc:decrypt(t.msgsignature or t.MsgSignature, t.timestamp or t.TimeStamp,
-      t.nonce or t.Nonce, t.encrypt or t.Encrypt)
+  if type(t) == "table" and t.encrypt then
+    local inner
+    inner, why = open_reply(mc, t)
     t = inner and util.decode(inner) or nil
-    if not inner then why = "reply does not decrypt: " .. tostring(derr) end
   end
   local code = type(t) == "table" and math.tointeger(t.errcode)
   if code == 0 then return true, nil, code end
@@ -146,10 +157,9 @@ end
 -- like the push (doc 96130); a plaintext answer is not one.
 local function encrypted_object(mc, reply)
   local t = util.decode(reply)
-  if type(t) ~= "table" or not (t.encrypt or t.Encrypt) then return nil, "reply must be the encrypted JSON answer" end
-  local inner, derr = mc:decrypt(t.msgsignature or t.MsgSignature, t.timestamp or t.TimeStamp,
-    t.nonce or t.Nonce, t.encrypt or t.Encrypt)
-  if not inner then return nil, "reply does not decrypt: " .. tostring(derr) end
+  if type(t) ~= "table" or not t.encrypt then return nil, "reply must be the encrypted JSON answer" end
+  local inner, why = open_reply(mc, t)
+  if not inner then return nil, why end
   local v = util.decode(inner)
   if type(v) ~= "table" then return nil, "decrypted reply is not a JSON object" end
   return v
