@@ -1,4 +1,4 @@
--- The session state machine (wechat-api.md §3.2): every (from, to) pair.
+-- The session state machine (cloudvoip_server.h, cloud-server-sdk.html): every (from, to) pair.
 local machine = require "wxhw.call.machine"
 
 -- Written out independently of the implementation's table.

@@ -1,5 +1,6 @@
--- Callback gateway: Mini Program pushes (wechat-api.md §6, vectors §7.1),
--- WeCom openhw callbacks (§4.4) and the Pay hook, called as plain functions.
+-- Callback gateway: Mini Program pushes (message-push.html and its known
+-- answers), WeCom openhw callbacks (developer.work.weixin.qq.com docs 96053,
+-- 95987, 95988, 96130) and the Pay hook, called as plain functions.
 local callback = require "wxhw.callback"
 local msgcrypt = require "wxhw.msgcrypt"
 local kv = require "wxhw.call.store"
@@ -57,7 +58,7 @@ describe("callback.mini_program", function()
     gw = new_gw()
   end)
 
-  it("answers URL verification with echostr verbatim (§7.1 vector)", function()
+  it("answers URL verification with echostr verbatim (message-push.html known answer)", function()
     local g = new_gw{ clock = function() return 1714036504 end }
     local st, h, body = g("GET", { signature = "f464b24fc39322e44b38aa78f5edd27bd1441696", timestamp = "1714036504",
                                    nonce = "1514711492", echostr = "4375120948345356249" }, {}, "")

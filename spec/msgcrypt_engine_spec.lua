@@ -1,5 +1,6 @@
 -- The C WXBizMsgCrypt engine (wxhw.crypto.msgcrypt_engine) and its JSON
--- envelope scan: published vectors (wechat-api.md §7.1), the openssl CLI as
+-- envelope scan: published vectors
+-- (developers.weixin.qq.com/miniprogram/dev/framework/server-ability/message-push.html), the openssl CLI as
 -- an independent peer, bad input, and cjson as the oracle of the envelope.
 local crypto = require "wxhw.crypto"
 local ossl = require "support.openssl"

@@ -1,4 +1,5 @@
--- WXBizMsgCrypt against the published Mini Program vectors (wechat-api.md §7.1).
+-- WXBizMsgCrypt against the published Mini Program vectors
+-- (developers.weixin.qq.com/miniprogram/dev/framework/server-ability/message-push.html).
 local msgcrypt = require "wxhw.msgcrypt"
 local crypto = require "wxhw.crypto"
 local cjson = require "cjson"

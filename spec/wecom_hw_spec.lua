@@ -1,4 +1,4 @@
--- The WeCom hardware surface of seed 003 (cloud-to-cloud attendance and door
+-- The WeCom hardware surface of developer.work.weixin.qq.com/document/path/91342 (cloud-to-cloud attendance and door
 -- access) end to end against the emulator: unregister_sn, device status,
 -- member lookup by id, temperature reports, and the pushes the platform
 -- sends to the vendor's gateway (verify_device, the device commands) whose
@@ -17,7 +17,7 @@ local hw = require "support.wecom_hw"
 local OURS_MD5 = "644e29d5a414c40bd8f15d29fa1e7df4" -- "VendorSn01"
 local STRANGER_MD5 = "32a797897ac55a69c3b2e2a0048bd019" -- "Stranger99"
 
-describe("wxhw.wecom hardware surface (seed 003)", function()
+describe("wxhw.wecom hardware surface (openhw cloud access)", function()
   local emu, cr, wc, srv, commands, md5s, slow
   setup(function()
     emu = emulator.start{ seed = 31 }

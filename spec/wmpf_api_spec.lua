@@ -1,4 +1,4 @@
--- wxhw.wmpf backend APIs against the emulator (seed 002): product, public
+-- wxhw.wmpf backend APIs against the emulator (硬件信息管理后台接口): product, public
 -- key, devices in chunks, Mini Program binding, push messages (5 KB checked
 -- locally; 40101/45002/48012 from the platform), host-app token required.
 local emulator = require "support.emulator"

@@ -1,5 +1,5 @@
 --- WeChat's `iot_voip_notify` / `join_voip_room` push as the call specs send
--- it (wechat-api.md §3): every field filled, a fresh RoomId, ServerToken and
+-- it (cloud-server-sdk.html): every field filled, a fresh RoomId, ServerToken and
 -- Sn each time unless given.
 --
 --   local push = require("support.voip_push").join
