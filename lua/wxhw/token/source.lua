@@ -86,13 +86,28 @@ function M.new(desc, opts)
                         force_limits = desc.force_limits }, Source)
 end
 
+-- The base URL the source fetches from, when it is not the platform's own.
+local function other_back_end(self)
+  local product, o = self.desc.product, self.opts
+  local url = o.client and o.client.base_urls and o.client.base_urls[product or ""]
+    or o.base_url or o.base_urls and o.base_urls[product or ""]
+  if url == nil or url == require("wxhw.client").BASE_URLS[product or ""] then return nil end
+  return tostring(url)
+end
+
+--- A token belongs to the back end that issued it: a store shared by the
+-- host's processes must not hand an emulator's token to a client of the
+-- platform, or the other way round. The platform's own key carries no URL
+-- (unchanged, so hosts of two versions keep sharing one token); another
+-- back end's key ends in "@" and a digest of its base URL.
 function Source:key()
   local parts = { self.desc.name }
   for _, f in ipairs(self.desc.ids or {}) do parts[#parts + 1] = tostring(self.creds[f]) end
   local h = {}
   for _, f in ipairs(self.desc.secrets or {}) do h[#h + 1] = tostring(self.creds[f]) end
   if #h > 0 then parts[#parts + 1] = crypto.hex(crypto.sha256(table.concat(h, "\0"))):sub(1, 16) end
-  return table.concat(parts, ":")
+  local url = other_back_end(self)
+  return table.concat(parts, ":") .. (url and "@" .. crypto.hex(crypto.sha256(url)):sub(1, 12) or "")
 end
 
 function Source:_once(force, parent_token)
