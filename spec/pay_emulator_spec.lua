@@ -254,13 +254,13 @@ describe("wxhw.pay against the emulator", function()
       assert.equal("input", err2.kind)
       -- 5-200 letters and digits (device-inspections doc): checked before sending
       for _, sn in ipairs{ "ABCD", ("A"):rep(201), "SN_00001", "SN-00001", "" } do
-        local _, e = p:device_inspection(sn)
-        assert.equal("input", e.kind, sn)
-        assert.equal("device_sn must be 5-200 letters and digits", e.message)
+        local _, serr = p:device_inspection(sn)
+        assert.equal("input", serr.kind, sn)
+        assert.equal("device_sn must be 5-200 letters and digits", serr.message)
       end
       for _, sn in ipairs{ "ABCDE", ("A"):rep(200) } do -- in range: sent, and unknown to the fleet
-        local _, e = p:device_inspection(sn)
-        assert.equal("RESOURCE_NOT_EXISTS", e.errcode, sn)
+        local _, serr = p:device_inspection(sn)
+        assert.equal("RESOURCE_NOT_EXISTS", serr.errcode, sn)
       end
     end)
 
@@ -303,8 +303,8 @@ describe("wxhw.pay against the emulator", function()
     end)
 
     it("downloads again when the set is old", function()
-      local clock = os.time()
-      local p = new{ now = function() return clock end, cert_max_age = 3600 }
+      local now = os.time()
+      local p = new{ now = function() return now end, cert_max_age = 3600 }
       -- A frozen client clock cannot pace itself: start in a fresh second of the
       -- emulator's 20 QPS window so earlier specs' requests do not count here.
       require("wxhw.clock").sleep(1.05)
@@ -312,7 +312,7 @@ describe("wxhw.pay against the emulator", function()
       assert.truthy(p:request{ path = "/v3/iotmanage/devices", query = { limit = 1, offset = 0 } })
       assert.truthy(p:request{ path = "/v3/iotmanage/devices", query = { limit = 1, offset = 0 } })
       assert.equal(1, e.control("/__emulator/counters").endpoints["/v3/certificates"])
-      clock = clock + 3601
+      now = now + 3601
       e.control("/__emulator/pay/config", { skew = 3601 })
       assert.truthy(p:request{ path = "/v3/iotmanage/devices", query = { limit = 1, offset = 0 } })
       assert.equal(2, e.control("/__emulator/counters").endpoints["/v3/certificates"])
