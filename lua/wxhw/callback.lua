@@ -447,9 +447,10 @@ end
 -- WeCom hardware (openhw) callbacks ----------------------------------------
 
 -- Reply deadlines: bind 3000 ms (doc 95987); model_ticket, unbind,
--- verify_device (96130) and every device command 1000 ms.
+-- verify_device (96130) and every device command (user_scan: 97390) 1000 ms.
 M.wecom_deadlines = { model_ticket = 1.0, bind = 3.0, unbind = 1.0, verify_device = 1.0,
-  fetch_device_status = 1.0, update_firmware = 1.0, enter_page = 1.0, exit_page = 1.0, remote_open_door = 1.0 }
+  fetch_device_status = 1.0, update_firmware = 1.0, enter_page = 1.0, exit_page = 1.0, remote_open_door = 1.0,
+  user_scan = 1.0 }
 
 local function wecom_run(c, info, fn, msg, ctx)
   local t0 = clock.monotonic()

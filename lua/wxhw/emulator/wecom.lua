@@ -319,11 +319,13 @@ local function report_bio_info_result(emu, req)
 end
 
 -- report_remote_open_result (doc 96048): type remote_open_door or
--- scan_qrcode_open, and it must name the command that issued the oper_id.
+-- scan_qrcode_open, and it must name the command that issued the oper_id
+-- (remote_open_door, or user_scan for a scan).
+local OPENED_BY = { remote_open_door = "remote_open_door", scan_qrcode_open = "user_scan" }
 local function report_remote_open_result(emu, req)
   local b, rec = device_body(emu, req)
   if not b then return rec end
-  local op, e = operation(emu, b, rec, b.type)
+  local op, e = operation(emu, b, rec, OPENED_BY[b.type])
   if not op then return e end
   return finish(emu, op, b, b.errcode == 0 and "succeeded" or "failed")
 end
@@ -359,16 +361,22 @@ end
 -- the oper_id. exit_page (cancel an entry) is on the same page as enter_page
 -- but its body was not readable: chosen to repeat the enter_page fields and
 -- carry the oper_id of the entry it cancels.
+-- user_scan (doc 97390: a member scanned the device's QR code) carries the
+-- scanner's open_userid, user_type (0 member, 1 admin) and the code's state,
+-- and is answered encrypted {"online_status": 1|2}; its oper_id is the one a
+-- scan_qrcode_open result names (as the direct-access page 95050 says:
+-- 门禁开门的oper_id用户扫码事件推送). Its auth_code fields are for printers
+-- scanning files: not sent (chosen).
 local COMMANDS = { fetch_device_status = {}, update_firmware = { oper = true },
   enter_page = { oper = true, member = true, page = true }, exit_page = { member = true, page = true, cancels = true },
-  remote_open_door = { oper = true, member = true } }
+  remote_open_door = { oper = true, member = true }, user_scan = { oper = true, scan = true } }
+local COMMAND_NAMES = "fetch_device_status, update_firmware, enter_page, exit_page, remote_open_door, user_scan"
 
 --- Sends a device command to the vendor (1000 ms to answer); done(result | nil, why).
 function W:command(b, done)
   local emu = self.emu
   local spec = COMMANDS[b.command_type]
-  if not spec then return done(nil, "command_type must be one of fetch_device_status, update_firmware, "
-    .. "enter_page, exit_page, remote_open_door") end
+  if not spec then return done(nil, "command_type must be one of " .. COMMAND_NAMES) end
   local d = device(emu, b.device_sn)
   if not d or d.bind_status ~= 1 then return done(nil, "device_sn is not a bound device") end
   local o = st(emu)
@@ -381,6 +389,17 @@ function W:command(b, done)
     if not self.by_id[tostring(uid) .. "|" .. tostring(ut)] then return done(nil, "open_userid/user_type is not a member") end
     fields.open_userid = uid
     if spec.page then fields.user_type = ut end
+  end
+  if spec.scan then
+    self:members()
+    local uid = b.open_userid or self._members[1].open_userid
+    if not (self.by_id[tostring(uid) .. "|0"] or self.by_id[tostring(uid) .. "|2"]) then
+      return done(nil, "open_userid is not a member")
+    end
+    local ut = b.user_type or 0
+    if ut ~= 0 and ut ~= 1 then return done(nil, "user_type must be 0 (member) or 1 (admin) for user_scan") end
+    if b.state ~= nil and type(b.state) ~= "string" then return done(nil, "state must be a string") end
+    fields.open_userid, fields.user_type, fields.state = uid, ut, b.state or ""
   end
   if spec.page then
     if b.page_type ~= "fa" and b.page_type ~= "fp" then return done(nil, "page_type must be fa (face) or fp (fingerprint)") end
@@ -411,12 +430,17 @@ function W:command(b, done)
   end
   if b.command_type == "fetch_device_status" then d.status_requested_at = emu:now() end
   local corp = d.auth_corpid
-  emu.callbacks:openhw_push("command", b.command_type, fields, { base = { device_sn = d.device_sn, auth_corpid = corp } },
-    function(ok, why)
+  emu.callbacks:openhw_push("command", b.command_type, fields, { base = { device_sn = d.device_sn, auth_corpid = corp },
+      answer = spec.scan and "object" or nil },
+    function(ok, why, answer)
+      if ok and spec.scan and answer.online_status ~= 1 and answer.online_status ~= 2 then
+        ok, why = false, "user_scan's answer must be the encrypted {\"online_status\": 1|2}"
+      end
       if op then op.state = ok and "sent" or "refused" end
       if ok and spec.cancels then o.opers[b.oper_id].state = "cancelled" end
       emu:touch()
-      done({ ok = ok, reason = why, oper_id = fields.oper_id, command_type = b.command_type })
+      done({ ok = ok, reason = why, oper_id = fields.oper_id, command_type = b.command_type,
+        online_status = ok and spec.scan and answer.online_status or nil })
     end)
 end
 

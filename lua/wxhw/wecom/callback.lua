@@ -60,6 +60,18 @@ function M.handler(wc, o)
     end
     for _, name in ipairs(M.COMMANDS) do handlers[name] = run end
   end
+  if o.on_user_scan then
+    -- user_scan (doc 97390: a member scanned the device's QR code; its
+    -- oper_id is what a scan_qrcode_open result reports on) is answered with
+    -- the device's state, encrypted {"online_status": 1 online | 2 offline}:
+    -- on_user_scan(command, base_info) returns 1 or 2.
+    handlers.user_scan = function(msg)
+      local cmd = type(msg.command) == "table" and msg.command or {}
+      local status = o.on_user_scan(cmd, base(msg))
+      if status ~= 1 and status ~= 2 then error("wecom:callback: on_user_scan must return 1 (online) or 2 (offline)", 0) end
+      return { online_status = status }
+    end
+  end
   return callback.wecom{
     token = o.token, encoding_aes_key = o.encoding_aes_key, receive_id = o.receive_id,
     dedup = o.dedup, on_event = o.on_event, clock = o.clock, max_skew = o.max_skew, max_body = o.max_body,

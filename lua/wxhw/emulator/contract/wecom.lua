@@ -190,7 +190,9 @@ return {
     source = DOC .. "96048",
     body = result{ { "type", "string", req = true, enum = { "remote_open_door", "scan_qrcode_open" }, err_enum = 40058,
       src = "remote_open_door | scan_qrcode_open (doc)" } },
-    notes = { "oper_id from a remote_open_door command (doc 96010); an unknown oper_id is refused with 40058 (chosen)",
+    notes = { "oper_id from a remote_open_door command (doc 96010), or for scan_qrcode_open from a user_scan "
+      .. "command (doc 97390; 门禁开门的oper_id用户扫码事件推送, direct-access page 95050); an unknown oper_id, "
+      .. "or one of the other command, is refused with 40058 (chosen)",
       "errcode 0 opened, 1 failed (doc; the SKIT sample sends 2: any uint32 is taken, non-zero = failed)" },
     response = OK,
     errcodes = TOKEN_ERRS,
