@@ -91,7 +91,10 @@ local function base_check(r)
   if type(r) ~= "table" then return "must be a table" end
   if type(r.open_userid) ~= "string" or r.open_userid == "" then return "open_userid is required" end
   if r.user_type ~= 0 and r.user_type ~= 2 then return "user_type must be 0 (member) or 2 (student)" end
-  if type(r.timestamp) ~= "number" then return "timestamp (unix seconds) is required" end
+  local t = r.timestamp
+  if type(t) ~= "number" or t < 0 or t > 0xffffffff or t % 1 ~= 0 then
+    return "timestamp (unix seconds, a uint32) is required"
+  end
 end
 
 --- report_checkin_data: records { open_userid, user_type, timestamp }.

@@ -10,13 +10,19 @@ local DEVICE = { where = "query", param = "device_access_token", kinds = { devic
 -- WeCom SN: non-empty, ≤128, [0-9A-Za-z] (doc 95980); 40058 for a bad one: chosen.
 local SN = { "device_sn", "string", req = true, min = 1, max = 128, chars = "%w", err_len = 40058, err_chars = 40058 }
 local OK = { { "errcode", "integer" }, { "errmsg", "string" } }
+local FAILED = { { "open_userid", "string" }, { "user_type", "integer" }, { "timestamp", "integer" } }
 local FAIL_LIST = { { "errcode", "integer" }, { "errmsg", "string" }, { "fail_list", "array", items = { type = "object",
-  fields = { { "open_userid", "string" }, { "user_type", "integer" }, { "timestamp", "integer" } } } } }
+  fields = FAILED } } }
+-- doc 95986's example also gives each failed record an errcode and errmsg
+-- (the emulator leaves them out: chosen).
+local TEMPERATURE_FAIL_LIST = { FAIL_LIST[1], FAIL_LIST[2], { "fail_list", "array", items = { type = "object",
+  fields = { FAILED[1], FAILED[2], FAILED[3], { "errcode", "integer" }, { "errmsg", "string" } } } } }
 -- Record values (user_type 0/2, pass_type, pass_method, status) are checked
 -- per record by the route: a bad one lands in fail_list, the call succeeds.
 local USER_TYPE = { "user_type", "integer", req = true, src = "0 member, 2 student (doc 95984); others: not found / fail_list" }
 local function records(field, extra)
-  local fields = { { "open_userid", "string", req = true, min = 1 }, USER_TYPE, { "timestamp", "integer", req = true } }
+  local fields = { { "open_userid", "string", req = true, min = 1 }, USER_TYPE,
+    { "timestamp", "integer", req = true, least = 0, most = 4294967295, src = "uint32 (docs 95985, 95997, 95986)" } }
   for _, f in ipairs(extra or {}) do fields[#fields + 1] = f end
   return { field, "array", req = true, min = 1, max = 100, err_len = 40058, items = { type = "object", fields = fields },
     src = "at most 100 records a call (doc); 40058 over it: chosen" }
@@ -156,7 +162,7 @@ return {
     body = { records("temperature_data", {
       { "temperature", "string", req = true, src = "a decimal string (\"36.7\" in the sample); empty: fail_list" },
       { "status", "integer", req = true, src = "0 normal, 1 fever, 2 too low (doc); another value: fail_list" } }) },
-    response = FAIL_LIST,
+    response = TEMPERATURE_FAIL_LIST,
     errcodes = { [40058] = "more than 100 records (chosen)" },
   },
   {
