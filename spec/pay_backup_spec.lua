@@ -54,6 +54,19 @@ describe("wxhw.pay with an explicit base_url", function()
     assert.equal("connect", err.reason)
   end)
 
+  it("a wxhw.client given a pay base_url directly does not inherit the backup either", function()
+    local c = assert(client_mod.new{ base_urls = { pay = "http://127.0.0.1:" .. nginx.dead_port() },
+      transport = { timeout = 1, connect_timeout = 1 }, retry = { attempts = 1 } })
+    assert.is_nil(c.backup_urls.pay)
+    local res, err = c:call{ product = "pay", method = "GET", path = "/v3/iotmanage/devices" }
+    assert.same({}, backup_hits())
+    assert.is_nil(res)
+    assert.equal("connect", err.reason)
+    -- an explicit backup is still honoured
+    local c2 = assert(client_mod.new{ base_urls = { pay = "http://x.invalid" }, backup_urls = { pay = "http://y.invalid" } })
+    assert.equal("http://y.invalid", c2.backup_urls.pay)
+  end)
+
   it("still knows the production backup when no base_url is given", function()
     -- the default client keeps its backup table; only an explicit base_url turns it off
     local p = new{}

@@ -191,9 +191,22 @@ local function default_logger(event, info)
   io.stderr:write(table.concat(parts, " "), "\n")
 end
 
+-- A product whose base URL was overridden (an emulator, a test back end, a
+-- proxy) never inherits a production backup host: signed requests from a test
+-- configuration must not leave for production. Explicit backup_urls still apply.
+local function backup_urls_for(o)
+  local out = {}
+  if o.backup_urls == false then return out end
+  for product, url in pairs(M.BACKUP_URLS) do
+    if not (o.base_urls and rawget(o.base_urls, product)) then out[product] = url end
+  end
+  for product, url in pairs(o.backup_urls or {}) do out[product] = url end
+  return out
+end
+
 --- Options:
 --   base_urls = { mp = url, ... }      overrides M.BASE_URLS (emulator, tests)
---   backup_urls = { pay = url } | false
+--   backup_urls = { pay = url } | false  (a product given in base_urls gets no default backup)
 --   transport = object | { transport.new options }
 --   token_provider = { token = fn(self) -> token | nil, err, invalidate = fn(self, failed) }
 --   retry = { attempts = 3, base_delay = 0.2, max_delay = 5, max_total = 15 }
@@ -214,7 +227,7 @@ function M.new(o)
   local self = setmetatable({
     transport = t,
     base_urls = setmetatable(o.base_urls or {}, { __index = M.BASE_URLS }),
-    backup_urls = o.backup_urls == false and {} or setmetatable(o.backup_urls or {}, { __index = M.BACKUP_URLS }),
+    backup_urls = backup_urls_for(o),
     token_provider = o.token_provider,
     retry = {
       attempts = 3, base_delay = 0.2, max_delay = 5, max_total = 15,

@@ -63,14 +63,9 @@ function M.new(o)
   if o.apiv3_key ~= nil and (type(o.apiv3_key) ~= "string" or #o.apiv3_key ~= 32) then
     return input("apiv3_key must be the 32-character APIv3 key")
   end
-  -- An explicit base_url (emulator, test) must never fall back to the
-  -- production backup host with signed requests: false turns backups off.
-  local backup_urls
-  if o.base_url ~= nil then backup_urls = false end
   local c, cerr = client_mod.new{
     transport = o.transport,
-    base_urls = { pay = o.base_url },
-    backup_urls = backup_urls,
+    base_urls = { pay = o.base_url }, -- so no production backup either (wxhw.client's rule)
     limiter = o.limiter,
     limiter_namespace = "pay:" .. o.mchid .. ":",
     rate_limits = { ["pay /v3/iotmanage/devices"] = (o.qps or o.daily_quota) and { rate = o.qps or M.IOT_RULE.rate,
