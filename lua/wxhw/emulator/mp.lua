@@ -24,7 +24,7 @@ M.sn_error = sn_error
 -- errmsgs: the meanings in the contract (contract/mp.lua).
 local ERR = {}
 for _, e in ipairs(contract) do
-  for code, meaning in pairs(e.errcodes) do ERR[code] = ERR[code] or meaning end
+  for code, meaning in pairs(e.errcodes) do ERR[code] = ERR[code] or validate.errmsg(meaning) end
 end
 
 local function err(emu, code, msg) return emu:err(code, msg or ERR[code]) end

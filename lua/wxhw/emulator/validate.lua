@@ -126,10 +126,15 @@ end
 local WHY = { missing = "is required", type = "has the wrong JSON type", len = "is out of its length limits",
   chars = "has characters outside its allowed set", range = "is out of range", enum = "is not an allowed value" }
 
+--- The errmsg for an errcode's meaning in the contract: without the
+-- contract's own trailing note in parentheses ("(chosen)", "(per device)",
+-- "(msg over 5 KB)"), which WeChat does not send.
+function M.errmsg(meaning) return (meaning:gsub("%s*%b()$", "")) end
+
 local function refuse(emu, req, entry, code, hint)
   req.contract = "refused: " .. hint
   if entry.style == "pay" then return emu.pay:error(req, code.status, code.code, hint) end
-  local msg = entry.errcodes and entry.errcodes[code] or emu:errmsg(code)
+  local msg = entry.errcodes and entry.errcodes[code] and M.errmsg(entry.errcodes[code]) or emu:errmsg(code)
   return emu:err(code, msg .. " hint: " .. hint)
 end
 
