@@ -4,25 +4,13 @@
 -- the client and the emulator used to demand an oper_id from an enter_page
 -- command for every result.
 local emulator = require "support.emulator"
-local client = require "wxhw.client"
-local wecom = require "wxhw.wecom"
 local hw = require "support.wecom_hw"
 
 describe("WeCom report_bio_info_result (doc 96000)", function()
-  local emu, wc, dev, tok, member
+  local emu, dev, tok, member
   setup(function()
     emu = emulator.start{ seed = 41 }
-    local cr = emu.credentials.openhw
-    wc = wecom.new{ client = assert(client.new{ base_urls = { wecom = emu.base_url }, retry = { attempts = 1 } }),
-      model_id = cr.model_id, model_secret = cr.model_secret,
-      model_ticket = function() return emu.control("/__emulator/openhw/model_ticket").model_ticket end }
-    local secret = hw.bind_quietly(emu, wc, "BioDevice01", "")
-    dev = wc:device{ device_sn = "BioDevice01", device_secret = secret }
-    for u in dev:members{ limit = 10 } do member = u; break end
-    local mt = emu.json("POST", "/cgi-bin/openhw/get_model_token", { model_id = cr.model_id,
-      model_secret = cr.model_secret, model_ticket = emu.control("/__emulator/openhw/model_ticket").model_ticket })
-    tok = emu.json("POST", "/cgi-bin/openhw/get_device_token?model_access_token=" .. mt.model_access_token,
-      { device_sn = "BioDevice01", device_secret = secret }).device_access_token
+    dev, tok, member = hw.bound(emu, hw.client(emu), "BioDevice01")
   end)
   teardown(function() if emu then emu.stop() end end)
 

@@ -3,25 +3,13 @@
 -- sending (a whole chunk of 100 would otherwise be refused), and the
 -- emulator refuses what WeCom would (it took any JSON integer, -1 too).
 local emulator = require "support.emulator"
-local client = require "wxhw.client"
-local wecom = require "wxhw.wecom"
 local hw = require "support.wecom_hw"
 
 describe("WeCom record timestamps (uint32)", function()
   local emu, dev, tok, member
   setup(function()
     emu = emulator.start{ seed = 47 }
-    local cr = emu.credentials.openhw
-    local wc = wecom.new{ client = assert(client.new{ base_urls = { wecom = emu.base_url }, retry = { attempts = 1 } }),
-      model_id = cr.model_id, model_secret = cr.model_secret,
-      model_ticket = function() return emu.control("/__emulator/openhw/model_ticket").model_ticket end }
-    local secret = hw.bind_quietly(emu, wc, "Clock01", "")
-    dev = wc:device{ device_sn = "Clock01", device_secret = secret }
-    for u in dev:members{ limit = 10 } do member = u; break end
-    local mt = emu.json("POST", "/cgi-bin/openhw/get_model_token", { model_id = cr.model_id,
-      model_secret = cr.model_secret, model_ticket = emu.control("/__emulator/openhw/model_ticket").model_ticket })
-    tok = emu.json("POST", "/cgi-bin/openhw/get_device_token?model_access_token=" .. mt.model_access_token,
-      { device_sn = "Clock01", device_secret = secret }).device_access_token
+    dev, tok, member = hw.bound(emu, hw.client(emu), "Clock01")
   end)
   teardown(function() if emu then emu.stop() end end)
 

@@ -5,11 +5,9 @@
 -- wxhw acknowledged it with "success" (an unknown event) and the emulator
 -- could not send it, so no scan_qrcode_open result was ever accepted.
 local emulator = require "support.emulator"
-local client = require "wxhw.client"
 local callback = require "wxhw.callback"
 local httpserver = require "wxhw.httpserver"
 local cjson = require "cjson"
-local wecom = require "wxhw.wecom"
 local request = require "support.pumped_request"
 local hw = require "support.wecom_hw"
 
@@ -18,9 +16,7 @@ describe("WeCom user_scan command (doc 97390)", function()
   setup(function()
     emu = emulator.start{ seed = 43 }
     local oh = emu.credentials.openhw
-    wc = wecom.new{ client = assert(client.new{ base_urls = { wecom = emu.base_url }, retry = { attempts = 1 } }),
-      model_id = oh.model_id, model_secret = oh.model_secret,
-      model_ticket = function() return emu.control("/__emulator/openhw/model_ticket").model_ticket end }
+    wc = hw.client(emu)
     local keys = { token = oh.callback_token, encoding_aes_key = oh.encoding_aes_key, receive_id = oh.service_corpid }
     local function gateway(extra)
       local o = { token = keys.token, encoding_aes_key = keys.encoding_aes_key, receive_id = keys.receive_id }

@@ -4,7 +4,6 @@
 -- path: fudiwei/DotNetCore.SKIT.FlurlHttpClient.Wechat@92020d95 ModelSamples
 -- (copied to spec/fixtures/platform-samples/wecom-openhw/).
 local DOC = "https://developer.work.weixin.qq.com/document/path/"
-local SKIT = "SKIT sample CgibinOpenHardware"
 local MODEL = { where = "query", param = "model_access_token", kinds = { model = true }, says = "model_access_token" }
 local DEVICE = { where = "query", param = "device_access_token", kinds = { device = true }, says = "device_access_token" }
 -- WeCom SN: non-empty, ≤128, [0-9A-Za-z] (doc 95980); 40058 for a bad one: chosen.
