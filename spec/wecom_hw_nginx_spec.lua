@@ -41,6 +41,10 @@ describe("wxhw.wecom hardware surface in OpenResty #lua54", function()
                 end,
                 on_command = function(cmd, base)
                   ngx.shared.cmds:set(cmd.command_type, require("cjson").encode({ cmd = cmd, sn = base.device_sn }))
+                end,
+                on_user_scan = function(cmd, base)
+                  ngx.shared.cmds:set("user_scan", require("cjson").encode({ cmd = cmd, sn = base.device_sn }))
+                  return 1
                 end }
               package.loaded["spec.hw_gateway"] = w
             end
@@ -134,6 +138,19 @@ describe("wxhw.wecom hardware surface in OpenResty #lua54", function()
     assert.equal("succeeded", operation(r.oper_id).state)
     res = act(dev, "report_bio_info_result", { oper_id = "OPforged", errcode = 0 })
     assert.equal(40058, res.err.errcode)
+
+    -- user_scan (doc 97390): answered {"online_status":1}; the door opened on the scan
+    r = e.control("/__emulator/openhw/command", { device_sn = "NgxDoor01", command_type = "user_scan", state = "s1" })
+    assert.is_true(r.ok, tostring(r.reason) .. srv:error_log())
+    assert.equal(1, r.online_status)
+    _, last = get("/last?type=user_scan")
+    assert.equal("s1", last.cmd.state)
+    assert.is_true(act(dev, "report_remote_open_result", { oper_id = r.oper_id, type = "scan_qrcode_open",
+      errcode = 0 }).ok)
+    assert.equal("succeeded", operation(r.oper_id).state)
+    -- an entry made on the device itself has no oper_id (doc 96000)
+    assert.is_true(act(dev, "report_bio_info_result", { errcode = 0, open_userid = last.cmd.open_userid,
+      user_type = 0, bio_info_type = 1 }).ok)
 
     local log = e.control("/__emulator/callbacks", nil, "GET").log
     for _, entry in ipairs(log) do
