@@ -9,7 +9,7 @@
 -- Layout per token key K:
 --   K          "expires_at|fetched_at|token"
 --   K#gen      generation, bumped on every change (the workers' cache check)
---   K#lease    refresh lease owner, with the lease ttl as exptime
+--   K#lease    refresh lease owner ("<wxhw.owner id> <seq>"), with the lease ttl as exptime
 --   K#bad      the token last invalidated (compare-and-invalidate without a
 --              lock: a record holding it reads as empty)
 --   K#fday:D   forced refreshes on China day D;  K#fspace  spacing marker
@@ -25,6 +25,7 @@ M.__index = M
 local Layered = setmetatable({}, { __index = M })
 Layered.__index = Layered
 
+local owner = require "wxhw.owner"
 local seq = 0
 
 --- opts: dict (name, default "wxhw_tokens").
@@ -75,17 +76,27 @@ function M:peeker(key)
   return function() return d:get(k) end
 end
 
+-- Lease ids are "<owner id> <seq>" (wxhw.owner: boot id, pid, start time):
+-- a worker killed (-9) while it held the lease is recognised as gone and one
+-- waiter takes its lease over at once (the marker K#lease#took:<id> is added
+-- once per dead holder), as the shm and redis stores do, instead of every
+-- worker waiting out the lease ttl (30 s) without a token.
 function M:lease(key, ttl)
   seq = seq + 1
-  local id = self.ngx.worker.pid() .. "-" .. seq
-  local ok, err = self.dict:safe_add(key .. "#lease", id, ttl)
+  local d, lk = self.dict, key .. "#lease"
+  local id = owner.id() .. " " .. seq
+  local ok, err = d:safe_add(lk, id, ttl)
   if ok then return id end
-  if err == "exists" then
-    local left = self.dict.ttl and self.dict:ttl(key .. "#lease")
-    local holder = tostring(self.dict:get(key .. "#lease")):match("^%d+") or "?"
-    return false, "nginx worker " .. holder, left
+  if err ~= "exists" then return fail(err) end
+  local cur = d:get(lk)
+  local who = cur and tostring(cur):match("^(%S+) %d+$")
+  if who and owner.gone(who) and d:safe_add(lk .. "#took:" .. cur, true, ttl) then
+    local sok, serr = d:safe_set(lk, id, ttl)
+    if not sok then return fail(serr) end
+    return id
   end
-  return fail(err)
+  local left = d.ttl and d:ttl(lk)
+  return false, "nginx worker " .. (tostring(who):match("/(%d+)/") or "?"), left
 end
 
 function M:release(key, lease)
