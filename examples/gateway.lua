@@ -6,6 +6,9 @@
 --     lua5.4 examples/gateway.lua gateway.conf.lua
 -- As the call daemon behind nginx (workers + relay, no HTTP):
 --     lua5.4 examples/gateway.lua gateway.conf.lua --daemon
+-- To check a configuration as nginx's init_by_lua will (exit status 1 and
+-- every problem named; `nginx -t` does not run init_by_lua):
+--     lua5.4 examples/gateway.lua gateway.conf.lua --check
 -- Inside nginx (examples/nginx.conf), handlers that never block:
 --     require("gateway").nginx().mp   (reads $WXHW_GATEWAY_CONFIG)
 --
@@ -265,6 +268,11 @@ end
 if arg and arg[0] and arg[0]:match("gateway%.lua$") and ... ~= "gateway" then
   dofile((arg[0]:match("^(.*)/") or ".") .. "/paths.lua") -- wxhw from this checkout
   local conf = load_config(arg[1])
+  if arg[2] == "--check" then -- as init_by_lua would (nginx -t does not run it)
+    local ok, err = M.validate(conf, "nginx")
+    io.stdout:write(ok and "gateway: configuration ok\n" or err .. "\n")
+    os.exit(ok and 0 or 1)
+  end
   local d = M.program(conf, arg[2] == "--daemon")
   io.stdout:write(("WXHW_GATEWAY http=%s relay=%s calls=%s\n"):format(
     d.http and d.http.port or "-", d.relay_port or "-", conf.calls.socket_path))

@@ -53,7 +53,7 @@ end
 
 --- opts: calls, command (argv list), socket_path, appid, connect_timeout (5 s),
 -- owner (who runs the workers, for recover(): "<hostname>:<socket_path>"),
--- stop_grace (2 s), socket_mode ("600"; "660" to share with an nginx group), log (file for workers' stdout/stderr, default /dev/null),
+-- stop_grace (2 s), socket_mode ("660": this user and its group, e.g. nginx's worker user's; "600" for this user only), log (file for workers' stdout/stderr, default /dev/null),
 -- heartbeat (15 s: a call whose supervisor has not renewed its liveness key
 -- for that long is ABORTED by the others; false = off),
 -- max_backlog (bytes queued for a worker before media is dropped, 8 MiB),
@@ -78,8 +78,9 @@ function M.new(opts)
   -- room for a burst of workers starting at once; step() accepts them all
   srv:listen(opts.backlog or 1024)
   srv:settimeout(0)
-  -- only this user may connect (workers, local gateways)
-  os.execute("chmod " .. (opts.socket_mode or "600") .. " '" .. path:gsub("'", "'\\''") .. "' 2>/dev/null")
+  -- this user (workers) and its group (nginx workers, which run as another
+  -- user: run the daemon with a group they share); never others
+  os.execute("chmod " .. (opts.socket_mode or "660") .. " '" .. path:gsub("'", "'\\''") .. "' 2>/dev/null")
   local self = setmetatable({
     calls = opts.calls, command = opts.command, socket_path = path, server = srv, appid = opts.appid or "",
     connect_timeout = opts.connect_timeout or 5, max_backlog = opts.max_backlog or 8 * 1024 * 1024, stop_grace = opts.stop_grace or 2,

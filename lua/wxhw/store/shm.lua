@@ -8,14 +8,27 @@ local ts = core.tokenstore
 local M = {}
 M.__index = M
 
+-- The effective uid (Linux /proc), else nil.
+local function euid()
+  local f = io.open("/proc/self/status", "r")
+  if not f then return nil end
+  local s = f:read("*a")
+  f:close()
+  return s:match("\nUid:%s*%d+%s+(%d+)")
+end
+
 --- The default file: $WXHW_TOKEN_STORE, else $XDG_RUNTIME_DIR/wxhw-tokens,
 -- else /tmp/wxhw-tokens-<uid> (the C side refuses files owned by others or
--- readable by group/others, so a shared /tmp is safe).
+-- readable by group/others, so a shared /tmp is safe). The uid, not $USER:
+-- nginx clears the environment of its workers, and every user without a
+-- $USER would otherwise name the same file (whose owner alone could open it).
 function M.default_path()
   local p = os.getenv("WXHW_TOKEN_STORE")
   if p and p ~= "" then return p end
   local run = os.getenv("XDG_RUNTIME_DIR")
   if run and run ~= "" then return run .. "/wxhw-tokens" end
+  local id = euid()
+  if id then return "/tmp/wxhw-tokens-" .. id end
   local user = os.getenv("USER") or os.getenv("LOGNAME") or "user"
   return "/tmp/wxhw-tokens-" .. user:gsub("[^%w_.-]", "_")
 end
