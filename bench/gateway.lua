@@ -45,6 +45,9 @@ local TOKEN, KEY, APPID = "benchtoken", ("K"):rep(43), "wxbench000000001"
 
 local tmp = io.popen("mktemp -d /tmp/wxhw-bench-gw.XXXXXX"):read("*l")
 local SHM = "/dev/shm/" .. tmp:match("[^/]+$") .. ".kv"
+-- the same handler with metrics on (wxhw.metrics, counters in a shared dict)
+-- de-duplicates in a table of its own: the rounds replay the same pushes
+local SHM_METRICS = "/dev/shm/" .. tmp:match("[^/]+$") .. "-metrics.kv"
 -- replies here are ~200 bytes (an encrypted {errcode, errmsg}); every push of the run fits
 local SHM_VALUE_BYTES = 256
 local function sh(cmd) local p = io.popen(cmd .. " 2>&1"); local s = p:read("*a"); p:close(); return s end
@@ -81,7 +84,7 @@ end
 
 local srv = assert(nginx.start{
   workers = workers,
-  http_block = "lua_code_cache on;\n  lua_shared_dict wxhw_callbacks 256m;\n" ..
+  http_block = "lua_code_cache on;\n  lua_shared_dict wxhw_callbacks 256m;\n  lua_shared_dict wxhw_metrics 1m;\n" ..
     "  init_worker_by_lua_block {\n" ..
     "    local callback = require 'wxhw.callback'\n" ..
     "    local ffi = require 'ffi'\n" ..
@@ -100,6 +103,13 @@ local srv = assert(nginx.start{
     "        if v < 255 then tally[i] = v + 1 end\n" ..
     "        return { errcode = 0, errmsg = 'ok' }\n" ..
     "      end } }\n" ..
+    "    local reg = require('wxhw.metrics').new{ backend = assert(require('wxhw.metrics').ngx_shared('wxhw_metrics')) }\n" ..
+    "    METRICS = reg:handler()\n" ..
+    ("    PUSH_METRICS = callback.mini_program{ token = %q, encoding_aes_key = %q, appid = %q,\n"):format(TOKEN, KEY, APPID) ..
+    ("      dedup = require('wxhw.callback.ngx').dedup{ shm = %q, entries = %d, value_bytes = %d },\n")
+      :format(SHM_METRICS, TOTAL, SHM_VALUE_BYTES) ..
+    "      on_event = require('wxhw.metrics.instruments').new(reg).on_event,\n" ..
+    "      handlers = { bench_event = function() return { errcode = 0, errmsg = 'ok' } end } }\n" ..
     ("    PUSH_NODEDUP = callback.mini_program{ token = %q, encoding_aes_key = %q, appid = %q, dedup = false,\n"):format(TOKEN, KEY, APPID) ..
     "      handlers = { bench_event = function() return { errcode = 0, errmsg = 'ok' } end } }\n" ..
     ("    PUSH_DICT = callback.mini_program{ token = %q, encoding_aes_key = %q, appid = %q,\n"):format(TOKEN, KEY, APPID) ..
@@ -109,6 +119,8 @@ local srv = assert(nginx.start{
     location = /push { content_by_lua_block { require("wxhw.callback.ngx").serve(PUSH) } }
     location = /push_nodedup { content_by_lua_block { require("wxhw.callback.ngx").serve(PUSH_NODEDUP) } }
     location = /push_dict { content_by_lua_block { require("wxhw.callback.ngx").serve(PUSH_DICT) } }
+    location = /push_metrics { content_by_lua_block { require("wxhw.callback.ngx").serve(PUSH_METRICS) } }
+    location = /metrics { content_by_lua_block { require("wxhw.callback.ngx").serve(METRICS) } }
     location = /static { return 200 "success"; }
     location = /lua { content_by_lua_block { ngx.req.read_body(); ngx.print("success") } }
   ]],
@@ -210,8 +222,9 @@ local function tally(first, last)
   return distinct, dups
 end
 
-local NAMES = { "static", "lua", "push", "push_dict", "push_nodedup", "static_get" }
+local NAMES = { "static", "lua", "push", "push_metrics", "push_dict", "push_nodedup", "static_get" }
 local best = {}
+local metrics_answered = 0
 local ok, err = pcall(function()
   local expect_distinct, lost_total, dup_total, bad_total = 0, 0, 0, 0
   for r = 1, rounds do
@@ -221,6 +234,8 @@ local ok, err = pcall(function()
     res.push = run("/push", file)
     local dispatched, dups = tally((r - 1) * N + 1, r * N)
     res.lua = run("/lua", file)
+    res.push_metrics = run("/push_metrics", file)
+    metrics_answered = metrics_answered + res.push_metrics.total
     res.push_nodedup = run("/push_nodedup", file)
     res.push_dict = run("/push_dict", file)
     res.static_get = run("/static", nil, true)
@@ -229,7 +244,7 @@ local ok, err = pcall(function()
     expect_distinct = expect_distinct + distinct
     lost_total = lost_total + math.max(0, distinct - dispatched)
     dup_total = dup_total + dups
-    bad_total = bad_total + res.push.bad + res.push_nodedup.bad + res.push_dict.bad + res.static.bad + res.lua.bad
+    bad_total = bad_total + res.push.bad + res.push_metrics.bad + res.push_nodedup.bad + res.push_dict.bad + res.static.bad + res.lua.bad
     local line = { ("round %d:"):format(r) }
     for _, n in ipairs(NAMES) do
       local x = res[n]
@@ -249,6 +264,7 @@ local ok, err = pcall(function()
   row("static return 200", b.static)
   row("minimal content_by_lua", b.lua)
   row("push endpoint (shm dedup)", b.push)
+  row("push, metrics on (shm dedup)", b.push_metrics)
   row("push, lua_shared_dict dedup", b.push_dict)
   row("push, no dedup store", b.push_nodedup)
   row("static, plain wrk GET", b.static_get)
@@ -263,6 +279,17 @@ local ok, err = pcall(function()
     :format(b.push.rps / b.static.rps, b.push.rps / b.lua.rps, b.push_nodedup.rps / b.static.rps,
       b.push_dict.rps / b.static.rps))
   print(("  (against a scriptless wrk GET of /static, the old reference: push %.2fx)"):format(b.push.rps / b.static_get.rps))
+  print(("ratio push with metrics/static: %.2fx (target >= 0.5x); metrics cost %.1f us nginx CPU per push")
+    :format(b.push_metrics.rps / b.static.rps, b.push_metrics.cpu_us - b.push.cpu_us))
+  -- every answered push is counted once (after the workers' last flush)
+  os.execute("sleep 1.5")
+  local text = sh("curl -s " .. srv.base_url .. "/metrics")
+  local counted = 0
+  -- (ok and duplicate: a round longer than its pushes replays them)
+  for v in text:gmatch('wxhw_callback_pushes_total{[^}]*} (%d+)') do counted = counted + tonumber(v) end
+  print(("metrics: %d pushes counted, %d answered by wrk (in-flight ones at a run's end may add a few)")
+    :format(counted, metrics_answered))
+  assert(counted >= metrics_answered and counted <= metrics_answered + rounds * conns, "metrics miscounted the pushes")
   print(("dispatches: %d distinct pushes answered, lost: %d, duplicated: %d, non-200: %d")
     :format(expect_distinct, lost_total, dup_total, bad_total))
   -- exactly-once is a property, not a figure: fail the bench if it breaks
@@ -270,5 +297,5 @@ local ok, err = pcall(function()
 end)
 local elog = srv:error_log(); io.stderr:write("nginx error.log: ", #elog, " bytes\n", elog:sub(1, 600), "\n")
 srv:stop()
-os.execute("rm -rf '" .. tmp .. "' '" .. SHM .. "'")
+os.execute("rm -rf '" .. tmp .. "' '" .. SHM .. "' '" .. SHM_METRICS .. "'")
 if not ok then io.stderr:write(tostring(err), "\n"); os.exit(1) end
