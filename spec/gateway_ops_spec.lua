@@ -47,6 +47,14 @@ local function start(conf_path, workers)
   }
 end
 
+-- Runs fn(srv), stops nginx, then fails with its error log if fn did.
+local function with_server(srv, fn)
+  local ok, err = pcall(fn, srv)
+  local log = srv:error_log()
+  srv:stop()
+  assert(ok, tostring(err) .. "\n" .. log)
+end
+
 describe("wxhw.callback.refusals", function()
   it("writes one line per product and reason per interval, then how many it held back", function()
     local now, lines = 1000, {}
@@ -85,9 +93,8 @@ describe("gateway operations in nginx #slow #nosan", function()
   after_each(function() os.execute("rm -rf '" .. dir .. "'") end)
 
   it("logs each refusal reason once, with no signature, nonce or body", function()
-    local srv = assert(start(good_config(dir)))
     local mc = assert(msgcrypt.new{ token = TOKEN, encoding_aes_key = KEY, receive_id = APPID })
-    local ok, err = pcall(function()
+    with_server(assert(start(good_config(dir))), function(srv)
       local ts = tostring(os.time())
       local body, sig = mc:push_body(cjson.encode{ MsgType = "event", Event = "x" }, "mp_json", ts, "nonce4711", "gh")
       local bad_sig = ("e"):rep(40)
@@ -118,9 +125,6 @@ describe("gateway operations in nginx #slow #nosan", function()
         assert.is_nil(log:find(secret, 1, true), secret)
       end
     end)
-    local log = srv:error_log()
-    srv:stop()
-    assert(ok, tostring(err) .. "\n" .. log)
   end)
 
   it("refuses to start on a bad configuration, naming every problem and no secret", function()
@@ -172,8 +176,7 @@ describe("gateway operations in nginx #slow #nosan", function()
   end)
 
   it("/healthz is 503 while the call daemon's socket is missing, 200 once it listens", function()
-    local srv = assert(start(good_config(dir)))
-    local ok, err = pcall(function()
+    with_server(assert(start(good_config(dir))), function(srv)
       local st, body = request(srv.port, "GET", "/healthz", nil, idle)
       assert.equal(503, st)
       assert.matches("not ready: call daemon unreachable", body, 1, true)
@@ -185,9 +188,6 @@ describe("gateway operations in nginx #slow #nosan", function()
       assert.equal(200, st)
       assert.equal("ok", body)
     end)
-    local log = srv:error_log()
-    srv:stop()
-    assert(ok, tostring(err) .. "\n" .. log)
   end)
 end)
 
