@@ -27,7 +27,9 @@
 --     relay = { host = "0.0.0.0", port = 7000, jitter_ms = 60 },      -- device media
 --     dedup = { shm = "/dev/shm/wxhw-dedup.kv", entries = 100000 },  -- nginx: retransmissions
 --     metrics = true,   -- GET /metrics (Prometheus text); nginx: lua_shared_dict wxhw_metrics,
---                       -- or { dict = "name", flush = 1 }; false/absent: no /metrics
+--                       -- or { dict = "name", flush = 1 }; false/absent: no /metrics.
+--                       -- With --daemon and `http`, the daemon serves its own /metrics
+--                       -- (call states: calls run there, not in nginx) on that port
 --     -- (recommended: a shm table all workers map; entries = peak pushes/s x 600 s;
 --     --  without `dedup` the lua_shared_dict `dedup_dict` or "wxhw_callbacks" is used)
 --   }
@@ -237,12 +239,18 @@ function M.program(conf, daemon_only)
   local d = M.daemon(conf, ops.instruments)
   d.metrics = ops.registry
   d.instruments = ops.instruments
-  local http
+  local http, r
   if not daemon_only then
     local function stats()
       return { supervisor = d.supervisor.counters, relay = d.relay.counters, workers = d.supervisor:count() }
     end
-    local r = routes(conf, d.calls, { store = d.store }, ops, stats)
+    r = routes(conf, d.calls, { store = d.store }, ops, stats)
+  elseif conf.metrics and conf.http then
+    -- the call daemon behind nginx: the call states are counted here, so
+    -- it serves its own /metrics (and /healthz) on `http`
+    r = { ["/metrics"] = ops.metrics, ["/healthz"] = function() return 200, TEXT, "ok" end }
+  end
+  if r then
     http = assert(require("wxhw.httpserver").new{
       host = conf.http and conf.http.host, port = conf.http and conf.http.port,
       handler = function(method, path, query, headers, body)

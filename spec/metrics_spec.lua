@@ -161,7 +161,9 @@ describe("gateway /metrics #slow #nosan", function()
 
   it("inside nginx: pushes by product, event and outcome, summed across two workers", function()
     local conf_path = write_config(dir, "{ flush = 0.2 }")
-    local d = gateway.program(gateway.load_config(conf_path), true) -- the call daemon
+    local conf = gateway.load_config(conf_path)
+    conf.http = { host = "127.0.0.1", port = 0 } -- the daemon's own /metrics
+    local d = gateway.program(conf, true) -- the call daemon
     local serve = 'content_by_lua_block { require("wxhw.callback.ngx").serve(require("gateway").nginx().%s) }'
     local srv = assert(nginx.start{
       workers = 2,
@@ -177,10 +179,15 @@ describe("gateway /metrics #slow #nosan", function()
       traffic(srv.port, d.step, mc)
       local m, text = scrape(srv.port, d.step, complete)
       check_pushes(m, text)
+      assert.is_nil(m.value("wxhw_calls_total"), text) -- calls run in the daemon
+      -- which counts them on its own /metrics
+      m, text = scrape(d.http.port, d.step, function(x) return x.value("wxhw_calls_total", { state = "IDLE" }) end)
+      assert.equal(1, m.value("wxhw_calls_total", { state = "IDLE" }), text)
+      assert.is_nil(m.value("wxhw_callback_pushes_total"), text)
     end)
     local log = srv:error_log()
     srv:stop()
-    d.supervisor:close(); d.relay:close()
+    d.http:close(); d.supervisor:close(); d.relay:close()
     assert(ok, tostring(err) .. "\n" .. log)
   end)
 
