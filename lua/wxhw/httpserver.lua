@@ -16,6 +16,12 @@
 -- times whatever the segment sizes.
 -- One handler runs at a time, so handlers must be quick (WeChat's deadlines
 -- are 1–5 s anyway); long work belongs in a queue.
+-- Connections are anyone's: at most max_conns (256) are kept, a new one
+-- making room by dropping the one whose request has waited longest, and a
+-- request must arrive whole within request_timeout (10 s) of its first byte
+-- (of the connection, for a new one), however it trickles. Without these a
+-- byte every 29 s kept a connection for ever, and 1100 of them made
+-- select() raise (descriptor above FD_SETSIZE): the loop died.
 local socket = require "socket"
 local callback = require "wxhw.callback"
 
@@ -38,6 +44,7 @@ function M.new(opts)
   return setmetatable({ server = srv, port = tonumber(port), handler = opts.handler, conns = {},
                         max_header = opts.max_header or 16384, max_body = opts.max_body or 65536,
                         idle_timeout = opts.idle_timeout or 30, on_error = opts.on_error,
+                        max_conns = opts.max_conns or 256, request_timeout = opts.request_timeout or 10,
                         requests = 0 }, M)
 end
 
@@ -90,6 +97,7 @@ local function process(self, c)
     local keep = (version == "1.1" and (headers.connection or ""):lower() ~= "close")
         or (headers.connection or ""):lower() == "keep-alive"
     self.requests = self.requests + 1
+    c.started = #c.buf > 0 and socket.gettime() or nil -- the next request's clock
     local ok, status, rh, rb = pcall(self.handler, method, path, callback.parse_query(qs), headers, body)
     if not ok then
       if self.on_error then pcall(self.on_error, status) end
@@ -102,6 +110,19 @@ end
 local function drop(self, sock)
   self.conns[sock] = nil
   sock:close()
+end
+
+-- At max_conns: drops the connection whose request has waited longest
+-- (else the longest idle one), so a flood of slow clients cannot keep a
+-- quick one out.
+local function make_room(self)
+  local victim, oldest, count = nil, math.huge, 0
+  for s, c in pairs(self.conns) do
+    count = count + 1
+    local t = c.started or (c.seen + self.request_timeout) -- idle ones after any pending request
+    if #c.out == 0 and t < oldest then victim, oldest = s, t end
+  end
+  if count >= self.max_conns and victim then drop(self, victim) end
 end
 
 --- One turn of the loop.
@@ -120,7 +141,8 @@ function M:step(timeout)
         if not nc then break end
         nc:settimeout(0)
         nc:setoption("tcp-nodelay", true)
-        self.conns[nc] = { buf = "", parts = {}, held = 0, out = "", seen = now }
+        make_room(self)
+        self.conns[nc] = { buf = "", parts = {}, held = 0, out = "", seen = now, started = now }
       end
     elseif self.conns[s] then
       local c = self.conns[s]
@@ -128,6 +150,7 @@ function M:step(timeout)
       data = data or partial
       if data and #data > 0 and not c.close_after then
         c.parts[#c.parts + 1], c.held, c.seen = data, c.held + #data, now
+        c.started = c.started or now
         -- join when the awaited body may be complete (any read while a head is awaited)
         if not c.need or #c.buf + c.held >= c.need then
           c.buf = c.buf .. table.concat(c.parts)
@@ -145,7 +168,8 @@ function M:step(timeout)
       if sent > 0 then c.out, c.seen = c.out:sub(sent + 1), now end
       if err == "closed" then c.out, c.peer_closed = "", true end
     end
-    if #c.out == 0 and (c.close_after or c.peer_closed or now - c.seen > self.idle_timeout) then drop(self, s) end
+    if #c.out == 0 and (c.close_after or c.peer_closed or now - c.seen > self.idle_timeout
+                        or c.started and now - c.started > self.request_timeout) then drop(self, s) end
   end
   local _ = writable
 end
