@@ -57,10 +57,10 @@ describe("relay: a device before its hello", function()
   end)
 
   it("closes a connection that says no hello within hello_timeout, and keeps one that did", function()
+    local t0 = clock.monotonic()
     local silent = connect()
     local talker = connect()
     talker:send(frame.control{ op = "hello", sn = "SN1", model_id = "m" })
-    local t0 = clock.monotonic()
     relay:run{ seconds = 2, until_fn = function() return open_conns() < 2 end }
     local took = clock.monotonic() - t0
     relay:run{ seconds = 0.05 }
@@ -69,6 +69,22 @@ describe("relay: a device before its hello", function()
     assert.is_false(closed_by_relay(talker))
     assert.equal(1, open_conns())
     assert.equal(1, relay.counters.devices)
+  end)
+
+  it("keeps at most max_pending connections before their hello, dropping the oldest", function()
+    for _ = 1, 100 do
+      local c = assert(socket.connect("127.0.0.1", port))
+      clients[#clients + 1] = c
+      relay:step(0)
+    end
+    relay:run{ seconds = 0.2 }
+    local n = open_conns()
+    assert.is_true(n <= relay_mod.MAX_PENDING, n .. " connections without a hello kept")
+    local c = connect()
+    c:send(frame.control{ op = "hello", sn = "SN4", model_id = "m" })
+    relay:run{ seconds = 0.1 }
+    assert.equal(1, relay.counters.devices)
+    assert.is_false(closed_by_relay(c))
   end)
 
   it("still takes a hello and media sent in one piece, and a hello trickled byte by byte", function()

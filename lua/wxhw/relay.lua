@@ -14,13 +14,16 @@
 -- a connection is anyone's: its first frame may hold at most HELLO_MAX bytes
 -- and it must arrive within `hello_timeout` (5 s), or the connection is
 -- closed (else a 4 MB first frame was buffered whole and a silent
--- connection kept for ever). Media sent before the call is TALKING is dropped.
+-- connection kept for ever); at most `max_pending` (64) wait for their
+-- hello at once, a new one closing the oldest (a flood of 1100 made
+-- select() raise and the loop die). Media sent before the call is TALKING
+-- is dropped.
 local socket = require "socket"
 local frame = require "wxhw.relay.frame"
 local pipeline = require "wxhw.relay.pipeline"
 local clock = require "wxhw.clock"
 
-local M = { pipeline = pipeline, frame = frame, HELLO_MAX = 4096, HELLO_TIMEOUT = 5 }
+local M = { pipeline = pipeline, frame = frame, HELLO_MAX = 4096, HELLO_TIMEOUT = 5, MAX_PENDING = 64 }
 local bind -- defined below
 M.__index = M
 
@@ -29,7 +32,7 @@ function M.new(opts)
   return setmetatable({
     calls = opts.calls, sup = opts.supervisor, jitter_ms = opts.jitter_ms or 60,
     authenticate = opts.authenticate, lookup_every = opts.lookup_every or 0.2,
-    hello_timeout = opts.hello_timeout or M.HELLO_TIMEOUT,
+    hello_timeout = opts.hello_timeout or M.HELLO_TIMEOUT, max_pending = opts.max_pending or M.MAX_PENDING,
     devices = {}, conns = {}, servers = {},
     counters = { devices = 0, refused = 0, frames_in = 0, frames_out = 0, undeliverable = 0, closed_bad = 0 },
   }, M)
@@ -108,6 +111,22 @@ bind = function(self, d, now)
   d.pipe:set_talking(talking)
 end
 
+-- Before a new connection: at max_pending connections without a hello,
+-- the oldest of them goes.
+local function make_room(self)
+  local oldest, at, n = nil, math.huge, 0
+  for c, d in pairs(self.conns) do
+    if not d.sn then
+      n = n + 1
+      if d.opened < at then oldest, at = c, d.opened end
+    end
+  end
+  if n >= self.max_pending and oldest then
+    self.counters.refused = self.counters.refused + 1
+    close_dev(self, oldest, true)
+  end
+end
+
 local function on_records(self, c, d, frames, now)
   for _, fr in ipairs(frames) do
     self.counters.frames_in = self.counters.frames_in + 1
@@ -178,6 +197,7 @@ function M:step(max_wait)
       if nc then
         nc:settimeout(0)
         nc:setoption("tcp-nodelay", true)
+        make_room(self)
         self.conns[nc] = { dec = frame.decoder(), pipe = pipeline.new{ jitter_ms = self.jitter_ms }, opened = now }
       end
     else
