@@ -254,7 +254,37 @@ function Job:_backend_error(state)
   end
 end
 
+-- Another job on this state dir (another device list, another manifest) may
+-- be setting up the same product right now: the record is read and the
+-- product, key and binding made under an exclusive lock on <product>.lock,
+-- so one run creates them and the others reuse them. Without it each run
+-- created its own product, the record and the key file kept the last
+-- writer's (or a rename of the shared .tmp failed), and the other product
+-- was orphaned with its devices and its private key lost.
+M.PRODUCT_LOCK_WAIT = 300
+
 function Job:_ensure_product()
+  os.execute("mkdir -p '" .. self.state_dir:gsub("'", "'\\''") .. "'")
+  local path = self:_state_path(".lock")
+  local f, oerr = io.open(path, "a+b")
+  if not f then return errors.fail("io", "cannot open " .. path .. ": " .. tostring(oerr)) end
+  local deadline = clock.monotonic() + M.PRODUCT_LOCK_WAIT
+  while true do
+    local ok, lerr = core.fileio.lock(f)
+    if ok then break end
+    if ok == nil or clock.monotonic() > deadline then
+      f:close()
+      return nil, lerr or errors.new("state", ("another run has been setting up product %s for %d s (it holds %s)")
+        :format(self.product, M.PRODUCT_LOCK_WAIT, path), { reason = "locked" })
+    end
+    clock.sleep(0.05)
+  end
+  local state, err = self:_ensure_product_locked()
+  f:close() -- releases the lock
+  return state, err
+end
+
+function Job:_ensure_product_locked()
   local state = self:_product_state()
   local berr = self:_backend_error(state)
   if berr then return nil, berr end
