@@ -119,10 +119,14 @@ local function operations(conf, backend, write)
     ops.on_event = ops.instruments.on_event
     ops.metrics = reg:handler()
   end
-  --- 404 for any other path, logged and counted as a refusal
+  --- a request refused before any endpoint saw it, logged and counted
+  function ops.refused(reason, status)
+    ops.log_refusals:note("http", reason, status)
+    if ops.instruments then ops.instruments.refused("http", reason) end
+  end
+  --- 404 for any other path
   function ops.not_found()
-    ops.log_refusals:note("http", "unknown_path", 404)
-    if ops.instruments then ops.instruments.refused("http", "unknown_path") end
+    ops.refused("unknown_path", 404)
     return 404, TEXT, "not found"
   end
   return ops
@@ -252,7 +256,7 @@ function M.program(conf, daemon_only)
   end
   if r then
     http = assert(require("wxhw.httpserver").new{
-      host = conf.http and conf.http.host, port = conf.http and conf.http.port,
+      host = conf.http and conf.http.host, port = conf.http and conf.http.port, on_refused = ops.refused,
       handler = function(method, path, query, headers, body)
         local fn = r[path]
         if not fn then return ops.not_found() end

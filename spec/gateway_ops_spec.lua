@@ -191,6 +191,33 @@ describe("gateway operations in nginx #slow #nosan", function()
   end)
 end)
 
+describe("gateway operations in program mode #slow #nosan", function()
+  it("logs refusals through the gateway's log, also those the HTTP server answers itself", function()
+    local dir, lines = tmpdir(), {}
+    local d = gateway.program({ mp = { token = TOKEN, encoding_aes_key = KEY, appid = APPID },
+      calls = { socket_path = dir .. "/calls.sock", worker = { "true" } }, http = { host = "127.0.0.1", port = 0 },
+      metrics = true, log = function(line) lines[#lines + 1] = line end })
+    local ok, err = pcall(function()
+      local port, pump = d.http.port, d.step
+      for _ = 1, 2 do
+        assert.equal(413, (request(port, "POST", "/wx/push?msg_signature=abc", ("x"):rep(70000), pump)))
+        assert.equal(404, (request(port, "GET", "/nope?nonce=n1", nil, pump)))
+        assert.equal(403, (request(port, "POST", "/wx/push?timestamp=1&nonce=n1&encrypt_type=aes&msg_signature=abc",
+          '{"Encrypt":"x"}', pump)))
+      end
+      assert.same({ "wxhw callback: refused http push (413 body_too_large)",
+                    "wxhw callback: refused http push (404 unknown_path)",
+                    "wxhw callback: refused mp push (403 stale_timestamp)" }, lines)
+      local _, text = request(port, "GET", "/metrics", nil, pump)
+      assert.matches('wxhw_callback_refusals_total{product="http",reason="body_too_large"} 2', text, 1, true)
+      assert.matches('wxhw_callback_refusals_total{product="mp",reason="stale_timestamp"} 2', text, 1, true)
+    end)
+    d.http:close(); d.supervisor:close(); d.relay:close()
+    os.execute("rm -rf '" .. dir .. "'")
+    assert(ok, tostring(err))
+  end)
+end)
+
 describe("gateway defaults for nginx's worker user", function()
   it("gives the calls socket mode 0660 (the daemon's group may connect, others not)", function()
     local dir = tmpdir()

@@ -10,7 +10,8 @@
 -- `handler` has the shape of callback.router(...). Request bodies need a
 -- Content-Length (WeChat, WeCom and WeChat Pay send one); keep-alive is
 -- supported; limits: max_header (16 KiB), max_body (64 KiB: a push is a few
--- KB) → 431/413, checked on the declared length before the body is read.
+-- KB) → 431/413, checked on the declared length before the body is read;
+-- such refusals go to on_refused(reason, status) when given.
 -- Bytes that trickle in are kept as a list and joined once a head or a
 -- whole body can be complete, so each byte is copied a bounded number of
 -- times whatever the segment sizes.
@@ -44,6 +45,7 @@ function M.new(opts)
   return setmetatable({ server = srv, port = tonumber(port), handler = opts.handler, conns = {},
                         max_header = opts.max_header or 16384, max_body = opts.max_body or 65536,
                         idle_timeout = opts.idle_timeout or 30, on_error = opts.on_error,
+                        on_refused = opts.on_refused,
                         max_conns = opts.max_conns or 256, request_timeout = opts.request_timeout or 10,
                         requests = 0 }, M)
 end
@@ -65,6 +67,13 @@ local function respond(c, status, headers, body, keep)
   c.close_after = not keep
 end
 
+-- A request refused before any handler saw it: answered, the connection
+-- closed, and reported to on_refused(reason, status) (a refusal log, metrics).
+local function refuse(self, c, status, reason, msg)
+  respond(c, status, nil, msg, false)
+  if self.on_refused then pcall(self.on_refused, reason, status) end
+end
+
 -- Parses as many complete requests as the buffer holds.
 local function process(self, c)
   while not c.close_after do
@@ -73,23 +82,23 @@ local function process(self, c)
     -- terminator split across reads)
     local head_end = c.buf:find("\r\n\r\n", c.scanned or 1, true)
     if not head_end then
-      if #c.buf > self.max_header then respond(c, 431, nil, "header too large", false) end
+      if #c.buf > self.max_header then refuse(self, c, 431, "header_too_large", "header too large") end
       c.scanned = math.max(1, #c.buf - 2)
       return
     end
-    if head_end > self.max_header then respond(c, 431, nil, "header too large", false); return end
+    if head_end > self.max_header then refuse(self, c, 431, "header_too_large", "header too large"); return end
     local head = c.buf:sub(1, head_end - 1)
     local method, target, version = head:match("^(%u+) (%S+) HTTP/(%d%.%d)\r?\n?")
-    if not method then respond(c, 400, nil, "bad request line", false); return end
+    if not method then refuse(self, c, 400, "bad_request_line", "bad request line"); return end
     local headers = {}
     for name, value in head:gmatch("\r\n([^:\r\n]+):[ \t]*([^\r\n]*)") do
       headers[name:lower()] = value
     end
-    if headers["transfer-encoding"] then respond(c, 411, nil, "Content-Length required", false); return end
+    if headers["transfer-encoding"] then refuse(self, c, 411, "length_required", "Content-Length required"); return end
     local cl = headers["content-length"] or "0"
     local len = #cl <= 15 and tonumber(cl:match("^(%d+)[ \t]*$")) -- 1*DIGIT (RFC 9110), no sign, hex or exponent
-    if not len then respond(c, 400, nil, "bad Content-Length", false); return end
-    if len > self.max_body then respond(c, 413, nil, "body too large", false); return end
+    if not len then refuse(self, c, 400, "bad_content_length", "bad Content-Length"); return end
+    if len > self.max_body then refuse(self, c, 413, "body_too_large", "body too large"); return end
     if #c.buf < head_end + 3 + len then c.need = head_end + 3 + len; return end
     local body = c.buf:sub(head_end + 4, head_end + 3 + len)
     c.buf, c.scanned = c.buf:sub(head_end + 4 + len), nil
