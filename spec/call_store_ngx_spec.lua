@@ -10,10 +10,15 @@ describe("call store on a lua_shared_dict #nosan #lua54", function()
     srv = assert(race.start{
       http_block = "lua_shared_dict kv 1m;",
       prepare = [[local s = require("wxhw.call.store").ngx_shared("kv")]],
-      -- each worker adds 1 to "n" 20000 times by compare-and-set
+      -- each worker adds 1 to "n" by compare-and-set, 20000 times and then
+      -- on until it has lost a swap to the other (3 s at most): on a loaded
+      -- machine one worker can otherwise finish before the other runs
       run = [[
-        local won, lost, failed = 0, 0, 0
-        for _ = 1, 20000 do
+        local won, lost, failed, i = 0, 0, 0, 0
+        local t0 = ngx.now()
+        while i < 20000 or (lost == 0 and ngx.now() - t0 < 3) do
+          i = i + 1
+          if i % 1000 == 0 then ngx.update_time() end
           while true do
             local v = s:get("n")
             local ok = s:cas("n", v, tostring(tonumber(v or "0") + 1))
@@ -75,10 +80,9 @@ describe("call store on a lua_shared_dict #nosan #lua54", function()
     local line = race.report(srv)
     local w0, w1, l0, l1, f0, f1, n = line:match("^(%d+) (%d+) (%d+) (%d+) (%d+) (%d+) (%d+)")
     assert.is_truthy(w0, tostring(line) .. srv:error_log())
-    assert.equal(20000, tonumber(w0), line)
-    assert.equal(20000, tonumber(w1), line)
+    assert.is_true(tonumber(w0) >= 20000 and tonumber(w1) >= 20000, line)
     assert.equal(0, tonumber(f0) + tonumber(f1), line)
-    assert.equal(40000, tonumber(n), line)
+    assert.equal(tonumber(w0) + tonumber(w1), tonumber(n), line) -- no update lost
     -- the workers really contended (each lost some swaps to the other)
     assert.is_true(tonumber(l0) + tonumber(l1) > 0, line)
   end)
