@@ -183,9 +183,10 @@ end
 -- built once per worker. Calls go to the daemon over its unix socket
 -- (cosockets). A configuration that fails here leaves every handler
 -- answering 503 (healthz says why) and the error in nginx's log.
-local nginx_cache
+local nginx_cache, unready_until, unready
 function M.nginx(path)
   if nginx_cache then return nginx_cache end
+  if unready and ngx.now() < unready_until then return unready end -- luacheck: ignore ngx
   local ok, built = pcall(function()
     local conf = load_config(path)
     local valid, verr = M.validate(conf, "nginx")
@@ -203,9 +204,12 @@ function M.nginx(path)
   end)
   if not ok then
     ngx.log(ngx.ERR, "wxhw gateway: ", tostring(built)) -- luacheck: ignore ngx
-    local function unready() return 503, TEXT, "not ready: gateway configuration failed (see the error log)" end
-    -- not cached: the next request tries again (a file fixed in place)
-    return { mp = unready, wecom = unready, pay = unready, healthz = unready, metrics = unready, not_found = unready }
+    local function refuse() return 503, TEXT, "not ready: gateway configuration failed (see the error log)" end
+    -- tried again 5 s later (a file fixed in place), so a broken
+    -- configuration logs a line per 5 s, not one per request
+    unready_until = ngx.now() + 5 -- luacheck: ignore ngx
+    unready = { mp = refuse, wecom = refuse, pay = refuse, healthz = refuse, metrics = refuse, not_found = refuse }
+    return unready
   end
   nginx_cache = built
   return nginx_cache

@@ -175,6 +175,27 @@ describe("gateway operations in nginx #slow #nosan", function()
     assert.matches("configuration ok", checked, 1, true)
   end)
 
+  it("a worker that cannot build its handlers answers 503 and says so once, not per request", function()
+    -- valid for init_by_lua, but the shm table cannot be made in the worker
+    local conf = write(dir .. "/gw.lua", ([[return {
+  mp = { token = %q, encoding_aes_key = %q, appid = %q },
+  calls = { socket_path = %q }, dedup = { shm = %q, entries = 100 },
+}]]):format(TOKEN, KEY, APPID, dir .. "/calls.sock", dir .. "/no/such/dir/dedup.kv"))
+    with_server(assert(start(conf)), function(srv)
+      for _ = 1, 5 do
+        local st, body = request(srv.port, "GET", "/healthz", nil, idle)
+        assert.equal(503, st)
+        assert.equal("not ready: gateway configuration failed (see the error log)", body)
+        assert.equal(503, (request(srv.port, "POST", "/wx/push", "{}", idle)))
+      end
+      local log = srv:error_log()
+      -- init_worker and at most one retry in these few seconds
+      local n = select(2, log:gsub("wxhw gateway: ", ""))
+      assert.is_true(n >= 1 and n <= 2, log)
+      assert.is_nil(log:find(TOKEN, 1, true))
+    end)
+  end)
+
   it("/healthz is 503 while the call daemon's socket is missing, 200 once it listens", function()
     with_server(assert(start(good_config(dir))), function(srv)
       local st, body = request(srv.port, "GET", "/healthz", nil, idle)
