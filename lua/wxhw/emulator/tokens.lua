@@ -132,7 +132,6 @@ local function stable_token(emu, req)
     keep[#keep + 1] = now
     emu.state.force_log[b.appid] = keep
     if cur then self:invalidate(cur) end
-    rec = nil
   elseif rec and self:check(cur) and now < rec.expires - OVERLAP then
     emu:count("token_fetches", "stable_cached:" .. b.appid)
     return emu:json({ access_token = cur, expires_in = math.floor(rec.expires - now + 0.5) })

@@ -343,16 +343,16 @@ function W:bind(b, done)
   local code = "AC" .. emu:next_seq() .. emu.rng:alnum(80)
   o.auth_codes[code] = { device_sn = d.device_sn, expires = emu:now() + AUTH_CODE_TTL }
   local corp = b.auth_corpid or emu.credentials.openhw.auth_corpid
-  local function finish(ok, why)
+  local function settle(ok, why)
     if ok then d.bind_status, d.auth_corpid = 1, corp else o.auth_codes[code] = nil end
     emu:touch()
     done(ok and { ok = true, auth_code = code, device_sn = d.device_sn } or nil, why)
   end
   if emu.callbacks and emu.callbacks:openhw_url() then
     emu.callbacks:openhw_event("bind", { auth_code = code, verif_code = b.verif_code or "" },
-      { device_sn = d.device_sn, auth_corpid = corp }, function(reply_ok, why) finish(reply_ok, why) end)
+      { device_sn = d.device_sn, auth_corpid = corp }, function(reply_ok, why) settle(reply_ok, why) end)
   else
-    finish(true)
+    settle(true)
   end
 end
 
