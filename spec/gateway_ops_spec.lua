@@ -240,6 +240,39 @@ describe("gateway operations in program mode #slow #nosan", function()
 end)
 
 describe("gateway defaults for nginx's worker user", function()
+  it("lets workers of another user reach the call daemon through its group (0660), not with 0600 #nosan", function()
+    if io.popen("id -u"):read("*l") ~= "0" then return pending("needs root to run workers as nobody") end
+    local dir = tmpdir()
+    os.execute("chmod 755 '" .. dir .. "'")
+    local sock = dir .. "/calls.sock"
+    local d = gateway.program({ mp = { token = TOKEN, encoding_aes_key = KEY, appid = APPID },
+      calls = { socket_path = sock, worker = { "true" } } }, true)
+    local conf = write(dir .. "/gw.lua", ([[return { mp = { token = %q, encoding_aes_key = %q, appid = %q },
+  calls = { socket_path = %q } }]]):format(TOKEN, KEY, APPID, sock))
+    os.execute("chmod 644 '" .. conf .. "'")
+    local srv, err = nginx.start{
+      user = "nobody root", -- another user, in the daemon's group
+      main_block = "env WXHW_GATEWAY_CONFIG=" .. conf .. ";",
+      http_block = "lua_shared_dict wxhw_callbacks 4m;\n  init_by_lua_block { require('gateway').init() }",
+      lua_package_path = nginx.repo .. "/examples/?.lua",
+      server_block = "location = /healthz { " .. SERVE:format("healthz") .. " }",
+    }
+    local ok, perr = pcall(function()
+      assert(srv, err)
+      local st, body = request(srv.port, "GET", "/healthz", nil, d.step)
+      assert.equal(200, st, body)
+      os.execute("chmod 600 '" .. sock .. "'") -- the old default
+      st, body = request(srv.port, "GET", "/healthz", nil, d.step)
+      assert.equal(503, st)
+      assert.equal("not ready: call daemon unreachable (permission denied)", body)
+    end)
+    local log = srv and srv:error_log() or ""
+    if srv then srv:stop() end
+    d.supervisor:close(); d.relay:close()
+    os.execute("rm -rf '" .. dir .. "'")
+    assert(ok, tostring(perr) .. "\n" .. log)
+  end)
+
   it("gives the calls socket mode 0660 (the daemon's group may connect, others not)", function()
     local dir = tmpdir()
     local d = gateway.program({ mp = { token = TOKEN, encoding_aes_key = KEY, appid = APPID },

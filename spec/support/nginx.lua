@@ -7,6 +7,7 @@
 --     http_block = "lua_shared_dict counters 1m;",   -- optional
 --     main_block = "env HOME;",                     -- optional, top level
 --     workers = 1,                                  -- default 1
+--     user = "nobody root",                         -- workers' user and group (as root; default root root)
 --     lua_package_path = "/x/?.lua",                -- prepended to the defaults
 --     lua_package_cpath = "/x/?.so",                -- prepended to the defaults
 --     tls = { cert = "server.pem", key = "server.key", http2 = false }, -- also listen with TLS
@@ -176,7 +177,7 @@ local function render(o, prefix, port, ssl_port)
   add("daemon on;\nmaster_process on;\n")
   add(("worker_processes %d;\npid %s/nginx.pid;\nerror_log %s/error.log %s;\n")
     :format(o.workers or 1, prefix, prefix, o.log_level or "warn"))
-  if is_root() then add("user root root;\n") end
+  if o.user then add("user " .. o.user .. ";\n") elseif is_root() then add("user root root;\n") end
   add("load_module " .. MODULES .. "ndk_http_module.so;\n")
   add("load_module " .. MODULES .. "ngx_http_lua_module.so;\n")
   add(o.main_block or "")
