@@ -255,7 +255,14 @@ describe("gateway defaults for nginx's worker user", function()
       main_block = "env WXHW_GATEWAY_CONFIG=" .. conf .. ";",
       http_block = "lua_shared_dict wxhw_callbacks 4m;\n  init_by_lua_block { require('gateway').init() }",
       lua_package_path = nginx.repo .. "/examples/?.lua",
-      server_block = "location = /healthz { " .. SERVE:format("healthz") .. " }",
+      server_block = "location = /healthz { " .. SERVE:format("healthz") .. " }\n"
+        .. [[location = /tokens { content_by_lua_block {
+             local shm = require("wxhw.store.shm")
+             local store, err = shm.new()
+             local out = shm.default_path() .. " " .. (store and "open" or tostring(err))
+             ngx.header["Content-Length"] = #out
+             ngx.print(out)
+           } }]],
     }
     local ok, perr = pcall(function()
       assert(srv, err)
@@ -265,6 +272,14 @@ describe("gateway defaults for nginx's worker user", function()
       st, body = request(srv.port, "GET", "/healthz", nil, d.step)
       assert.equal(503, st)
       assert.equal("not ready: call daemon unreachable (permission denied)", body)
+      -- the default token store of a worker is its own user's (mode 0600)
+      local uid = io.popen("id -u nobody"):read("*l")
+      local existed = io.open("/tmp/wxhw-tokens-" .. uid)
+      if existed then existed:close() end
+      st, body = request(srv.port, "GET", "/tokens", nil, d.step)
+      if not existed then os.remove("/tmp/wxhw-tokens-" .. uid) end
+      assert.equal(200, st)
+      assert.equal("/tmp/wxhw-tokens-" .. uid .. " open", body)
     end)
     local log = srv and srv:error_log() or ""
     if srv then srv:stop() end
