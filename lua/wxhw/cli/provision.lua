@@ -88,13 +88,32 @@ local function self_pid()
   return s and s:match("^(%d+)")
 end
 
--- Starts `wxhw emulator` as a child that exits with us; returns its base URL.
+-- The built-in emulator of a state dir serves one run at a time: held for
+-- the whole run (the kernel drops the flock when we exit, kill -9 included).
+-- Without it two runs at once each started an emulator on one state file
+-- and log, both read the first one's URL, and when its run ended and
+-- stopped it the other run failed every device after minutes of retries.
+-- (Kept in M: a file that is collected is closed, and its lock dropped.)
+
+-- Starts `wxhw emulator` as a child that exits with us; returns its base URL
+-- (nil, message, "locked" while another run uses this state dir's emulator).
 local function start_emulator(state_dir)
   os.execute("mkdir -p " .. quote(state_dir))
   if state_dir:sub(1, 1) ~= "/" then
     local p = io.popen("pwd"); local cwd = p:read("*l"); p:close()
     state_dir = cwd .. "/" .. state_dir
   end
+  local lf = io.open(state_dir .. "/emulator.lock", "a+b")
+  local locked, lerr = lf and require("wxhw.core").fileio.lock(lf)
+  if not locked then
+    if lf then lf:close() end
+    if locked == false then
+      return nil, ("another run is using the built-in emulator of %s: wait for it to finish, or give this run " ..
+        "its own --state-dir"):format(state_dir), "locked"
+    end
+    return nil, "cannot lock " .. state_dir .. "/emulator.lock: " .. tostring(lerr)
+  end
+  M.emulator_lock = lf
   local log = state_dir .. "/emulator.log"
   local pidfile = state_dir .. "/emulator.pid"
   local clock = require "wxhw.clock"
@@ -265,8 +284,8 @@ function M.run(args)
   local emu_pid
   if not creds then
     if not o.emulator then
-      local url, err = start_emulator(state_dir)
-      if not url then io.stderr:write("wxhw provision: ", err, "\n"); return 1 end
+      local url, err, why = start_emulator(state_dir)
+      if not url then io.stderr:write("wxhw provision: ", err, "\n"); return why == "locked" and 4 or 1 end
       base_url, emu_pid = url, err
       if not o.quiet and not o.json then io.stderr:write("wxhw provision: no credentials given, using the built-in emulator at ", url, "\n") end
     end
