@@ -84,6 +84,12 @@ describe("wxhw.callback.refusals", function()
     assert.equal(403, (push("POST", q, {}, body)))
     assert.equal(403, (push("POST", q, {}, body)))
     assert.same({ "wxhw callback: refused mp push (403 stale_timestamp)" }, lines)
+    local pay = require("wxhw.callback").pay{ pay = { notification = function() end }, handler = function() end,
+      log_refusals = refusals.new{ write = function(l) lines[#lines + 1] = l end } }
+    assert.equal(405, (pay("GET", {}, {}, "")))
+    assert.equal(400, (pay("POST", {}, {}, "")))
+    assert.same({ "wxhw callback: refused pay push (405 method_not_allowed)",
+                  "wxhw callback: refused pay push (400 empty_body)" }, { lines[2], lines[3] })
   end)
 end)
 

@@ -536,8 +536,8 @@ end
 local function pay_request(c, info, method, _, headers, raw_body)
   headers = resolve_headers(headers)
   local o, dd = c.o, c.dd
-  if method ~= "POST" then return pay_fail(405, "method not allowed") end
-  if type(raw_body) ~= "string" or raw_body == "" then return pay_fail(400, "empty body") end
+  if method ~= "POST" then info.reason = "method_not_allowed"; return pay_fail(405, "method not allowed") end
+  if type(raw_body) ~= "string" or raw_body == "" then info.reason = "empty_body"; return pay_fail(400, "empty body") end
   local n, err = o.pay:notification(headers or {}, raw_body)
   if not n then
     local reason = errors.is(err) and (err.reason or err.kind) or tostring(err)
