@@ -20,6 +20,7 @@ local cjson = require "cjson.safe"
 local errors = require "wxhw.errors"
 local machine = require "wxhw.call.machine"
 local crypto = require "wxhw.crypto"
+local owner = require "wxhw.owner"
 
 local M = { machine = machine, states = machine.states, reasons = machine.reasons }
 
@@ -288,6 +289,22 @@ local function answer_again(s)
   return refuse(1, "call already ended")
 end
 
+-- A session left IDLE by a gateway that died setting it up (its setup_by
+-- owner, wxhw.owner, is gone: kill -9 inside the handler): this copy of the
+-- push takes the setup over (compare-and-set, so one copy wins) and
+-- finishes it, rather than answering 500 until tick() aborts the call
+-- after the ring timeout. Returns the session taken over, or nil.
+local function take_over(self, room)
+  local raw = self.store:get("call:" .. room)
+  local s = decode(raw)
+  if not s or s.state ~= "IDLE" or not owner.gone(s.setup_by) then return nil end
+  s.setup_by = owner.id()
+  if not self.store:cas("call:" .. room, raw, encode(s), nil) then return nil end
+  return s
+end
+
+local setup -- defined below
+
 --- Handles the decrypted iot_voip_notify push. Returns the reply table: errcode
 -- 0 lets WeChat ring; anything else cancels the call. nil, err (the gateway
 -- answers 500, WeChat sends the push again) for a copy of a push another
@@ -299,7 +316,11 @@ function Calls:join_voip_room(msg)
   end
   local room = msg.RoomId
   local existing = self:get(room)
-  if existing then return answer_again(existing) end
+  if existing then
+    local mine = existing.state == "IDLE" and take_over(self, room)
+    if not mine then return answer_again(existing) end
+    return setup(self, mine)
+  end
   local pend = msg.Payload and msg.Payload ~= "" and self.store:get("pend:" .. msg.Payload)
   pend = pend and cjson.decode(pend) or nil
   if not pend and not self.accept_unknown then return refuse(2, "unknown call payload") end
@@ -310,6 +331,7 @@ function Calls:join_voip_room(msg)
     server_token = msg.ServerToken, room_type = pend.room_type or "video",
     time_limit = pend.time_limit or self.time_limit, ring_timeout = pend.ring_timeout,
     state = "IDLE", v = 0, created_at = self.clock(), history = { { "IDLE", self.clock() } },
+    setup_by = owner.id(),
   }, Session)
   if pend.sn and (pend.sn ~= s.sn or pend.model_id ~= s.model_id) then
     return refuse(3, "payload was prepared for another device")
@@ -319,6 +341,14 @@ function Calls:join_voip_room(msg)
   if not ok then return answer_again(self:get(room)) end -- raced with another gateway on the same push
   if msg.Payload and msg.Payload ~= "" then self.store:delete("pend:" .. msg.Payload) end
   emit(self, s, nil, "IDLE")
+  return setup(self, s)
+end
+
+-- The setup of an IDLE session this gateway holds: from the active mark to
+-- CALLING (or BUSY / ABORTED), each step safe to repeat after a gateway died
+-- between two of them.
+setup = function(self, s)
+  local room = s.room_id
   -- marked active before the device is locked: tick() then sees (and ends)
   -- every call holding a lock, also one whose gateway dies right here
   self.store:set("act:" .. room, "1")
@@ -333,13 +363,16 @@ function Calls:join_voip_room(msg)
   local locked = self.store:add(dev_key(s), room, nil)
   if not locked then
     local busy, other = device_busy(self, s.model_id, s.sn)
-    if busy then
-      self:transition(room, "BUSY", "UNKNOWN")
-      return refuse(1, "device busy")
-    end
-    if not self.store:cas(dev_key(s), other, room) then -- lost a race for a stale lock
-      self:transition(room, "BUSY", "UNKNOWN")
-      return refuse(1, "device busy")
+    -- other == room: locked to this call already, by a gateway that died setting it up
+    if other ~= room then
+      if busy then
+        self:transition(room, "BUSY", "UNKNOWN")
+        return refuse(1, "device busy")
+      end
+      if not self.store:cas(dev_key(s), other, room) then -- lost a race for a stale lock
+        self:transition(room, "BUSY", "UNKNOWN")
+        return refuse(1, "device busy")
+      end
     end
   end
   if self.worker then

@@ -149,6 +149,9 @@ end
 
 --- worker interface: start a process for the session.
 function M:start(s)
+  -- asked again for a call whose worker runs (a gateway that died after
+  -- asking, and whose setup the push's retransmission took over): one worker
+  if self.workers[s.room_id] then return true end
   if self:full() then
     return errors.fail("busy", "call capacity reached (" .. self.max_calls .. " calls on this host)")
   end
