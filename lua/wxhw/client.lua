@@ -183,7 +183,8 @@ local function default_logger(event, info)
   for _, k in ipairs { "status", "errcode", "latency", "request_id", "attempt", "delay" } do
     if info[k] ~= nil then
       local v = info[k]
-      if type(v) == "number" and v ~= math.floor(v) then v = ("%.3f"):format(v) end
+      -- whole numbers as integers (JSON numbers are floats under Lua 5.4: errcode=40001.0)
+      if type(v) == "number" then v = v == math.floor(v) and json.id(v) or ("%.3f"):format(v) end
       parts[#parts + 1] = k .. "=" .. tostring(v)
     end
   end
