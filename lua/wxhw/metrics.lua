@@ -40,17 +40,25 @@ end
 -- lua_shared_dict `dict` every `flush` seconds (1) by a timer, and before a
 -- render, so a push costs a Lua table update rather than a dict operation
 -- under its lock. Another worker's last `flush` seconds may not show yet.
+-- A full dict never evicts a counter: new series wait until there is room.
 function M.ngx_shared(dict, flush)
   local ngx_ = rawget(_G, "ngx")
   local shared = type(ngx_) == "table" and ngx_.shared and ngx_.shared[dict]
   if not shared then return nil, "metrics: no lua_shared_dict " .. tostring(dict) end
   flush = flush or 1
   local pending, timer = {}, false
+  -- incr never evicts; a new key is added with safe_add, which refuses
+  -- rather than evict another counter when the dict is full (the numbers
+  -- then wait in `pending` for the next flush)
+  local function add_one(key, n)
+    if shared:incr(key, n) then return true end
+    local ok, err = shared:safe_add(key, n)
+    if ok then return true end
+    return err == "exists" and shared:incr(key, n) ~= nil
+  end
   local function push()
     for key, n in pairs(pending) do
-      local _, err = shared:incr(key, n, 0)
-      -- a full dict refuses new keys: keep the numbers for the next try
-      if not err then pending[key] = nil end
+      if add_one(key, n) then pending[key] = nil end
     end
   end
   local function start()
