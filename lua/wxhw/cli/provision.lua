@@ -103,8 +103,9 @@ local function start_emulator(state_dir)
     local p = io.popen("pwd"); local cwd = p:read("*l"); p:close()
     state_dir = cwd .. "/" .. state_dir
   end
-  local lf = io.open(state_dir .. "/emulator.lock", "a+b")
-  local locked, lerr = lf and require("wxhw.core").fileio.lock(lf)
+  local lf, lerr = io.open(state_dir .. "/emulator.lock", "a+b")
+  local locked
+  if lf then locked, lerr = require("wxhw.core").fileio.lock(lf) end
   if not locked then
     if lf then lf:close() end
     if locked == false then
