@@ -155,8 +155,9 @@ describe("gateway operations in nginx #slow #nosan", function()
   -- testing): starting does, and `examples/gateway.lua conf --check` checks
   -- a configuration before any nginx runs
   it("examples/nginx.conf: nginx does not start on a bad configuration; --check says why", function()
+    local port = nginx.free_port()
     local conf = assert(io.open("examples/nginx.conf")):read("*a")
-    conf = conf:gsub("/opt/wxhw", nginx.repo):gsub("listen 8080;", "listen 127.0.0.1:" .. nginx.free_port() .. ";")
+    conf = conf:gsub("/opt/wxhw", nginx.repo):gsub("listen 8080;", "listen 127.0.0.1:" .. port .. ";")
     write(dir .. "/nginx.conf", "pid " .. dir .. "/nginx.pid;\n" .. conf)
     os.execute("mkdir -p " .. dir .. "/logs")
     local function run(cmd)
@@ -179,6 +180,28 @@ describe("gateway operations in nginx #slow #nosan", function()
     checked = run("lua5.4 examples/gateway.lua " .. good_config(dir) .. " --check")
     assert.matches("exit=0", checked)
     assert.matches("configuration ok", checked, 1, true)
+    -- the good one starts, as written: /metrics, /healthz (no daemon here), 404 elsewhere
+    os.execute("chmod 755 '" .. dir .. "'; chmod 644 '" .. dir .. "/gw.lua'") -- workers run as nobody
+    os.remove(dir .. "/error.log")
+    started = run(("WXHW_GATEWAY_CONFIG=%s/gw.lua nginx -p %s -c %s/nginx.conf -e %s/error.log"):format(dir, dir, dir, dir))
+    assert.matches("exit=0", started)
+    local ok, err = pcall(function()
+      local deadline, st, body = socket.gettime() + 5
+      repeat -- the port may take a moment to answer
+        local reached
+        reached, st, body = pcall(request, port, "GET", "/metrics", nil, idle)
+        if not reached then st = nil; socket.sleep(0.05) end
+      until st or socket.gettime() > deadline
+      assert.equal(200, st, body)
+      assert.matches("# TYPE wxhw_callback_pushes_total counter", body, 1, true)
+      st, body = request(port, "GET", "/healthz", nil, idle)
+      assert.equal(503, st)
+      assert.matches("call daemon unreachable", body, 1, true)
+      assert.equal(404, (request(port, "GET", "/elsewhere", nil, idle)))
+    end)
+    local f = io.open(dir .. "/nginx.pid")
+    if f then os.execute("kill -QUIT " .. f:read("*l") .. "; sleep 0.3"); f:close() end
+    assert(ok, tostring(err) .. "\n" .. (io.open(dir .. "/error.log") or io.open("/dev/null")):read("*a"))
   end)
 
   it("a worker that cannot build its handlers answers 503 and says so once, not per request", function()
