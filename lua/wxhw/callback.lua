@@ -272,7 +272,12 @@ local function once(dd, key, info, run, c, fn, msg, ctx)
     info.duplicate = true
     return 503, TEXT["Content-Type"], "duplicate push still being handled"
   elseif state == nil then
-    return 500, TEXT["Content-Type"], "de-duplication store failed"
+    -- the store is down or full: handle the push unguarded (a copy may run
+    -- the handler again) rather than answer 500, which lost every push and
+    -- its retransmissions for the whole outage
+    info.dedup_error = errors.is(a) and a.message or tostring(a)
+    local status, ctype, body = run(c, info, fn, msg, ctx)
+    return status, ctype, body
   end
   local ok, status, ctype, body, cache = pcall(run, c, info, fn, msg, ctx)
   if not ok then
