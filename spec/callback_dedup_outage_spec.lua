@@ -9,6 +9,7 @@ local msgcrypt = require "wxhw.msgcrypt"
 local kv = require "wxhw.call.store"
 local redis = require "support.redis"
 local files = require "support.files"
+local socket = require "socket"
 
 local TOKEN, KEY, APPID = "AAAAA", string.rep("A", 43), "wxba5fad812f8e6fb9"
 
@@ -19,9 +20,10 @@ local function push(mc, id)
   return { timestamp = ts, nonce = "n" .. id, encrypt_type = "aes", msg_signature = sig }, body
 end
 
-local function endpoint(store)
+local function endpoint(store, retry_after)
   local runs, infos = 0, {}
-  local ep = callback.mini_program{ token = TOKEN, encoding_aes_key = KEY, appid = APPID, dedup = { store = store },
+  local ep = callback.mini_program{ token = TOKEN, encoding_aes_key = KEY, appid = APPID,
+    dedup = { store = store, retry_after = retry_after },
     handlers = { device_event = function() runs = runs + 1; return true end },
     on_event = function(info) infos[#infos + 1] = info end }
   return ep, function() return runs end, infos
@@ -45,11 +47,27 @@ describe("de-duplication store unavailable", function()
     store:close()
   end)
 
+  it("a Redis that stops answering costs one timeout, not one per push", function()
+    local hole = assert(socket.bind("127.0.0.1", 0)) -- accepts (the kernel's backlog), never answers
+    finally(function() hole:close() end)
+    local _, port = hole:getsockname()
+    local store = assert(kv.redis{ port = tonumber(port), timeout = 0.3 })
+    local ep, runs = endpoint(store)
+    local t0 = socket.gettime()
+    for i = 1, 5 do
+      local q, body = push(mc, 7100000030 + i)
+      assert.equal(200, (ep("POST", q, {}, body)))
+    end
+    local took = socket.gettime() - t0
+    assert.equal(5, runs())
+    assert.is_true(took < 0.9, ("5 pushes took %.2f s"):format(took))
+  end)
+
   it("Redis stopped: pushes are handled meanwhile; once it is back copies are recognised again", function()
     local r = redis.start()
     finally(function() r.stop() end)
     local store = assert(kv.redis{ port = r.port })
-    local ep, runs = endpoint(store)
+    local ep, runs = endpoint(store, 0.2)
     r.stop()
     for i = 1, 3 do
       local q, body = push(mc, 7100000010 + i)
@@ -57,6 +75,7 @@ describe("de-duplication store unavailable", function()
     end
     assert.equal(3, runs())
     r.restart()
+    socket.sleep(0.3) -- past retry_after: the store is asked again
     local q, body = push(mc, 7100000020)
     assert.equal(200, (ep("POST", q, {}, body)))
     assert.equal(200, (ep("POST", q, {}, body)))

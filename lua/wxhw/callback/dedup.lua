@@ -27,6 +27,7 @@
 local crypto = require "wxhw.crypto"
 local json = require "wxhw.json"
 local owner = require "wxhw.owner"
+local monotonic = require("wxhw.clock").monotonic
 
 local M = {}
 M.__index = M
@@ -35,8 +36,12 @@ M.__index = M
 -- WeChat's retry window), lease (s a claim lasts without its reply, default
 -- 6: WeChat's 5 s reply deadline and a margin), wait (s a duplicate waits for
 -- an in-flight first copy, default 4), sleep (function(seconds); ngx.sleep in
--- nginx, nil = don't wait).
+-- nginx, nil = don't wait), retry_after (s the store is left alone after it
+-- failed, default 5: a Redis that stopped answering cost every push its
+-- timeout, 1 s by default and WeCom's whole reply deadline; meanwhile claim
+-- answers nil, err at once and the push is handled unguarded).
 M.LEASE = 6
+M.RETRY_AFTER = 5
 
 function M.new(opts)
   opts = opts or {}
@@ -46,7 +51,8 @@ function M.new(opts)
   local lease = opts.lease or M.LEASE
   if type(lease) ~= "number" or lease <= 0 then error("dedup.new: lease must be a positive number of seconds", 2) end
   return setmetatable({ store = store, ttl = opts.ttl or 600, lease = lease, wait = opts.wait or 4,
-                        sleep = opts.sleep, prefix = opts.prefix or "dup:", entry_bytes = eb }, M)
+                        sleep = opts.sleep, prefix = opts.prefix or "dup:", entry_bytes = eb,
+                        retry_after = opts.retry_after or M.RETRY_AFTER }, M)
 end
 
 local sub, rep, find = string.sub, string.rep, string.find
@@ -116,17 +122,28 @@ local function is_done(v)
 end
 M.is_done = is_done
 
+-- The store failed: leave it alone for retry_after seconds.
+local function store_down(self, err)
+  self.down_until, self.down_err = monotonic() + self.retry_after, err
+  return nil, err
+end
+
 --- Claims `key`. Returns "new" (caller runs the handler and then calls
 -- done() or abandon()), or "dup", status, ctype, body, or "busy" when a
--- first copy is still running past the wait.
+-- first copy is still running past the wait; nil, err when the store failed
+-- (now or less than retry_after seconds ago).
 function M:claim(key)
+  if self.down_until then
+    if monotonic() < self.down_until then return nil, self.down_err end
+    self.down_until = nil
+  end
   local k = self.prefix .. key
   local claim = my_claim(slot(self, k))
   local waited, tries = 0, 0
   while true do
     tries = tries + 1
     local ok, err = self.store:add(k, claim, self.lease)
-    if ok == nil then return nil, err end
+    if ok == nil then return store_down(self, err) end
     if ok then return "new" end
     local v = self.store:get(k)
     if v and is_done(v) then return "dup", decode(v) end
@@ -135,7 +152,7 @@ function M:claim(key)
     elseif v and tries < 100 and owner.gone(claimant(v)) then
       -- its claimant died inside the handler: take over (one copy wins)
       ok, err = self.store:cas(k, v, claim, self.lease)
-      if ok == nil then return nil, err end
+      if ok == nil then return store_down(self, err) end
       if ok then return "new" end
     elseif not self.sleep or waited >= self.wait then
       return "busy"
