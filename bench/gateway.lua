@@ -160,7 +160,7 @@ local wf = assert(io.open(tmp .. "/push.lua", "w")); wf:write(WRK); wf:close()
 -- CPU seconds used so far by the nginx workers (children of the master)
 local TICK = tonumber(sh("getconf CLK_TCK")) or 100
 local function workers_cpu()
-  local total = 0
+  local total, sys = 0, 0
   for pid in sh("pgrep -P " .. srv.pid):gmatch("%d+") do
     local f = io.open("/proc/" .. pid .. "/stat")
     if f then
@@ -169,15 +169,16 @@ local function workers_cpu()
       local fields = {}
       for w in rest:gmatch("%S+") do fields[#fields + 1] = w end
       total = total + (tonumber(fields[12]) + tonumber(fields[13])) / TICK -- utime, stime
+      sys = sys + tonumber(fields[13]) / TICK
     end
   end
-  return total
+  return total, sys
 end
 
 -- One wrk run. path: location; file: request bodies; plain: wrk without a
 -- script (GET), the old reference. Returns a result table.
 local function run(path, file, plain)
-  local c0 = workers_cpu()
+  local c0, s0 = workers_cpu()
   local cmd
   if plain then
     cmd = ("bash -c 'wrk -t1 -c%d -d%ds --latency %s%s; times'"):format(conns, secs, srv.base_url, path)
@@ -186,7 +187,8 @@ local function run(path, file, plain)
       :format(path, tmp, conns, secs, tmp, srv.base_url, path, file)
   end
   local out = sh(cmd)
-  local cpu = workers_cpu() - c0
+  local c1, s1 = workers_cpu()
+  local cpu = c1 - c0
   local r = { rps = tonumber(out:match("Requests/sec:%s*([%d%.]+)")), out = out }
   assert(r.rps, out)
   -- `times`: second line = children's user and system time (wrk)
@@ -203,6 +205,7 @@ local function run(path, file, plain)
     r.p99, r.p50 = tonumber(p99) .. "ms", tonumber(p50) .. "ms"
   end
   r.cpu_us = cpu / r.total * 1e6
+  r.sys_us = (s1 - s0) / r.total * 1e6
   r.wrk_us = wrk_cpu / r.total * 1e6
   return r
 end
@@ -256,10 +259,10 @@ local ok, err = pcall(function()
   local b = best
   print(("bench/gateway: %d round(s) of %d s per location, best round each; wrk -t1 -c%d; nginx %d worker(s)")
     :format(rounds, secs, conns, workers))
-  print("  location                       req/s   p50      p99     nginx CPU/req  wrk CPU/req")
+  print("  location                       req/s   p50      p99     nginx CPU/req (of it kernel)  wrk CPU/req")
   local function row(label, x)
-    print(("  %-28s %7.0f  %-8s %-8s %6.1f us     %5.1f us"):format(label, x.rps, x.p50 or "-", x.p99 or "?",
-      x.cpu_us, x.wrk_us))
+    print(("  %-28s %7.0f  %-8s %-8s %6.1f us (%4.1f us)         %5.1f us"):format(label, x.rps, x.p50 or "-",
+      x.p99 or "?", x.cpu_us, x.sys_us, x.wrk_us))
   end
   row("static return 200", b.static)
   row("minimal content_by_lua", b.lua)

@@ -30,6 +30,18 @@ local XML = { ["Content-Type"] = "application/xml" }
 
 local function plain(status, msg) return status, TEXT, msg end
 
+-- The shared reply header tables hold only a Content-Type: a server sets
+-- that one header without walking the table (a loop there ended LuaJIT's
+-- trace of every request in the nginx adapter).
+local SHARED_HEADERS = { [TEXT] = true, [JSON] = true, [XML] = true }
+
+--- The Content-Type of `h` when it is one of the header tables replies
+-- share (nil for any other table: walk that one).
+function M.shared_content_type(h)
+  if SHARED_HEADERS[h] then return h["Content-Type"] end
+  return nil
+end
+
 -- A refusal: `reason` (a fixed code, no input in it) goes to the on_event
 -- info, the refusal log and the metrics.
 local function refuse(info, status, reason, msg)
@@ -221,6 +233,18 @@ local function too_large(kind, limit)
   return plain(413, msg)
 end
 
+-- The on_event info table: sized for the fields a push sets (kind, event,
+-- status, dispatched, handler_ms, reason...), so filling it does not grow
+-- its hash part three times (LuaJIT's table.new; a plain table elsewhere).
+local new_table = select(2, pcall(require, "table.new"))
+if type(new_table) ~= "function" then new_table = function() return {} end end
+
+local function new_info(kind)
+  local info = new_table(0, 8)
+  info.kind = kind
+  return info
+end
+
 local function endpoint(o, kind, request, c)
   local scratch = { kind = kind }
   local limit = o.max_body == nil and M.MAX_BODY or o.max_body
@@ -228,7 +252,7 @@ local function endpoint(o, kind, request, c)
   local refusals = o.log_refusals
   if refusals == nil then refusals = refusals_mod.default() end
   local fn = function(method, query, headers, raw_body)
-    local info = o.on_event and { kind = kind } or scratch
+    local info = o.on_event and new_info(kind) or scratch
     scratch.reason = nil
     local status, h, body
     if type(raw_body) == "string" and #raw_body > limit then

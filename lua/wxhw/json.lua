@@ -77,6 +77,7 @@ end
 --- An id as exact decimal text: integral numbers in full (tostring would
 -- give 14 significant digits), anything else as tostring.
 function M.id(v)
+  if type(v) == "string" then return v end -- (a quoted 64-bit MsgId): no tostring, which ends a trace
   if type(v) == "number" and v == math.floor(v) and v > -2 ^ 63 and v < 2 ^ 63 then
     if math.type and math.type(v) == "integer" then return tostring(v) end
     return ("%.0f"):format(v)

@@ -128,6 +128,33 @@ local function store_down(self, err)
   return nil, err
 end
 
+-- A copy of `key` (k with the prefix) found a value: a reply, a live claim
+-- (wait for it), a dead claimant's (take over), or none (claim again).
+local function contended(self, k, claim)
+  local waited, tries = 0, 1
+  while true do
+    local v = self.store:get(k)
+    if v and is_done(v) then return "dup", decode(v) end
+    if v == nil and tries < 100 then -- luacheck: ignore
+      -- expired or abandoned between add() and get(): claim again
+    elseif v and tries < 100 and owner.gone(claimant(v)) then
+      -- its claimant died inside the handler: take over (one copy wins)
+      local ok, err = self.store:cas(k, v, claim, self.lease)
+      if ok == nil then return store_down(self, err) end
+      if ok then return "new" end
+    elseif not self.sleep or waited >= self.wait then
+      return "busy"
+    else
+      self.sleep(0.01)
+      waited = waited + 0.01
+    end
+    tries = tries + 1
+    local ok, err = self.store:add(k, claim, self.lease)
+    if ok == nil then return store_down(self, err) end
+    if ok then return "new" end
+  end
+end
+
 --- Claims `key`. Returns "new" (caller runs the handler and then calls
 -- done() or abandon()), or "dup", status, ctype, body, or "busy" when a
 -- first copy is still running past the wait; nil, err when the store failed
@@ -139,28 +166,13 @@ function M:claim(key)
   end
   local k = self.prefix .. key
   local claim = my_claim(slot(self, k))
-  local waited, tries = 0, 0
-  while true do
-    tries = tries + 1
-    local ok, err = self.store:add(k, claim, self.lease)
-    if ok == nil then return store_down(self, err) end
-    if ok then return "new" end
-    local v = self.store:get(k)
-    if v and is_done(v) then return "dup", decode(v) end
-    if v == nil and tries < 100 then -- luacheck: ignore
-      -- expired or abandoned between add() and get(): claim again
-    elseif v and tries < 100 and owner.gone(claimant(v)) then
-      -- its claimant died inside the handler: take over (one copy wins)
-      ok, err = self.store:cas(k, v, claim, self.lease)
-      if ok == nil then return store_down(self, err) end
-      if ok then return "new" end
-    elseif not self.sleep or waited >= self.wait then
-      return "busy"
-    else
-      self.sleep(0.01)
-      waited = waited + 0.01
-    end
-  end
+  -- a new push (nearly every one) claims here, outside the loop: LuaJIT
+  -- does not compile an inner loop into the request's trace, so the loop
+  -- below (entered only for copies) aborted that trace on every push
+  local ok, err = self.store:add(k, claim, self.lease)
+  if ok == nil then return store_down(self, err) end
+  if ok then return "new" end
+  return contended(self, k, claim)
 end
 
 function M:__tostring() return "wxhw.callback.Dedup(" .. tostring(self.store) .. ", ttl " .. self.ttl .. " s)" end

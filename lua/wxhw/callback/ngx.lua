@@ -39,9 +39,18 @@ local callback = require "wxhw.callback"
 local function request_headers() return ngx.req.get_headers(100) end -- luacheck: ignore ngx
 local LAZY_HEADERS = callback.lazy_headers(request_headers)
 
+local shared_content_type = callback.shared_content_type
+
+local function set_headers(h)
+  for k, v in pairs(h or {}) do ngx.header[k] = v end -- luacheck: ignore ngx
+end
+
 local function respond(status, h, out)
   ngx.status = status -- luacheck: ignore ngx
-  for k, v in pairs(h or {}) do ngx.header[k] = v end -- luacheck: ignore ngx
+  -- the endpoints' shared header tables without a loop, which LuaJIT does
+  -- not compile into the request's trace
+  local ctype = shared_content_type(h)
+  if ctype then ngx.header["Content-Type"] = ctype else set_headers(h) end -- luacheck: ignore ngx
   ngx.header["Content-Length"] = out and #out or 0 -- luacheck: ignore ngx
   if out and #out > 0 then ngx.print(out) end -- luacheck: ignore ngx
   return ngx.exit(ngx.OK) -- luacheck: ignore ngx
