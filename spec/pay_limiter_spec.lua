@@ -61,9 +61,11 @@ describe("wxhw.pay shared limiter", function()
 
   local function run_pair(use_redis)
     local rt = os.getenv("WXHW_RUNTIME") == "luajit" and "luajit" or "lua5.4"
+    -- both start at one instant, 3 s from now, whatever their set-up costs under load
+    local start_at = string.format("%.3f", socket.gettime() + 3)
     local cmd = function(off, out)
-      return string.format("%s spec/support/pay_lister.lua %s 30 %d %s > %s", rt, e.base_url, off,
-        use_redis and tostring(r.port) or "", out)
+      return string.format("%s spec/support/pay_lister.lua %s 30 %d %s %s > %s", rt, e.base_url, off,
+        use_redis and tostring(r.port) or "-", start_at, out)
     end
     local o1, o2 = os.tmpname(), os.tmpname()
     r.cli("FLUSHALL")

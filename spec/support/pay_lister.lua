@@ -9,6 +9,7 @@ local socket = require "socket"
 local shttp = require "socket.http"
 
 local base, pages, offset, redis_port = arg[1], tonumber(arg[2]), tonumber(arg[3]), tonumber(arg[4])
+local start_at = tonumber(arg[5]) -- absolute time (socket.gettime) to start listing at
 local c = cjson.decode((assert(shttp.request(base .. "/__emulator/credentials")))).pay
 local lim
 if redis_port then lim = assert(limiter.shared{ host = "127.0.0.1", port = redis_port, prefix = "spec:" }) end
@@ -17,8 +18,10 @@ local p = assert(pay_mod.new{ mchid = c.mchid, serial_no = c.merchant_serial_no,
   limiter = lim, retry = { attempts = 8, base_delay = 0.05 } })
 local n429 = 0
 p.client:hook("on_response", function(i) if i.status == 429 then n429 = n429 + 1 end end)
--- start together: wait for the next whole second
-socket.sleep(math.ceil(socket.gettime()) + 0.05 - socket.gettime())
+-- start together: at the time the caller gave (two processes set up at
+-- different speeds on a loaded machine), else at the next whole second
+start_at = start_at or math.ceil(socket.gettime()) + 0.05
+if start_at > socket.gettime() then socket.sleep(start_at - socket.gettime()) end
 local t0, n = socket.gettime(), 0
 local it = p:iot_devices{ limit = 100, offset = offset }
 for d, err in it do
