@@ -1,3 +1,4 @@
+-- spec/run: alone (step deadlines of 50 ms)
 -- Call worker processes under a supervisor, against what real processes do:
 -- a call ended at another gateway (another OS process on the same Redis),
 -- many calls in a row (no fd or zombie left), a worker that ignores stop and

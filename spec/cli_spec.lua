@@ -1,3 +1,4 @@
+-- spec/run: alone (Ctrl-C must land while a run is still going)
 -- The wxhw command line around its commands: one version everywhere,
 -- `--help` on every command (without running it), and Ctrl-C during
 -- `provision` that says how to resume and exits 130 instead of a traceback.

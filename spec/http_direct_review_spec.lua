@@ -1,3 +1,4 @@
+-- spec/run: alone (descriptor counts and slow-server timings)
 -- Adversarial review of wxhw.http's direct engine: a server that frames
 -- responses wrongly, sends bytes after a response, drips its answer one byte
 -- at a time, or ends a TLS connection without close_notify; bad input; fd

@@ -1,3 +1,4 @@
+-- spec/run: alone (kills must land in the middle of a run)
 -- Bulk provisioning end to end against the wxhw emulator: the manifest equals
 -- the emulator's state, signatures verify (emulator ActivateDevice, OpenSSL
 -- CLI, Python cryptography), faults mid-run, bad input, kill -9 and resume.
