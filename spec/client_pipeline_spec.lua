@@ -34,7 +34,9 @@ local WX = [=[
     location = /cgi-bin/redirect {
       content_by_lua_block {
         ngx.shared.wxhw_test:incr("calls:" .. (ngx.var.arg_key or ""), 1, 0)
-        ngx.header["Location"] = "https://login.example/portal?next=" .. (ngx.var.arg_access_token or "")
+        local who = ngx.var.arg_userinfo and ("proxy:" .. (ngx.var.arg_access_token or "") .. "@") or ""
+        ngx.header["Location"] = "https://" .. who .. "login.example/portal" .. (ngx.var.arg_long and ("/x"):rep(5000) or "")
+          .. "?next=" .. (ngx.var.arg_access_token or "")
         ngx.status = tonumber(ngx.var.arg_status) or 302
         ngx.print(ngx.var.arg_json and '{"errcode":0,"errmsg":"ok"}' or "")
       }
@@ -104,6 +106,16 @@ describe("wxhw.client", function()
   end
 
   describe("answers that are not API answers", function()
+    it("a redirect's message carries neither its userinfo nor an unbounded path", function()
+      local c = new{ token_provider = provider("SECRET-TOKEN") }
+      local _, err = c:call{ product = "mp", path = "/cgi-bin/redirect", token = true,
+                             query = { key = key(), userinfo = 1, long = 1 } }
+      assert.equal("redirect", err.reason)
+      assert.falsy(tostring(err):find("SECRET", 1, true))
+      assert.matches("redirect to https://login%.example/portal/x/x", err.message)
+      assert.is_true(#err.message < 400, #err.message)
+    end)
+
     it("a 3xx is an error, never retried, without the redirect's query", function()
       for _, st in ipairs{ 301, 302, 303, 307, 308 } do
         local k = key()

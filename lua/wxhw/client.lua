@@ -288,7 +288,8 @@ end
 local function not_an_answer(res, status)
   if status >= 300 then
     local loc = header(res, "location")
-    loc = type(loc) == "string" and loc:match("^[^?#]*") or nil -- no query: it may carry the token
+    -- no query or userinfo (they may carry the token or a password), and not unbounded
+    loc = type(loc) == "string" and errors.cut((loc:match("^[^?#]*"):gsub("//[^/@]*@", "//", 1)), 200) or nil
     return errors.new("http", ("HTTP %d redirect%s is not an API answer (a proxy or a wrong base URL?); "
       .. "nothing is known to have been done"):format(status, loc and (" to " .. loc) or ""),
       { reason = "redirect", http_status = status, retryable = false, request_id = request_id(res) })
