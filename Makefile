@@ -57,7 +57,7 @@ PC_FILES := $(BUILD)/pkg-config.cflags $(BUILD)/pkg-config.libs
 BOOTSTRAP_FIRST := $(if $(filter bootstrap run demo,$(MAKECMDGOALS)),bootstrap) \
                    $(if $(filter bootstrap-test test check bench fuzz lint,$(MAKECMDGOALS)),bootstrap-test)
 
-SRCS     := $(wildcard csrc/*.c) $(wildcard csrc/media/*.c)
+SRCS     := $(wildcard csrc/*.c) $(wildcard csrc/*/*.c)
 OBJS     := $(SRCS:%.c=$(BUILD)/obj/%.o)
 DEPS     := $(OBJS:.o=.d)
 

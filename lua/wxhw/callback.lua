@@ -21,6 +21,7 @@ local errors = require "wxhw.errors"
 local dedup_mod = require "wxhw.callback.dedup"
 local refusals_mod = require "wxhw.callback.refusals"
 local clock = require "wxhw.clock"
+local url = require "wxhw.url"
 
 local M = {}
 
@@ -51,27 +52,8 @@ end
 
 -- helpers ---------------------------------------------------------------
 
-local function unescape(s)
-  s = s:gsub("+", " ")
-  return (s:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
-end
-
---- "a=1&b=%2F" --> { a = "1", b = "/" } (first value wins for repeated keys).
--- At most max_args pairs (default 100, as the nginx adapter reads): the
--- rest is ignored, so a query of many '&' costs no more than its length.
-function M.parse_query(qs, max_args)
-  local t = {}
-  if not qs or qs == "" then return t end
-  local left = max_args or 100
-  for pair in qs:gmatch("[^&]+") do
-    left = left - 1
-    if left < 0 then break end
-    local k, v = pair:match("^([^=]*)=?(.*)$")
-    k = unescape(k)
-    if t[k] == nil then t[k] = unescape(v) end
-  end
-  return t
-end
+--- "a=1&b=%2F" --> { a = "1", b = "/" } (wxhw.url.parse_query).
+M.parse_query = url.parse_query
 
 -- Request headers read on first use. A server whose header table costs
 -- something to build (nginx: ngx.req.get_headers, ~0.5 µs and a table per
@@ -112,20 +94,8 @@ local function with_headers(ctx, headers)
   return setmetatable(ctx, LAZY_CTX)
 end
 
---- Header lookup in any case.
-local function header(headers, name)
-  headers = resolve_headers(headers)
-  if not headers then return nil end
-  local v = headers[name]
-  if v == nil then
-    local lname = name:lower()
-    for k, val in pairs(headers) do
-      if type(k) == "string" and k:lower() == lname then v = val; break end
-    end
-  end
-  if type(v) == "table" then v = v[1] end
-  return v
-end
+--- Header lookup in any case (a lazy_headers marker is resolved first).
+local function header(headers, name) return url.header(resolve_headers(headers), name) end
 M.header = header
 
 

@@ -10,6 +10,7 @@ local json = require "wxhw.json"
 local errors = require "wxhw.errors"
 local transport = require "wxhw.transport"
 local ratelimit = require "wxhw.ratelimit"
+local urls = require "wxhw.url"
 
 local M = {}
 
@@ -103,26 +104,9 @@ end
 
 -- ------------------------------------------------------------------- helpers
 
-local function urlencode(s)
-  return (tostring(s):gsub("[^%w%-%._~]", function(c) return ("%%%02X"):format(c:byte()) end))
-end
-M.urlencode = urlencode
-
+M.urlencode = urls.urlencode
 --- Query string with keys sorted (stable for signatures and caches).
-function M.encode_query(q)
-  local keys = {}
-  for k in pairs(q) do keys[#keys + 1] = k end
-  table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
-  local parts = {}
-  for _, k in ipairs(keys) do
-    local v = q[k]
-    if v ~= nil and v ~= false then
-      if getmetatable(v) == M.BigInt then v = v[1] end
-      parts[#parts + 1] = urlencode(k) .. "=" .. urlencode(v)
-    end
-  end
-  return table.concat(parts, "&")
-end
+M.encode_query = urls.encode_query
 
 local function header(res, name)
   local v = res and res.headers and res.headers[name]

@@ -1,3 +1,48 @@
---- Clocks: `now()` wall seconds (fractional), `monotonic()` for intervals,
--- `sleep(s)` (blocking: not for nginx workers). C in csrc/clock.c.
-return require("wxhw.core").clock
+--- The one environment seam: where we run, and its clocks.
+--
+--   clock.in_nginx()   true inside an OpenResty worker (ngx.socket present)
+--   clock.now()        wall seconds, fractional, read now (csrc/clock.c)
+--   clock.time()       wall seconds, whole: ngx.time in nginx (its cached
+--                      clock, an FFI call LuaJIT compiles into a trace, where
+--                      os.time ends it), else os.time
+--   clock.monotonic()  seconds for intervals, never steps back
+--   clock.sleep(s)     ngx.sleep where a worker can yield (never blocks it);
+--                      elsewhere a blocking nanosleep (csrc/clock.c)
+--
+-- Modules ask here instead of probing `ngx` themselves, so the answer and
+-- the defaults are written once. The probe runs at load: a module loaded in
+-- nginx's init phase still sees ngx.
+local core = require("wxhw.core").clock
+
+local M = {}
+
+local ngx_ = rawget(_G, "ngx")
+local IN_NGINX = type(ngx_) == "table" and type(ngx_.socket) == "table"
+
+function M.in_nginx() return IN_NGINX end
+
+--- The `ngx` table inside nginx, nil elsewhere (for the few callers that
+-- need an nginx-only API: shared dicts, timers, worker ids).
+function M.ngx() return IN_NGINX and ngx_ or nil end
+
+M.monotonic = core.monotonic
+M.now = core.now
+M.time = IN_NGINX and ngx_.time or os.time
+
+-- ngx.sleep raises in phases that cannot yield (init, header_filter...):
+-- there the blocking sleep is the only one there is.
+local csleep = core.sleep
+if IN_NGINX then
+  local nsleep = ngx_.sleep
+  M.sleep = function(s)
+    if pcall(nsleep, s) then return end
+    csleep(s)
+  end
+else
+  M.sleep = csleep
+end
+
+--- The blocking sleep, whatever the environment (tools and tests).
+M.sleep_blocking = csleep
+
+return M

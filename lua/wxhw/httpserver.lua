@@ -24,7 +24,7 @@
 -- byte every 29 s kept a connection for ever, and 1100 of them made
 -- select() raise (descriptor above FD_SETSIZE): the loop died.
 local socket = require "socket"
-local callback = require "wxhw.callback"
+local url = require "wxhw.url"
 
 local M = {}
 M.__index = M
@@ -107,7 +107,7 @@ local function process(self, c)
         or (headers.connection or ""):lower() == "keep-alive"
     self.requests = self.requests + 1
     c.started = #c.buf > 0 and socket.gettime() or nil -- the next request's clock
-    local ok, status, rh, rb = pcall(self.handler, method, path, callback.parse_query(qs), headers, body)
+    local ok, status, rh, rb = pcall(self.handler, method, path, url.parse_query(qs), headers, body)
     if not ok then
       if self.on_error then pcall(self.on_error, status) end
       status, rh, rb = 500, nil, "internal error"

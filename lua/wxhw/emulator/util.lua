@@ -1,6 +1,7 @@
 --- Small helpers shared by the emulator modules: exact JSON encoding, query
 -- parsing, a seeded random source. The emulator runs under Lua 5.4 only.
 local cjson = require "cjson.safe"
+local url = require "wxhw.url"
 
 local M = {}
 
@@ -99,36 +100,10 @@ function M.decode(s)
   return intify(v)
 end
 
-local find, sub = string.find, string.sub
 
-function M.urldecode(s)
-  if not find(s, "%", 1, true) and not find(s, "+", 1, true) then return s end
-  s = s:gsub("+", " ")
-  return (s:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
-end
-
-function M.urlencode(s)
-  return (tostring(s):gsub("[^%w%-%._~]", function(c) return fmt("%%%02X", c:byte()) end))
-end
-
--- Plain finds (memchr) rather than patterns: queries carry 150-byte tokens.
-function M.parse_query(q)
-  local t = {}
-  if not q or q == "" then return t end
-  local urldecode, n, pos = M.urldecode, #q, 1
-  while pos <= n do
-    local amp = find(q, "&", pos, true) or n + 1
-    if amp > pos then
-      local eq = find(q, "=", pos, true)
-      local k, v
-      if eq and eq < amp then k, v = sub(q, pos, eq - 1), sub(q, eq + 1, amp - 1)
-      else k, v = sub(q, pos, amp - 1), "" end
-      if k ~= "" then t[urldecode(k)] = urldecode(v) end
-    end
-    pos = amp + 1
-  end
-  return t
-end
+M.urldecode = url.unescape
+M.urlencode = url.urlencode
+M.parse_query = url.parse_query
 
 --- A seeded random source (xorshift-free: Lua 5.4's xoshiro via its own state
 -- is global, so we keep a private generator with a simple 64-bit LCG + mix).
