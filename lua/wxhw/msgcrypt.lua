@@ -4,10 +4,10 @@
 -- See docs/msgcrypt.md and developers.weixin.qq.com/miniprogram/dev/framework/server-ability/message-push.html.
 local crypto = require "wxhw.crypto"
 local errors = require "wxhw.errors"
+local xml = require "wxhw.xml"
 
 local concat, sort = table.concat, table.sort
 local byte, format = string.byte, string.format
-local find, sub = string.find, string.sub
 
 local M = {}
 local MsgCrypt = {}
@@ -113,41 +113,10 @@ end
 local cjson = require "cjson.safe"
 local json_envelope = crypto.json_envelope
 
--- Index just past a run of XML whitespace at i.
-local function skip_ws(s, i)
-  local b = byte(s, i)
-  while b == 32 or b == 9 or b == 10 or b == 13 do i = i + 1; b = byte(s, i) end
-  return i
-end
-
--- The text of the first <name> element: <name><![CDATA[v]]></name> (blanks
--- allowed around the CDATA) or <name>v</name> with no '<' in v. Plain
--- searches, each byte read a bounded number of times: the body is read
--- before any signature check, and the unanchored pattern this replaces,
--- <name>%s*<!%[CDATA%[(.-)%]%]>, scanned to the end from every opener
--- (quadratic: 1 MB of "<Encrypt><![CDATA[" took minutes).
-local function xml_field(xml, name)
-  local open, close = "<" .. name .. ">", "</" .. name .. ">"
-  local _, b = find(xml, open, 1, true)
-  if not b then return nil end
-  local i = skip_ws(xml, b + 1)
-  if sub(xml, i, i + 8) == "<![CDATA[" then
-    local from = i + 9
-    local e = find(xml, "]]>", from, true)
-    while e do -- the first "]]>" that is followed by the closing tag
-      local j = skip_ws(xml, e + 3)
-      if sub(xml, j, j + #close - 1) == close then return sub(xml, from, e - 1) end
-      e = find(xml, "]]>", e + 1, true)
-    end
-    return nil
-  end
-  local lt = find(xml, "<", b + 1, true)
-  if lt and sub(xml, lt, lt + #close - 1) == close then return sub(xml, b + 1, lt - 1) end
-  return nil
-end
+local xml_field = xml.field
 M.xml_field = xml_field
 
-local function cdata(s) return "<![CDATA[" .. s:gsub("%]%]>", "]]]]><![CDATA[>") .. "]]>" end
+local cdata = xml.cdata
 
 --- Extracts the Encrypt field of a pushed body: JSON (Mini Program `Encrypt`,
 -- WeCom `encrypt`) or XML. Returns encrypted, format ("json" | "xml").
