@@ -13,6 +13,8 @@
 -- Inside nginx the default writer logs at WARN from a zero-delay timer: a
 -- line logged in a request's context carries nginx's `request: "POST
 -- /wx/push?...msg_signature=..."`, the query with the signature.
+local clock = require "wxhw.clock"
+
 local M = {}
 M.__index = M
 
@@ -30,20 +32,19 @@ end
 --- The writer used when none is given: nginx's error log inside nginx,
 -- nothing elsewhere (a program passes its own, e.g. examples/gateway.lua).
 function M.default_writer()
-  local ngx_ = rawget(_G, "ngx")
-  if type(ngx_) == "table" and ngx_.log and ngx_.timer then return ngx_writer(ngx_) end
+  local ngx_ = clock.ngx()
+  if ngx_ and ngx_.log and ngx_.timer then return ngx_writer(ngx_) end
   return nil
 end
 
 --- opts: write(line) (default_writer()), interval (seconds, 60),
--- clock (seconds; ngx.now in nginx, else os.time).
+-- clock (seconds; wxhw.clock.time: ngx.time in nginx, else os.time).
 function M.new(opts)
   opts = opts or {}
-  local ngx_ = rawget(_G, "ngx")
   local write = opts.write
   if write == nil then write = M.default_writer() end
   return setmetatable({ write = write, interval = opts.interval or M.INTERVAL,
-                        clock = opts.clock or (type(ngx_) == "table" and ngx_.now) or os.time,
+                        clock = opts.clock or clock.time,
                         last = {}, suppressed = {} }, M)
 end
 
