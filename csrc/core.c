@@ -21,6 +21,7 @@ static const struct {
     {"media", wxhw_open_media},
     {"clock", wxhw_open_clock},
     {"fileio", wxhw_open_fileio},
+    {"proc", wxhw_open_proc},
     {"seen", wxhw_open_seen},
     {"kvshm", wxhw_open_kvshm},
     {"json", wxhw_open_json},

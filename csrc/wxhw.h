@@ -20,6 +20,7 @@ int wxhw_open_tokenstore(lua_State *L);
 int wxhw_open_media(lua_State *L);
 int wxhw_open_clock(lua_State *L);
 int wxhw_open_fileio(lua_State *L);
+int wxhw_open_proc(lua_State *L);
 int wxhw_open_seen(lua_State *L);
 int wxhw_open_json(lua_State *L);
 int wxhw_open_kvshm(lua_State *L);
