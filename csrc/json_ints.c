@@ -8,7 +8,7 @@
 
 static int is_digit(char c) { return c >= '0' && c <= '9'; }
 
-static int beyond_2_53(const char *d, size_t n) {
+int wxhw_json_beyond_2_53(const char *d, size_t n) {
   static const char limit[] = "9007199254740992"; /* 2^53: still exact */
   while (n > 1 && *d == '0') d++, n--;           /* invalid JSON, but harmless */
   if (n != sizeof limit - 1) return n > sizeof limit - 1;
@@ -33,7 +33,7 @@ int wxhw_json_next_big_int(const char *s, size_t n, size_t from, size_t *start, 
         while (i < n && (is_digit(s[i]) || s[i] == '.' || s[i] == 'e' || s[i] == 'E' || s[i] == '+' ||
                          s[i] == '-'))
           i++;
-      } else if (beyond_2_53(s + d, i - d)) {
+      } else if (wxhw_json_beyond_2_53(s + d, i - d)) {
         *start = b;
         *len = i - b;
         return 1;

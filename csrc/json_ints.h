@@ -15,6 +15,9 @@
  * leaves the text to the JSON decoder, which reports it). */
 int wxhw_json_next_big_int(const char *s, size_t n, size_t from, size_t *start, size_t *len);
 
+/* Whether the digits d[0..n) (no sign) are an integer beyond 2^53. */
+int wxhw_json_beyond_2_53(const char *d, size_t n);
+
 #pragma GCC visibility pop
 
 #endif
