@@ -28,19 +28,17 @@ M.BACKUP_URLS = {
   pay = "https://api2.mch.weixin.qq.com",
 }
 
--- ------------------------------------------------------------------- JSON
-
--- wxhw.json keeps big integers exact both ways; re-exported here, where
--- callers have always found them.
-M.null, M.bigint, M.BigInt, M.json_encode = json.null, json.bigint, json.BigInt, json.encode
-
---- JSON decode of a response body; integers beyond 2^53 (product_id, MsgId
--- ...) become decimal strings.
-function M.json_decode(s)
+-- A response body as a table, or nil and an error of the pipeline's kind.
+-- Integers beyond 2^53 (product_id, MsgId ...) become decimal strings.
+local function decode_body(s)
   local v = json.decode(s)
   if v == nil then return nil, errors.new("http", "response is not valid JSON", { reason = "protocol" }) end
   return v
 end
+
+-- Deprecated (one release): JSON lives in wxhw.json; these names stay where
+-- callers used to find them and are documented as aliases in docs/http.md.
+M.null, M.bigint, M.BigInt, M.json_encode, M.json_decode = json.null, json.bigint, json.BigInt, json.encode, decode_body
 
 -- --------------------------------------------------------- errcode classes
 
@@ -75,7 +73,19 @@ M.PRODUCT_ERRCODES = {
   wecom = {
     [45009] = { class = "rate_limited" },
     [45033] = { class = "busy", retry = true }, -- concurrency limit
+    -- the openhw calls' own tokens (model_access_token, device_access_token)
+    -- rejected: refreshed once like access_token
+    [40082] = { class = "token_invalid", refresh = true },
+    [40083] = { class = "token_invalid", refresh = true },
   },
+}
+
+--- Products whose answers are not the errcode envelope: the HTTP status says
+-- success, the body { code, message } names the error (Pay APIv3: docs/pay.md
+-- "Requests"), and `no_content` is a documented success without a body. wxhw.pay itself sends
+-- raw (it verifies the signature on the raw body first) and decodes its errors.
+M.STATUS_ENVELOPES = {
+  pay = { kind = "pay", code = "code", message = "message", no_content = 204 },
 }
 
 -- ---------------------------------------------------------------- redaction
@@ -85,6 +95,7 @@ M.REDACT = {
   suite_access_token = true, component_access_token = true, provider_access_token = true,
   suite_secret = true, provider_secret = true, signature = true, sign = true,
   msg_signature = true, paysign = true, authorization = true, ticket = true,
+  model_access_token = true, device_access_token = true, -- WeCom openhw's own query tokens
 }
 
 local function redacted_map(t)
@@ -103,10 +114,6 @@ function M.redact_url(s)
 end
 
 -- ------------------------------------------------------------------- helpers
-
-M.urlencode = urls.urlencode
---- Query string with keys sorted (stable for signatures and caches).
-M.encode_query = urls.encode_query
 
 local function header(res, name)
   local v = res and res.headers and res.headers[name]
@@ -141,7 +148,7 @@ function M.parse_retry_after(v, now)
 end
 
 local function retry_after(res, now)
-  return M.parse_retry_after(header(res, "retry-after"), now or os.time())
+  return M.parse_retry_after(header(res, "retry-after"), now)
 end
 
 local function request_id(res, body)
@@ -301,21 +308,23 @@ local function interpret(self, spec, res, terr, idempotent)
     return res
   end
   if status >= 300 and status < 400 then return nil, not_an_answer(res, status) end
+  local envelope = M.STATUS_ENVELOPES[spec.product or ""]
   local body, derr
   if res.body == "" or res.body == nil then
-    if status < 300 and not (status == 204 and spec.product == "pay") then
+    if status < 300 and not (envelope and status == envelope.no_content) then
       local err = not_an_answer(res, status)
       return nil, err, idempotent and "retry" or nil
     end
     body = {}
   else
-    body, derr = M.json_decode(res.body)
+    body, derr = decode_body(res.body)
   end
   local rid = request_id(res, body)
-  if spec.product == "pay" then
+  if envelope then
     if status < 300 and body then return body end
-    local err = errors.new("pay", (body and body.message) or ("HTTP " .. status), {
-      errcode = body and body.code, errmsg = body and body.message, http_status = status,
+    local msg = body and body[envelope.message]
+    local err = errors.new(envelope.kind, msg or ("HTTP " .. status), {
+      errcode = body and body[envelope.code], errmsg = msg, http_status = status,
       request_id = rid, retryable = status >= 500 or status == 429, retry_after = retry_after(res, self.now()) })
     return nil, err, (status == 429 or (status >= 500 and idempotent)) and "retry" or nil
   end
@@ -355,6 +364,8 @@ end
 --   method = "GET"|"POST"..., path = "/cgi-bin/...", query = { k = v }
 --   json = table (encoded with big integers exact) | body = string
 --   headers = { ... }, token = true (inject access_token via token_provider)
+--     | { provider = <:token(), :invalidate(t)>, param = "model_access_token" }
+--     (another provider, or another query parameter; refreshed once the same way)
 --   idempotent = bool (default: not POST/PATCH), timeout = seconds
 --   raw = true: return the response table (status, headers, body) undecoded
 --   sign = fn(method, path_with_query, body) -> headers (called per attempt)
@@ -367,7 +378,14 @@ function Client:call(spec)
   local base = spec.base_url or self.base_urls[spec.product or ""]
   if not base then error("wxhw.client:call: unknown product " .. tostring(spec.product), 2) end
   local backup = not spec.base_url and self.backup_urls[spec.product or ""] or nil
-  if spec.token and not self.token_provider then
+  local provider, param = self.token_provider, "access_token"
+  if type(spec.token) == "table" then
+    provider, param = spec.token.provider, spec.token.param or "access_token"
+    if type(provider) ~= "table" or not provider.token or type(param) ~= "string" then
+      error("wxhw.client:call: token = { provider = <object with :token()>, param = string }", 2)
+    end
+  end
+  if spec.token and not provider then
     return errors.fail("token", "this call needs an access token but the client has no token_provider")
   end
   local idempotent = spec.idempotent
@@ -377,7 +395,7 @@ function Client:call(spec)
   local headers = {}
   for k, v in pairs(spec.headers or {}) do headers[k] = v end
   if spec.json ~= nil then
-    body = M.json_encode(spec.json)
+    body = json.encode(spec.json)
     if headers["Content-Type"] == nil then headers["Content-Type"] = "application/json" end
   end
   if headers["Accept"] == nil then headers["Accept"] = "application/json" end
@@ -399,14 +417,14 @@ function Client:call(spec)
     local token
     if spec.token then
       local terr
-      token, terr = self.token_provider:token()
+      token, terr = provider:token()
       if not token then
         if not errors.is(terr) then terr = errors.new("token", tostring(terr or "no token")) end
         return nil, terr
       end
-      query.access_token = token
+      query[param] = token
     end
-    local qs = M.encode_query(query)
+    local qs = urls.encode_query(query)
     local target = path .. (qs ~= "" and ("?" .. qs) or "")
     local url = (use_backup and backup or base) .. target
     if rule then
@@ -426,6 +444,7 @@ function Client:call(spec)
       product = spec.product, method = method, path = path, host = host_of(url), attempt = attempt,
       query = redacted_map(query), headers = redacted_map(req_headers),
     }
+    if token then info.query[param] = "***" end -- whatever the parameter is called
     self:_emit("on_request", info)
     local t0 = self.now()
     local res, terr = self.transport:request{
@@ -446,7 +465,7 @@ function Client:call(spec)
     if action == "refresh" and spec.token and not refreshed then
       refreshed = true
       attempt = attempt - 1 -- the one token retry is not a backoff retry
-      if self.token_provider.invalidate then self.token_provider:invalidate(token) end
+      if provider.invalidate then provider:invalidate(token) end
       self:_emit("on_retry", {
         product = spec.product, method = method, path = path, attempt = attempt + 1,
         errcode = err.errcode, delay = 0, reason = "token", error = err, request_id = err.request_id })

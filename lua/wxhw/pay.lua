@@ -15,12 +15,14 @@
 -- namespace, so any number of merchants live side by side in one process.
 local crypto = require "wxhw.crypto"
 local errors = require "wxhw.errors"
+local json = require "wxhw.json"
 local client_mod = require "wxhw.client"
+local transport = require "wxhw.transport"
+local mux_mod = require "wxhw.transport.mux"
 local verify = require "wxhw.pay.verify"
 local certificates = require "wxhw.pay.certificates"
 local iot = require "wxhw.pay.iot"
 local replay = require "wxhw.replay"
-local paginate = require "wxhw.paginate"
 
 local M = { iot = iot, verify = verify, certificates = certificates }
 
@@ -29,7 +31,7 @@ Pay.__index = Pay
 M.Pay = Pay
 
 M.AUTH_TYPE = "WECHATPAY2-SHA256-RSA2048"
-M.USER_AGENT = "wxhw/" .. tostring(require("wxhw.core").version) .. " (Lua)"
+M.USER_AGENT = "wxhw/" .. tostring(require("wxhw").version) .. " (Lua)"
 M.OAEP_MAX = 214 -- plaintext bytes for a 2048-bit key (OAEP SHA-1)
 
 -- 19.5/s with a burst of 1 spaces calls 51 ms apart: never 21 in any 1 s
@@ -63,8 +65,17 @@ function M.new(o)
   if o.apiv3_key ~= nil and (type(o.apiv3_key) ~= "string" or #o.apiv3_key ~= 32) then
     return input("apiv3_key must be the 32-character APIv3 key")
   end
+  -- The client sends through a mux over the transport: a request outside
+  -- mux:run goes straight through; the device listing runs its pages'
+  -- pipelines side by side inside one (wxhw.pay.iot).
+  local t, terr = o.transport, nil
+  if t == nil or (type(t) == "table" and not t.request) then
+    t, terr = transport.new(t or {})
+    if not t then return nil, terr end
+  end
+  local mux = t.batch and mux_mod.new(t) or nil
   local c, cerr = client_mod.new{
-    transport = o.transport,
+    transport = mux or t,
     base_urls = { pay = o.base_url }, -- so no production backup either (wxhw.client's rule)
     limiter = o.limiter,
     limiter_namespace = "pay:" .. o.mchid .. ":",
@@ -79,17 +90,17 @@ function M.new(o)
     certificates = o.platform_certificates, now = now() }
   local ua = o.user_agent or M.USER_AGENT
   if not ring or type(ua) ~= "string" or ua:find("[\r\n]") then
-    if not o.transport and c.transport.close then c.transport:close() end
+    if t ~= o.transport and t.close then t:close() end
     if not ring then return nil, rerr end
     return input("user_agent must be one line")
   end
   return setmetatable({
     mchid = o.mchid, serial_no = o.serial_no:upper(), key = key, apiv3_key = o.apiv3_key,
-    keyring = ring, client = c, now = now, user_agent = ua,
+    keyring = ring, client = c, mux = mux, now = now, user_agent = ua,
     replay = o.replay or replay.new{ ttl = 2 * verify.WINDOW },
     cert_max_age = o.cert_max_age or 12 * 3600, cert_ahead = o.cert_ahead or 3600,
     cert_min_interval = o.cert_min_interval or 60, on_cert_rotate = o.on_cert_rotate,
-    last_forced_refresh = -math.huge, refreshing = false, own_transport = not o.transport,
+    last_forced_refresh = -math.huge, refreshing = false, own_transport = t ~= o.transport,
   }, Pay)
 end
 
@@ -194,7 +205,7 @@ end
 
 -- A pay error from an HTTP error response ({"code","message","detail"}).
 local function api_error(res, status)
-  local body = client_mod.json_decode(res.body or "")
+  local body = json.decode(res.body or "")
   local rid = res.headers and res.headers["request-id"]
   if type(rid) == "table" then rid = rid[1] end
   local code = type(body) == "table" and body.code or nil
@@ -211,7 +222,7 @@ function Pay:_send(spec)
   if serial == nil and spec.path ~= "/v3/certificates" then serial = self.keyring:request_serial(self.now()) end
   if serial then headers["Wechatpay-Serial"] = serial end
   local body = spec.body
-  if spec.json ~= nil then body = client_mod.json_encode(spec.json) end
+  if spec.json ~= nil then body = json.encode(spec.json) end
   if body then headers["Content-Type"] = "application/json" end
   for k, v in pairs(spec.headers or {}) do headers[k] = v end
   local res, err = self.client:call{
@@ -251,7 +262,7 @@ function Pay:request(spec)
     return nil, verr
   end
   if res.body == "" then return {}, res end
-  local data = client_mod.json_decode(res.body)
+  local data = json.decode(res.body)
   if type(data) ~= "table" then
     return errors.fail("pay", "signed answer of " .. spec.path .. " is not a JSON object", { http_status = status })
   end
@@ -333,7 +344,7 @@ function Pay:notification(headers, raw_body, now)
     return verify.fail("replay", "this notification (timestamp and nonce) was already accepted",
       { request_id = h.request_id })
   end
-  local event = client_mod.json_decode(raw_body)
+  local event = json.decode(raw_body)
   if type(event) ~= "table" or type(event.resource) ~= "table" then
     return verify.fail("bad_resource", "notification body has no resource object", { request_id = h.request_id })
   end
@@ -343,131 +354,12 @@ function Pay:notification(headers, raw_body, now)
     return nil, derr
   end
   event.plaintext = plain
-  event.data = client_mod.json_decode(plain)
+  event.data = (json.decode(plain))
   event.request_id = h.request_id
   return event
 end
 
--- ------------------------------------------------------------- IoT devices
-
--- Fetches one page of /v3/iotmanage/devices (decoded device records).
-function Pay:_device_page(req, decode)
-  local data, err = self:request{ method = "GET", path = "/v3/iotmanage/devices",
-    query = { limit = string.format("%d", req.limit), offset = string.format("%d", req.offset) } }
-  if not data then return nil, err end
-  if type(data.data) ~= "table" then data.data = {} end
-  if decode ~= false then
-    for _, d in ipairs(data.data) do iot.decode_device(d) end
-  end
-  return data
-end
-
---- A pager over /v3/iotmanage/devices (wxhw.paginate, offset style: the
--- documented links.next example is not a well-formed URL). opts: limit (1-100,
--- default 100), offset (default 0), concurrency, checkpoint, on_page, decode
--- (default true), on_change. Returns the pager or nil, err.
-function Pay:iot_devices_pager(opts)
-  opts = opts or {}
-  local limit, offset = iot.check_page(opts.limit or iot.MAX_LIMIT, opts.offset or 0)
-  if not limit then return input(offset) end
-  local decode = opts.decode
-  return paginate.new{
-    style = "offset", limit = limit, offset = offset,
-    fetch = function(req) return self:_device_page(req, decode) end,
-    fetch_many = function(reqs)
-      -- sequential fetches through the same limiter keep to 20 QPS; the
-      -- concurrency of the pager only overlaps their latency
-      return self:_device_pages(reqs, decode)
-    end,
-    concurrency = opts.concurrency or 1,
-    key = function(d) return d.device_sn end,
-    checkpoint = opts.checkpoint, on_page = opts.on_page, on_change = opts.on_change,
-  }
-end
-
--- Several pages at once: each takes its place in the rate limit first, then
--- they travel together on the transport's multi interface.
-function Pay:_device_pages(reqs, decode)
-  local c = self.client
-  local base = c.base_urls.pay
-  local rule = c.rules["pay /v3/iotmanage/devices"]
-  local key = c.namespace .. (base:match("^%a+://([^/?#]+)") or base) .. "/v3/iotmanage/devices"
-  local batch = {}
-  for i, r in ipairs(reqs) do
-    local ok, err = c.limiter:acquire(key, rule, c.rate_wait)
-    if not ok then
-      batch[i] = err
-    else
-      local target = "/v3/iotmanage/devices?" .. client_mod.encode_query({ limit = string.format("%d", r.limit),
-        offset = string.format("%d", r.offset) })
-      batch[i] = { method = "GET", url = base .. target, headers = {
-        ["Accept"] = "application/json", ["User-Agent"] = self.user_agent,
-        ["Wechatpay-Serial"] = self.keyring:request_serial(self.now()),
-        ["Authorization"] = self:authorization("GET", target, "") } }
-    end
-  end
-  local send, pos = {}, {}
-  for i, b in ipairs(batch) do
-    if not errors.is(b) then send[#send + 1] = b; pos[#send] = i end
-  end
-  local t0 = c.now()
-  local results = c.transport:batch(send, { concurrency = #send })
-  local latency = c.now() - t0
-  local out = {}
-  for i, b in ipairs(batch) do if errors.is(b) then out[i] = b end end
-  for j, res in ipairs(results) do
-    local i = pos[j]
-    local rid = not errors.is(res) and res.headers["request-id"] or nil
-    c:_emit("on_response", { product = "pay", method = "GET", path = "/v3/iotmanage/devices",
-      host = base:match("^%a+://([^/?#]+)"), attempt = 1, status = not errors.is(res) and res.status or nil,
-      latency = latency, request_id = type(rid) == "string" and rid or nil,
-      error = errors.is(res) and res or nil, batch = #send })
-    if errors.is(res) then
-      out[i] = res
-    elseif res.status ~= 200 then
-      -- 429/5xx in a batch: fetch that page again through the retrying pipeline
-      local page, err = self:_device_page(reqs[i], decode)
-      out[i] = page or err
-    else
-      local ok, verr = self:verify(res.headers, res.body)
-      local data = ok and client_mod.json_decode(res.body)
-      if not ok then
-        out[i] = verr
-      elseif type(data) ~= "table" then
-        out[i] = errors.new("pay", "device page is not a JSON object")
-      else
-        if type(data.data) ~= "table" then data.data = {} end
-        if decode ~= false then for _, d in ipairs(data.data) do iot.decode_device(d) end end
-        out[i] = data
-      end
-    end
-  end
-  return out
-end
-
---- Iterator over the merchant's devices:
---   for device, err in pay:iot_devices{ limit = 100 } do ... end
--- Each device keeps the API's fields and codes and gains category_name,
--- class_name, app_scene_name, activated. On failure the loop gets (false,
--- err) once. The second value returned is the pager (pager.err, counts).
-function Pay:iot_devices(opts)
-  local p, err = self:iot_devices_pager(opts)
-  if not p then
-    local done = false
-    return function()
-      if done then return nil end
-      done = true
-      return false, err
-    end
-  end
-  return p:iter(), p
-end
-
---- Factory-check result of one device (/v3/iotmanage/device-inspections/{sn}).
-function Pay:device_inspection(sn)
-  local ok, msg = iot.check_sn(sn)
-  if not ok then return input(msg) end
-  return self:request{ method = "GET", path = "/v3/iotmanage/device-inspections/" .. sn }
-end
+-- IoT devices: iot_devices, iot_devices_pager, device_inspection (wxhw.pay.iot)
+for name, fn in pairs(iot.methods) do Pay[name] = fn end
 
 return M

@@ -9,13 +9,12 @@
 --   t.kind, t.now() (seconds, float), t.sleep(seconds)
 local M = {}
 
+local clock = require "wxhw.clock"
+
 --- "ngx" when running inside nginx-lua (even in init_by_lua, where the object
 -- may be built for later use), else "curl".
 function M.default_kind()
-  if ngx and ngx.socket and ngx.socket.tcp and ngx.config and ngx.config.ngx_lua_version then
-    return "ngx"
-  end
-  return "curl"
+  return clock.in_nginx() and "ngx" or "curl"
 end
 
 function M.new(o)

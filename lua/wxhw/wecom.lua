@@ -20,10 +20,6 @@ M.SN_MAX = 128
 M.REPORT_CHUNK = 100
 M.MEMBERS_LIMIT = 200
 
--- openhw tokens travel as their own query parameters: keep them out of logs.
-client_mod.REDACT.model_access_token = true
-client_mod.REDACT.device_access_token = true
-
 --- WeCom SN rules: 1-128 characters of [0-9A-Za-z], unique case-insensitively.
 function M.sn_error(sn)
   if type(sn) ~= "string" or sn == "" then return "device_sn is required" end
@@ -32,32 +28,21 @@ function M.sn_error(sn)
   if bad then return ('device_sn has an illegal character "%s" at %d (WeCom allows only 0-9 A-Z a-z)'):format(errors.char_at(sn, bad), bad) end
 end
 
-local TOKEN_CODES = { [40001] = true, [40014] = true, [42001] = true, [40082] = true, [40083] = true }
-
--- A client that never injects `access_token`: openhw calls put their token in
--- model_access_token / device_access_token and refresh it here.
-local NO_TOKEN = { token = function() return errors.fail("token", "openhw calls carry their own token") end }
-
+-- openhw calls carry their own token (model_access_token / device_access_token)
+-- instead of access_token: a client of their own shares the user's transport,
+-- base URLs and limiter, never its token_provider or hooks.
 local function openhw_client(c)
-  local o = { token_provider = NO_TOKEN }
+  local o = {}
   if c then o.transport, o.base_urls, o.limiter = c.transport, c.base_urls, c.limiter end
   return assert(client_mod.new(o))
 end
 
--- POST path?<param>=<token from mgr>, refreshing the token once on a token errcode.
+-- POST path?<param>=<token from mgr>; the client refreshes the token once on a
+-- token errcode (wxhw.client ERRCODES / PRODUCT_ERRCODES.wecom).
 local function call(cl, mgr, param, path, body)
-  local refreshed = false
-  while true do
-    local tok, terr = mgr:token()
-    if not tok then return nil, terr end
-    local res, err = cl:call{ product = "wecom", method = "POST", path = path, query = { [param] = tok }, json = body }
-    if res then return res end
-    if refreshed or not (err.errcode and TOKEN_CODES[err.errcode]) then return nil, err end
-    refreshed = true
-    if mgr.invalidate then mgr:invalidate(tok) end
-  end
+  return cl:call{ product = "wecom", method = "POST", path = path, json = body,
+                  token = { provider = mgr, param = param } }
 end
-M._call = call
 
 local WC = {}
 WC.__index = WC
@@ -147,7 +132,9 @@ function WC:device(o)
   local mgr = assert(token.new{ source = "device_token", device_sn = o.device_sn, device_secret = o.device_secret,
     model_token = self.model_mgr, client = self.client, store = self.store or "memory",
     store_options = self.store_options })
-  return require("wxhw.wecom.device").new(self, o.device_sn, mgr)
+  return require("wxhw.wecom.device").new{ call = function(path, body)
+    return call(self.client, mgr, "device_access_token", path, body)
+  end, device_sn = o.device_sn, token = mgr, report_chunk = M.REPORT_CHUNK }
 end
 
 --- A callback handler for model_ticket / bind / unbind / verify_device and the

@@ -12,6 +12,7 @@
 --   w:push_app_msg{ msg =, push_token = }   -- host-app or Mini Program client
 local crypto = require "wxhw.crypto"
 local errors = require "wxhw.errors"
+local json = require "wxhw.json"
 
 local M = {}
 
@@ -84,7 +85,7 @@ end
 local function pid_arg(o, fn)
   local pid = M.product_id_string(o.product_id)
   if not pid then error("wxhw.wmpf." .. fn .. ": product_id must be a non-negative integer", 3) end
-  return require("wxhw.client").bigint(pid)
+  return json.bigint(pid)
 end
 
 --- createproduct → product_id (a decimal string: ids exceed 2^53 safely).
@@ -173,7 +174,7 @@ end
 function W:push_app_msg(o)
   if type(o) ~= "table" then error("wxhw.wmpf.push_app_msg: options table expected", 2) end
   local msg = o.msg
-  if type(msg) == "table" then msg = require("wxhw.client").json_encode(msg) end
+  if type(msg) == "table" then msg = json.encode(msg) end
   if type(msg) ~= "string" then error("wxhw.wmpf.push_app_msg: msg must be a string or table", 2) end
   if #msg > M.PUSH_LIMIT then
     return errors.fail("input", ("push message is %d bytes; WMPF accepts at most %d (5 KB)"):format(#msg, M.PUSH_LIMIT),

@@ -1,6 +1,11 @@
 --- WeChat Pay IoT device management (/v3/iotmanage/...): the enum tables of
 -- the smart device list
--- (pay.weixin.qq.com/wiki/doc/wxfacepay/develop/point/iotmanage-devices.html) and the decoding of device records.
+-- (pay.weixin.qq.com/wiki/doc/wxfacepay/develop/point/iotmanage-devices.html), the decoding of device records,
+-- and the Pay methods that list devices and read factory checks (`M.methods`,
+-- installed on wxhw.pay's objects).
+local errors = require "wxhw.errors"
+local paginate = require "wxhw.paginate"
+
 local M = {}
 
 M.MAX_LIMIT = 100      -- devices per page
@@ -75,6 +80,86 @@ function M.check_sn(sn)
     return nil, "device_sn must be 5-200 letters and digits"
   end
   return sn
+end
+
+-- ------------------------------------------------------------ Pay methods
+
+local P = {}
+M.methods = P
+
+-- Fetches one page of /v3/iotmanage/devices (decoded device records): signed,
+-- paced, retried and verified by Pay:request.
+function P:_device_page(req, decode)
+  local data, err = self:request{ method = "GET", path = "/v3/iotmanage/devices",
+    query = { limit = string.format("%d", req.limit), offset = string.format("%d", req.offset) } }
+  if not data then return nil, err end
+  if type(data.data) ~= "table" then data.data = {} end
+  if decode ~= false then
+    for _, d in ipairs(data.data) do M.decode_device(d) end
+  end
+  return data
+end
+
+-- Several pages at once: each page runs the whole pipeline in its own job of
+-- the mux transport (wxhw.transport.mux). The jobs take their places in the
+-- rate limit one after another (20 QPS holds), then their requests travel
+-- together; a 429 or 5xx is retried inside its job.
+function P:_device_pages(reqs, decode)
+  local out, jobs = {}, {}
+  for i, r in ipairs(reqs) do jobs[i] = function() return self:_device_page(r, decode) end end
+  if not self.mux then -- a transport without batch: one after another
+    for i, job in ipairs(jobs) do
+      local page, err = job()
+      out[i] = page or err
+    end
+    return out
+  end
+  for i, r in ipairs(self.mux:run(jobs, #jobs)) do out[i] = r[1] or r[2] end
+  return out
+end
+
+--- A pager over /v3/iotmanage/devices (wxhw.paginate, offset style: the
+-- documented links.next example is not a well-formed URL). opts: limit (1-100,
+-- default 100), offset (default 0), concurrency, checkpoint, on_page, decode
+-- (default true), on_change. Returns the pager or nil, err.
+function P:iot_devices_pager(opts)
+  opts = opts or {}
+  local limit, offset = M.check_page(opts.limit or M.MAX_LIMIT, opts.offset or 0)
+  if not limit then return errors.fail("input", offset) end
+  local decode = opts.decode
+  return paginate.new{
+    style = "offset", limit = limit, offset = offset,
+    fetch = function(req) return self:_device_page(req, decode) end,
+    fetch_many = function(reqs) return self:_device_pages(reqs, decode) end,
+    concurrency = opts.concurrency or 1,
+    key = function(d) return d.device_sn end,
+    checkpoint = opts.checkpoint, on_page = opts.on_page, on_change = opts.on_change,
+  }
+end
+
+--- Iterator over the merchant's devices:
+--   for device, err in pay:iot_devices{ limit = 100 } do ... end
+-- Each device keeps the API's fields and codes and gains category_name,
+-- class_name, app_scene_name, activated. On failure the loop gets (false,
+-- err) once. The second value returned is the pager (pager.err, counts).
+function P:iot_devices(opts)
+  local p, err = self:iot_devices_pager(opts)
+  if not p then
+    local done = false
+    return function()
+      if done then return nil end
+      done = true
+      return false, err
+    end
+  end
+  return p:iter(), p
+end
+
+--- Factory-check result of one device (/v3/iotmanage/device-inspections/{sn}).
+function P:device_inspection(sn)
+  local ok, msg = M.check_sn(sn)
+  if not ok then return errors.fail("input", msg) end
+  return self:request{ method = "GET", path = "/v3/iotmanage/device-inspections/" .. sn }
 end
 
 return M

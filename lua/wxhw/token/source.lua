@@ -12,8 +12,9 @@
 --   token_field     where the token is in the answer (expires_in beside it)
 --   ids, secrets    credentials shown in the key / hashed into it
 --   force_limits    { per_day =, spacing = } for explicit force_refresh
---   parent          credential holding a token manager this source calls with;
---                   a 40001/40014/42001 invalidates that token and retries once
+--   parent          credential holding a token manager this source calls with
+--                   (its "$parent" query parameter): wxhw.client injects it and,
+--                   on a token errcode, invalidates it and retries once
 local crypto = require "wxhw.crypto"
 local errors = require "wxhw.errors"
 
@@ -31,10 +32,9 @@ M.NAMES = {
 local Source = {}
 Source.__index = Source
 
-local TOKEN_ERRCODES = { [40001] = true, [40014] = true, [42001] = true }
-
--- Resolves "$name" templates; returns the filled copy, or nil, err.
-local function fill(template, creds, force, parent_token)
+-- Resolves "$name" templates; returns the filled copy, or nil, err. The
+-- parent's "$<parent>" entry is left out: the client injects that token.
+local function fill(template, creds, force, parent)
   if template == nil then return nil end
   local out = {}
   for k, v in pairs(template) do
@@ -42,13 +42,11 @@ local function fill(template, creds, force, parent_token)
       local name = v:sub(2)
       if name == "force" then
         v = force and true or false
+      elseif name == parent then
+        v = nil
       else
         v = creds[name]
-        if type(v) == "function" then
-          v = v()
-        elseif type(v) == "table" and v.token then
-          v = parent_token
-        end
+        if type(v) == "function" then v = v() end
         if v == nil or v == "" then
           return nil, errors.new("input", "token source needs `" .. name .. "` (got none)")
         end
@@ -57,6 +55,14 @@ local function fill(template, creds, force, parent_token)
     out[k] = v
   end
   return out
+end
+
+-- The query parameter that carries the parent's token ("$<parent>").
+local function parent_param(desc)
+  for k, v in pairs(desc.query or {}) do
+    if v == "$" .. desc.parent then return k end
+  end
+  error("wxhw.token: source " .. desc.name .. ": no query parameter takes $" .. desc.parent, 4)
 end
 
 local function client_for(opts)
@@ -82,7 +88,8 @@ function M.new(desc, opts)
       error("wxhw.token: source " .. desc.name .. " needs `" .. f .. "`", 3)
     end
   end
-  return setmetatable({ desc = desc, name = desc.name, creds = creds, opts = opts,
+  local parent = desc.parent and { provider = creds[desc.parent], param = parent_param(desc) }
+  return setmetatable({ desc = desc, name = desc.name, creds = creds, opts = opts, parent = parent,
                         force_limits = desc.force_limits }, Source)
 end
 
@@ -110,54 +117,28 @@ function Source:key()
   return table.concat(parts, ":") .. (url and "@" .. crypto.hex(crypto.sha256(url)):sub(1, 12) or "")
 end
 
-function Source:_once(force, parent_token)
+--- One upstream fetch. The client decodes the answer and its errcode
+-- (wxhw.client ERRCODES); it refreshes a parent's token once on a token
+-- errcode, never a token of its own (no `token = true` here: a 40001 on a
+-- fetch means a wrong secret, not a stale token).
+function Source:fetch(force)
   local d = self.desc
-  local query, err = fill(d.query, self.creds, force, parent_token)
+  local parent = d.parent
+  local query, err = fill(d.query, self.creds, force, parent)
   if err then return nil, err end
   local json
-  json, err = fill(d.json, self.creds, force, parent_token)
+  json, err = fill(d.json, self.creds, force, parent)
   if err then return nil, err end
   self.client = self.client or client_for(self.opts)
-  -- raw: a token fetch must never run the pipeline's own token refresh on a
-  -- 40001 (that errcode here means a wrong secret or a stale parent token).
-  local res
-  res, err = self.client:call{ product = d.product, method = d.method, path = d.path, query = query, json = json,
-                               raw = true }
-  if not res then return nil, err end
-  local client = require "wxhw.client"
-  local data = res.body ~= "" and client.json_decode(res.body)
-  if type(data) ~= "table" then
-    return errors.fail("http", d.name .. ": HTTP " .. tostring(res.status) .. " without a JSON answer",
-                       { http_status = res.status })
-  end
-  local errcode = tonumber(data.errcode) or 0
-  if errcode ~= 0 then
-    local c = client.ERRCODES[errcode] or {}
-    return errors.fail("wx", string.format("%s %s failed: %s", d.method, d.path, tostring(data.errmsg)), {
-      errcode = errcode, errmsg = data.errmsg, class = c.class or "other", http_status = res.status,
-      retryable = c.retry or false })
-  end
+  local data
+  data, err = self.client:call{ product = d.product, method = d.method, path = d.path, query = query, json = json,
+                                token = self.parent }
+  if not data then return nil, err end
   local tok = data[d.token_field]
   if type(tok) ~= "string" or tok == "" then
     return errors.fail("token", d.name .. ": the answer has no " .. d.token_field)
   end
   return tok, tonumber(data.expires_in) or 7200
-end
-
---- One upstream fetch (plus one retry when a parent token was stale).
-function Source:fetch(force)
-  local parent = self.desc.parent and self.creds[self.desc.parent]
-  if not parent then return self:_once(force) end
-  local ptok, perr = parent:token()
-  if not ptok then return nil, perr end
-  local tok, res = self:_once(force, ptok)
-  if not tok and errors.is(res) and TOKEN_ERRCODES[res.errcode] then
-    parent:invalidate(ptok)
-    ptok, perr = parent:token()
-    if not ptok then return nil, perr end
-    tok, res = self:_once(force, ptok)
-  end
-  return tok, res
 end
 
 function Source:__tostring() return "wxhw token source " .. self:key() end

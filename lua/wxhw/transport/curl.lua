@@ -1,21 +1,11 @@
 --- The libcurl transport (wxhw.http) for scripts, batch jobs and the REPL.
 -- Blocking: never use it inside an nginx worker (wxhw.transport picks ngx there).
 local http = require "wxhw.http"
+local clock = require "wxhw.clock"
 
 local M = {}
 
-local now, sleep
-do
-  local ok, socket = pcall(require, "socket")
-  if ok then
-    now, sleep = socket.gettime, socket.sleep
-  else
-    now = os.time
-    sleep = function(s) os.execute(("sleep %.3f"):format(s)) end
-  end
-end
-
-local T = { kind = "curl", now = now, sleep = sleep }
+local T = { kind = "curl", now = clock.now, sleep = clock.sleep }
 T.__index = T
 
 local PASS = { "timeout", "connect_timeout", "proxy", "ca_file", "max_connections", "http2",

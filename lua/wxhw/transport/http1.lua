@@ -1,7 +1,7 @@
 --- A small HTTP/1.1 client on nginx cosockets (ngx.socket.tcp): keep-alive
 -- pools via setkeepalive, TLS with certificate and host-name verification
 -- always on. Responses are read by wxhw.transport.http1_response (the limits
--- and framing of csrc/http1.c); `timeout` is a deadline for the whole exchange.
+-- and framing of csrc/http/h1.c); `timeout` is a deadline for the whole exchange.
 -- Runs only inside nginx-lua, in phases where cosockets exist (content,
 -- access, rewrite, timers). lua-resty-http is not packaged by Debian.
 --
@@ -10,13 +10,13 @@
 --     { connect_timeout = s, timeout = s, max_body = n, pool_size = n, keepalive = s,
 --       resolve = { ["api.example"] = "10.0.0.1" } })
 local errors = require "wxhw.errors"
+local clock = require "wxhw.clock"
 local response = require "wxhw.transport.http1_response"
 
 -- Loadable outside nginx too (parse_url is plain Lua and has unit specs).
-local in_nginx = type(ngx) == "table" and ngx.socket ~= nil
-local tcp = in_nginx and ngx.socket.tcp
-local now = in_nginx and ngx.now or os.time
-local update_time = in_nginx and ngx.update_time or function() end
+local in_nginx = clock.in_nginx()
+local tcp = in_nginx and clock.ngx().socket.tcp
+local now = clock.now -- reads the clock itself: no ngx.update_time needed
 local lower, tonumber, find, sub = string.lower, tonumber, string.find, string.sub
 
 local M = {}
@@ -106,7 +106,6 @@ end
 
 -- Milliseconds left before the deadline (at most cap_ms), or nil once it passed.
 local function left_ms(deadline, cap_ms)
-  update_time()
   local ms = math.floor((deadline - now()) * 1000)
   if ms <= 0 then return nil end
   return cap_ms and math.min(ms, cap_ms) or ms
@@ -186,7 +185,6 @@ local function exchange(req, o, parts, deadline, t0)
     sock:close()
   end
   res.keep_alive = nil
-  update_time()
   res.time = now() - t0
   return res
 end
@@ -225,7 +223,6 @@ function M.request(req, o)
   if body and not seen["content-length"] then lines[#lines + 1] = "Content-Length: " .. #body .. "\r\n" end
   lines[#lines + 1] = "\r\n"
   if body and body ~= "" then lines[#lines + 1] = body end
-  update_time()
   local t0 = now()
   local total = req.timeout or o.timeout or 10
   local parts = {
@@ -239,7 +236,6 @@ function M.request(req, o)
     if res or not stale then break end
   end
   if not res then
-    update_time()
     err.time = now() - t0
     return nil, err
   end

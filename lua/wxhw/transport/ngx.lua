@@ -6,15 +6,11 @@
 -- max_body, pool_size, keepalive (idle seconds), resolve, user_agent.
 local http1 = require "wxhw.transport.http1"
 local errors = require "wxhw.errors"
+local clock = require "wxhw.clock"
 
 local M = {}
 
-local function now()
-  ngx.update_time()
-  return ngx.now()
-end
-
-local T = { kind = "ngx", now = now, sleep = function(s) return ngx.sleep(s) end }
+local T = { kind = "ngx", now = clock.now, sleep = clock.sleep }
 T.__index = T
 
 local KNOWN = { timeout = true, connect_timeout = true, max_body = true, max_request_body = true, pool_size = true, keepalive = true,

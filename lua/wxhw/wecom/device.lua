@@ -3,7 +3,8 @@
 -- its status, the member list with cursor pagination and lookup by id,
 -- attendance / door-access / temperature reports, and the results of the
 -- commands WeCom pushed (firmware upgrade, recognition info, remote opening).
--- Made by `wecom:device{ device_sn =, device_secret = }`.
+-- Made by `wecom:device{ device_sn =, device_secret = }`, which hands it the
+-- call to use (no require back into wxhw.wecom).
 local errors = require "wxhw.errors"
 local paginate = require "wxhw.paginate"
 
@@ -11,15 +12,16 @@ local M = {}
 local D = {}
 D.__index = D
 
-function M.new(wc, sn, mgr)
-  return setmetatable({ wc = wc, device_sn = sn, token = mgr }, D)
+--- o: call = fn(path, body) -> answer | nil, err (a device-token POST),
+-- device_sn, token (its token manager), report_chunk (records per report call).
+function M.new(o)
+  return setmetatable({ call = o.call, device_sn = o.device_sn, token = o.token,
+    report_chunk = o.report_chunk or 100 }, D)
 end
 
 function D:__tostring() return "wxhw.wecom device " .. self.device_sn end
 
-function D:_call(path, body)
-  return require("wxhw.wecom")._call(self.wc.client, self.token, "device_access_token", path, body)
-end
+function D:_call(path, body) return self.call(path, body) end
 
 --- The members the device may serve: an iterator `for user, err in d:members{...}`.
 -- Pages by next_cursor (limit 1-200, default 100); a perm_version change
@@ -72,7 +74,7 @@ local function report(self, path, field, records, check)
     if msg then return errors.fail("input", ("record %d: %s"):format(i, msg), { index = i }) end
   end
   local out = { sent = 0, failed = {} }
-  local chunk = require("wxhw.wecom").REPORT_CHUNK
+  local chunk = self.report_chunk
   for first = 1, #records, chunk do
     local list = {}
     for i = first, math.min(first + chunk - 1, #records) do list[#list + 1] = records[i] end
