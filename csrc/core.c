@@ -24,6 +24,7 @@ static const struct {
     {"proc", wxhw_open_proc},
     {"seen", wxhw_open_seen},
     {"kvshm", wxhw_open_kvshm},
+    {"redis", wxhw_open_redis},
     {"json", wxhw_open_json},
 };
 

@@ -24,6 +24,7 @@ int wxhw_open_proc(lua_State *L);
 int wxhw_open_seen(lua_State *L);
 int wxhw_open_json(lua_State *L);
 int wxhw_open_kvshm(lua_State *L);
+int wxhw_open_redis(lua_State *L);
 
 /* CLOCK_MONOTONIC in seconds (csrc/clock.c): system-wide on Linux, so
  * comparable across the processes of one host (lease deadlines, timers). */

@@ -1,4 +1,4 @@
-/* HTTP/1.x response parser (csrc/http1.c). The input is parsed twice: in one
+/* HTTP/1.x response parser (csrc/http/h1.c). The input is parsed twice: in one
  * piece and in pieces whose sizes come from the input; both runs must agree
  * on the outcome, the status, the headers and the body (a split must never
  * change the meaning). */
@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "http1.h"
+#include "h1.h"
 
 typedef struct {
   uint64_t hash;  /* of the headers, in order */

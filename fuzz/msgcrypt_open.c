@@ -1,7 +1,7 @@
-/* The untrusted-byte parsers of a WeChat push open (csrc/crypto_wire.c): the
+/* The untrusted-byte parsers of a WeChat push open (csrc/crypto/wire.c): the
  * JSON envelope scan, strict base64 and the decrypted framing. Links
- * ../csrc/crypto_wire.c alone (no Lua, no OpenSSL):
- *   clang -fsanitize=fuzzer,address,undefined -I../csrc msgcrypt_open.c ../csrc/crypto_wire.c
+ * ../csrc/crypto/wire.c alone (no Lua, no OpenSSL):
+ *   clang -fsanitize=fuzzer,address,undefined -I../csrc/crypto msgcrypt_open.c ../csrc/crypto/wire.c
  * Input byte 0 picks the parser; the rest is the body, the Encrypt text or
  * the decrypted plaintext. Checks the results stay inside their buffers and
  * that decoded base64 re-encodes to the input's length. */
@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "crypto_wire.h"
+#include "wire.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {

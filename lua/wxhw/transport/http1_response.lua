@@ -1,5 +1,5 @@
 --- Reads one HTTP/1.x response (RFC 9112) from a byte source: the Lua twin
--- of csrc/http1.c, with the same limits, the same refusals and the same
+-- of csrc/http/h1.c, with the same limits, the same refusals and the same
 -- framing (spec/http1_differential_spec.lua holds them to that). Pure Lua:
 -- wxhw.transport.http1 feeds it from a cosocket, specs from strings.
 --
@@ -113,7 +113,7 @@ local function status_line(p, s)
 end
 
 -- The value is kept as a string of digits (leading zeros dropped) so that
--- LuaJIT's doubles do not round it; the range is csrc/http1.c's 64-bit one.
+-- LuaJIT's doubles do not round it; the range is csrc/http/h1.c's 64-bit one.
 local function content_length_value(p, e)
   if find(e, "[^0-9]") then return nil, "protocol", "malformed Content-Length" end
   local digits = e:match("^0*(%d*)$")

@@ -550,6 +550,7 @@ static int l_stats(lua_State *L) {
   return 1;
 }
 
+#ifdef WXHW_TEST_HOOKS
 /* Test-only: take the lock, mark the key's slot as being written, and never
  * return; the spec kills the process to check that the others recover. */
 static int l_test_die_holding_lock(lua_State *L) {
@@ -564,6 +565,7 @@ static int l_test_die_holding_lock(lua_State *L) {
   for (;;) pause();
   return 0;
 }
+#endif
 
 static const char *const BOUND[] = {"get", "set", "add", "cas", "delete", NULL};
 
@@ -591,7 +593,9 @@ int wxhw_open_kvshm(lua_State *L) {
   static const luaL_Reg methods[] = {{"get", l_get},       {"set", l_set},     {"add", l_add},
                                      {"cas", l_cas},       {"delete", l_delete}, {"keys", l_keys},
                                      {"stats", l_stats},   {"close", l_close}, {"bind", l_bind},
+#ifdef WXHW_TEST_HOOKS
                                      {"_test_die_holding_lock", l_test_die_holding_lock},
+#endif
                                      {NULL, NULL}};
   static const luaL_Reg meta[] = {
       {"__gc", l_close}, {"__close", l_close}, {"__tostring", l_tostring}, {NULL, NULL}};

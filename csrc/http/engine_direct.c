@@ -3,7 +3,7 @@
  * cache and TLS sessions shared through a share handle) as a CONNECT_ONLY
  * transfer on the client's multi handle; the request then goes out with
  * curl_easy_send and the response comes back with curl_easy_recv, read by
- * http1.c. That skips libcurl's per-transfer machinery, most of the user
+ * h1.c. That skips libcurl's per-transfer machinery, most of the user
  * CPU of a keep-alive request. Connections are pooled per origin here.
  *
  * CONNECT_ONLY handles stay added to the multi handle while pooled: their
@@ -16,11 +16,39 @@
 #include <string.h>
 #include <strings.h>
 
-#include "http_xfer.h"
+#include "http_int.h"
 
 #define DEFAULT_MAX_IDLE_S 118 /* libcurl's CURLOPT_MAXAGE_CONN default */
 #define INLINE_BODY 16384      /* bodies up to this go out with the head */
 #define RECV_CHUNK 16384
+
+/* A CONNECT_ONLY connection of the direct engine. */
+struct wxhw_dconn {
+  unsigned char tag; /* 1 */
+  CURL *easy;
+  char *origin;
+  curl_socket_t fd;
+  int busy;          /* connecting or carrying a request */
+  int connecting;
+  int dead;          /* woke while idle: the peer closed it */
+  int tls;           /* https: a send may wait for input and a receive for output */
+  unsigned watched;  /* epoll events set for it: 1 in, 2 out */
+  long uses;         /* requests it completed */
+  double idle_since;
+  wxhw_xfer *owner;
+  char errbuf[CURL_ERROR_SIZE];
+};
+
+/* A client's direct connections (wxhw_dpool_new). */
+struct wxhw_dpool {
+  CURLSH *share;        /* DNS + TLS sessions of direct connections */
+  wxhw_dconn **conns;   /* every direct connection, idle or busy */
+  size_t n, cap;
+  wxhw_dconn **byfd;    /* socket descriptor -> connection */
+  size_t nbyfd;
+  wxhw_loop *loop;
+  const wxhw_http_conf *conf;
+};
 
 /* ---- URL and eligibility --------------------------------------------------- */
 
@@ -65,7 +93,9 @@ static char *join(const char *a, const char *b, const char *c, const char *d) {
   return s;
 }
 
-int wxhw_direct_url(wxhw_xfer *x, const wxhw_http_conf *conf) {
+/* Caches the URL parts of x->uh the direct engine needs and whether the URL
+ * allows it (no credentials in it, no proxy for it); 0, or -1 (memory). */
+static int direct_url(wxhw_xfer *x, const wxhw_http_conf *conf) {
   char *scheme = NULL, *host = NULL, *port = NULL, *path = NULL, *query = NULL, *user = NULL, *pw = NULL;
   int rc = 0, https, deflt;
   free(x->origin);
@@ -124,12 +154,17 @@ static int has_header(const wxhw_xfer *x, const char *name) {
   return 0;
 }
 
-int wxhw_direct_eligible(const wxhw_xfer *x, const wxhw_http_conf *conf) {
+int wxhw_direct_eligible(lua_State *L, wxhw_xfer *x, const wxhw_http_conf *conf) {
 #ifndef __linux__
-  (void)x, (void)conf;
+  (void)L, (void)x, (void)conf, (void)direct_url;
   return 0;
 #else
-  if (conf->engine_curl || conf->http2 || conf->proxy || !x->url_direct) return 0;
+  if (conf->engine_curl || conf->http2 || conf->proxy) return 0;
+  if (!x->url_checked) {
+    if (direct_url(x, conf) != 0) luaL_error(L, "out of memory");
+    x->url_checked = 1;
+  }
+  if (!x->url_direct) return 0;
   /* headers that change the framing or ask for a 100-continue round trip:
    * libcurl gives them meaning, so such requests go through it */
   return !has_header(x, "transfer-encoding") && !has_header(x, "content-length") && !has_header(x, "expect");
@@ -649,21 +684,19 @@ int wxhw_direct_push_result(lua_State *L, wxhw_xfer *x) {
   return 0;
 }
 
-void wxhw_dpool_init(wxhw_dpool *p, wxhw_loop *l, const wxhw_http_conf *conf) {
-  memset(p, 0, sizeof *p);
+wxhw_dpool *wxhw_dpool_new(wxhw_loop *l, const wxhw_http_conf *conf) {
+  wxhw_dpool *p = calloc(1, sizeof *p);
+  if (!p) return NULL;
   p->loop = l;
   p->conf = conf;
+  return p;
 }
 
 void wxhw_dpool_free(wxhw_dpool *p) {
+  if (!p) return;
   while (p->n) conn_close(p, p->conns[p->n - 1]);
   free(p->conns);
   free(p->byfd);
-  p->conns = NULL;
-  p->byfd = NULL;
-  p->n = p->cap = p->nbyfd = 0;
   if (p->share) curl_share_cleanup(p->share); /* after every handle using it */
-  p->share = NULL;
+  free(p);
 }
-
-size_t wxhw_dpool_count(const wxhw_dpool *p) { return p->n; }

@@ -1,9 +1,9 @@
 /* Strict base64, the JSON push envelope and the WXBizMsgCrypt framing: pure
- * byte code without Lua or OpenSSL (see crypto_wire.h), shared by
- * crypto_digest.c and crypto_msg.c and linked alone by fuzz targets. */
+ * byte code without Lua or OpenSSL (see wire.h), shared by
+ * digest.c and msg.c and linked alone by fuzz targets. */
 #include <string.h>
 
-#include "crypto_wire.h"
+#include "wire.h"
 
 static const char b64chars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 

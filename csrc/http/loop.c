@@ -12,7 +12,7 @@
 #include <sys/socket.h>
 #endif
 
-#include "http_xfer.h"
+#include "http_int.h"
 
 static long long now_ms(void) { return (long long)(wxhw_monotonic() * 1000.0); }
 

@@ -2,14 +2,15 @@
  * share handle (connection cache, DNS, TLS sessions), a reused easy handle for
  * sequential requests and reused slots for the multi interface, so repeated
  * calls to one host ride the same connection. HTTP/1.1 requests without a
- * proxy take the direct engine (http_direct.c) unless engine="curl"; both
- * engines run on one event loop. All memory hangs off the userdata: a Lua
- * error at any point leaks nothing. */
+ * proxy take the direct engine (engine_direct.c) unless engine="curl"; both
+ * engines run on one event loop (loop.c). prepare() below is the one place
+ * that picks the engine of a request. All memory hangs off the userdata: a
+ * Lua error at any point leaks nothing. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "http_xfer.h"
+#include "http_int.h"
 
 #define HTTP_CLASS "wxhw.Http"
 #define DEFAULT_TIMEOUT_MS 10000L
@@ -23,7 +24,7 @@ typedef struct {
   CURLSH *share;
   wxhw_loop loop;     /* multi handle + epoll for every transfer; multi NULL until used */
   wxhw_http_conf conf;
-  wxhw_dpool pool;    /* the direct engine's connections */
+  wxhw_dpool *pool;   /* the direct engine's connections; NULL until used */
   wxhw_xfer single;   /* for request() */
   wxhw_xfer *slots;   /* for batch(): one per request in flight */
   size_t nslots;
@@ -43,7 +44,7 @@ static void detach_slots(wxhw_http *h) {
   size_t i;
   for (i = 0; i < h->nslots; i++) {
     if (h->slots[i].active) {
-      if (h->slots[i].engine == WXHW_ENGINE_DIRECT) wxhw_direct_abort(&h->pool, &h->slots[i]);
+      if (h->slots[i].engine == WXHW_ENGINE_DIRECT) wxhw_direct_abort(h->pool, &h->slots[i]);
       else curl_multi_remove_handle(h->loop.multi, h->slots[i].easy);
       h->slots[i].active = 0;
     }
@@ -53,10 +54,11 @@ static void detach_slots(wxhw_http *h) {
 
 static void http_release(wxhw_http *h) {
   size_t i;
-  if (h->loop.multi) {
+  if (h->pool) {
     detach_slots(h);
-    wxhw_direct_abort(&h->pool, &h->single);
-    wxhw_dpool_free(&h->pool); /* its handles sit in the multi handle */
+    wxhw_direct_abort(h->pool, &h->single);
+    wxhw_dpool_free(h->pool); /* its handles sit in the multi handle */
+    h->pool = NULL;
   }
   for (i = 0; i < h->nslots; i++) wxhw_xfer_free(&h->slots[i]);
   free(h->slots);
@@ -266,12 +268,25 @@ static int http_new(lua_State *L) {
 /* ---- requests ------------------------------------------------------------- */
 
 static void ensure_loop(lua_State *L, wxhw_http *h) {
-  if (h->loop.multi) return;
-  if (wxhw_loop_init(&h->loop, h->conf.max_connections) != 0)
+  if (h->pool) return;
+  if (!h->loop.multi && wxhw_loop_init(&h->loop, h->conf.max_connections) != 0)
     luaL_error(L, "cannot create the curl multi handle / epoll instance");
-  wxhw_dpool_init(&h->pool, &h->loop, &h->conf);
+  if ((h->pool = wxhw_dpool_new(&h->loop, &h->conf)) == NULL) luaL_error(L, "out of memory");
   h->loop.on_direct = wxhw_direct_on_ready;
-  h->loop.direct_ud = &h->pool;
+  h->loop.direct_ud = h->pool;
+}
+
+/* Reads the request table at `req` into x and readies the engine that will
+ * carry it: the one place that picks an engine. Returns 0, or 1 after
+ * pushing an error object (the request was refused before any I/O). */
+static int prepare(lua_State *L, wxhw_http *h, wxhw_xfer *x, int req) {
+  if (wxhw_request_read(L, x, req, &h->conf)) return 1;
+  if (wxhw_direct_eligible(L, x, &h->conf)) {
+    x->engine = WXHW_ENGINE_DIRECT;
+    return wxhw_direct_prepare(L, x, &h->conf);
+  }
+  x->engine = WXHW_ENGINE_CURL;
+  return wxhw_curl_prepare(L, x, h->share, &h->conf);
 }
 
 /* Hands the multi handle's finished transfers on: connects of the direct
@@ -284,21 +299,21 @@ static void drain_messages(wxhw_http *h, void (*done)(void *ud, wxhw_xfer *x, CU
     if (msg->msg != CURLMSG_DONE) continue;
     curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&tag);
     if (!tag) continue;
-    if (*tag == 1) wxhw_direct_connected(&h->pool, (wxhw_dconn *)(void *)tag, msg->data.result);
+    if (*tag == 1) wxhw_direct_connected(h->pool, (wxhw_dconn *)(void *)tag, msg->data.result);
     else if (done) done(ud, (wxhw_xfer *)(void *)tag, msg->data.result);
   }
 }
 
 /* Runs one direct transfer to its end on the loop. */
 static void run_direct_single(lua_State *L, wxhw_http *h, wxhw_xfer *x) {
-  wxhw_direct_start(&h->pool, x);
+  wxhw_direct_start(h->pool, x);
   while (x->dstate != WXHW_DX_DONE) {
-    if (x->dstate == WXHW_DX_WAIT) wxhw_direct_start(&h->pool, x);
-    h->loop.wake = wxhw_direct_check_time(&h->pool, x, wxhw_loop_now_ms());
+    if (x->dstate == WXHW_DX_WAIT) wxhw_direct_start(h->pool, x);
+    h->loop.wake = wxhw_direct_check_time(h->pool, x, wxhw_loop_now_ms());
     if (x->dstate == WXHW_DX_DONE) break;
     if (wxhw_loop_step(&h->loop) != CURLM_OK) {
       h->loop.wake = -1;
-      wxhw_direct_abort(&h->pool, x);
+      wxhw_direct_abort(h->pool, x);
       luaL_error(L, "libcurl multi interface failed");
     }
     drain_messages(h, NULL, NULL);
@@ -347,8 +362,8 @@ static int http_request(lua_State *L) {
   lua_settop(L, 2);
   ensure_loop(L, h);
   if (h->inflight) detach_slots(h); /* a batch stopped by an error: its transfers must not run here */
-  wxhw_direct_abort(&h->pool, &h->single); /* likewise a request stopped by an error */
-  if (wxhw_xfer_prepare(L, &h->single, 2, h->share, &h->conf)) {
+  wxhw_direct_abort(h->pool, &h->single); /* likewise a request stopped by an error */
+  if (prepare(L, h, &h->single, 2)) {
     lua_pushnil(L);
     lua_insert(L, -2);
     return 2;
@@ -367,7 +382,7 @@ static int http_request(lua_State *L) {
   attach(L, h, &h->single);
   h->requests++;
   code = perform_single(L, h);
-  if (wxhw_xfer_push_result(L, &h->single, code)) {
+  if (wxhw_curl_push_result(L, &h->single, code)) {
     wxhw_xfer_clear(&h->single);
     return 1;
   }
@@ -402,7 +417,7 @@ static void batch_done(void *ud, wxhw_xfer *x, CURLcode rc) {
   x->active = 0;
   (*b->active)--;
   b->h->inflight--;
-  wxhw_xfer_push_result(b->L, x, rc);
+  wxhw_curl_push_result(b->L, x, rc);
   lua_rawseti(b->L, 3, (int)x->index);
   wxhw_xfer_clear(x);
   (*b->done)++;
@@ -445,7 +460,7 @@ static int http_batch(lua_State *L) {
       while (!x->active && next <= n) {
         wxhw_rawgeti(L, 2, next);
         x->index = next++;
-        if (wxhw_xfer_prepare(L, x, -1, h->share, &h->conf)) { /* refused locally */
+        if (prepare(L, h, x, -1)) { /* refused locally */
           lua_rawseti(L, 3, (int)x->index);
           lua_pop(L, 1);
           done++;
@@ -457,7 +472,7 @@ static int http_batch(lua_State *L) {
         h->inflight++;
         h->requests++;
         if (x->engine == WXHW_ENGINE_DIRECT) {
-          wxhw_direct_start(&h->pool, x);
+          wxhw_direct_start(h->pool, x);
           continue;
         }
         attach(L, h, x);
@@ -470,8 +485,8 @@ static int http_batch(lua_State *L) {
       wxhw_xfer *x = &h->slots[i];
       long long dl;
       if (!x->active || x->engine != WXHW_ENGINE_DIRECT) continue;
-      if (x->dstate == WXHW_DX_WAIT) wxhw_direct_start(&h->pool, x);
-      dl = wxhw_direct_check_time(&h->pool, x, now);
+      if (x->dstate == WXHW_DX_WAIT) wxhw_direct_start(h->pool, x);
+      dl = wxhw_direct_check_time(h->pool, x, now);
       if (dl >= 0 && (wake < 0 || dl < wake)) wake = dl;
       if (x->dstate != WXHW_DX_DONE) continue;
       x->active = 0;

@@ -25,8 +25,15 @@ typedef struct {
 #define WXHW_CRYPTO_ALGS(L) ((const wxhw_crypto_algs *)lua_touserdata((L), lua_upvalueindex(1)))
 
 /* With the module table at -2 and the algs userdata at -1, adds funcs to the
- * module with the userdata as their upvalue; leaves the stack as it was. */
-void wxhw_crypto_setfuncs(lua_State *L, const luaL_Reg *funcs);
+ * module with the userdata as their upvalue; leaves the stack as it was.
+ * Inline so that the files registering functions call nothing back in
+ * crypto.c: crypto.c calls each file's register function, never the reverse. */
+static inline void wxhw_crypto_setfuncs(lua_State *L, const luaL_Reg *funcs) {
+  lua_pushvalue(L, -2);
+  lua_pushvalue(L, -2);
+  luaL_setfuncs(L, funcs, 1);
+  lua_pop(L, 1);
+}
 
 /* Each file registers its functions with the module table at -2 and the algs
  * userdata at -1 (and leaves them there). */

@@ -1,5 +1,5 @@
 /* Byte-level codecs of the crypto module that need neither Lua nor OpenSSL
- * (so fuzz targets can link csrc/crypto_wire.c alone): strict base64, the
+ * (so fuzz targets can link csrc/crypto/wire.c alone): strict base64, the
  * Encrypt field of a WeChat JSON push envelope, and the WXBizMsgCrypt
  * plaintext framing random16 | len(4, BE) | msg | receive_id | PKCS#7(32). */
 #ifndef WXHW_CRYPTO_WIRE_H

@@ -5,12 +5,14 @@
 
 #include "crypto.h"
 
+#ifdef WXHW_TEST_HOOKS
 /* For specs: every call must leave the thread's OpenSSL error queue empty
  * (in nginx a leftover error is logged as "ignoring stale global SSL error"). */
 static int l_openssl_errors(lua_State *L) {
   lua_pushboolean(L, ERR_peek_error() != 0);
   return 1;
 }
+#endif
 
 static int algs_gc(lua_State *L) {
   wxhw_crypto_algs *a = (wxhw_crypto_algs *)lua_touserdata(L, 1);
@@ -43,15 +45,10 @@ static void push_algs(lua_State *L) {
   ERR_clear_error();
 }
 
-void wxhw_crypto_setfuncs(lua_State *L, const luaL_Reg *funcs) {
-  lua_pushvalue(L, -2);
-  lua_pushvalue(L, -2);
-  luaL_setfuncs(L, funcs, 1);
-  lua_pop(L, 1);
-}
-
 int wxhw_open_crypto(lua_State *L) {
-  static const luaL_Reg funcs[] = {{"_openssl_error_pending", l_openssl_errors}, {NULL, NULL}};
+#ifdef WXHW_TEST_HOOKS
+  static const luaL_Reg hooks[] = {{"_openssl_error_pending", l_openssl_errors}, {NULL, NULL}};
+#endif
   lua_newtable(L);
   push_algs(L);
   wxhw_crypto_digest_register(L);
@@ -59,7 +56,9 @@ int wxhw_open_crypto(lua_State *L) {
   wxhw_crypto_cipher_register(L);
   wxhw_crypto_x509_register(L);
   wxhw_crypto_msg_register(L);
-  wxhw_crypto_setfuncs(L, funcs);
+#ifdef WXHW_TEST_HOOKS
+  wxhw_crypto_setfuncs(L, hooks);
+#endif
   lua_pop(L, 1);
   return 1;
 }

@@ -7,7 +7,7 @@
 #include <openssl/sha.h>
 
 #include "crypto.h"
-#include "crypto_wire.h"
+#include "wire.h"
 
 static int digest(lua_State *L, int which, const char *name) {
   size_t n;

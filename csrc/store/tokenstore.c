@@ -1,6 +1,6 @@
 /* wxhw.core.tokenstore: primitives under the token manager (lua/wxhw/token.lua).
  *   shm_open(path[, nslots])     file-backed table shared by the processes of a host
- *   redis_connect{host=, port=, timeout=, password=, db=}   hiredis connection
+ *   redis_connect{host=, port=, timeout=, password=, db=}   = wxhw.core.redis.connect (store/redis.c)
  *   pid()                        this process (lease owners; clocks are wxhw.clock) */
 #include <unistd.h>
 

@@ -1,10 +1,10 @@
-/* Incremental HTTP/1.x response parser (see http1.h). Lines (status line,
+/* Incremental HTTP/1.x response parser (see h1.h). Lines (status line,
  * headers, chunk sizes, trailers) are handled in place when they arrive
  * whole, else gathered in p->line; body bytes go straight to on_body. */
 #include <stdlib.h>
 #include <string.h>
 
-#include "http1.h"
+#include "h1.h"
 
 enum {
   S_STATUS,      /* expecting a status line */

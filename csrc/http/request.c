@@ -1,5 +1,8 @@
-/* One HTTP transfer: validates a request table, configures a reused easy
- * handle, collects the response and classifies failures. */
+/* The engine-neutral part of one wxhw.http transfer: reads and checks the
+ * request table (method, URL, headers, body, limits) into a wxhw_xfer,
+ * collects response headers and body bytes for either engine, and turns the
+ * outcome into a response table or a classified failure. Calls nothing of
+ * the engines (http_int.h draws the floors). */
 #include <ctype.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -7,7 +10,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "http_xfer.h"
+#include "http_int.h"
 
 #define BODY_KEEP (256 * 1024) /* buffers above this are released after use */
 
@@ -26,7 +29,7 @@ void wxhw_http_push_error(lua_State *L, const char *kind, const char *reason,
   }
 }
 
-/* ---- buffers and callbacks ------------------------------------------------ */
+/* ---- buffers -------------------------------------------------------------- */
 
 /* Makes room for n more bytes. */
 static int buf_reserve(wxhw_buf *b, size_t n) {
@@ -52,21 +55,6 @@ int wxhw_buf_add(wxhw_buf *b, const char *p, size_t n) {
   return 0;
 }
 
-static size_t on_body(char *p, size_t size, size_t n, void *ud) {
-  wxhw_xfer *x = ud;
-  size_t len = size * n;
-  if (len > x->max_body - x->body.len) {
-    x->too_large = 1;
-    return 0; /* aborts with CURLE_WRITE_ERROR */
-  }
-  return wxhw_buf_add(&x->body, p, len) == 0 ? len : 0;
-}
-
-static size_t trim_end(const char *p, size_t n) {
-  while (n > 0 && (p[n - 1] == '\r' || p[n - 1] == '\n' || p[n - 1] == ' ' || p[n - 1] == '\t')) n--;
-  return n;
-}
-
 /* Stores one response header as "name\0value\0", the name lower-cased, in
  * one reservation. Returns 0, or -1 (no memory, or a NUL that would break
  * the packed list). */
@@ -86,34 +74,6 @@ int wxhw_xfer_add_header(wxhw_xfer *x, const char *name, size_t nlen, const char
   x->hdrs.len += nlen + 1 + vlen + 1;
   x->nhdrs++;
   return 0;
-}
-
-/* Keeps only the headers of the final response: a new status line (after a
- * 1xx or a proxy CONNECT) starts the list again. Trailer fields (libcurl
- * hands them here after the body) are dropped, as the direct engine does:
- * merged in, a trailer could turn content-type into a list or add a header
- * the server never sent in its head (RFC 9110 6.5.1). */
-static size_t on_header(char *p, size_t size, size_t n, void *ud) {
-  wxhw_xfer *x = ud;
-  size_t len = size * n, end = trim_end(p, len), colon, vstart;
-  char *d;
-  if (end >= 5 && memcmp(p, "HTTP/", 5) == 0) {
-    x->hdrs.len = 0;
-    x->nhdrs = 0;
-    x->head_ended = 0;
-    return len;
-  }
-  if (end == 0) { /* the blank line that ends a header section */
-    x->head_ended = 1;
-    return len;
-  }
-  if (x->head_ended || p[0] == ' ' || p[0] == '\t') return len; /* a trailer, or obsolete folding */
-  if (memchr(p, '\0', end)) return 0; /* a NUL would break the packed list: protocol error */
-  d = memchr(p, ':', end);
-  if (!d || d == p) return len;
-  colon = (size_t)(d - p);
-  for (vstart = colon + 1; vstart < end && (p[vstart] == ' ' || p[vstart] == '\t'); vstart++) {}
-  return wxhw_xfer_add_header(x, p, colon, p + vstart, end - vstart) == 0 ? len : 0;
 }
 
 /* ---- request validation --------------------------------------------------- */
@@ -223,13 +183,14 @@ static int read_headers(lua_State *L, wxhw_xfer *x, int req) {
  * when it is an absolute http(s) URL, else pushes an error. Handing curl the
  * parsed handle (CURLOPT_CURLU) saves it parsing the same URL on every
  * transfer. */
-static int set_url(lua_State *L, wxhw_xfer *x, const char *url, const wxhw_http_conf *conf) {
+static int set_url(lua_State *L, wxhw_xfer *x, const char *url) {
   char *scheme = NULL;
   CURLUcode rc;
   int bad = 0;
   if (x->uh_url && strcmp(x->uh_url, url) == 0) return 0;
   free(x->uh_url);
   x->uh_url = NULL;
+  x->url_checked = 0; /* the direct engine's view of it is computed anew */
   if (!x->uh && (x->uh = curl_url()) == NULL) luaL_error(L, "out of memory");
   /* cleared first: on a handle holding a URL, a relative one would resolve */
   curl_url_set(x->uh, CURLUPART_URL, NULL, 0);
@@ -246,88 +207,14 @@ static int set_url(lua_State *L, wxhw_xfer *x, const char *url, const wxhw_http_
   }
   x->url_https = scheme && strcmp(scheme, "https") == 0;
   curl_free(scheme);
-  if (!bad && wxhw_direct_url(x, conf) != 0) luaL_error(L, "out of memory");
   if (!bad && (x->uh_url = strdup(url)) == NULL) luaL_error(L, "out of memory");
   return bad;
 }
 
-/* What every easy handle of both engines gets: the client's share handle,
- * http(s) only, no signals, and TLS verification of peer and host name,
- * which nothing can turn off (a custom CA file is the way to test). */
-int wxhw_http_base_opts(CURL *e, CURLSH *share, char *errbuf, const wxhw_http_conf *conf) {
-  int bad = 0;
-  bad |= curl_easy_setopt(e, CURLOPT_SHARE, share) != CURLE_OK;
-  bad |= curl_easy_setopt(e, CURLOPT_ERRORBUFFER, errbuf) != CURLE_OK;
-  bad |= curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L) != CURLE_OK;
-  bad |= curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https") != CURLE_OK;
-  bad |= curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L) != CURLE_OK;
-  bad |= curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L) != CURLE_OK;
-  if (conf->ca_file) bad |= curl_easy_setopt(e, CURLOPT_CAINFO, conf->ca_file) != CURLE_OK;
-  return bad ? -1 : 0;
-}
-
-#define SETOPT(opt, val)                                                      \
-  do {                                                                        \
-    if (curl_easy_setopt(e, opt, val) != CURLE_OK)                            \
-      return luaL_error(L, "libcurl refused option " #opt), 1;                \
-  } while (0)
-
-/* The headers every request carries: "Expect:" (no 100-continue round trip)
- * and the client's User-Agent. The User-Agent goes in as a custom header
- * rather than CURLOPT_USERAGENT: libcurl 7.88 formats that option into the
- * request byte by byte twice per transfer (about 9k instructions); a custom
- * header is copied once. */
-static int base_headers(wxhw_xfer *x, const wxhw_http_conf *conf) {
-  struct curl_slist *l = curl_slist_append(NULL, "Expect:");
-  if (!l) return -1;
-  x->base_hdrs = l;
-  if (*conf->user_agent) {
-    size_t n = strlen(conf->user_agent) + sizeof "User-Agent: ";
-    char *line = malloc(n);
-    if (!line) return -1;
-    snprintf(line, n, "User-Agent: %s", conf->user_agent);
-    l = curl_slist_append(x->base_hdrs, line);
-    free(line);
-    if (!l) return -1;
-  }
-  return 0;
-}
-
-/* Options that never change for a client: set once per easy handle, which is
- * then never reset, so a request only touches what differs. */
-static int setup_easy(lua_State *L, wxhw_xfer *x, CURLSH *share, const wxhw_http_conf *conf) {
-  CURL *e = x->easy = curl_easy_init();
-  if (!e) return luaL_error(L, "curl_easy_init failed");
-  if (base_headers(x, conf) != 0) return luaL_error(L, "out of memory");
-  if (wxhw_http_base_opts(e, share, x->errbuf, conf) != 0) return luaL_error(L, "libcurl refused a base option"), 1;
-  /* libcurl would look the proxy variables up on every transfer (five
-   * getenv scans of environ): it gets the values read at new() instead,
-   * which the direct engine decided on too. The env proxy for the URL's
-   * scheme is set per request (wxhw_xfer_prepare); none to begin with. */
-  SETOPT(CURLOPT_NOPROXY, conf->no_proxy ? conf->no_proxy : "");
-  x->env_proxy = NULL;
-  if (conf->proxy) {
-    SETOPT(CURLOPT_PROXY, conf->proxy);
-    /* for the CONNECT request, which does not carry custom headers */
-    if (*conf->user_agent) SETOPT(CURLOPT_USERAGENT, conf->user_agent);
-  } else {
-    SETOPT(CURLOPT_PROXY, "");
-  }
-  SETOPT(CURLOPT_HTTP_VERSION, conf->http2 ? (long)CURL_HTTP_VERSION_2TLS : (long)CURL_HTTP_VERSION_1_1);
-  if (conf->max_idle_s > 0) SETOPT(CURLOPT_MAXAGE_CONN, conf->max_idle_s);
-  SETOPT(CURLOPT_MAXCONNECTS, conf->max_connections);
-  SETOPT(CURLOPT_TCP_KEEPALIVE, 1L);
-  SETOPT(CURLOPT_WRITEFUNCTION, on_body);
-  SETOPT(CURLOPT_WRITEDATA, x);
-  SETOPT(CURLOPT_HEADERFUNCTION, on_header);
-  SETOPT(CURLOPT_HEADERDATA, x);
-  SETOPT(CURLOPT_PRIVATE, x);
-  return 0;
-}
-
-int wxhw_xfer_prepare(lua_State *L, wxhw_xfer *x, int req, CURLSH *share,
-                      const wxhw_http_conf *conf) {
-  CURL *e;
+/* Reads the request table at `req` into x (wxhw_xfer_clear first). 0, or 1
+ * after pushing an error object (refused before any I/O); raises on wrong
+ * argument types. */
+int wxhw_request_read(lua_State *L, wxhw_xfer *x, int req, const wxhw_http_conf *conf) {
   const char *url, *method = "GET", *body = NULL;
   size_t mlen = 3, blen = 0, ulen;
   double timeout, connect_timeout;
@@ -372,7 +259,7 @@ int wxhw_xfer_prepare(lua_State *L, wxhw_xfer *x, int req, CURLSH *share,
     wxhw_http_push_error(L, "input", "url", "bad URL (it contains a NUL byte)");
     return 1;
   }
-  if (set_url(L, x, url, conf)) return 1;
+  if (set_url(L, x, url)) return 1;
   if (read_headers(L, x, req)) {
     wxhw_xfer_clear(x);
     return 1;
@@ -383,53 +270,6 @@ int wxhw_xfer_prepare(lua_State *L, wxhw_xfer *x, int req, CURLSH *share,
   x->rblen = blen;
   x->timeout_ms = timeout > 0 ? wxhw_timeout_ms(timeout) : conf->timeout_ms;
   x->connect_timeout_ms = connect_timeout > 0 ? wxhw_timeout_ms(connect_timeout) : conf->connect_timeout_ms;
-  if (wxhw_direct_eligible(x, conf)) {
-    x->engine = WXHW_ENGINE_DIRECT;
-    if (wxhw_direct_prepare(L, x, conf) == 0) return 0;
-    wxhw_xfer_clear(x);
-    return 1;
-  }
-  x->engine = WXHW_ENGINE_CURL;
-  if (!x->easy) setup_easy(L, x, share, conf);
-  if (x->req_headers) { /* user headers: add the base ones to them */
-    struct curl_slist *b;
-    for (b = x->base_hdrs; b; b = b->next) {
-      struct curl_slist *l;
-      if (x->own_ua && b != x->base_hdrs) continue; /* theirs replaces ours */
-      if ((l = curl_slist_append(x->req_headers, b->data)) == NULL) luaL_error(L, "out of memory");
-      x->req_headers = l;
-    }
-  }
-  e = x->easy;
-  x->errbuf[0] = '\0';
-  if (!conf->proxy) {
-    const char *px = x->url_https ? conf->env_proxy_https : conf->env_proxy_http;
-    if (px != x->env_proxy) {
-      SETOPT(CURLOPT_PROXY, px ? px : "");
-      x->env_proxy = px;
-    }
-  }
-  SETOPT(CURLOPT_CURLU, x->uh);
-  SETOPT(CURLOPT_TIMEOUT_MS, x->timeout_ms);
-  SETOPT(CURLOPT_CONNECTTIMEOUT_MS, x->connect_timeout_ms);
-  SETOPT(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)x->max_body);
-  SETOPT(CURLOPT_HTTPHEADER, x->req_headers ? x->req_headers : x->base_hdrs);
-
-  /* back to a plain GET first, so nothing of the previous request survives */
-  SETOPT(CURLOPT_HTTPGET, 1L);
-  SETOPT(CURLOPT_CUSTOMREQUEST, (char *)NULL);
-  if (mlen == 4 && memcmp(method, "HEAD", 4) == 0) {
-    SETOPT(CURLOPT_NOBODY, 1L);
-  } else if (body) {
-    SETOPT(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)blen);
-    SETOPT(CURLOPT_POSTFIELDS, body); /* the request table keeps it alive */
-    if (!(mlen == 4 && memcmp(method, "POST", 4) == 0)) SETOPT(CURLOPT_CUSTOMREQUEST, method);
-  } else if (mlen == 4 && memcmp(method, "POST", 4) == 0) {
-    SETOPT(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)0);
-    SETOPT(CURLOPT_POSTFIELDS, "");
-  } else if (!(mlen == 3 && memcmp(method, "GET", 3) == 0)) {
-    SETOPT(CURLOPT_CUSTOMREQUEST, method);
-  }
   return 0;
 }
 
@@ -550,26 +390,6 @@ void wxhw_xfer_push_failure(lua_State *L, wxhw_xfer *x, CURLcode code, const cha
   lua_setfield(L, -2, "sent");
   lua_pushnumber(L, total);
   lua_setfield(L, -2, "time");
-}
-
-int wxhw_xfer_push_result(lua_State *L, wxhw_xfer *x, CURLcode code) {
-  double total = 0;
-  curl_easy_getinfo(x->easy, CURLINFO_TOTAL_TIME, &total);
-  x->code = code;
-  if (code == CURLE_OK) {
-    long status = 0, httpver = 0;
-    curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
-    curl_easy_getinfo(x->easy, CURLINFO_HTTP_VERSION, &httpver);
-    wxhw_xfer_push_response(L, x, status,
-                            httpver == CURL_HTTP_VERSION_2_0 ? "2" : httpver == CURL_HTTP_VERSION_1_0 ? "1.0" : "1.1",
-                            total);
-    return 1;
-  } else {
-    curl_off_t req_size = 0;
-    curl_easy_getinfo(x->easy, CURLINFO_REQUEST_SIZE, &req_size);
-    wxhw_xfer_push_failure(L, x, code, x->errbuf[0] ? x->errbuf : curl_easy_strerror(code), req_size > 0, total);
-    return 0;
-  }
 }
 
 void wxhw_xfer_clear(wxhw_xfer *x) {

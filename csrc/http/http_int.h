@@ -1,13 +1,23 @@
-/* Internal to the http primitive: one transfer (an easy handle plus the
- * buffers that collect its response) and the client settings it applies.
- * http.c owns the Lua class; http_xfer.c prepares transfers and turns their
- * outcome into Lua values. */
-#ifndef WXHW_HTTP_XFER_H
-#define WXHW_HTTP_XFER_H
+/* Internal to the http primitive (csrc/http/): its types and, floor by floor,
+ * what each file offers the floors above it. A file calls only the floors
+ * below its own, never sideways or up, so the family is a straight stack:
+ *
+ *   6  http.c           the Lua class wxhw.Http, request() and batch(); the one
+ *                       place that picks the engine of a request
+ *   5  engine_direct.c  HTTP/1.1 over libcurl CONNECT_ONLY connections it pools
+ *   4  engine_curl.c    a reused libcurl easy handle; base options of every handle
+ *   3  request.c        request table -> wxhw_xfer; response and failure tables
+ *   2  loop.c           epoll + curl_multi_socket_action
+ *   1  h1.c (h1.h)      the HTTP/1.x response parser (pure C)
+ *
+ * (loop.c reports the direct engine's sockets through a function pointer,
+ * wxhw_loop.on_direct, which http.c sets: no call edge upwards.) */
+#ifndef WXHW_HTTP_INT_H
+#define WXHW_HTTP_INT_H
 
 #include <curl/curl.h>
 
-#include "http1.h"
+#include "h1.h"
 #include "wxhw.h"
 
 #pragma GCC visibility push(hidden)
@@ -45,8 +55,6 @@ enum { WXHW_ENGINE_CURL, WXHW_ENGINE_DIRECT };
 /* direct transfer states */
 enum { WXHW_DX_IDLE, WXHW_DX_WAIT, WXHW_DX_CONNECTING, WXHW_DX_SEND, WXHW_DX_RECV, WXHW_DX_DONE };
 
-struct wxhw_dconn;
-
 typedef struct wxhw_xfer {
   /* First member, also first in wxhw_dconn: CURLINFO_PRIVATE of an easy
    * handle in the multi points at either, and this byte says which. */
@@ -70,16 +78,18 @@ typedef struct wxhw_xfer {
   CURLcode code;
   char errbuf[CURL_ERROR_SIZE];
 
-  /* The request as read by wxhw_xfer_prepare (strings held by the request
+  /* The request as read by wxhw_request_read (strings held by the request
    * table, which stays on the Lua stack while the transfer runs). */
   const char *method, *rbody;
   size_t mlen, rblen;
   long timeout_ms, connect_timeout_ms;
 
-  /* Direct engine (http_direct.c). The URL parts are cached with uh_url. */
+  /* Direct engine (engine_direct.c). The URL parts are worked out by
+   * wxhw_direct_eligible once per URL (url_checked, reset by a new URL). */
   char *origin;      /* "scheme://host:port", the pool key */
   char *target;      /* path?query */
   char *hosthdr;     /* Host header value */
+  int url_checked;   /* origin..url_direct describe the URL in uh */
   int url_direct;    /* the URL itself allows the direct engine */
   int url_https;     /* the URL's scheme is https */
   const char *env_proxy; /* the CURLOPT_PROXY the easy handle has from conf's env_proxy_* */
@@ -100,40 +110,8 @@ typedef struct wxhw_xfer {
   char dmsg[160];    /* detail of a failure decided here */
 } wxhw_xfer;
 
-/* A CONNECT_ONLY connection of the direct engine. */
-typedef struct wxhw_dconn {
-  unsigned char tag; /* 1 */
-  CURL *easy;
-  char *origin;
-  curl_socket_t fd;
-  int busy;          /* connecting or carrying a request */
-  int connecting;
-  int dead;          /* woke while idle: the peer closed it */
-  int tls;           /* https: a send may wait for input and a receive for output */
-  unsigned watched;  /* epoll events set for it: 1 in, 2 out */
-  long uses;         /* requests it completed */
-  double idle_since;
-  wxhw_xfer *owner;
-  char errbuf[CURL_ERROR_SIZE];
-} wxhw_dconn;
+/* ---- floor 2: loop.c, the event loop of every transfer of a client ------- */
 
-/* Prepares `x` from the request table at `req`. Returns 0 when ready, or
- * pushes an error object (the request was refused before any I/O) and returns
- * 1. Raises on wrong argument types. */
-int wxhw_xfer_prepare(lua_State *L, wxhw_xfer *x, int req, CURLSH *share,
-                      const wxhw_http_conf *conf);
-
-/* After the transfer ran with result `code`: pushes a response table and
- * returns 1, or pushes an error object and returns 0. */
-int wxhw_xfer_push_result(lua_State *L, wxhw_xfer *x, CURLcode code);
-
-/* Drops per-request state (header list, buffers kept for reuse unless big). */
-void wxhw_xfer_clear(wxhw_xfer *x);
-
-/* Frees everything, including the easy handle. */
-void wxhw_xfer_free(wxhw_xfer *x);
-
-/* The batch event loop (http_loop.c). */
 typedef struct {
   CURLM *multi;
   int epfd;
@@ -157,26 +135,54 @@ CURLMcode wxhw_loop_step(wxhw_loop *l);
 int wxhw_loop_watch(wxhw_loop *l, int fd, unsigned events);
 long long wxhw_loop_now_ms(void);
 
-/* The direct engine's connection pool (http_direct.c). */
-typedef struct {
-  CURLSH *share;        /* DNS + TLS sessions of direct connections */
-  wxhw_dconn **conns;   /* every direct connection, idle or busy */
-  size_t n, cap;
-  wxhw_dconn **byfd;    /* socket descriptor -> connection */
-  size_t nbyfd;
-  wxhw_loop *loop;
-  const wxhw_http_conf *conf;
-} wxhw_dpool;
+/* ---- floor 3: request.c, engine-neutral ------------------------------------ */
 
-/* Whether the request prepared in x (URL set) takes the direct engine. */
-int wxhw_direct_eligible(const wxhw_xfer *x, const wxhw_http_conf *conf);
-/* Caches the URL parts of x->uh the direct engine needs and whether the URL
- * allows it (no credentials in it, no proxy for it); 0, or -1 (memory). */
-int wxhw_direct_url(wxhw_xfer *x, const wxhw_http_conf *conf);
+/* Reads the request table at `req` into x (method, URL parsed into x->uh,
+ * headers into x->req_headers, body, timeouts). Returns 0, or pushes an
+ * error object (the request was refused before any I/O) and returns 1.
+ * Raises on wrong argument types. */
+int wxhw_request_read(lua_State *L, wxhw_xfer *x, int req, const wxhw_http_conf *conf);
+int wxhw_buf_add(wxhw_buf *b, const char *p, size_t n); /* 0, or -1 */
+/* Adds one response header (either engine collects them here); 0, or -1. */
+int wxhw_xfer_add_header(wxhw_xfer *x, const char *name, size_t nlen, const char *value, size_t vlen);
+void wxhw_xfer_push_response(lua_State *L, wxhw_xfer *x, long status, const char *version, double total);
+/* An error object with reason, retryable and sent from a libcurl code. */
+void wxhw_xfer_push_failure(lua_State *L, wxhw_xfer *x, CURLcode code, const char *detail, int sent,
+                            double total);
+/* Pushes an error object {kind="http", reason=, message=, ...} (no nil). */
+void wxhw_http_push_error(lua_State *L, const char *kind, const char *reason,
+                          const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/* Drops per-request state (header list, buffers kept for reuse unless big). */
+void wxhw_xfer_clear(wxhw_xfer *x);
+/* Frees everything, including the easy handle. */
+void wxhw_xfer_free(wxhw_xfer *x);
+
+/* ---- floor 4: engine_curl.c ------------------------------------------------ */
+
+/* The options every easy handle of both engines gets (share, errbuf, http(s)
+ * only, TLS verification with conf's CA file). 0, or -1 if libcurl refused one. */
+int wxhw_http_base_opts(CURL *e, CURLSH *share, char *errbuf, const wxhw_http_conf *conf);
+/* Sets x's easy handle (made on first use) up for the request read into x.
+ * Returns 0; raises if libcurl refuses an option. */
+int wxhw_curl_prepare(lua_State *L, wxhw_xfer *x, CURLSH *share, const wxhw_http_conf *conf);
+/* After the transfer ran with result `code`: pushes a response table and
+ * returns 1, or pushes an error object and returns 0. */
+int wxhw_curl_push_result(lua_State *L, wxhw_xfer *x, CURLcode code);
+
+/* ---- floor 5: engine_direct.c ---------------------------------------------- */
+
+typedef struct wxhw_dpool wxhw_dpool; /* a client's direct connections */
+typedef struct wxhw_dconn wxhw_dconn; /* one of them; starts with tag 1 */
+
+/* Whether the request read into x takes the direct engine: the client allows
+ * it (no engine="curl", http2 or proxy), the URL does (no credentials, no
+ * proxy from the environment; its parts are worked out once per URL) and no
+ * header changes the framing. Raises when out of memory. */
+int wxhw_direct_eligible(lua_State *L, wxhw_xfer *x, const wxhw_http_conf *conf);
+/* Builds the request bytes; returns 0 (raises when out of memory). */
+int wxhw_direct_prepare(lua_State *L, wxhw_xfer *x, const wxhw_http_conf *conf);
 /* wxhw_loop.on_direct for a pool (ud). */
 void wxhw_direct_on_ready(void *ud, int fd, unsigned events);
-/* Builds the request bytes; 0, or 1 after pushing an input error. */
-int wxhw_direct_prepare(lua_State *L, wxhw_xfer *x, const wxhw_http_conf *conf);
 /* Starts (or, for a transfer waiting for a connection, retries starting) x. */
 void wxhw_direct_start(wxhw_dpool *p, wxhw_xfer *x);
 /* A connection's connect finished (CURLMSG_DONE for a wxhw_dconn). */
@@ -187,24 +193,8 @@ long long wxhw_direct_check_time(wxhw_dpool *p, wxhw_xfer *x, long long now);
 void wxhw_direct_abort(wxhw_dpool *p, wxhw_xfer *x);
 /* Pushes the response table (returns 1) or an error object (returns 0). */
 int wxhw_direct_push_result(lua_State *L, wxhw_xfer *x);
-void wxhw_dpool_init(wxhw_dpool *p, wxhw_loop *l, const wxhw_http_conf *conf);
-void wxhw_dpool_free(wxhw_dpool *p);
-size_t wxhw_dpool_count(const wxhw_dpool *p);
-
-/* Shared by both engines (http_xfer.c). */
-int wxhw_buf_add(wxhw_buf *b, const char *p, size_t n); /* 0, or -1 */
-int wxhw_xfer_add_header(wxhw_xfer *x, const char *name, size_t nlen, const char *value, size_t vlen);
-void wxhw_xfer_push_response(lua_State *L, wxhw_xfer *x, long status, const char *version, double total);
-void wxhw_xfer_push_failure(lua_State *L, wxhw_xfer *x, CURLcode code, const char *detail, int sent,
-                            double total);
-
-/* The options every easy handle of both engines gets (share, errbuf, http(s)
- * only, TLS verification with conf's CA file). 0, or -1 if libcurl refused one. */
-int wxhw_http_base_opts(CURL *e, CURLSH *share, char *errbuf, const wxhw_http_conf *conf);
-
-/* Pushes an error object {kind="http", reason=, message=, ...} (no nil). */
-void wxhw_http_push_error(lua_State *L, const char *kind, const char *reason,
-                          const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+wxhw_dpool *wxhw_dpool_new(wxhw_loop *l, const wxhw_http_conf *conf); /* NULL: no memory */
+void wxhw_dpool_free(wxhw_dpool *p); /* closes its connections; NULL is fine */
 
 #pragma GCC visibility pop
 

@@ -1,7 +1,8 @@
-/* The Redis transport of the token store: one hiredis connection per object,
- * commands as argv (no protocol code of our own). The atomic parts of the
- * store (compare-and-invalidate, refresh leases, commit) are Lua scripts run
- * server-side with EVALSHA; they live in lua/wxhw/store/redis.lua.
+/* wxhw.core.redis: one hiredis connection per object (connect{...}),
+ * commands as argv (no protocol code of our own). The token store's Redis
+ * transport (also wxhw.core.tokenstore.redis_connect, its old name); the
+ * atomic parts of that store (compare-and-invalidate, refresh leases, commit)
+ * are Lua scripts run server-side with EVALSHA, in lua/wxhw/store/redis.lua.
  *
  * A broken connection is dropped and re-opened by the next command, so a
  * Redis restart heals without the caller rebuilding anything. Blocking I/O:
@@ -219,11 +220,24 @@ static int l_tostring(lua_State *L) {
   return 1;
 }
 
-void wxhw_tokenstore_redis_register(lua_State *L) {
+static void redis_class(lua_State *L) {
   static const luaL_Reg methods[] = {{"command", l_command}, {"close", l_close}, {NULL, NULL}};
   static const luaL_Reg meta[] = {
       {"__gc", l_close}, {"__close", l_close}, {"__tostring", l_tostring}, {NULL, NULL}};
   wxhw_newclass(L, REDIS_CLASS, methods, meta);
+}
+
+/* wxhw.core.tokenstore.redis_connect: the old name, kept as an alias. */
+void wxhw_tokenstore_redis_register(lua_State *L) {
+  redis_class(L);
   lua_pushcfunction(L, l_redis_connect);
   lua_setfield(L, -2, "redis_connect");
+}
+
+int wxhw_open_redis(lua_State *L) {
+  redis_class(L);
+  lua_newtable(L);
+  lua_pushcfunction(L, l_redis_connect);
+  lua_setfield(L, -2, "connect");
+  return 1;
 }
