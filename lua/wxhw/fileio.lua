@@ -15,7 +15,11 @@
 --   fileio.getcwd()                 the working directory
 --   fileio.absolute(path)           path made absolute against the working directory
 --   fileio.isatty(fd | file)        whether it is a terminal
+--   fileio.read_file(path)          the whole file | nil, err
 --   fileio.write_atomic(path, data [, private])  write beside, fsync, rename over
+--   fileio.seen(bits [, k])         a Bloom filter (csrc/seen.c) for the keys met
+--                                   while streaming a file too large for a table:
+--                                   seen:add(key) is true when it may have been met
 --
 -- Processes (fileio.proc):
 --   proc.spawn(argv [, opts])       pid; argv[1] looked up on PATH. opts: stdin,
@@ -33,6 +37,7 @@ local errors = require "wxhw.errors"
 local M = {}
 for name, f in pairs(core.fileio) do M[name] = f end
 M.proc = core.proc
+M.seen = core.seen.new
 
 local getcwd = core.fileio.getcwd
 
@@ -43,6 +48,14 @@ function M.absolute(path)
   local cwd, err = getcwd()
   if not cwd then return nil, err end
   return (cwd:gsub("/$", "")) .. "/" .. path
+end
+
+function M.read_file(path)
+  local f, err = io.open(path, "rb")
+  if not f then return errors.fail("io", err) end -- io.open's message names the path
+  local s = f:read("*a")
+  f:close()
+  return s
 end
 
 --- Replaces the file at path with data so that a crash leaves either the old

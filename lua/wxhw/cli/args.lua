@@ -55,23 +55,24 @@ function M.integers(o, rows)
   return true
 end
 
---- s as one shell word.
-function M.quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
-
---- The shell command that runs this wxhw command line again: the same
--- interpreter with its options (a LuaRocks wrapper's `-e` setting the paths)
--- and the same script, so a child such as the built-in emulator loads the same
--- modules from a checkout, `make install` or a rock. lua54: run the script
--- under lua5.4 instead (it then finds the Lua 5.4 install next to this one).
-function M.self_command(lua54)
-  if lua54 and rawget(_G, "jit") then return "lua5.4 " .. M.quote(arg[0]) end
-  local quote = M.quote
-  local first = 0
-  while arg and arg[first - 1] ~= nil do first = first - 1 end
-  local words = {}
-  for i = first, 0 do words[#words + 1] = quote(arg[i]) end
-  if first == 0 then table.insert(words, 1, rawget(_G, "jit") and "luajit" or "lua5.4") end
-  return table.concat(words, " ")
+--- The command (an argv table) that runs this wxhw command line again: the
+-- same interpreter with its options (a LuaRocks wrapper's `-e` setting the
+-- paths) and the same script, so a child such as the built-in emulator loads
+-- the same modules from a checkout, `make install` or a rock. lua54: run the
+-- script under lua5.4 instead (it then finds the Lua 5.4 install next to
+-- this one). Extra arguments are appended.
+function M.self_argv(lua54, ...)
+  local argv = {}
+  if lua54 and rawget(_G, "jit") then
+    argv = { "lua5.4", arg[0] }
+  else
+    local first = 0
+    while arg and arg[first - 1] ~= nil do first = first - 1 end
+    for i = first, 0 do argv[#argv + 1] = arg[i] end
+    if first == 0 then table.insert(argv, 1, rawget(_G, "jit") and "luajit" or "lua5.4") end
+  end
+  for i = 1, select("#", ...) do argv[#argv + 1] = tostring((select(i, ...))) end
+  return argv
 end
 
 return M

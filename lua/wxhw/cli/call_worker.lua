@@ -7,6 +7,7 @@
 local socket = require "socket"
 local unix = require "socket.unix"
 local cjson = require "cjson.safe"
+local clock = require "wxhw.clock"
 local frame = require "wxhw.relay.frame"
 
 local M = {}
@@ -141,7 +142,7 @@ end
 -- wait for a join that never came and its call was aborted; it tries again
 -- until the supervisor takes it (or `wait` seconds pass).
 local function connect(path, hello, wait)
-  local deadline, delay = socket.gettime() + wait, 0.01
+  local deadline, delay = clock.monotonic() + wait, 0.01
   while true do
     local c = unix.stream()
     local ok, err = c:connect(path)
@@ -151,8 +152,8 @@ local function connect(path, hello, wait)
       err = serr
     end
     c:close()
-    if socket.gettime() >= deadline then return nil, err end
-    socket.sleep(delay)
+    if clock.monotonic() >= deadline then return nil, err end
+    clock.sleep(delay)
     delay = math.min(delay * 2, 0.2)
   end
 end
@@ -206,7 +207,7 @@ local function simulate(o)
   end
   while true do
     local rd = socket.select({ c }, nil, 0.005)
-    local now = socket.gettime()
+    local now = clock.now() -- wall: frame timestamps are wall milliseconds
     if rd and rd[1] then
       local data, e, partial = c:receive(65536)
       data = data or partial

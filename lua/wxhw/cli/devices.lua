@@ -18,43 +18,31 @@ merchant (else the built-in emulator is started, see --emulator-devices):
   --emulator-devices N fleet size of the built-in emulator (default 1000)]]
 
 local cli_args = require "wxhw.cli.args"
+local clock = require "wxhw.clock"
+local fileio = require "wxhw.fileio"
+local proc = fileio.proc
 local FLAGS = { json = true, help = true, quiet = true }
 
 
-local function read(path)
-  local f, err = io.open(path, "rb")
-  if not f then return nil, err end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
-
-local function self_pid()
-  local s = read("/proc/self/stat")
-  return s and s:match("^(%d+)")
-end
+local read = fileio.read_file
 
 -- Starts `wxhw emulator` as a child; returns base_url, pid or nil, message.
 local function start_emulator(devices)
   local log = os.tmpname()
-  local ppid = self_pid()
-  local cmd = string.format("(exec %s emulator --port 0 --quiet --iot-devices %d%s >'%s' 2>&1 & echo $!)",
-    require("wxhw.cli.args").self_command(), devices, ppid and (" --parent-pid " .. ppid) or "", log)
-  local p = io.popen(cmd)
-  local pid = tonumber(p:read("*l"))
-  p:close()
-  local socket = require "socket"
-  local deadline = socket.gettime() + 20
-  while socket.gettime() < deadline do
+  local pid, err = proc.spawn(cli_args.self_argv(false, "emulator", "--port", "0", "--quiet", "--iot-devices", devices,
+    "--parent-pid", proc.pid()), { stdin = "null", stdout = log, stderr = "stdout", background = true })
+  if not pid then os.remove(log); return nil, "the built-in emulator did not start: " .. tostring(err) end
+  local deadline = clock.monotonic() + 20
+  while clock.monotonic() < deadline do
     local out = read(log) or ""
     local base = out:match("WXHW_EMULATOR (%S+) %d+")
     if base then os.remove(log); return base, pid end
-    if pid and not io.open("/proc/" .. pid .. "/stat") then break end
-    socket.sleep(0.02)
+    if not proc.alive(pid) then break end
+    clock.sleep(0.02)
   end
   local out = read(log) or ""
   os.remove(log)
-  if pid then os.execute("kill " .. pid .. " 2>/dev/null") end
+  proc.kill(pid)
   return nil, "the built-in emulator did not start: " .. require("wxhw.errors").cut(out, 300)
 end
 
@@ -72,12 +60,12 @@ end
 local function config(o)
   if o.mchid then
     local key, err = read(o["private-key"] or "")
-    if not key then return nil, "--private-key FILE is required with --mchid (" .. tostring(err) .. ")" end
+    if not key then return nil, "--private-key FILE is required with --mchid (" .. err.message .. ")" end
     local cfg = { mchid = o.mchid, serial_no = o["serial-no"], private_key = key, base_url = o["base-url"],
       apiv3_key = o["apiv3-key"] or os.getenv("WXHW_PAY_APIV3_KEY") }
     if o["public-key"] then
       local pub, perr = read(o["public-key"])
-      if not pub then return nil, "--public-key: " .. tostring(perr) end
+      if not pub then return nil, "--public-key: " .. perr.message end
       cfg.platform_public_key, cfg.platform_public_key_id = pub, o["public-key-id"]
     end
     return cfg
@@ -86,7 +74,7 @@ local function config(o)
   if not base then return nil, pid end
   local c, err = emulator_credentials(base)
   if not c then
-    os.execute("kill " .. pid .. " 2>/dev/null")
+    proc.kill(pid)
     return nil, "emulator credentials: " .. tostring(err)
   end
   return { mchid = c.mchid, serial_no = c.merchant_serial_no, private_key = c.merchant_private_key,
@@ -107,15 +95,13 @@ local function list(o)
   local pay_mod = require "wxhw.pay"
   local pay, err = pay_mod.new(cfg)
   if not pay then
-    if emu_pid then os.execute("kill " .. emu_pid .. " 2>/dev/null") end
+    if emu_pid then proc.kill(emu_pid) end
     return nil, tostring(err)
   end
   local cjson = require "cjson"
   local paginate = require "wxhw.paginate"
-  local tty = not o.quiet and os.execute("test -t 2") and true or false
-  if tty == 0 then tty = true end -- Lua 5.1 returns a status number
-  local out_tty = tty and os.execute("test -t 1")
-  out_tty = out_tty == true or out_tty == 0
+  local tty = not o.quiet and fileio.isatty(2)
+  local out_tty = tty and fileio.isatty(1)
   local shown = false -- a progress line is on the terminal
   local progress = tty and function(info)
     io.stderr:write(string.format("\r\27[K%d/%s devices (%d pages)", info.fetched,
@@ -149,7 +135,7 @@ local function list(o)
   end
   io.stdout:flush()
   if tty then io.stderr:write(string.format("\r\27[K%d devices listed\n", n)) end
-  if emu_pid then os.execute("kill " .. emu_pid .. " 2>/dev/null") end
+  if emu_pid then proc.kill(emu_pid) end
   if failure then return nil, tostring(failure) end
   return n
 end

@@ -1,6 +1,7 @@
 --- `wxhw emulator`: run the offline WeChat / WeCom / WeChat Pay emulator.
 -- The first line on stdout is machine readable: "WXHW_EMULATOR <base_url> <pid>".
 local cli_args = require "wxhw.cli.args"
+local proc = require("wxhw.fileio").proc
 
 local M = {}
 
@@ -32,19 +33,18 @@ end
 -- The emulator is Lua 5.4 code (64-bit integers, string.pack): under LuaJIT
 -- (an OpenResty install) it runs from the Lua 5.4 install beside this one.
 local function run_under_lua54(args)
-  local lua54 = cli_args.self_command(true)
-  local found = os.execute(lua54 .. " --version >/dev/null 2>&1")
-  if found ~= 0 and found ~= true then
+  local probe = proc.spawn(cli_args.self_argv(true, "--version"), { stdout = "null", stderr = "null" })
+  if not probe or select(2, proc.wait(probe)) ~= 0 then
     io.stderr:write("wxhw emulator: the emulator runs under Lua 5.4 and no wxhw for Lua 5.4 is installed beside ",
       "this one: also run `make install` (same PREFIX) or `luarocks --lua-version 5.4 install` (same tree), ",
       "or give --emulator URL\n")
     return 1
   end
-  local words = {}
-  for i, a in ipairs(args) do words[i] = cli_args.quote(a) end
-  local st = os.execute("exec " .. lua54 .. " emulator " .. table.concat(words, " "))
-  if type(st) == "number" then return st >= 256 and math.floor(st / 256) or st end
-  return st and 0 or 1
+  local pid, err = proc.spawn(cli_args.self_argv(true, "emulator", (table.unpack or unpack)(args)))
+  if not pid then io.stderr:write("wxhw emulator: ", tostring(err), "\n"); return 1 end
+  local how, n = proc.wait(pid)
+  if how == "exit" then return n end
+  return how == "signal" and 128 + n or 1
 end
 
 function M.run(args)
@@ -80,10 +80,7 @@ function M.run(args)
   for _, k in ipairs{ "mp", "openhw", "pay" } do
     if o[k .. "-callback"] then emu.callbacks.urls[k] = o[k .. "-callback"] end
   end
-  local pid = (function()
-    local f = io.open("/proc/self/stat"); if not f then return 0 end
-    local s = f:read("l"); f:close(); return tonumber(s:match("^(%d+)")) or 0
-  end)()
+  local pid = proc.pid()
   io.stdout:write("WXHW_EMULATOR ", emu.base_url, " ", pid, "\n")
   if not o.quiet then
     local c = emu.credentials
@@ -111,9 +108,7 @@ function M.run(args)
   if o["parent-pid"] then
     local ppid = o["parent-pid"]
     local function watch()
-      local f = io.open("/proc/" .. ppid .. "/stat")
-      if not f then emu:stop(); return end
-      f:close()
+      if not proc.alive(ppid) then emu:stop(); return end
       emu.srv:after(1, watch)
     end
     emu.srv:after(1, watch)

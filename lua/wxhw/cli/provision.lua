@@ -37,6 +37,8 @@ function M.on_interrupt()
 end
 
 local cli_args = require "wxhw.cli.args"
+local fileio = require "wxhw.fileio"
+local proc = fileio.proc
 
 local FLAGS = { wmpf = true, groups = true, wecom = true, resume = true, ["dry-run"] = true, json = true,
   ["only-failed"] = true, ["no-progress"] = true, quiet = true, help = true, force = true }
@@ -44,12 +46,7 @@ local VALUES = { product = true, out = true, config = true, emulator = true, ["s
   ["product-id"] = true, ["key-version"] = true, batch = true, journal = true, appid = true, format = true,
   concurrency = true, ["model-name"] = true, ["host-token"] = true }
 
-local function read_file(p)
-  local f = io.open(p, "rb")
-  if not f then return nil end
-  local s = f:read("*a"); f:close()
-  return s
-end
+local read_file = fileio.read_file
 
 -- Credentials: config file, then environment; nil when none were given.
 local function credentials(o)
@@ -79,15 +76,6 @@ local function model_name(o, creds)
   if type(v) == "string" and v ~= "" then return v end
 end
 
-local function quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
-
-local function self_pid()
-  local f = io.open("/proc/self/stat", "r")
-  if not f then return nil end
-  local s = f:read("*l"); f:close()
-  return s and s:match("^(%d+)")
-end
-
 -- The built-in emulator of a state dir serves one run at a time: held for
 -- the whole run (the kernel drops the flock when we exit, kill -9 included).
 -- Without it two runs at once each started an emulator on one state file
@@ -95,17 +83,24 @@ end
 -- stopped it the other run failed every device after minutes of retries.
 -- (Kept in M: a file that is collected is closed, and its lock dropped.)
 
+-- Waits up to `seconds` for a process to be gone.
+local function wait_gone(pid, seconds)
+  local clock = require "wxhw.clock"
+  local until_ = clock.monotonic() + seconds
+  while proc.alive(pid) and clock.monotonic() < until_ do clock.sleep(0.02) end
+end
+
 -- Starts `wxhw emulator` as a child that exits with us; returns its base URL
 -- (nil, message, "locked" while another run uses this state dir's emulator).
 local function start_emulator(state_dir)
-  os.execute("mkdir -p " .. quote(state_dir))
-  if state_dir:sub(1, 1) ~= "/" then
-    local p = io.popen("pwd"); local cwd = p:read("*l"); p:close()
-    state_dir = cwd .. "/" .. state_dir
-  end
+  local ok, derr = fileio.mkdir_p(state_dir)
+  if not ok then return nil, "cannot create the state dir: " .. tostring(derr.message) end
+  local abs, aerr = fileio.absolute(state_dir)
+  if not abs then return nil, tostring(aerr) end
+  state_dir = abs
   local lf, lerr = io.open(state_dir .. "/emulator.lock", "a+b")
   local locked
-  if lf then locked, lerr = require("wxhw.core").fileio.lock(lf) end
+  if lf then locked, lerr = fileio.lock(lf) end
   if not locked then
     if lf then lf:close() end
     if locked == false then
@@ -119,17 +114,16 @@ local function start_emulator(state_dir)
   local pidfile = state_dir .. "/emulator.pid"
   local clock = require "wxhw.clock"
   local old = read_file(pidfile)
-  old = old and old:match("%d+")
-  if old then -- a previous run's emulator saves its state when it notices we are gone
-    local until_ = clock.monotonic() + 5
-    while io.open("/proc/" .. old .. "/stat") and clock.monotonic() < until_ do clock.sleep(0.05) end
-  end
+  old = old and tonumber(old:match("%d+"))
+  -- a previous run's emulator saves its state when it notices we are gone
+  if old then wait_gone(old, 5) end
   os.remove(log)
-  -- the same wxhw (checkout, make install or rock) runs the emulator
-  local cmd = ("exec %s emulator --port 0 --quiet --state %s --parent-pid %s >%s 2>&1"):format(
-    cli_args.self_command(), quote(state_dir .. "/emulator-state.json"), self_pid() or "1", quote(log))
-  local p = io.popen("(" .. cmd .. ") & echo $!")
-  local pid = p:read("*l"); p:close()
+  -- the same wxhw (checkout, make install or rock) runs the emulator; in the
+  -- background (a Ctrl-C is ours: it exits when it sees we are gone)
+  local pid, serr = proc.spawn(cli_args.self_argv(false, "emulator", "--port", "0", "--quiet", "--state",
+    state_dir .. "/emulator-state.json", "--parent-pid", proc.pid()),
+    { stdin = "null", stdout = log, stderr = "stdout", background = true })
+  if not pid then return nil, "the built-in emulator did not start: " .. tostring(serr) end
   local pf = io.open(pidfile, "w")
   if pf then pf:write(tostring(pid), "\n"); pf:close() end
   local deadline = clock.monotonic() + 20
@@ -138,7 +132,7 @@ local function start_emulator(state_dir)
     if url then return url, pid end
     clock.sleep(0.02)
   end
-  if pid then os.execute("kill " .. pid .. " 2>/dev/null") end
+  proc.kill(pid)
   return nil, "the built-in emulator did not start: " .. (read_file(log) or "")
 end
 
@@ -254,8 +248,7 @@ function M.run(args)
   local job_opts = { input = o.file, product = o.product, wmpf = o.wmpf, groups = o.groups, wecom = o.wecom,
     out = o.out, journal = o.journal, state_dir = state_dir, resume = o.resume, force = o.force, only_failed = o["only-failed"],
     batch = tonumber(o.batch), product_id = o["product-id"], key_version = tonumber(o["key-version"]),
-    format = o.format, progress = not o["no-progress"] and not o.quiet and not o.json and
-      os.execute("test -t 2") == true }
+    format = o.format, progress = not o["no-progress"] and not o.quiet and not o.json and fileio.isatty(2) }
   if o.key then
     job_opts.key = read_file(o.key)
     if not job_opts.key then io.stderr:write("wxhw provision: cannot read ", o.key, "\n"); return 2 end
@@ -308,9 +301,7 @@ function M.run(args)
   if emu_pid then -- our own emulator: stop it so it saves its state now
     local b = require("wxhw.client").new{}
     b.transport:request{ method = "POST", url = base_url .. "/__emulator/shutdown", body = "" }
-    local clock = require "wxhw.clock"
-    local until_ = clock.monotonic() + 5
-    while io.open("/proc/" .. emu_pid .. "/stat") and clock.monotonic() < until_ do clock.sleep(0.02) end
+    wait_gone(emu_pid, 5)
   end
   if not summary then
     io.stderr:write("wxhw provision: ", tostring(err), "\n")

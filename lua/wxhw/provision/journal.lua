@@ -10,7 +10,7 @@
 --   j:close()
 local cjson = require "cjson.safe"
 local crypto = require "wxhw.crypto"
-local fileio = require("wxhw.core").fileio
+local fileio = require "wxhw.fileio"
 local errors = require "wxhw.errors"
 
 local M = {}

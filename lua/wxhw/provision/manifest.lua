@@ -4,7 +4,7 @@
 -- back to the last row the journal vouches for.
 local cjson = require "cjson.safe"
 local number_text = require("wxhw.json").id -- 9800015, not 9800015.0 (Lua 5.4 floats from JSON)
-local fileio = require("wxhw.core").fileio
+local fileio = require "wxhw.fileio"
 local errors = require "wxhw.errors"
 
 local M = {}
