@@ -278,27 +278,33 @@ static int l_signature(lua_State *L) {
   return 1;
 }
 
-/* e:seal(plaintext, timestamp [, nonce [, random16]]) --> encrypted,
- * msg_signature, nonce. A nil nonce is drawn (10 of [0-9A-Za-z]) with the
- * random prefix from the engine's pool; random16 is for known-answer tests. */
-static int l_seal(lua_State *L) {
-  engine *e = check_engine(L);
-  span plain = arg_span(L, 2), ts = arg_span(L, 3), nonce;
+/* Encrypts `plain` for a reply into the engine's scratch: the random prefix
+ * comes from arg 5 (random16) or the pool, a nil nonce at arg 4 is drawn and
+ * put there. With `envelope`, room is kept after the base64 for a JSON reply
+ * that holds it again with the signature, timestamp, nonce and keys.
+ * Returns the base64 text (*blen bytes) with the signature in sig, or NULL
+ * with the failure pushed (fail3: nil, reason, message; 3 values). */
+static char *seal_into(lua_State *L, engine *e, span plain, span ts, int envelope, size_t *blen,
+                       char sig[SIG_HEX]) {
   unsigned char rnd[16 + 32], *buf;
-  char drawn[10], sig[SIG_HEX];
-  size_t full, total, blen;
+  char drawn[10];
+  size_t full, total;
   unsigned pad;
-  if (plain.n > MSG_MAX_INPUT) return luaL_argerror(L, 2, "too large");
+  span nonce;
+  if (plain.n > MSG_MAX_INPUT) {
+    luaL_argerror(L, 2, "too large");
+    return NULL;
+  }
   lua_settop(L, 5); /* slot 4 receives a drawn nonce */
   if (lua_isnil(L, 5)) {
     int draw = lua_isnil(L, 4);
     /* 16 bytes of prefix, then 12 for a 10-character nonce (a byte >= 248
      * is skipped: 12 suffice with probability ~0.99) */
-    if (!draw_random(e, rnd, draw ? 28 : 16)) return wxhw_raise_ssl(L, "seal: RAND_bytes failed");
+    if (!draw_random(e, rnd, draw ? 28 : 16)) wxhw_raise_ssl(L, "seal: RAND_bytes failed");
     if (draw) {
       size_t got = wxhw_alnum_from_random(rnd + 16, 12, drawn, sizeof drawn);
       while (got < sizeof drawn) {
-        if (!draw_random(e, rnd + 16, 8)) return wxhw_raise_ssl(L, "seal: RAND_bytes failed");
+        if (!draw_random(e, rnd + 16, 8)) wxhw_raise_ssl(L, "seal: RAND_bytes failed");
         got += wxhw_alnum_from_random(rnd + 16, 8, drawn + got, sizeof drawn - got);
       }
       lua_pushlstring(L, drawn, sizeof drawn);
@@ -307,14 +313,15 @@ static int l_seal(lua_State *L) {
   } else {
     size_t rn;
     const char *r = luaL_checklstring(L, 5, &rn);
-    if (rn != 16) return luaL_argerror(L, 5, "random prefix must be 16 bytes");
+    if (rn != 16) luaL_argerror(L, 5, "random prefix must be 16 bytes");
     memcpy(rnd, r, 16);
   }
   nonce = arg_span(L, 4);
   total = 20 + plain.n + e->rid_len;
   pad = 32 - (unsigned)(total % 32);
   full = total + pad;
-  buf = scratch(L, e, full + WXHW_B64_ENCODED_LEN(full));
+  buf = scratch(L, e, full + WXHW_B64_ENCODED_LEN(full) +
+                         (envelope ? WXHW_B64_ENCODED_LEN(full) + 96 + SIG_HEX + ts.n + nonce.n : 0));
   memcpy(buf, rnd, 16);
   buf[16] = (unsigned char)(plain.n >> 24), buf[17] = (unsigned char)(plain.n >> 16);
   buf[18] = (unsigned char)(plain.n >> 8), buf[19] = (unsigned char)plain.n;
@@ -322,17 +329,77 @@ static int l_seal(lua_State *L) {
   memcpy(buf + 20 + plain.n, e->rid, e->rid_len);
   memset(buf + total, (int)pad, pad);
   OPENSSL_cleanse(rnd, sizeof rnd);
-  if (!aes_cbc(e, e->enc, buf, full)) return fail3(L, "encrypt_aes", "AES-CBC encryption failed");
-  blen = wxhw_b64_encode(buf, full, (char *)buf + full);
+  if (!aes_cbc(e, e->enc, buf, full)) {
+    fail3(L, "encrypt_aes", "AES-CBC encryption failed");
+    return NULL;
+  }
+  *blen = wxhw_b64_encode(buf, full, (char *)buf + full);
   {
     span enc;
-    enc.s = (const char *)buf + full, enc.n = blen;
-    if (!signature(e, ts, nonce, enc, sig)) return fail3(L, "compute_signature", "SHA-1 failed");
+    enc.s = (const char *)buf + full, enc.n = *blen;
+    if (!signature(e, ts, nonce, enc, sig)) {
+      fail3(L, "compute_signature", "SHA-1 failed");
+      return NULL;
+    }
   }
-  lua_pushlstring(L, (const char *)buf + full, blen);
+  return (char *)buf + full;
+}
+
+/* e:seal(plaintext, timestamp [, nonce [, random16]]) --> encrypted,
+ * msg_signature, nonce. A nil nonce is drawn (10 of [0-9A-Za-z]) with the
+ * random prefix from the engine's pool; random16 is for known-answer tests. */
+static int l_seal(lua_State *L) {
+  engine *e = check_engine(L);
+  char sig[SIG_HEX];
+  size_t blen;
+  const char *enc = seal_into(L, e, arg_span(L, 2), arg_span(L, 3), 0, &blen, sig);
+  if (!enc) return 3;
+  lua_pushlstring(L, enc, blen);
   lua_pushlstring(L, sig, SIG_HEX);
   lua_pushvalue(L, 4);
   return 3;
+}
+
+static char *put(char *o, const char *s, size_t n) {
+  memcpy(o, s, n);
+  return o + n;
+}
+#define PUT(o, lit) put(o, lit, sizeof lit - 1)
+
+/* e:seal_json(plaintext, timestamp, wecom) --> the whole passive reply body,
+ * {"Encrypt":..,"MsgSignature":..,"TimeStamp":<digits>,"Nonce":..} (Mini
+ * Program) or WeCom's lower-case keys with the timestamp as a JSON string,
+ * with a drawn nonce. The timestamp must be digits without a leading zero:
+ * every value is then plain JSON text (base64, hex, digits, [0-9A-Za-z]). The
+ * reply path's one C call, without the three strings seal returns. */
+static int l_seal_json(lua_State *L) {
+  engine *e = check_engine(L);
+  span ts = arg_span(L, 3);
+  int wecom = lua_toboolean(L, 4);
+  char sig[SIG_HEX], *o, *start, *enc;
+  size_t blen, i;
+  span nonce;
+  if (ts.n == 0 || ts.n > 20 || ts.s[0] == '0') return luaL_argerror(L, 3, "timestamp must be digits");
+  for (i = 0; i < ts.n; i++)
+    if (ts.s[i] < '0' || ts.s[i] > '9') return luaL_argerror(L, 3, "timestamp must be digits");
+  lua_settop(L, 3);
+  lua_pushnil(L); /* slot 4: a drawn nonce */
+  lua_pushnil(L); /* slot 5: random prefix from the pool */
+  enc = seal_into(L, e, arg_span(L, 2), ts, 1, &blen, sig);
+  if (!enc) return 3;
+  nonce = arg_span(L, 4);
+  start = o = enc + blen;
+  o = wecom ? PUT(o, "{\"encrypt\":\"") : PUT(o, "{\"Encrypt\":\"");
+  o = put(o, enc, blen);
+  o = wecom ? PUT(o, "\",\"msgsignature\":\"") : PUT(o, "\",\"MsgSignature\":\"");
+  o = put(o, sig, SIG_HEX);
+  o = wecom ? PUT(o, "\",\"timestamp\":\"") : PUT(o, "\",\"TimeStamp\":");
+  o = put(o, ts.s, ts.n);
+  o = wecom ? PUT(o, "\",\"nonce\":\"") : PUT(o, ",\"Nonce\":\"");
+  o = put(o, nonce.s, nonce.n);
+  o = PUT(o, "\"}");
+  lua_pushlstring(L, start, (size_t)(o - start));
+  return 1;
 }
 
 /* json_envelope(raw_body) --> the Encrypt (else encrypt) string of a plain
@@ -394,7 +461,7 @@ static int l_engine(lua_State *L) {
 
 void wxhw_crypto_msg_register(lua_State *L) {
   static const luaL_Reg methods[] = {{"open", l_open},       {"open_json", l_open_json}, {"decrypt", l_decrypt},
-                                     {"signature", l_signature}, {"seal", l_seal},         {NULL, NULL}};
+                                     {"signature", l_signature}, {"seal", l_seal}, {"seal_json", l_seal_json},         {NULL, NULL}};
   static const luaL_Reg meta[] = {
       {"__gc", engine_close}, {"__close", engine_close}, {"__tostring", engine_tostring}, {NULL, NULL}};
   static const luaL_Reg funcs[] = {{"msgcrypt_engine", l_engine}, {"json_envelope", l_json_envelope}, {NULL, NULL}};

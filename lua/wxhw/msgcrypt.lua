@@ -202,6 +202,19 @@ local function json_reply(k, enc, sig, timestamp, plain_ts, nonce, plain_nonce)
                         [k[8]] = nonce })
 end
 
+--- The passive reply body alone (what a callback answers): for the JSON
+-- styles with a digits-only timestamp, one C call builds the whole body
+-- (wxhw.crypto engine seal_json); otherwise as reply().
+function MsgCrypt:reply_body(plaintext, style, timestamp)
+  local ts, plain_ts = ts_string(timestamp or os.time())
+  if plain_ts and type(plaintext) == "string" and (style == "mp_json" or style == "wecom_json") then
+    local body, reason, message = self._eng:seal_json(plaintext, ts, style == "wecom_json")
+    if not body then return fail(reason, message) end
+    return body
+  end
+  return (self:reply(plaintext, style, timestamp))
+end
+
 --- Builds an encrypted passive reply body. style: "mp_json" (Mini Program),
 -- "wecom_json" or "xml". Returns body, encrypted, msg_signature.
 function MsgCrypt:reply(plaintext, style, timestamp, nonce, random16)

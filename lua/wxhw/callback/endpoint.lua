@@ -274,7 +274,7 @@ end
 -- A handler's reply as the passive encrypted answer, in the push's format
 -- (XML, or the product's JSON style); a failure is not cached.
 local function encrypted_reply(c, reply, fmt, json_style)
-  local rbody, err = c.mc:reply(reply, fmt == "xml" and "xml" or json_style, c.o.clock())
+  local rbody, err = c.mc:reply_body(reply, fmt == "xml" and "xml" or json_style, c.o.clock())
   if not rbody then return 500, TEXT["Content-Type"], err.message, false end
   return 200, (fmt == "xml" and XML or JSON)["Content-Type"], rbody
 end

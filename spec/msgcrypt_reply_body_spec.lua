@@ -1,0 +1,79 @@
+-- The passive reply body in one C call (engine seal_json, mc:reply_body),
+-- checked with independent peers: cjson reads the envelope, Python's hashlib
+-- recomputes msg_signature, the openssl CLI decrypts Encrypt to the
+-- WXBizMsgCrypt framing. #c
+local crypto = require "wxhw.crypto"
+local msgcrypt = require "wxhw.msgcrypt"
+local ossl = require "support.openssl"
+local cjson = require "cjson.safe"
+
+local hex = crypto.hex
+local TOKEN, AESKEY, APPID = "AAAAA", string.rep("A", 43), "wxba5fad812f8e6fb9"
+local KEY = crypto.base64_decode(AESKEY .. "=")
+
+local function be32(n)
+  return string.char(math.floor(n / 16777216) % 256, math.floor(n / 65536) % 256, math.floor(n / 256) % 256, n % 256)
+end
+
+describe("msgcrypt reply body #c", function()
+  local dir, mc
+  setup(function() dir = ossl.tmpdir() end)
+  teardown(function() ossl.rmtree(dir) end)
+  before_each(function() mc = assert(msgcrypt.new{ token = TOKEN, encoding_aes_key = AESKEY, receive_id = APPID }) end)
+  after_each(function() assert.is_false(crypto._openssl_error_pending(), "OpenSSL error queue left dirty") end)
+
+  local function check(body, keys, msg, ts, ts_is_string)
+    local t = assert(cjson.decode(body), body)
+    local n = 0
+    for _ in pairs(t) do n = n + 1 end
+    assert.equal(4, n, body)
+    local enc, sig, stamp, nonce = t[keys[1]], t[keys[2]], t[keys[3]], t[keys[4]]
+    assert.equal(ts_is_string and "string" or "number", type(stamp))
+    assert.equal(ts, ts_is_string and stamp or ("%d"):format(stamp))
+    assert.matches("^%w%w%w%w%w%w%w%w%w%w$", nonce)
+    local ok, want = ossl.run("python3 -c \"import hashlib; print(hashlib.sha1(''.join(sorted(['" .. TOKEN ..
+      "', '" .. ts .. "', '" .. nonce .. "', '" .. enc .. "'])).encode()).hexdigest())\"")
+    assert(ok)
+    assert.equal((want:gsub("%s+$", "")), sig)
+    ossl.write(dir .. "/reply.bin", crypto.base64_decode(enc))
+    local ok2, full = ossl.run("openssl enc -d -aes-256-cbc -nopad -K " .. hex(KEY) .. " -iv " ..
+      hex(KEY:sub(1, 16)) .. " -in " .. dir .. "/reply.bin")
+    assert(ok2)
+    local pad = full:byte(#full)
+    assert.equal(be32(#msg) .. msg .. APPID, full:sub(17, #full - pad))
+  end
+
+  it("Mini Program style: Encrypt, MsgSignature, numeric TimeStamp, Nonce", function()
+    local msg = '{"errcode":0,"errmsg":"ok"}'
+    check(assert(mc:reply_body(msg, "mp_json", 1700000000)), { "Encrypt", "MsgSignature", "TimeStamp", "Nonce" },
+      msg, "1700000000")
+  end)
+
+  it("WeCom style: lower-case keys, the timestamp as a JSON string", function()
+    local msg = ("x"):rep(1000)
+    check(assert(mc:reply_body(msg, "wecom_json", "1700000001")), { "encrypt", "msgsignature", "timestamp", "nonce" },
+      msg, "1700000001", true)
+  end)
+
+  it("answers what reply() answers for the same input, field for field", function()
+    local a = cjson.decode(mc:reply_body("hello", "mp_json", 1700000000))
+    local b = cjson.decode((mc:reply("hello", "mp_json", 1700000000)))
+    for k in pairs(b) do assert.equal(type(b[k]), type(a[k]), k) end
+    assert.equal(b.TimeStamp, a.TimeStamp)
+    assert.equal("hello", mc:decrypt(a.MsgSignature, ("%d"):format(a.TimeStamp), a.Nonce, a.Encrypt))
+  end)
+
+  it("goes the general way for XML and for a timestamp that is not plain digits", function()
+    local x = assert(mc:reply_body("hi", "xml", 1700000000))
+    assert.matches("^<xml><Encrypt><!%[CDATA%[", x)
+    local t = assert(cjson.decode((mc:reply_body("hi", "mp_json", "17e8"))))
+    assert.equal(cjson.decode((mc:reply("hi", "mp_json", "17e8"))).TimeStamp, t.TimeStamp)
+  end)
+
+  it("the engine refuses a timestamp that would need escaping or is not a number", function()
+    local e = crypto.msgcrypt_engine(TOKEN, KEY, APPID)
+    for _, ts in ipairs{ "", "0123", "17e8", '1"', ("9"):rep(21) } do
+      assert.has_error(function() e:seal_json("x", ts, false) end)
+    end
+  end)
+end)
