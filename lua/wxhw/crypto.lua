@@ -1,3 +1,3 @@
 --- Signing and crypto primitives (C, OpenSSL 3). See docs/crypto.md.
-require "wxhw.errors" -- gives C-made errors their __tostring
+require "wxhw.errors" -- fills the metatable C-made errors share with their methods (__tostring is C's)
 return require("wxhw.core").crypto

@@ -1,5 +1,5 @@
 --- HTTP client primitive on libcurl (C): `wxhw.http.new{...}` → wxhw.Http with
 -- `:request{...}`, `:batch(requests, {concurrency=N})`, `:close()`. See docs/http.md.
 -- Most code wants `wxhw.transport` (picks cosockets inside nginx) or `wxhw.client`.
-require "wxhw.errors" -- gives C-made errors their __tostring
+require "wxhw.errors" -- fills the metatable C-made errors share with their methods (__tostring is C's)
 return require("wxhw.core").http
