@@ -7,8 +7,8 @@
 #include <string.h>
 #include <sys/random.h>
 
-#include "media/media.h"
-#include "wxhw.h"
+#include "../media/media.h"
+#include "../wxhw.h"
 
 #define BUFFER "wxhw.media.Buffer"
 #define PACKETIZER "wxhw.media.Packetizer"
