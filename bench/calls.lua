@@ -3,7 +3,7 @@ local ff = require "support.ffmpeg"
 local call = require "wxhw.call"
 local supervisor = require "wxhw.call.supervisor"
 local relay_mod = require "wxhw.relay"
-local device_sim = require "wxhw.relay.device_sim"
+local device_sim = require "support.device_sim"
 local socket = require "socket"
 
 local opt = {}
@@ -62,7 +62,7 @@ local function round(n)
   local pids = {}
   for _, i in ipairs(admitted) do
     pids[#pids + 1] = ff.spawn(("env LUA_PATH='./lua/?.lua;./lua/?/init.lua;;' LUA_CPATH='./build/5.4/?.so;;' "
-      .. "lua5.4 lua/wxhw/relay/device_sim.lua 127.0.0.1 %d BENCH%d bench %s"):format(port, i, rec), "/dev/null")
+      .. "lua5.4 spec/support/device_sim.lua 127.0.0.1 %d BENCH%d bench %s"):format(port, i, rec), "/dev/null")
   end
   local c0, w0 = os.clock(), socket.gettime()
   relay:run{ seconds = secs + 10, until_fn = function()

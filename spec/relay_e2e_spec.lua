@@ -10,7 +10,7 @@ local socket = require "socket"
 local M = {}
 
 function M.recording(dir, seconds)
-  return require("wxhw.relay.device_sim").make_recording(ff, dir, seconds)
+  return require("support.device_sim").make_recording(ff, dir, seconds)
 end
 
 local function lua_bin()
@@ -18,7 +18,7 @@ local function lua_bin()
 end
 
 local function start_device(port, sn, rec, extra)
-  local cmd = ("env LUA_PATH='./lua/?.lua;./lua/?/init.lua;;' LUA_CPATH='./build/%s/?.so;;' %s lua/wxhw/relay/device_sim.lua 127.0.0.1 %d %s model-r %s %s")
+  local cmd = ("env LUA_PATH='./lua/?.lua;./lua/?/init.lua;;' LUA_CPATH='./build/%s/?.so;;' %s spec/support/device_sim.lua 127.0.0.1 %d %s model-r %s %s")
     :format(lua_bin() == "luajit" and "luajit" or "5.4", lua_bin(), port, sn, rec, extra or "")
   return ff.spawn(cmd, "/dev/null")
 end

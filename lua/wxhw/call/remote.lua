@@ -5,7 +5,7 @@
 --   local remote = require("wxhw.call.remote").new{ socket_path = "/run/wxhw/calls.sock" }
 --   callback.mini_program{ ..., handlers = remote:mp_handlers() }
 --   remote:call("hangup", room_id, "device")
-local frame = require "wxhw.relay.frame"
+local frame = require "wxhw.media.frame"
 local errors = require "wxhw.errors"
 
 local M = {}

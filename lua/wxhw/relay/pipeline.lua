@@ -8,7 +8,7 @@
 --   both:  a jitter buffer releasing each frame at its timestamp + delay
 --          (p:poll(now)), encoded in the device framing for the worker.
 local media = require "wxhw.media"
-local frame = require "wxhw.relay.frame"
+local frame = require "wxhw.media.frame"
 
 local M = {}
 M.__index = M
@@ -124,7 +124,7 @@ function M:audio(kind, data, ts_ms, now)
   end
 end
 
---- A device-framing record from the device channel (wxhw.relay.frame table).
+--- A device-framing record from the device channel (wxhw.media.frame table).
 function M:device_frame(fr, now)
   local gap = fr.gap
   if fr.type == frame.H264 then

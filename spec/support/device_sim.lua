@@ -2,7 +2,7 @@
 -- recording in the device framing (records with millisecond timestamps) to
 -- the relay over TCP at real-time pace, after a hello record.
 --
---   lua5.4 lua/wxhw/relay/device_sim.lua HOST PORT SN MODEL_ID RECORDING
+--   lua5.4 spec/support/device_sim.lua HOST PORT SN MODEL_ID RECORDING
 --          [--loop N] [--drop-video FROM COUNT] [--delay S]
 --
 -- --drop-video skips COUNT video records starting at the FROM-th (1-based)
@@ -10,7 +10,7 @@
 local M = {}
 
 function M.read_recording(path)
-  local frame = require "wxhw.relay.frame"
+  local frame = require "wxhw.media.frame"
   local f = assert(io.open(path, "rb"))
   local data = f:read("*a")
   f:close()
@@ -23,7 +23,7 @@ end
 -- Returns the path and the number of video records.
 function M.make_recording(ff, dir, seconds, o)
   o = o or {}
-  local frame = require "wxhw.relay.frame"
+  local frame = require "wxhw.media.frame"
   local h264 = ff.h264(dir .. "/v.264", { size = o.size or "640x480", rate = o.fps or 15, seconds = seconds,
                                           gop = o.gop or 15 })
   local aus = ff.access_units(h264, "h264")
@@ -45,7 +45,7 @@ end
 
 function M.main(args)
   local socket = require "socket"
-  local frame = require "wxhw.relay.frame"
+  local frame = require "wxhw.media.frame"
   local host, port, sn, model, rec = args[1], tonumber(args[2]), args[3], args[4], args[5]
   local loops, drop_from, drop_count, delay = 1, nil, 0, 0
   local i = 6
@@ -90,7 +90,7 @@ function M.main(args)
   return 0
 end
 
-if arg and arg[0] and arg[0]:match("device_sim%.lua$") and ... ~= "wxhw.relay.device_sim" then
+if arg and arg[0] and arg[0]:match("device_sim%.lua$") and ... ~= "support.device_sim" then
   os.exit(M.main({ ... }))
 end
 
