@@ -5,7 +5,8 @@
 --     host = "127.0.0.1", port = 8080,
 --     handler = function(method, path, query, headers, body) return status, headers, body end,
 --   }
---   srv:run()                  -- or srv:step(timeout) inside another loop
+--   srv:run()                  -- or srv:step(timeout); opts.loop = a wxhw.loop shared
+--                              -- with other servers, which its run() drives
 --
 -- `handler` has the shape of callback.router(...). Request bodies need a
 -- Content-Length (WeChat, WeCom and WeChat Pay send one); keep-alive is
@@ -25,9 +26,14 @@
 -- select() raise (descriptor above FD_SETSIZE): the loop died.
 local socket = require "socket"
 local url = require "wxhw.url"
+local clock = require "wxhw.clock"
+local loop = require "wxhw.loop"
+
+local monotonic = clock.monotonic
 
 local M = {}
 M.__index = M
+local accept, read, flush, sweep -- the loop's callbacks, below
 
 local REASON = { [200] = "OK", [204] = "No Content", [400] = "Bad Request", [401] = "Unauthorized",
                  [403] = "Forbidden", [404] = "Not Found", [405] = "Method Not Allowed",
@@ -42,12 +48,18 @@ function M.new(opts)
   if not srv then return nil, require("wxhw.errors").new("io", "cannot listen: " .. tostring(err)) end
   srv:settimeout(0)
   local _, port = srv:getsockname()
-  return setmetatable({ server = srv, port = tonumber(port), handler = opts.handler, conns = {},
+  local self = setmetatable({ server = srv, port = tonumber(port), handler = opts.handler, conns = {},
                         max_header = opts.max_header or 16384, max_body = opts.max_body or 65536,
                         idle_timeout = opts.idle_timeout or 30, on_error = opts.on_error,
                         on_refused = opts.on_refused,
                         max_conns = opts.max_conns or 256, request_timeout = opts.request_timeout or 10,
-                        requests = 0 }, M)
+                        requests = 0, loop = opts.loop or loop.new() }, M)
+  self.on_read = function(s) read(self, s) end
+  self.on_write = function(s) flush(self, s) end
+  self.loop:register(srv, function() accept(self) end)
+  -- idle connections and requests past their deadline
+  self.sweeper = self.loop:every(0.05, function() sweep(self) end)
+  return self
 end
 
 local function respond(c, status, headers, body, keep)
@@ -106,7 +118,7 @@ local function process(self, c)
     local keep = (version == "1.1" and (headers.connection or ""):lower() ~= "close")
         or (headers.connection or ""):lower() == "keep-alive"
     self.requests = self.requests + 1
-    c.started = #c.buf > 0 and socket.gettime() or nil -- the next request's clock
+    c.started = #c.buf > 0 and monotonic() or nil -- the next request's clock
     local ok, status, rh, rb = pcall(self.handler, method, path, url.parse_query(qs), headers, body)
     if not ok then
       if self.on_error then pcall(self.on_error, status) end
@@ -118,7 +130,15 @@ end
 
 local function drop(self, sock)
   self.conns[sock] = nil
+  self.loop:unregister(sock)
   sock:close()
+end
+
+-- A connection done with: its request answered on a connection that closes,
+-- the peer gone, idle too long, or a request not whole in time.
+local function finished(self, c, now)
+  return c.close_after or c.peer_closed or now - c.seen > self.idle_timeout
+      or c.started and now - c.started > self.request_timeout
 end
 
 -- At max_conns: drops the connection whose request has waited longest
@@ -134,63 +154,74 @@ local function make_room(self)
   if count >= self.max_conns and victim then drop(self, victim) end
 end
 
---- One turn of the loop.
-function M:step(timeout)
-  local rd, wr = { self.server }, {}
-  for s, c in pairs(self.conns) do
-    rd[#rd + 1] = s
-    if #c.out > 0 then wr[#wr + 1] = s end
+-- Sends what the connection has queued; what the socket does not take
+-- waits for the loop to say it is writable.
+function flush(self, s)
+  local c = self.conns[s]
+  if not c then return end
+  if #c.out > 0 then
+    local n, err, last = s:send(c.out)
+    local sent = n or last or 0
+    if sent > 0 then c.out, c.seen = c.out:sub(sent + 1), monotonic() end
+    if err == "closed" then c.out, c.peer_closed = "", true end
   end
-  local readable, writable = socket.select(rd, wr, timeout or 0.05)
-  local now = socket.gettime()
-  for _, s in ipairs(readable or {}) do
-    if s == self.server then
-      for _ = 1, 64 do
-        local nc = self.server:accept()
-        if not nc then break end
-        nc:settimeout(0)
-        nc:setoption("tcp-nodelay", true)
-        make_room(self)
-        self.conns[nc] = { buf = "", parts = {}, held = 0, out = "", seen = now, started = now }
-      end
-    elseif self.conns[s] then
-      local c = self.conns[s]
-      local data, err, partial = s:receive(65536)
-      data = data or partial
-      if data and #data > 0 and not c.close_after then
-        c.parts[#c.parts + 1], c.held, c.seen = data, c.held + #data, now
-        c.started = c.started or now
-        -- join when the awaited body may be complete (any read while a head is awaited)
-        if not c.need or #c.buf + c.held >= c.need then
-          c.buf = c.buf .. table.concat(c.parts)
-          c.parts, c.held = {}, 0
-          process(self, c)
-        end
-      end
-      if err == "closed" then c.peer_closed = true end
-    end
+  if #c.out > 0 then
+    self.loop:register(s, self.on_read, self.on_write)
+  else
+    self.loop:register(s, self.on_read, nil)
+    if finished(self, c, monotonic()) then drop(self, s) end
   end
-  for s, c in pairs(self.conns) do
-    if #c.out > 0 then
-      local n, err, last = s:send(c.out)
-      local sent = n or last or 0
-      if sent > 0 then c.out, c.seen = c.out:sub(sent + 1), now end
-      if err == "closed" then c.out, c.peer_closed = "", true end
-    end
-    if #c.out == 0 and (c.close_after or c.peer_closed or now - c.seen > self.idle_timeout
-                        or c.started and now - c.started > self.request_timeout) then drop(self, s) end
-  end
-  local _ = writable
 end
 
+function accept(self)
+  local now = monotonic()
+  for _ = 1, 64 do
+    local nc = self.server:accept()
+    if not nc then break end
+    nc:settimeout(0)
+    nc:setoption("tcp-nodelay", true)
+    make_room(self)
+    self.conns[nc] = { buf = "", parts = {}, held = 0, out = "", seen = now, started = now }
+    self.loop:register(nc, self.on_read)
+  end
+end
+
+function read(self, s)
+  local c = self.conns[s]
+  if not c then return end
+  local now = monotonic()
+  local data, err, partial = s:receive(65536)
+  data = data or partial
+  if data and #data > 0 and not c.close_after then
+    c.parts[#c.parts + 1], c.held, c.seen = data, c.held + #data, now
+    c.started = c.started or now
+    -- join when the awaited body may be complete (any read while a head is awaited)
+    if not c.need or #c.buf + c.held >= c.need then
+      c.buf = c.buf .. table.concat(c.parts)
+      c.parts, c.held = {}, 0
+      process(self, c)
+    end
+  end
+  if err == "closed" then c.peer_closed = true end
+  flush(self, s)
+end
+
+function sweep(self)
+  local now = monotonic()
+  for s, c in pairs(self.conns) do
+    if #c.out == 0 and finished(self, c, now) then drop(self, s) end
+  end
+end
+
+--- One turn of the loop (of every server on it).
+function M:step(timeout)
+  self.loop:step(timeout or 0.05)
+end
+
+--- Runs the loop: opts.seconds, or opts.until_fn() returning true to stop.
 function M:run(opts)
   opts = opts or {}
-  local deadline = opts.seconds and socket.gettime() + opts.seconds
-  while true do
-    self:step(opts.step or 0.05)
-    if opts.until_fn and opts.until_fn() then return true end
-    if deadline and socket.gettime() >= deadline then return false end
-  end
+  return self.loop:run{ seconds = opts.seconds, until_fn = opts.until_fn, step = opts.step or 0.05 }
 end
 
 function M:__tostring()
@@ -198,8 +229,10 @@ function M:__tostring()
 end
 
 function M:close()
-  for s in pairs(self.conns) do s:close() end
+  for s in pairs(self.conns) do self.loop:unregister(s); s:close() end
   self.conns = {}
+  self.loop:cancel(self.sweeper)
+  self.loop:unregister(self.server)
   self.server:close()
 end
 

@@ -6,7 +6,8 @@
 --   local r = relay.new{ calls = calls, supervisor = sup, jitter_ms = 60,
 --                        authenticate = function(hello) return true end }
 --   local port = r:listen("127.0.0.1", 0)
---   r:run{ seconds = 60 }         -- also drives the supervisor
+--   r:run{ seconds = 60 }         -- also drives the supervisor (on the same wxhw.loop:
+--                                 -- opts.loop, else the supervisor's)
 --
 -- A device connection starts with a control record
 -- {"op":"hello","sn":"...","model_id":"...", ...}; `authenticate(hello)` (the
@@ -19,23 +20,36 @@
 -- select() raise and the loop die). Media sent before the call is TALKING
 -- is dropped.
 local socket = require "socket"
-local frame = require "wxhw.relay.frame"
+local frame = require "wxhw.media.frame"
 local pipeline = require "wxhw.relay.pipeline"
 local clock = require "wxhw.clock"
+local loop = require "wxhw.loop"
 
 local M = { pipeline = pipeline, frame = frame, HELLO_MAX = 4096, HELLO_TIMEOUT = 5, MAX_PENDING = 64 }
-local bind -- defined below
+local bind, accept, read, on_datagrams, deliver, expire -- defined below
 M.__index = M
 
 function M.new(opts)
   opts = opts or {}
-  return setmetatable({
-    calls = opts.calls, sup = opts.supervisor, jitter_ms = opts.jitter_ms or 60,
+  local sup = opts.supervisor
+  if sup and opts.loop and opts.loop ~= sup.loop then
+    error("relay.new: the supervisor must run on the relay's loop", 2)
+  end
+  local self = setmetatable({
+    calls = opts.calls, sup = sup, jitter_ms = opts.jitter_ms or 60,
     authenticate = opts.authenticate, lookup_every = opts.lookup_every or 0.2,
     hello_timeout = opts.hello_timeout or M.HELLO_TIMEOUT, max_pending = opts.max_pending or M.MAX_PENDING,
     devices = {}, conns = {}, servers = {},
     counters = { devices = 0, refused = 0, frames_in = 0, frames_out = 0, undeliverable = 0, closed_bad = 0 },
+    loop = opts.loop or sup and sup.loop or loop.new(),
   }, M)
+  self.on_accept = function(srv) accept(self, srv) end
+  self.on_read = function(c) read(self, c) end
+  self.on_datagrams = function(u) on_datagrams(self, u, clock.monotonic()) end
+  self.on_due = function() deliver(self) end
+  self.expirer = self.loop:every(0.05, function() expire(self) end)
+  deliver(self)
+  return self
 end
 
 --- Listens for devices on TCP; returns the port.
@@ -43,6 +57,7 @@ function M:listen(host, port)
   local srv = assert(socket.bind(host or "127.0.0.1", port or 0))
   srv:settimeout(0)
   self.servers[#self.servers + 1] = srv
+  self.loop:register(srv, self.on_accept)
   local _, p = srv:getsockname()
   return tonumber(p)
 end
@@ -71,11 +86,20 @@ function M:listen_rtp(o)
   end
   self.udp = self.udp or {}
   self.udp[u] = { dev = d, media = o.media }
+  self.loop:register(u, self.on_datagrams)
   local _, port = u:getsockname()
   return tonumber(port)
 end
 
-local function on_datagrams(self, u, now)
+-- The next delivery is due at `at` (seconds, monotonic) or sooner.
+local function due(self, at)
+  if self.due_at and self.due_at <= at then return end
+  self.loop:cancel(self.due_timer)
+  self.due_at = at
+  self.due_timer = self.loop:after(math.max(0, at - clock.monotonic()), self.on_due)
+end
+
+function on_datagrams(self, u, now)
   local b = self.udp[u]
   for _ = 1, 256 do
     local pkt = u:receive(65536)
@@ -84,11 +108,14 @@ local function on_datagrams(self, u, now)
     bind(self, b.dev, now)
     if b.media == "h264" then b.dev.pipe:rtp_video(pkt, now) else b.dev.pipe:rtp_audio(pkt, now, b.media) end
   end
+  local nd = b.dev.pipe:next_due()
+  if nd then due(self, nd) end
 end
 
 local function close_dev(self, c, bad)
   local d = self.conns[c]
   self.conns[c] = nil
+  self.loop:unregister(c)
   -- a clean close keeps the device until its jitter buffer has drained
   if type(d) == "table" then
     if bad or not d.sn then self.devices[d] = nil else d.closing = true end
@@ -147,10 +174,17 @@ local function on_records(self, c, d, frames, now)
       d.pipe:device_frame(fr, now)
     end
   end
+  local nd = d.pipe:next_due()
+  if nd then due(self, nd) end
 end
 
-local function deliver(self, now)
-  local soonest
+-- Releases the frames that are due to the workers of their calls, then asks
+-- the loop back when the next one is (at least every lookup_every, for the
+-- calls' states).
+function deliver(self)
+  local now = clock.monotonic()
+  self.due_at = nil
+  local soonest = now + self.lookup_every
   for d in pairs(self.devices) do
     bind(self, d, now)
     local out = d.pipe:poll(now)
@@ -163,69 +197,57 @@ local function deliver(self, now)
     end
     if d.closing and d.pipe:queued() == 0 then self.devices[d] = nil end
     local nd = d.pipe:next_due()
-    if nd and (not soonest or nd < soonest) then soonest = nd end
+    if nd and nd < soonest then soonest = nd end
   end
-  return soonest
+  due(self, soonest)
 end
 
---- One turn: read devices, release due frames, drive the supervisor.
-function M:step(max_wait)
-  max_wait = max_wait or 0.02
+-- A connection that said no hello in time goes.
+function expire(self)
   local now = clock.monotonic()
-  local soonest = deliver(self, now)
-  local wait = max_wait
-  if soonest then wait = math.max(0, math.min(wait, soonest - now)) end
-  local rd = {}
-  for _, s in ipairs(self.servers) do rd[#rd + 1] = s end
   for c, d in pairs(self.conns) do
-    if not d.sn and now - d.opened > self.hello_timeout then -- no hello in time
+    if not d.sn and now - d.opened > self.hello_timeout then
       self.counters.refused = self.counters.refused + 1
       close_dev(self, c, true)
-    else
-      rd[#rd + 1] = c
     end
   end
-  for u in pairs(self.udp or {}) do rd[#rd + 1] = u end
-  local readable = socket.select(rd, nil, wait)
-  now = clock.monotonic()
-  for _, c in ipairs(readable or {}) do
-    local d = self.conns[c]
-    if self.udp and self.udp[c] then
-      on_datagrams(self, c, now)
-    elseif d == nil then -- a listening socket
-      local nc = c:accept()
-      if nc then
-        nc:settimeout(0)
-        nc:setoption("tcp-nodelay", true)
-        make_room(self)
-        self.conns[nc] = { dec = frame.decoder(), pipe = pipeline.new{ jitter_ms = self.jitter_ms }, opened = now }
-      end
-    else
-      local data, err, partial = c:receive(65536)
-      data = data or partial
-      if data and #data > 0 then
-        local frames = d.dec:push(data)
-        if not frames then close_dev(self, c, true) else on_records(self, c, d, frames, now) end
-        if self.conns[c] and not d.sn and d.dec:pending() > frame.HDR + M.HELLO_MAX then -- not a hello
-          self.counters.refused = self.counters.refused + 1
-          close_dev(self, c, true)
-        end
-      end
-      if err == "closed" and self.conns[c] then close_dev(self, c) end
-    end
-  end
-  deliver(self, clock.monotonic())
-  if self.sup then self.sup:step(0) end
 end
 
+function accept(self, srv)
+  local nc = srv:accept()
+  if not nc then return end
+  nc:settimeout(0)
+  nc:setoption("tcp-nodelay", true)
+  make_room(self)
+  self.conns[nc] = { dec = frame.decoder(), pipe = pipeline.new{ jitter_ms = self.jitter_ms }, opened = clock.monotonic() }
+  self.loop:register(nc, self.on_read)
+end
+
+function read(self, c)
+  local d = self.conns[c]
+  local data, err, partial = c:receive(65536)
+  data = data or partial
+  if data and #data > 0 then
+    local frames = d.dec:push(data)
+    if not frames then close_dev(self, c, true) else on_records(self, c, d, frames, clock.monotonic()) end
+    if self.conns[c] and not d.sn and d.dec:pending() > frame.HDR + M.HELLO_MAX then -- not a hello
+      self.counters.refused = self.counters.refused + 1
+      close_dev(self, c, true)
+    end
+  end
+  if err == "closed" and self.conns[c] then close_dev(self, c) end
+end
+
+--- One turn of the loop: read devices, release due frames, drive the
+-- supervisor (and whatever else shares the loop).
+function M:step(max_wait)
+  self.loop:step(max_wait or 0.02)
+end
+
+--- Runs the loop: opts.seconds, or opts.until_fn() returning true to stop.
 function M:run(opts)
   opts = opts or {}
-  local deadline = opts.seconds and clock.monotonic() + opts.seconds
-  while true do
-    self:step(opts.step or 0.005)
-    if opts.until_fn and opts.until_fn() then return true end
-    if deadline and clock.monotonic() >= deadline then return false end
-  end
+  return self.loop:run{ seconds = opts.seconds, until_fn = opts.until_fn, step = opts.step or 0.005 }
 end
 
 --- Pipeline statistics per device "model:sn".
@@ -242,9 +264,12 @@ function M:__tostring()
 end
 
 function M:close()
-  for c in pairs(self.conns) do c:close() end
-  for _, s in ipairs(self.servers) do s:close() end
-  for u in pairs(self.udp or {}) do u:close() end
+  local l = self.loop
+  for c in pairs(self.conns) do l:unregister(c); c:close() end
+  for _, s in ipairs(self.servers) do l:unregister(s); s:close() end
+  for u in pairs(self.udp or {}) do l:unregister(u); u:close() end
+  l:cancel(self.expirer)
+  l:cancel(self.due_timer)
   self.udp, self.rtp_devices = {}, {}
   self.conns, self.devices, self.servers = {}, {}, {}
 end

@@ -1,19 +1,20 @@
 --- Call worker supervision: one process per call (the cloud server SDK is a
 -- singleton), connected back over a unix socket speaking the device framing
--- (wxhw.relay.frame). Protocol in docs/call-worker.md.
+-- (wxhw.media.frame). Protocol in docs/call-worker.md.
 --
 --   local sup = supervisor.new{ calls = calls, command = { "bin/wxhw", "call-worker", "--simulate" },
 --                               socket_path = "/run/wxhw/calls.sock", appid = "wx..." }
 --   sup:run{ seconds = 10 }   or   repeat sup:step(0.05) until done
+--   (opts.loop: a wxhw.loop shared with the relay and the HTTP server)
 --
 -- It implements the worker interface wxhw.call expects (start, hangup,
 -- stop), reports the worker's status events to calls:worker_status(), and a
 -- worker that dies or never connects to calls:worker_exited() (ABORTED).
 -- Runs in a plain Lua process (luasocket); nginx workers only write sessions
 -- and leave processes to this supervisor.
-local socket = require "socket"
 local unix = require "socket.unix"
-local frame = require "wxhw.relay.frame"
+local frame = require "wxhw.media.frame"
+local loop = require "wxhw.loop"
 local crypto = require "wxhw.crypto"
 local clock = require "wxhw.clock"
 local errors = require "wxhw.errors"
@@ -21,6 +22,7 @@ local machine = require "wxhw.call.machine"
 
 local M = {}
 M.__index = M
+local accept, read, flush, housekeeping -- the loop's callbacks, below
 
 local function shell_quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 
@@ -88,7 +90,12 @@ function M.new(opts)
     workers = {}, by_token = {}, pending = {}, conns = {}, stats = {}, last_tick = 0, last_beat = -math.huge,
     heartbeat = opts.heartbeat == nil and 15 or opts.heartbeat, max_calls = max_calls,
     counters = { started = 0, exited = 0, crashed = 0, bad_status = 0, orphans = 0 },
+    loop = opts.loop or loop.new(),
   }, M)
+  self.on_read = function(c) read(self, c) end
+  self.on_write = function(c) flush(self, c) end
+  self.loop:register(srv, function() accept(self) end)
+  self.housekeeper = self.loop:every(0.02, function() housekeeping(self) end)
   -- who runs a call's worker: this host's name and the socket path, stable
   -- across a restart; the path alone is the same on every host of a cluster,
   -- and a restart on one host aborted the calls the others were running
@@ -167,19 +174,25 @@ function M:start(s)
   return true
 end
 
-local function queue(w, bytes)
+-- Bytes for the worker; sent when its connection is writable (the loop
+-- watches for that only while bytes wait).
+local function queue(self, w, bytes)
   w.out = w.out .. bytes
+  if w.conn and not w.writing then
+    w.writing = true
+    self.loop:register(w.conn, self.on_read, self.on_write)
+  end
 end
 
-local function control(w, msg)
+local function control(self, w, msg)
   w.seq = (w.seq + 1) % 65536
-  queue(w, frame.control(msg, w.seq))
+  queue(self, w, frame.control(msg, w.seq))
 end
 
 --- worker interface: ask the worker to hang up (reason: SDK number).
 function M:hangup(s, reason)
   local w = self.workers[s.room_id]
-  if w then control(w, { op = "hangup", reason = reason or 0 }) end
+  if w then control(self, w, { op = "hangup", reason = reason or 0 }) end
 end
 
 --- worker interface: the call ended; the worker finishes and exits.
@@ -187,11 +200,11 @@ function M:stop(s)
   local w = self.workers[s.room_id]
   if w and not w.stopping then
     w.stopping, w.kill_at = true, clock.monotonic() + self.stop_grace
-    control(w, { op = "stop", state = s.state })
+    control(self, w, { op = "stop", state = s.state })
   end
 end
 
---- Media to the worker of a call: raw frame bytes (wxhw.relay.frame.encode).
+--- Media to the worker of a call: raw frame bytes (wxhw.media.frame.encode).
 -- Returns false when the call has no connected worker.
 function M:send(room_id, bytes)
   local w = self.workers[room_id]
@@ -201,7 +214,7 @@ function M:send(room_id, bytes)
     self.counters.backlog_drops = (self.counters.backlog_drops or 0) + 1
     return false
   end
-  queue(w, bytes)
+  queue(self, w, bytes)
   return true
 end
 
@@ -211,8 +224,15 @@ local function kill(pid, sig)
   os.execute("kill -" .. (sig or "KILL") .. " " .. math.floor(pid) .. " 2>/dev/null")
 end
 
+-- Closes a connection, identified or not.
+local function close_conn(self, c)
+  self.loop:unregister(c)
+  c:close()
+  self.conns[c], self.pending[c] = nil, nil
+end
+
 local function forget(self, w, why)
-  if w.conn then self.conns[w.conn] = nil; w.conn:close() end
+  if w.conn then close_conn(self, w.conn) end
   self.workers[w.room_id] = nil
   self.by_token[w.token] = nil
   self.counters.exited = self.counters.exited + 1
@@ -242,23 +262,22 @@ local function on_conn_data(self, c, data)
     local d = self.pending[c] or frame.decoder(65536)
     self.pending[c] = nil
     local frames = d:push(data)
-    if not frames then c:close(); self.conns[c] = nil; return end
+    if not frames then close_conn(self, c); return end
     if #frames == 0 then self.pending[c] = d; return end
     local hello = frame.decode_control(frames[1])
     if hello and hello.op == "rpc" then
       local reply = self:rpc(hello)
       c:settimeout(1)
       c:send(frame.control(reply))
-      c:close()
-      self.conns[c] = nil
+      close_conn(self, c)
       return
     end
     local cand = hello and hello.op == "hello" and type(hello.token) == "string" and self.by_token[hello.token]
-    if not cand or cand.conn or hello.room_id ~= cand.room_id then c:close(); self.conns[c] = nil; return end
+    if not cand or cand.conn or hello.room_id ~= cand.room_id then close_conn(self, c); return end
     cand.conn, cand.dec = c, d
     self.conns[c] = cand
     local s = cand.session
-    control(cand, { op = "join", room_id = s.room_id, session_key = s.session_key, server_token = s.server_token,
+    control(self, cand, { op = "join", room_id = s.room_id, session_key = s.session_key, server_token = s.server_token,
                     payload = s.payload, model_id = s.model_id, sn = s.sn, direction = s.direction,
                     room_type = s.room_type, appid = self.appid, time_limit = s.time_limit })
     for i = 2, #frames do
@@ -276,14 +295,17 @@ local function on_conn_data(self, c, data)
   end
 end
 
-local function flush(self)
-  for _, w in pairs(self.workers) do
-    if w.conn and #w.out > 0 then
-      local n, err, last = w.conn:send(w.out)
-      local sent = n or last or 0
-      if sent > 0 then w.out = w.out:sub(sent + 1) end
-      if err == "closed" then forget(self, w, "worker connection closed") end
-    end
+-- Sends what waits for the worker on connection c.
+function flush(self, c)
+  local w = self.conns[c]
+  if type(w) ~= "table" then return end
+  local n, err, last = c:send(w.out)
+  local sent = n or last or 0
+  if sent > 0 then w.out = w.out:sub(sent + 1) end
+  if err == "closed" then forget(self, w, "worker connection closed")
+  elseif #w.out == 0 then
+    w.writing = false
+    self.loop:register(c, self.on_read, nil)
   end
 end
 
@@ -297,7 +319,7 @@ local function reap_ended(self)
     if not w.stopping then
       local s = self.calls:get(room)
       if s and machine.is_final(s.state) then
-        control(w, { op = "hangup", reason = machine.reasons[s.reason or "UNKNOWN"] or 0 })
+        control(self, w, { op = "hangup", reason = machine.reasons[s.reason or "UNKNOWN"] or 0 })
         self:stop(s)
       end
     end
@@ -323,39 +345,34 @@ local function reap_orphans(self, now)
   end
 end
 
---- One turn of the loop: accept, read, write, supervise, tick the calls.
-function M:step(timeout)
-  flush(self)
-  local rd = { self.server }
-  for c in pairs(self.conns) do rd[#rd + 1] = c end
-  local wr = {}
-  for _, w in pairs(self.workers) do if w.conn and #w.out > 0 then wr[#wr + 1] = w.conn end end
-  local readable = socket.select(rd, wr, timeout or 0.05)
-  for _, c in ipairs(readable or {}) do
-    if c == self.server then
-      -- unidentified until its hello (or rpc): the value is when it came
-      repeat
-        local nc = self.server:accept()
-        if nc then nc:settimeout(0); self.conns[nc] = clock.monotonic() end
-      until not nc
-    else
-      local data, err, partial = c:receive(65536)
-      data = data or partial
-      if data and #data > 0 then on_conn_data(self, c, data) end
-      if err == "closed" then
-        local w = self.conns[c]
-        if type(w) == "table" then forget(self, w, "worker exited")
-        else c:close(); self.conns[c] = nil; self.pending[c] = nil end
-      end
+-- unidentified until its hello (or rpc): the value is when it came
+function accept(self)
+  repeat
+    local nc = self.server:accept()
+    if nc then
+      nc:settimeout(0)
+      self.conns[nc] = clock.monotonic()
+      self.loop:register(nc, self.on_read)
     end
+  until not nc
+end
+
+function read(self, c)
+  local data, err, partial = c:receive(65536)
+  data = data or partial
+  if data and #data > 0 then on_conn_data(self, c, data) end
+  if err == "closed" and self.conns[c] then
+    local w = self.conns[c]
+    if type(w) == "table" then forget(self, w, "worker exited") else close_conn(self, c) end
   end
-  flush(self)
+end
+
+-- Deadlines of connections and workers, and the calls' clock.
+function housekeeping(self)
   local now = clock.monotonic()
   -- a connection that never identifies itself must not hold an fd for ever
   for c, v in pairs(self.conns) do
-    if type(v) == "number" and now - v > self.connect_timeout then
-      c:close(); self.conns[c] = nil; self.pending[c] = nil
-    end
+    if type(v) == "number" and now - v > self.connect_timeout then close_conn(self, c) end
   end
   for _, w in pairs(self.workers) do
     if w.stopping and now >= w.kill_at then
@@ -373,6 +390,12 @@ function M:step(timeout)
     beat(self, now)
     reap_orphans(self, now)
   end
+end
+
+--- One turn of the loop (of everything on it): accept, read, write,
+-- supervise, tick the calls.
+function M:step(timeout)
+  self.loop:step(timeout or 0.05)
 end
 
 -- Calls made by gateways that cannot run processes themselves (nginx
@@ -422,12 +445,7 @@ end
 --- Runs the loop: opts.seconds, or opts.until_fn() returning true to stop.
 function M:run(opts)
   opts = opts or {}
-  local deadline = opts.seconds and clock.monotonic() + opts.seconds
-  while true do
-    self:step(opts.step or 0.02)
-    if opts.until_fn and opts.until_fn() then return true end
-    if deadline and clock.monotonic() >= deadline then return false end
-  end
+  return self.loop:run{ seconds = opts.seconds, until_fn = opts.until_fn, step = opts.step or 0.02 }
 end
 
 function M:count()
@@ -441,9 +459,11 @@ function M:close()
   for _, w in pairs(self.workers) do
     w.stopping = true
     if w.pid and alive(w.pid) then kill(w.pid) end
-    if w.conn then w.conn:close() end
   end
+  for c in pairs(self.conns) do close_conn(self, c) end
   self.workers, self.conns = {}, {}
+  self.loop:cancel(self.housekeeper)
+  self.loop:unregister(self.server)
   self.server:close()
   os.remove(self.socket_path)
 end
