@@ -19,6 +19,9 @@ local crypto = require "wxhw.crypto"
 local clock = require "wxhw.clock"
 local errors = require "wxhw.errors"
 local machine = require "wxhw.call.machine"
+local fileio = require "wxhw.fileio"
+
+local proc = fileio.proc
 
 local M = {}
 M.__index = M
@@ -82,7 +85,8 @@ function M.new(opts)
   srv:settimeout(0)
   -- this user (workers) and its group (nginx workers, which run as another
   -- user: run the daemon with a group they share); never others
-  os.execute("chmod " .. (opts.socket_mode or "660") .. " '" .. path:gsub("'", "'\\''") .. "' 2>/dev/null")
+  local mok, merr = fileio.chmod(path, opts.socket_mode or "660")
+  if not mok then srv:close(); os.remove(path); return nil, merr end
   local self = setmetatable({
     calls = opts.calls, command = opts.command, socket_path = path, server = srv, appid = opts.appid or "",
     connect_timeout = opts.connect_timeout or 5, max_backlog = opts.max_backlog or 8 * 1024 * 1024, stop_grace = opts.stop_grace or 2,
@@ -119,11 +123,17 @@ function M:__tostring() return "wxhw.call.Supervisor(" .. self.socket_path .. ")
 -- for the load of the rest of the host.
 M.CALLS_PER_CORE = 24
 
+-- The CPUs this process may run on (its affinity, as nproc(1) counts them:
+-- a container's cpuset or a taskset), else those online.
 local function cores()
-  local p = io.popen("nproc 2>/dev/null")
-  local n = p and tonumber(p:read("*l") or "")
-  if p then p:close() end
-  return n and n >= 1 and n or 1
+  local f = io.open("/proc/self/status")
+  local status = f and f:read("*a") or ""
+  if f then f:close() end
+  local list, n = status:match("Cpus_allowed_list:%s*([%d,%-]+)"), 0
+  for a, b in (list or ""):gmatch("(%d+)%-?(%d*)") do
+    n = n + (b ~= "" and tonumber(b) - tonumber(a) + 1 or 1)
+  end
+  return n >= 1 and n or proc.nproc()
 end
 
 --- The default max_calls: CALLS_PER_CORE for each core this process may use.
@@ -220,9 +230,8 @@ end
 
 function M:worker(room_id) return self.workers[room_id] end
 
-local function kill(pid, sig)
-  os.execute("kill -" .. (sig or "KILL") .. " " .. math.floor(pid) .. " 2>/dev/null")
-end
+-- a worker already gone is no error here
+local function kill(pid) proc.kill(math.floor(pid), "KILL") end
 
 -- Closes a connection, identified or not.
 local function close_conn(self, c)
@@ -431,7 +440,7 @@ function M:recover()
         local env = f:read("*a") or ""
         f:close()
         if env:find("\0WXHW_CALL_ROOM=" .. s.room_id .. "\0", 1, true) or env:find("^WXHW_CALL_ROOM=" .. s.room_id:gsub("%p", "%%%0") .. "%z") then
-          os.execute("kill -KILL " .. math.floor(s.worker_pid) .. " 2>/dev/null")
+          kill(s.worker_pid)
         end
       end
       self.calls:worker_exited(s.room_id, "supervisor restarted; worker lost")
