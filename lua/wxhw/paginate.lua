@@ -20,8 +20,9 @@
 -- concurrency + fetch_many (offset style: pages fetched N at a time once the
 -- total is known), checkpoint ({load = fn → state, save = fn(state)}, see
 -- paginate.file_checkpoint), on_page(info) for progress.
-local cjson = require "cjson.safe"
+local json = require "wxhw.json"
 local errors = require "wxhw.errors"
+local fileio = require "wxhw.fileio"
 
 local M = {}
 
@@ -35,7 +36,7 @@ local function field(spec, default)
 end
 
 local function present(v)
-  return v ~= nil and v ~= cjson.null and v ~= ""
+  return v ~= nil and v ~= json.null and v ~= ""
 end
 
 local function openids(page)
@@ -169,7 +170,7 @@ function Pager:fetch_pages(reqs)
 end
 
 local function bad_page(req)
-  return errors.new("state", "page is not a table with an item list (request " .. cjson.encode(req) .. ")",
+  return errors.new("state", "page is not a table with an item list (request " .. json.encode(req) .. ")",
     { reason = "bad_page" })
 end
 
@@ -222,7 +223,7 @@ function Pager:advance()
     local page, items = entry.page, entry.items
     self.pages = self.pages + 1
     local v = self.version(page)
-    if v == cjson.null then v = nil end
+    if v == json.null then v = nil end
     local t = self.total(page)
     if type(t) == "number" then self.known_total = t end
     local restart = false
@@ -347,17 +348,14 @@ function Pager:collect()
   return out
 end
 
---- A checkpoint kept in a JSON file, replaced atomically (write + rename), so
--- a crash leaves either the old or the new state.
+--- A checkpoint kept in a JSON file, replaced atomically (fileio.write_atomic:
+-- write beside, fsync, rename), so a crash leaves either the old or the new state.
 function M.file_checkpoint(path)
-  local tmp = path .. ".tmp"
   return {
     load = function()
-      local f = io.open(path, "rb")
-      if not f then return nil end
-      local s = f:read("*a")
-      f:close()
-      local st = cjson.decode(s)
+      local s = fileio.read_file(path)
+      if not s then return nil end
+      local st = json.decode(s)
       if type(st) ~= "table" then error("paginate: checkpoint " .. path .. " is corrupt; delete it to start over", 0) end
       -- JSON numbers may come back as floats (40.0): offsets and limits are integers
       local function ints(t)
@@ -370,12 +368,8 @@ function M.file_checkpoint(path)
       return st
     end,
     save = function(state)
-      local f, err = io.open(tmp, "wb")
-      if not f then return errors.fail("io", "cannot write checkpoint: " .. tostring(err)) end
-      f:write(cjson.encode(state))
-      f:close()
-      local ok, rerr = os.rename(tmp, path)
-      if not ok then return errors.fail("io", "cannot replace checkpoint: " .. tostring(rerr)) end
+      local ok, err = fileio.write_atomic(path, json.encode(state))
+      if not ok then return errors.fail("io", "cannot save the checkpoint: " .. tostring(err.message)) end
       return true
     end,
     clear = function() os.remove(path) end,

@@ -5,7 +5,7 @@
 -- pay.weixin.qq.com/docs/merchant/development/interface-rules/signature-verification.html).
 -- One Keyring per merchant; nothing is shared between merchants.
 local crypto = require "wxhw.crypto"
-local cjson = require "cjson.safe"
+local json = require "wxhw.json"
 local errors = require "wxhw.errors"
 local verify = require "wxhw.pay.verify"
 
@@ -147,7 +147,7 @@ function M.decrypt_resource(apiv3_key, r)
     return verify.fail("bad_resource", "resource lacks nonce or ciphertext")
   end
   local aad = r.associated_data
-  if aad == nil or aad == cjson.null then aad = "" end
+  if aad == nil or aad == json.null then aad = "" end
   if type(aad) ~= "string" then return verify.fail("bad_resource", "associated_data is not a string") end
   local ct = crypto.base64_decode(r.ciphertext)
   if not ct or #ct < 16 then return verify.fail("bad_resource", "resource ciphertext is not base64 of ct||tag") end
@@ -161,7 +161,7 @@ end
 --- Parses a /v3/certificates body and decrypts every entry. Returns a list of
 -- certificate infos (each also has `pem`) or nil, err.
 function M.decode_download(apiv3_key, body)
-  local doc = cjson.decode(body)
+  local doc = json.decode(body)
   if type(doc) ~= "table" or type(doc.data) ~= "table" then
     return errors.fail("pay", "/v3/certificates answer has no data list")
   end
