@@ -174,6 +174,27 @@ static int add_stream(lua_State *L, struct spawn_job *j, const char *field, int 
   return 0;
 }
 
+/* close_fds = true: the child keeps only 0, 1 and 2. Descriptors the io
+ * library or luasocket opened are not close-on-exec, and a child holding a
+ * server's socket keeps a peer waiting for a close that never comes. */
+static int close_fds(struct spawn_job *j) {
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 34))
+  return posix_spawn_file_actions_addclosefrom_np(&j->fa, 3);
+#else
+  /* each descriptor open now and not close-on-exec (the ones we opened for
+   * the child's streams are, and their copies on 0-2 are not touched) */
+  long fd, max = sysconf(_SC_OPEN_MAX);
+  int rc;
+  if (max < 0 || max > 65536) max = 65536;
+  for (fd = 3; fd < max; fd++) {
+    int flags = fcntl((int)fd, F_GETFD);
+    if (flags < 0 || (flags & FD_CLOEXEC)) continue;
+    if ((rc = posix_spawn_file_actions_addclose(&j->fa, (int)fd)) != 0) return rc;
+  }
+  return 0;
+#endif
+}
+
 /* The child's environment: ours, with opts.env's names set (a string) or
  * removed (false). */
 static char **build_env(lua_State *L, int env_idx, int anchor_idx) {
@@ -264,7 +285,8 @@ static char *find_program(const char *name) {
  * stream path that cannot be opened...). argv[1] is looked up on PATH unless
  * it holds a "/" (find_program). opts: stdin, stdout, stderr (see add_stream), env (table of
  * name -> string | false), background = true (SIGINT and SIGQUIT ignored in
- * the child, as a shell's `cmd &` does: a Ctrl-C at the terminal is for us). */
+ * the child, as a shell's `cmd &` does: a Ctrl-C at the terminal is for us),
+ * close_fds = true (close_fds). */
 static int l_spawn(lua_State *L) {
   struct spawn_job *j;
   int n, i, rc, background;
@@ -314,6 +336,9 @@ static int l_spawn(lua_State *L) {
   if (posix_spawnattr_init(&j->attr) != 0) return luaL_error(L, "spawn: out of memory");
   j->attr_ok = 1;
   if (add_stream(L, j, "stdin", 0) || add_stream(L, j, "stdout", 1) || add_stream(L, j, "stderr", 2)) return 2;
+  lua_getfield(L, 2, "close_fds");
+  if (lua_toboolean(L, -1) && (rc = close_fds(j)) != 0) return fail_errno(L, "spawn", rc);
+  lua_pop(L, 1);
   lua_getfield(L, 2, "background");
   background = lua_toboolean(L, -1);
   lua_pop(L, 1);

@@ -162,6 +162,22 @@ describe("wxhw.fileio.proc #c", function()
     assert.same({ "exit", 0 }, { proc.wait(pid) })
   end)
 
+  it("close_fds: the child keeps only 0, 1 and 2; without it, it inherits what the io library opened", function()
+    local held = assert(io.open(dir .. "/held", "w")) -- not close-on-exec
+    local function child_fds(opts)
+      opts.stdout = dir .. "/fds"
+      local pid = assert(proc.spawn({ "sh", "-c", "ls /proc/$$/fd" }, opts))
+      proc.wait(pid)
+      local fds = {}
+      for n in files.read(dir .. "/fds"):gmatch("%d+") do fds[#fds + 1] = tonumber(n) end
+      table.sort(fds)
+      return fds
+    end
+    assert.same({ 0, 1, 2 }, child_fds({ close_fds = true, stdin = "null" }))
+    assert.is_true(#child_fds({}) > 3)
+    held:close()
+  end)
+
   it("a child does not inherit an ignored SIGPIPE (luasocket ignores it in us)", function()
     require "socket"
     local out = dir .. "/out"

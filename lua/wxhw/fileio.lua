@@ -26,7 +26,8 @@
 --                                   stdout, stderr = nil (inherit) | "null" | path,
 --                                   stderr = "stdout" (2>&1); env = { NAME = "v" | false }
 --                                   over ours; background = true: ignores Ctrl-C (SIGINT,
---                                   SIGQUIT) as a shell's `cmd &` does
+--                                   SIGQUIT) as a shell's `cmd &` does; close_fds = true:
+--                                   the child keeps only 0, 1 and 2
 --   proc.wait(pid [, nohang])       "exit", code | "signal", signo | false (nohang, running)
 --   proc.kill(pid [, sig])          sig "TERM" (default), "KILL", "INT"... or a number; 0 probes
 --   proc.alive(pid)                 whether it runs (a child of ours that exited is reaped)
