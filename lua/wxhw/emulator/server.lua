@@ -1,7 +1,12 @@
---- A small HTTP/1.1 server and client on one select() loop (luasocket,
+--- A small HTTP/1.1 server and client on a wxhw.loop (luasocket,
 -- non-blocking sockets). Keep-alive, many connections, timers, delayed
 -- responses, connection resets and truncated bodies for fault injection.
+-- Its own HTTP codec, not wxhw.httpserver's: it answers later (defer, delay),
+-- resets and truncates, reads chunked and 100-continue bodies up to 16 MiB,
+-- and calls the vendor back as a client.
 local socket = require "socket"
+local clock = require "wxhw.clock"
+local loop = require "wxhw.loop"
 
 local M = {}
 local Server = {}
@@ -17,45 +22,62 @@ local REASONS = {
   [502] = "Bad Gateway", [503] = "Service Unavailable", [504] = "Gateway Timeout",
 }
 
-local now = socket.gettime
-local concat, insert, remove = table.concat, table.insert, table.remove
+local now = clock.monotonic
+local concat, remove = table.concat, table.remove
 local find, sub, byte, lower = string.find, string.sub, string.byte, string.lower
 
+local accept, on_readable, flush, client_io, client_done -- below
+
+--- opts: handler(req) -> res, host, port, max_conns (900), log, loop (a
+-- wxhw.loop to share; step/run drive it).
 function M.new(opts)
   local self = setmetatable({
     host = opts.host or "127.0.0.1", port = opts.port or 0, handler = assert(opts.handler),
-    conns = {}, nconns = 0, pending = {}, timers = {}, clients = {}, log = opts.log,
+    conns = {}, nconns = 0, pending = {}, clients = {}, log = opts.log,
     max_conns = opts.max_conns or 900, -- select() is limited to FD_SETSIZE
+    loop = opts.loop or loop.new(),
   }, Server)
   local srv = assert(socket.bind(self.host, self.port, 1024))
   srv:settimeout(0)
   self.srv = srv
   local _, port = srv:getsockname()
   self.port = tonumber(port)
+  local conns, clients = self.conns, self.clients
+  self.on_read = function(s) local c = conns[s]; if c and not c.closed then on_readable(self, c) end end
+  self.on_write = function(s) local c = conns[s]; if c then flush(self, c) end end
+  self.on_client_read = function(s) local j = clients[s]; if j then client_io(self, j, false, true) end end
+  self.on_client_write = function(s) local j = clients[s]; if j then client_io(self, j, true, false) end end
+  self.loop:register(srv, function() accept(self) end)
   return self
 end
 
---- Call fn() after `delay` seconds of real time.
+--- Call fn() after `delay` seconds of real time (an error in it is logged).
 function Server:after(delay, fn)
-  local t = { at = now() + delay, fn = fn }
-  local timers = self.timers
-  local i = #timers
-  while i > 0 and timers[i].at > t.at do i = i - 1 end
-  insert(timers, i + 1, t)
-  return t
+  return self.loop:after(delay, function()
+    local ok, err = pcall(fn)
+    if not ok then io.stderr:write("wxhw emulator: timer error: ", tostring(err), "\n") end
+  end)
+end
+
+-- What the loop watches a connection for: reading unless its answer is
+-- awaited or the peer is gone, writing while output waits.
+local function watch(self, c)
+  if c.closed then return end
+  self.loop:register(c.sock, not c.waiting and not c.peer_closed and self.on_read or nil,
+                     self.pending[c.sock] and self.on_write or nil)
 end
 
 local function close_conn(self, c)
   if c.closed then return end
   c.closed = true
+  self.loop:unregister(c.sock)
   c.sock:close()
   self.conns[c.sock] = nil
   self.pending[c.sock] = nil
   self.nconns = self.nconns - 1
-  self.recv_dirty = true
 end
 
-local function flush(self, c)
+function flush(self, c)
   while c.out[1] do
     local data = c.out[1]
     local last, err, partial = c.sock:send(data, c.outpos)
@@ -63,13 +85,13 @@ local function flush(self, c)
       remove(c.out, 1); c.outpos = 1
     elseif err == "timeout" then
       c.outpos = partial + 1
-      self.pending[c.sock] = c -- wait until writable
+      if not self.pending[c.sock] then self.pending[c.sock] = c; watch(self, c) end -- wait until writable
       return
     else
       close_conn(self, c); return
     end
   end
-  self.pending[c.sock] = nil
+  if self.pending[c.sock] then self.pending[c.sock] = nil; watch(self, c) end
   if c.close_after_flush then close_conn(self, c) end
 end
 
@@ -109,7 +131,7 @@ local function deliver(self, c, res, keepalive)
   elseif not keepalive then
     c.close_after_flush = true
   end
-  if c.waiting then c.waiting = false; self.recv_dirty = true end
+  if c.waiting then c.waiting = false; watch(self, c) end
   local data = head .. body
   if not c.out[1] then -- the usual case: the whole answer fits the socket buffer
     local last, err, partial = c.sock:send(data)
@@ -118,6 +140,7 @@ local function deliver(self, c, res, keepalive)
     elseif err == "timeout" then
       c.out[1], c.outpos = data, (partial or 0) + 1
       self.pending[c.sock] = c
+      watch(self, c)
     else
       close_conn(self, c)
     end
@@ -224,13 +247,13 @@ function process(self, c)
     end
     if res.defer then -- answered later (e.g. after a callback to the vendor)
       c.waiting = true
-      self.recv_dirty = true
+      watch(self, c)
       res.defer(function(final) deliver(self, c, final, keepalive) end)
       return
     end
     if res.delay and res.delay > 0 then
       c.waiting = true
-      self.recv_dirty = true
+      watch(self, c)
       self:after(res.delay, function() deliver(self, c, res, keepalive) end)
       return
     end
@@ -238,7 +261,7 @@ function process(self, c)
   end
 end
 
-local function accept(self)
+function accept(self)
   for _ = 1, 64 do
     local s = self.srv:accept()
     if not s then return end
@@ -249,12 +272,12 @@ local function accept(self)
       local c = { sock = s, buf = "", out = {}, outpos = 1, peer = (s:getpeername()), last = now() }
       self.conns[s] = c
       self.nconns = self.nconns + 1
-      self.recv_dirty = true
+      self.loop:register(s, self.on_read)
     end
   end
 end
 
-local function on_readable(self, c)
+function on_readable(self, c)
   c.last = now()
   local data, err, partial = c.sock:receive(65536)
   data = data or partial
@@ -263,7 +286,7 @@ local function on_readable(self, c)
     process(self, c)
   end
   if err == "closed" and not c.closed then
-    if c.waiting or c.out[1] then c.close_after_flush = true; c.peer_closed = true; self.recv_dirty = true
+    if c.waiting or c.out[1] then c.close_after_flush = true; c.peer_closed = true; watch(self, c)
     else close_conn(self, c) end
   end
 end
@@ -289,13 +312,18 @@ function Server:request(opts, cb)
     s:close()
     return cb(nil, "connect: " .. tostring(err))
   end
-  local job = { sock = s, out = concat(h) .. body, pos = 1, buf = {}, cb = cb,
-    started = now(), deadline = now() + (opts.timeout or 5) }
+  local job = { sock = s, out = concat(h) .. body, pos = 1, buf = {}, cb = cb, started = now() }
   self.clients[s] = job
+  self.loop:register(s, self.on_client_read, self.on_client_write)
+  job.timer = self.loop:after(opts.timeout or 5, function()
+    if self.clients[s] == job then client_done(self, job, nil, "timeout") end
+  end)
 end
 
-local function client_done(self, job, res, err)
+function client_done(self, job, res, err)
   self.clients[job.sock] = nil
+  self.loop:cancel(job.timer)
+  self.loop:unregister(job.sock)
   job.sock:close()
   if res then res.elapsed = now() - job.started end
   job.cb(res, err)
@@ -316,12 +344,13 @@ local function parse_response(raw)
   return { status = status, headers = headers, body = body }
 end
 
-local function client_io(self, job, writable, readable)
+function client_io(self, job, writable, readable)
   if job.pos <= #job.out and writable then
     local last, err, partial = job.sock:send(job.out, job.pos)
     if last then job.pos = last + 1
     elseif err == "timeout" then job.pos = (partial or job.pos - 1) + 1
     else return client_done(self, job, nil, "send: " .. tostring(err)) end
+    if job.pos > #job.out then self.loop:register(job.sock, self.on_client_read, nil) end -- sent: read only
   end
   if readable then
     local data, err, partial = job.sock:receive(65536)
@@ -343,50 +372,9 @@ local function client_io(self, job, writable, readable)
 end
 
 ------------------------------------------------------------------ loop
+--- One turn of the loop (of everything on it): timers, I/O.
 function Server:step(max_wait)
-  local t = now()
-  local timers = self.timers
-  while timers[1] and timers[1].at <= t do
-    local tm = remove(timers, 1)
-    local ok, err = pcall(tm.fn)
-    if not ok then io.stderr:write("wxhw emulator: timer error: ", tostring(err), "\n") end
-  end
-  for _, job in pairs(self.clients) do
-    if t > job.deadline then client_done(self, job, nil, "timeout") end
-  end
-  -- The read set only changes on accept/close/wait, so it is rebuilt lazily.
-  local recvt = self.recvt
-  if self.recv_dirty or not recvt or next(self.clients) or self.had_clients then
-    recvt = { self.srv }
-    for s, c in pairs(self.conns) do
-      if not c.waiting and not c.peer_closed then recvt[#recvt + 1] = s end
-    end
-    self.recvt, self.recv_dirty = recvt, false
-    self.had_clients = next(self.clients) ~= nil
-  end
-  local sendt = {}
-  for s in pairs(self.pending) do sendt[#sendt + 1] = s end
-  local wait = max_wait or 0.2
-  for s, job in pairs(self.clients) do
-    if job.pos <= #job.out then sendt[#sendt + 1] = s end
-    recvt[#recvt + 1] = s
-    wait = math.min(wait, math.max(0, job.deadline - t + 0.001))
-  end
-  if timers[1] then wait = math.max(0, math.min(wait, timers[1].at - t)) end
-  local r, w = socket.select(recvt, sendt, wait)
-  for _, s in ipairs(w) do
-    local c = self.conns[s]
-    if c then flush(self, c)
-    elseif self.clients[s] then client_io(self, self.clients[s], true, false) end
-  end
-  for _, s in ipairs(r) do
-    if s == self.srv then accept(self)
-    else
-      local c = self.conns[s]
-      if c then if not c.closed then on_readable(self, c) end
-      elseif self.clients[s] then client_io(self, self.clients[s], false, true) end
-    end
-  end
+  self.loop:step(max_wait or 0.2)
 end
 
 --- Close keep-alive connections idle for more than `idle` seconds, so
@@ -399,9 +387,11 @@ function Server:sweep(idle)
 end
 
 function Server:close()
-  for _, c in pairs(self.conns) do c.sock:close() end
-  for _, j in pairs(self.clients) do j.sock:close() end
+  local l = self.loop
+  for s, c in pairs(self.conns) do l:unregister(s); c.sock:close() end
+  for s, j in pairs(self.clients) do l:unregister(s); l:cancel(j.timer); j.sock:close() end
   self.conns, self.clients, self.pending = {}, {}, {}
+  l:unregister(self.srv)
   self.srv:close()
 end
 
