@@ -115,11 +115,7 @@ end
 
 -- ------------------------------------------------------------------- helpers
 
-local function header(res, name)
-  local v = res and res.headers and res.headers[name]
-  if type(v) == "table" then v = v[#v] end
-  return v
-end
+local function header(res, name) return res and urls.header(res.headers, name) end
 
 local MONTHS = { Jan = 1, Feb = 2, Mar = 3, Apr = 4, May = 5, Jun = 6, Jul = 7, Aug = 8, Sep = 9, Oct = 10, Nov = 11, Dec = 12 }
 

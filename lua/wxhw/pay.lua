@@ -16,6 +16,7 @@
 local crypto = require "wxhw.crypto"
 local errors = require "wxhw.errors"
 local json = require "wxhw.json"
+local url = require "wxhw.url"
 local client_mod = require "wxhw.client"
 local transport = require "wxhw.transport"
 local mux_mod = require "wxhw.transport.mux"
@@ -206,8 +207,7 @@ end
 -- A pay error from an HTTP error response ({"code","message","detail"}).
 local function api_error(res, status)
   local body = json.decode(res.body or "")
-  local rid = res.headers and res.headers["request-id"]
-  if type(rid) == "table" then rid = rid[1] end
+  local rid = url.header(res.headers, "request-id")
   local code = type(body) == "table" and body.code or nil
   local msg = type(body) == "table" and body.message or nil
   return errors.new("pay", (code and (code .. ": ") or "") .. (msg or ("HTTP " .. status)), {
