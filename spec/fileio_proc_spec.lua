@@ -6,12 +6,7 @@ local proc = fileio.proc
 
 local q = files.quote
 
-local function sh(cmd)
-  local p = io.popen(cmd)
-  local out = p:read("*a")
-  p:close()
-  return out
-end
+local function sh(cmd) return select(2, files.sh(cmd)) end
 
 local function io_error(err, pattern)
   assert.equal("io", err and err.kind, tostring(err))
