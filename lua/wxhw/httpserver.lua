@@ -214,15 +214,10 @@ function sweep(self)
 end
 
 --- One turn of the loop (of every server on it).
-function M:step(timeout)
-  self.loop:step(timeout or 0.05)
-end
+function M:step(timeout) self.loop:step(timeout or 0.05) end
 
 --- Runs the loop: opts.seconds, or opts.until_fn() returning true to stop.
-function M:run(opts)
-  opts = opts or {}
-  return self.loop:run{ seconds = opts.seconds, until_fn = opts.until_fn, step = opts.step or 0.05 }
-end
+function M:run(opts) return self.loop:run(opts, 0.05) end
 
 function M:__tostring()
   return ("wxhw.HttpServer(127.0.0.1:%d, %d requests)"):format(self.port, self.requests)

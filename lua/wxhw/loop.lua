@@ -137,10 +137,12 @@ end
 
 --- Turns until opts.until_fn() returns true (then true) or opts.seconds have
 -- passed (then false); neither: for ever. opts.step bounds one turn's wait
--- (0.05 s), which is how often until_fn is asked when nothing happens.
-function Loop:run(opts)
+-- (else `turn`, else 0.05 s), which is how often until_fn is asked when
+-- nothing happens.
+function Loop:run(opts, turn)
   opts = opts or {}
-  local until_fn, turn = opts.until_fn, opts.step or 0.05
+  local until_fn = opts.until_fn
+  turn = opts.step or turn or 0.05
   local deadline = opts.seconds and monotonic() + opts.seconds
   while true do
     self:step(deadline and min(turn, max(0, deadline - monotonic())) or turn)

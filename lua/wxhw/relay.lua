@@ -240,15 +240,10 @@ end
 
 --- One turn of the loop: read devices, release due frames, drive the
 -- supervisor (and whatever else shares the loop).
-function M:step(max_wait)
-  self.loop:step(max_wait or 0.02)
-end
+function M:step(max_wait) self.loop:step(max_wait or 0.02) end
 
 --- Runs the loop: opts.seconds, or opts.until_fn() returning true to stop.
-function M:run(opts)
-  opts = opts or {}
-  return self.loop:run{ seconds = opts.seconds, until_fn = opts.until_fn, step = opts.step or 0.005 }
-end
+function M:run(opts) return self.loop:run(opts, 0.005) end
 
 --- Pipeline statistics per device "model:sn".
 function M:stats()

@@ -403,9 +403,7 @@ end
 
 --- One turn of the loop (of everything on it): accept, read, write,
 -- supervise, tick the calls.
-function M:step(timeout)
-  self.loop:step(timeout or 0.05)
-end
+function M:step(timeout) self.loop:step(timeout or 0.05) end
 
 -- Calls made by gateways that cannot run processes themselves (nginx
 -- workers, through wxhw.call.remote): {"op":"rpc","method":...,"args":[...]}.
@@ -452,10 +450,7 @@ function M:recover()
 end
 
 --- Runs the loop: opts.seconds, or opts.until_fn() returning true to stop.
-function M:run(opts)
-  opts = opts or {}
-  return self.loop:run{ seconds = opts.seconds, until_fn = opts.until_fn, step = opts.step or 0.02 }
-end
+function M:run(opts) return self.loop:run(opts, 0.02) end
 
 function M:count()
   local n = 0
