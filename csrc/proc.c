@@ -125,6 +125,7 @@ static int l_pid(lua_State *L) {
 struct spawn_job {
   char **argv, **envp, *program;
   int fds[3]; /* opened for the child's 0, 1, 2; -1 when not */
+  int append;  /* output paths are appended to (>>), not truncated */
   posix_spawn_file_actions_t fa;
   posix_spawnattr_t attr;
   int fa_ok, attr_ok;
@@ -152,8 +153,8 @@ static int spawn_job_gc(lua_State *L) {
 }
 
 /* opts[field]: nil inherits the descriptor, "null" is /dev/null, "stdout"
- * (stderr only) shares standard output, anything else is a path (created or
- * truncated for output). Opened here, not by the child, so that a path that
+ * (stderr only) shares standard output, anything else is a path (created,
+ * and for output truncated, or appended to with opts.append). Opened here, not by the child, so that a path that
  * cannot be opened is our error (a child's failure would only show as its
  * exit status). 0, or nil, err pushed and returned as 2. */
 static int add_stream(lua_State *L, struct spawn_job *j, const char *field, int fd) {
@@ -166,7 +167,8 @@ static int add_stream(lua_State *L, struct spawn_job *j, const char *field, int 
   if (fd == 2 && strcmp(v, "stdout") == 0) rc = posix_spawn_file_actions_adddup2(&j->fa, 1, 2);
   else {
     path = strcmp(v, "null") == 0 ? "/dev/null" : v;
-    j->fds[fd] = open(path, (fd == 0 ? O_RDONLY : O_WRONLY | O_CREAT | O_TRUNC) | O_CLOEXEC, 0644);
+    int out = O_WRONLY | O_CREAT | (j->append ? O_APPEND : O_TRUNC);
+    j->fds[fd] = open(path, (fd == 0 ? O_RDONLY : out) | O_CLOEXEC, 0644);
     if (j->fds[fd] < 0) return wxhw_fail(L, "io", "spawn: %s %s: %s", field, path, strerror(errno));
     rc = posix_spawn_file_actions_adddup2(&j->fa, j->fds[fd], fd);
   }
@@ -286,7 +288,7 @@ static char *find_program(const char *name) {
  * it holds a "/" (find_program). opts: stdin, stdout, stderr (see add_stream), env (table of
  * name -> string | false), background = true (SIGINT and SIGQUIT ignored in
  * the child, as a shell's `cmd &` does: a Ctrl-C at the terminal is for us),
- * close_fds = true (close_fds). */
+ * close_fds = true (close_fds), append = true (output paths as >>). */
 static int l_spawn(lua_State *L) {
   struct spawn_job *j;
   int n, i, rc, background;
@@ -335,6 +337,9 @@ static int l_spawn(lua_State *L) {
   j->fa_ok = 1;
   if (posix_spawnattr_init(&j->attr) != 0) return luaL_error(L, "spawn: out of memory");
   j->attr_ok = 1;
+  lua_getfield(L, 2, "append");
+  j->append = lua_toboolean(L, -1);
+  lua_pop(L, 1);
   if (add_stream(L, j, "stdin", 0) || add_stream(L, j, "stdout", 1) || add_stream(L, j, "stderr", 2)) return 2;
   lua_getfield(L, 2, "close_fds");
   if (lua_toboolean(L, -1) && (rc = close_fds(j)) != 0) return fail_errno(L, "spawn", rc);

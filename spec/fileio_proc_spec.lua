@@ -132,6 +132,20 @@ describe("wxhw.fileio.proc #c", function()
     assert.is_false(proc.alive(pid))
   end)
 
+  it("append = true: output paths are appended to (>>), not truncated", function()
+    local log = dir .. "/log"
+    files.write(log, "before\n")
+    for _, word in ipairs{ "one", "two" } do
+      local pid = assert(proc.spawn({ "sh", "-c", "echo " .. word .. "; echo err >&2" },
+        { stdout = log, stderr = "stdout", append = true }))
+      proc.wait(pid)
+    end
+    assert.equal("before\none\nerr\ntwo\nerr\n", files.read(log))
+    local pid = assert(proc.spawn({ "echo", "three" }, { stdout = log }))
+    proc.wait(pid)
+    assert.equal("three\n", files.read(log))
+  end)
+
   it("spawn: a missing program or an unwritable output is an error, not a child", function()
     local pid, err = proc.spawn({ "wxhw-no-such-program" })
     assert.is_nil(pid)

@@ -24,7 +24,8 @@
 -- Processes (fileio.proc):
 --   proc.spawn(argv [, opts])       pid; argv[1] looked up on PATH. opts: stdin,
 --                                   stdout, stderr = nil (inherit) | "null" | path,
---                                   stderr = "stdout" (2>&1); env = { NAME = "v" | false }
+--                                   stderr = "stdout" (2>&1); append = true: output paths
+--                                   as >> (not truncated); env = { NAME = "v" | false }
 --                                   over ours; background = true: ignores Ctrl-C (SIGINT,
 --                                   SIGQUIT) as a shell's `cmd &` does; close_fds = true:
 --                                   the child keeps only 0, 1 and 2
