@@ -8,6 +8,7 @@
 --   clock.monotonic()  seconds for intervals, never steps back
 --   clock.sleep(s)     ngx.sleep where a worker can yield (never blocks it);
 --                      elsewhere a blocking nanosleep (csrc/clock.c)
+--   clock.pid()        this process's id (nginx's cached one in a worker)
 --
 -- Modules ask here instead of probing `ngx` themselves, so the answer and
 -- the defaults are written once. The probe runs at load: a module loaded in
@@ -44,5 +45,9 @@ end
 
 --- The blocking sleep, whatever the environment (tools and tests).
 M.sleep_blocking = csleep
+
+--- This process's pid: nginx's cached one inside a worker, else getpid()
+-- (a forked child sees its own).
+M.pid = IN_NGINX and ngx_.worker and ngx_.worker.pid or require("wxhw.core").proc.pid
 
 return M

@@ -43,9 +43,7 @@ end
 
 local boot = (read("/proc/sys/kernel/random/boot_id") or ""):match("^[%x%-]+") or "nohost"
 
--- this process's pid: nginx's cached one inside a worker, else a getpid()
-local ngx_ = rawget(_G, "ngx")
-local getpid = type(ngx_) == "table" and ngx_.worker and ngx_.worker.pid or require("wxhw.core").tokenstore.pid
+local getpid = require("wxhw.clock").pid
 
 local cached_pid, cached_id
 function M.id()

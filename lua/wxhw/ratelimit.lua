@@ -14,6 +14,7 @@
 -- and `exhaust(key, day)`, `count(key, day)`. It must be atomic for its
 -- scope: `memory()` is per Lua state, `shdict(dict)` is per nginx instance
 -- (all workers); a Redis backend can implement the same three calls.
+local clock = require "wxhw.clock"
 local errors = require "wxhw.errors"
 
 local M = {}
@@ -94,7 +95,10 @@ local Shdict = {}
 Shdict.__index = Shdict
 
 function M.shdict(dict)
-  if type(dict) == "string" then dict = ngx.shared[dict] end
+  if type(dict) == "string" then
+    local ngx = clock.ngx()
+    dict = ngx and ngx.shared[dict]
+  end
   if not dict then error("ratelimit.shdict: no such lua_shared_dict", 2) end
   return setmetatable({ dict = dict }, Shdict)
 end
@@ -144,22 +148,15 @@ end
 local Limiter = {}
 Limiter.__index = Limiter
 
-local function default_clock()
-  if ngx and ngx.now then return ngx.now, ngx.sleep end
-  local ok, socket = pcall(require, "socket")
-  if ok then return socket.gettime, socket.sleep end
-  return os.time, function(s) os.execute("sleep " .. tonumber(s)) end
-end
-
---- o.now, o.sleep: clock (defaults: ngx or luasocket); o.backend: memory();
--- o.day_offset: seconds east of UTC for the daily reset.
+--- o.now, o.sleep: clock (defaults: wxhw.clock's wall clock, and its sleep
+-- that never blocks an nginx worker); o.backend: memory(); o.day_offset:
+-- seconds east of UTC for the daily reset.
 function M.new(o)
   o = o or {}
-  local now, sleep = default_clock()
   return setmetatable({
     backend = o.backend or M.memory(),
-    now = o.now or now,
-    sleep = o.sleep or sleep,
+    now = o.now or clock.now,
+    sleep = o.sleep or clock.sleep,
     day_offset = o.day_offset or M.DAY_OFFSET,
   }, Limiter)
 end

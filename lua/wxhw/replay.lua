@@ -5,7 +5,7 @@
 --   local rc = replay.new{ ttl = 600, redis = conn, prefix = "wxhw:replay:1900000001:" }
 --   rc:check(key, now) --> true (first time) | false (seen before) | nil, err
 --
--- The Redis form (a wxhw.TokenRedis connection from the token store) shares
+-- The Redis form (a connection from wxhw.redis.connect) shares
 -- the cache between processes and hosts with one atomic SET NX EX.
 local M = {}
 M.__index = M

@@ -11,10 +11,10 @@
 -- keep serving the old token while it is valid, or wait (bounded) for the new
 -- one. Compare-and-invalidate: a 40001 on a token that was already replaced
 -- removes nothing. No errcode ever triggers a force refresh.
-local core = require "wxhw.core"
+local clock = require "wxhw.clock"
 local errors = require "wxhw.errors"
 
-local monotonic = core.clock.monotonic
+local monotonic = clock.monotonic
 
 local M = {}
 
@@ -42,18 +42,12 @@ local CONFIG_ERRCODES = { [40001] = true, [40013] = true, [40125] = true, [40164
 
 local function china_day(t) return math.floor((t + 8 * 3600) / 86400) end
 
-local function default_sleep(s)
-  local ngx = rawget(_G, "ngx")
-  if ngx and ngx.sleep and pcall(ngx.sleep, s) then return end
-  core.clock.sleep(s)
-end
-
 --- Stores by name: memory, shm, redis, ngx_shared. `opts` go to the store's new().
 function M.store(kind, opts)
   if type(kind) ~= "string" or not kind:match("^[%w_]+$") then
     error("wxhw.token.store: store kind must be memory, shm, redis or ngx_shared", 2)
   end
-  local ok, mod = pcall(require, "wxhw.store." .. kind)
+  local ok, mod = pcall(require, "wxhw.token.store." .. kind)
   if not ok then error("wxhw.token.store: unknown store '" .. kind .. "'", 2) end
   return mod.new(opts)
 end
@@ -62,9 +56,9 @@ end
 -- mapping / connection.
 local shared_stores = {}
 local function default_store(opts)
-  local ngx = rawget(_G, "ngx")
-  if ngx and ngx.shared and ngx.shared.wxhw_tokens then return M.store("ngx_shared", { dict = "wxhw_tokens" }) end
-  local path = opts.store_path or require("wxhw.store.shm").default_path()
+  local ngx = clock.ngx()
+  if ngx and ngx.shared.wxhw_tokens then return M.store("ngx_shared", { dict = "wxhw_tokens" }) end
+  local path = opts.store_path or require("wxhw.token.store.shm").default_path()
   local s = shared_stores[path]
   if not s then
     local err
@@ -97,7 +91,8 @@ end
 
 --- opts: source (+ its credentials: appid, secret, corpid, corpsecret, ...),
 -- store, refresh_ahead, read_only, on_token_refresh(info), key / prefix,
--- clock (seconds; default os.time), sleep, lease_ttl, wait_timeout, local_ttl,
+-- clock (seconds; default wxhw.clock.time: ngx.time in nginx, else os.time),
+-- sleep (default wxhw.clock.sleep: never blocks a worker), lease_ttl, wait_timeout, local_ttl,
 -- host_store (the host-local store used while a store spanning hosts is
 -- down; default: the default store, shm or the nginx dict).
 function M.new(opts)
@@ -112,8 +107,8 @@ function M.new(opts)
   self.host_store = opts.host_store
   self.fetch_interval = opts.fetch_interval -- set on the host-local manager only (see _host_manager)
   self.on_token_refresh = opts.on_token_refresh
-  self._clock = opts.clock or os.time
-  self._sleep = opts.sleep or default_sleep
+  self._clock = opts.clock or clock.time
+  self._sleep = opts.sleep or clock.sleep
   self._source = resolve_source(opts)
   local key = opts.key
   if not key then
@@ -131,21 +126,21 @@ function M.new(opts)
   -- store (an atomic load for shm) and two compares.
   local watched = store.watch and store:watch(key)
   local peek = not watched and store:peeker(key)
-  local clock, acquire = self._clock, Manager._acquire
+  local now_s, acquire = self._clock, Manager._acquire
   local hit_token, hit_gen, refresh_at, local_until = nil, nil, -math.huge, -math.huge
   if watched then
     self.token = function()
-      if clock() < refresh_at and watched.gen == hit_gen then return hit_token end
+      if now_s() < refresh_at and watched.gen == hit_gen then return hit_token end
       return acquire(self, false)
     end
   elseif peek then
     self.token = function()
-      if clock() < refresh_at and peek() == hit_gen then return hit_token end
+      if now_s() < refresh_at and peek() == hit_gen then return hit_token end
       return acquire(self, false)
     end
   else
     self.token = function()
-      local now = clock()
+      local now = now_s()
       if now < refresh_at and now < local_until then return hit_token end
       return acquire(self, false)
     end

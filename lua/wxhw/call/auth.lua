@@ -10,7 +10,7 @@
 --   reg:may_call(sn, model_id, openid)        --> true | false
 --   reg:list(sn, model_id)                    --> { {openid=, status=, at=}, ... }
 --
--- Records live in a kv store (wxhw.call.store: memory, redis, ngx.shared) as
+-- Records live in a kv store (wxhw.kv: memory, redis, ngx.shared, shm) as
 -- "auth:<model_id>:<sn>:<openid>" = "<status> <unix time>".
 local errors = require "wxhw.errors"
 
@@ -29,7 +29,7 @@ end
 -- ticket | nil, err: the Mini Program getsnticket call), clock (os.time).
 function M.new(opts)
   opts = opts or {}
-  return setmetatable({ store = opts.store or require("wxhw.call.store").memory(),
+  return setmetatable({ store = opts.store or require("wxhw.kv").memory(),
                         fetch_ticket = opts.sn_ticket, clock = opts.clock or os.time }, M)
 end
 

@@ -1,14 +1,13 @@
 --- A Redis backend for wxhw.ratelimit, so several processes and hosts acting
 -- for one merchant share one budget (20 QPS and 50 000 a day for
--- /v3/iotmanage/devices). It rides the token store's hiredis connection
--- (wxhw.core.tokenstore.redis_connect); each take is one atomic script that
+-- /v3/iotmanage/devices). It rides the one wxhw.redis connection (hiredis;
+-- cosockets inside nginx); each take is one atomic script that
 -- reads the clock of the Redis server, so hosts with drifting clocks agree.
 --
 --   local limiter = require("wxhw.pay.limiter").shared{ host = "127.0.0.1", port = 6379 }
 --   local pay = wxhw.pay.new{ ..., limiter = limiter }
-local crypto = require "wxhw.crypto"
 local ratelimit = require "wxhw.ratelimit"
-require "wxhw.errors"
+local redis = require "wxhw.redis"
 
 local M = {}
 
@@ -18,7 +17,7 @@ Redis.__index = Redis
 -- KEYS: bucket hash, day counter, day exhausted flag.
 -- ARGV: rate (0 = none), burst, daily (0 = none).
 -- Returns {1, count} or {0, "rate"|"daily", wait_seconds}.
-local TAKE = [[
+local take = redis.script [[
 local rate, burst, daily = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 if redis.call('EXISTS', KEYS[3]) == 1 then return {0, 'daily', '0'} end
 local count = tonumber(redis.call('GET', KEYS[2]) or '0')
@@ -39,7 +38,6 @@ end
 count = redis.call('INCR', KEYS[2])
 redis.call('EXPIRE', KEYS[2], 172800)
 return {1, count}]]
-local TAKE_SHA = crypto.hex(crypto.sha1(TAKE))
 
 --- A backend on a hiredis connection (conn:command). prefix separates
 -- deployments sharing a Redis (default "wxhw:rl:").
@@ -56,10 +54,7 @@ end
 function Redis:take(key, rule, _, day)
   local k1, k2, k3 = self:_keys(key, day)
   local args = { tostring(rule.rate or 0), tostring(rule.burst or math.max(1, rule.rate or 1)), tostring(rule.daily or 0) }
-  local res, err = self.conn:command("EVALSHA", TAKE_SHA, 3, k1, k2, k3, args[1], args[2], args[3])
-  if res == nil and err and err.redis_error and tostring(err.message):find("NOSCRIPT", 1, true) then
-    res, err = self.conn:command("EVAL", TAKE, 3, k1, k2, k3, args[1], args[2], args[3])
-  end
+  local res, err = take(self.conn, 3, k1, k2, k3, args[1], args[2], args[3])
   if res == nil then
     -- Redis down: fail closed for this call (a "rate" wait), never flood the API
     return false, "rate", 0.05, err
@@ -83,7 +78,7 @@ end
 -- Returns the limiter or nil, err (Redis unreachable).
 function M.shared(opts)
   opts = opts or {}
-  local conn, err = require("wxhw.store.redis").connect(opts)
+  local conn, err = redis.connect(opts)
   if not conn then return nil, err end
   return ratelimit.new{ backend = M.redis(conn, opts.prefix), now = opts.now, sleep = opts.sleep }
 end
