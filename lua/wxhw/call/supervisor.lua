@@ -27,10 +27,11 @@ local M = {}
 M.__index = M
 local accept, read, flush, housekeeping -- the loop's callbacks, below
 
-local function shell_quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
-
+-- Whether a process runs: a worker of ours that exited is reaped here
+-- (proc.alive), and another process's zombie counts as gone.
 local function alive(pid)
-  local f = io.open("/proc/" .. pid .. "/stat")
+  if not proc.alive(math.floor(pid)) then return false end
+  local f = io.open("/proc/" .. math.floor(pid) .. "/stat")
   if not f then return false end
   local st = f:read("*l") or ""
   f:close()
@@ -92,6 +93,7 @@ function M.new(opts)
     connect_timeout = opts.connect_timeout or 5, max_backlog = opts.max_backlog or 8 * 1024 * 1024, stop_grace = opts.stop_grace or 2,
     log = opts.log or "/dev/null", env = opts.env or {}, on_stats = opts.on_stats, on_frame = opts.on_frame,
     workers = {}, by_token = {}, pending = {}, conns = {}, stats = {}, last_tick = 0, last_beat = -math.huge,
+    children = {},
     heartbeat = opts.heartbeat == nil and 15 or opts.heartbeat, max_calls = max_calls,
     counters = { started = 0, exited = 0, crashed = 0, bad_status = 0, orphans = 0 },
     loop = opts.loop or loop.new(),
@@ -145,23 +147,24 @@ function M:full()
   return self.max_calls ~= false and self:count() >= self.max_calls
 end
 
-local CLOSE_FDS = 'for f in /proc/$$/fd/*; do n=${f##*/}; if [ "$n" -gt 2 ] 2>/dev/null; then '
-  .. 'eval "exec $n>&-" 2>/dev/null; fi; done; exec "$@"'
-
+-- The worker, started without a shell: it keeps none of our descriptors
+-- (an HTTP client would wait for a close that never comes), appends to the
+-- log, and ignores a Ctrl-C meant for us (as `cmd &` did). It is our child:
+-- housekeeping reaps it once it has exited.
 local function spawn(self, w)
   local env = { WXHW_CALL_SOCKET = self.socket_path, WXHW_CALL_ROOM = w.room_id, WXHW_CALL_TOKEN = w.token }
-  for k, v in pairs(self.env) do env[k] = v end
-  local parts = {}
-  for k, v in pairs(env) do parts[#parts + 1] = k .. "=" .. shell_quote(v) end
-  -- The worker must not inherit our sockets (an HTTP client would wait for
-  -- a close that never comes): bash closes every fd above 2, then execs.
-  parts[#parts + 1] = "bash -c " .. shell_quote(CLOSE_FDS) .. " wxhw-call-worker"
-  for _, a in ipairs(self.command) do parts[#parts + 1] = shell_quote(a) end
-  local cmd = table.concat(parts, " ") .. " >>" .. shell_quote(self.log) .. " 2>&1 </dev/null & echo $!"
-  local p = io.popen(cmd)
-  local pid = p and tonumber(p:read("*l") or "")
-  if p then p:close() end
-  return pid
+  for k, v in pairs(self.env) do env[k] = tostring(v) end
+  local pid, err = proc.spawn(self.command, { env = env, stdin = "null", stdout = self.log, append = true,
+                                             stderr = "stdout", background = true, close_fds = true })
+  if pid then self.children[pid] = true end
+  return pid, err
+end
+
+-- Children that have exited are waited for (no zombies).
+local function reap(self)
+  for pid in pairs(self.children) do
+    if proc.wait(pid, true) ~= false then self.children[pid] = nil end
+  end
 end
 
 --- worker interface: start a process for the session.
@@ -174,8 +177,9 @@ function M:start(s)
   end
   local w = { room_id = s.room_id, token = crypto.nonce(32), session = s, started_at = clock.monotonic(),
               out = "", dec = frame.decoder(), seq = 0 }
-  w.pid = spawn(self, w)
-  if not w.pid then return errors.fail("io", "could not start the call worker") end
+  local pid, err = spawn(self, w)
+  if not pid then return errors.fail("io", "could not start the call worker: " .. tostring(err and err.message or err)) end
+  w.pid = pid
   self.workers[s.room_id] = w
   self.by_token[w.token] = w
   self.counters.started = self.counters.started + 1
@@ -392,6 +396,7 @@ function housekeeping(self)
       forget(self, w, "worker exited before connecting")
     end
   end
+  reap(self)
   if self.calls and now - self.last_tick >= 0.25 then
     self.last_tick = now
     self.calls:tick()
@@ -464,6 +469,11 @@ function M:close()
     w.stopping = true
     if w.pid and alive(w.pid) then kill(w.pid) end
   end
+  -- killed, a worker is gone at once: waited for (a second at most), it
+  -- leaves no zombie
+  local until_t = clock.monotonic() + 1
+  repeat reap(self); if next(self.children) then clock.sleep_blocking(0.005) end
+  until not next(self.children) or clock.monotonic() > until_t
   for c in pairs(self.conns) do close_conn(self, c) end
   self.workers, self.conns = {}, {}
   self.loop:cancel(self.housekeeper)
