@@ -9,6 +9,7 @@
 --   clock.sleep(s)     ngx.sleep where a worker can yield (never blocks it);
 --                      elsewhere a blocking nanosleep (csrc/clock.c)
 --   clock.pid()        this process's id (nginx's cached one in a worker)
+--   clock.ngx(), clock.shared_dict(name)   nginx's table and dicts (nil outside)
 --
 -- Modules ask here instead of probing `ngx` themselves, so the answer and
 -- the defaults are written once. The probe runs at load: a module loaded in
@@ -25,6 +26,10 @@ function M.in_nginx() return IN_NGINX end
 --- The `ngx` table inside nginx, nil elsewhere (for the few callers that
 -- need an nginx-only API: shared dicts, timers, worker ids).
 function M.ngx() return IN_NGINX and ngx_ or nil end
+
+--- The lua_shared_dict `name` inside nginx; nil elsewhere or when nginx.conf
+-- declares none by that name.
+function M.shared_dict(name) return IN_NGINX and ngx_.shared[name] or nil end
 
 M.monotonic = core.monotonic
 M.now = core.now

@@ -42,8 +42,8 @@ end
 -- under its lock. Another worker's last `flush` seconds may not show yet.
 -- A full dict never evicts a counter: new series wait until there is room.
 function M.ngx_shared(dict, flush)
-  local ngx_ = require("wxhw.clock").ngx()
-  local shared = ngx_ and ngx_.shared[dict]
+  local clock = require "wxhw.clock"
+  local ngx_, shared = clock.ngx(), clock.shared_dict(dict)
   if not shared then return nil, "metrics: no lua_shared_dict " .. tostring(dict) end
   flush = flush or 1
   local pending, timer = {}, false

@@ -95,10 +95,7 @@ local Shdict = {}
 Shdict.__index = Shdict
 
 function M.shdict(dict)
-  if type(dict) == "string" then
-    local ngx = clock.ngx()
-    dict = ngx and ngx.shared[dict]
-  end
+  if type(dict) == "string" then dict = clock.shared_dict(dict) end
   if not dict then error("ratelimit.shdict: no such lua_shared_dict", 2) end
   return setmetatable({ dict = dict }, Shdict)
 end

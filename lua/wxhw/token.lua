@@ -56,8 +56,7 @@ end
 -- mapping / connection.
 local shared_stores = {}
 local function default_store(opts)
-  local ngx = clock.ngx()
-  if ngx and ngx.shared.wxhw_tokens then return M.store("ngx_shared", { dict = "wxhw_tokens" }) end
+  if clock.shared_dict("wxhw_tokens") then return M.store("ngx_shared", { dict = "wxhw_tokens" }) end
   local path = opts.store_path or require("wxhw.token.store.shm").default_path()
   local s = shared_stores[path]
   if not s then

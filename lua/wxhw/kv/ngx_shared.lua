@@ -7,10 +7,7 @@ M.__index = M
 
 --- dict: an ngx.shared.DICT (or its name).
 function M.new(dict)
-  if type(dict) == "string" then
-    local ngx = clock.ngx()
-    dict = ngx and ngx.shared[dict]
-  end
+  if type(dict) == "string" then dict = clock.shared_dict(dict) end
   if not dict then error("store.ngx_shared: unknown lua_shared_dict", 2) end
   return setmetatable({ kind = "ngx_shared", shared = true, dict = dict }, M)
 end

@@ -33,15 +33,14 @@ local seq = 0
 --- opts: dict (name, default "wxhw_tokens").
 function M.new(opts)
   opts = opts or {}
-  local ngx = clock.ngx()
-  if not (ngx and ngx.shared) then error("wxhw.store.ngx_shared: only inside nginx (lua-nginx-module)", 2) end
+  if not clock.in_nginx() then error("wxhw.store.ngx_shared: only inside nginx (lua-nginx-module)", 2) end
   local name = opts.dict or "wxhw_tokens"
-  local dict = ngx.shared[name]
+  local dict = clock.shared_dict(name)
   if not dict then
     return errors.fail("store", "no lua_shared_dict named " .. name
       .. " (add `lua_shared_dict " .. name .. " 1m;` to the http block)")
   end
-  local self = setmetatable({ kind = "ngx_shared", shared = true, dict = dict, name = name, ngx = ngx }, M)
+  local self = setmetatable({ kind = "ngx_shared", shared = true, dict = dict, name = name }, M)
   if opts.redis then
     -- inside nginx wxhw.redis connects over cosockets
     self.l2 = assert(require("wxhw.token.store.redis").new(opts.redis))

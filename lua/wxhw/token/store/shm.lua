@@ -50,10 +50,21 @@ local function slot(self, key)
   return i
 end
 
+-- The C method `name` on the record of `key`: (ud, slot, ...) -> its
+-- results, or nil, err when the key has no slot (the file is full).
+local function on_slot(name)
+  return function(self, key, ...)
+    local i, err = slot(self, key)
+    if not i then return nil, err end
+    local ud = self.ud
+    return ud[name](ud, i, ...)
+  end
+end
+
+local get, lease, commit = on_slot("get"), on_slot("lease"), on_slot("commit")
+
 function M:get(key)
-  local i, err = slot(self, key)
-  if not i then return nil, err end
-  local token, expires_at, fetched_at, gen = self.ud:get(i)
+  local token, expires_at, fetched_at, gen = get(self, key)
   if token == nil then return nil, expires_at end
   return { token = token, expires_at = expires_at, fetched_at = fetched_at, gen = gen }
 end
@@ -66,45 +77,22 @@ function M:peeker(key)
 end
 
 function M:lease(key, ttl)
-  local i, err = slot(self, key)
-  if not i then return nil, err end
-  local ok, id_or_pid, left = self.ud:lease(i, ttl)
+  local ok, id_or_pid, left = lease(self, key, ttl)
   if ok == nil then return nil, id_or_pid end
   if ok then return id_or_pid end
   return false, "pid " .. tostring(id_or_pid), left
 end
 
-function M:release(key, lease)
-  local i, err = slot(self, key)
-  if not i then return nil, err end
-  return self.ud:release(i, lease)
+function M:commit(key, lease_id, token, expires_at, fetched_at)
+  return commit(self, key, lease_id or 0, token, expires_at, fetched_at)
 end
 
-function M:commit(key, lease, token, expires_at, fetched_at)
-  local i, err = slot(self, key)
-  if not i then return nil, err end
-  return self.ud:commit(i, lease or 0, token, expires_at, fetched_at)
-end
-
-function M:invalidate(key, failed)
-  local i, err = slot(self, key)
-  if not i then return nil, err end
-  return self.ud:invalidate(i, failed)
-end
-
-function M:force_permit(key, now, day, per_day, spacing)
-  local i, err = slot(self, key)
-  if not i then return nil, err end
-  return self.ud:force_permit(i, now, day, per_day, spacing)
-end
-
+M.release = on_slot("release")
+M.invalidate = on_slot("invalidate")
+M.force_permit = on_slot("force_permit")
 --- Record metadata without the token: key, expires_at, fetched_at, gen,
 -- has_token, lease_pid, lease_left, commits, force_count.
-function M:info(key)
-  local i, err = slot(self, key)
-  if not i then return nil, err end
-  return self.ud:info(i)
-end
+M.info = on_slot("info")
 
 function M:keys() return self.ud:keys() end
 function M:close() self.ud:close() end
