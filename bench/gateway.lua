@@ -18,7 +18,7 @@
 -- per static request and ~3 us less per push, which leaves the ratio where it
 -- was (within the noise), so the callback stays for the non-200 count.
 -- The measured push location de-duplicates in the shm kv table
--- (wxhw.call.store.shm, a file under /dev/shm every worker maps), sized for
+-- (wxhw.kv.shm, a file under /dev/shm every worker maps), sized for
 -- every push of the run; "push, lua_shared_dict dedup" is the same handler on
 -- a lua_shared_dict (sized likewise: a reply entry takes a 512-byte slab
 -- chunk; an undersized dict evicts on every insert, see docs/callback.md).
@@ -28,10 +28,11 @@ local cjson = require "cjson"
 
 if arg[1] == "--stages" then
   -- per-stage costs inside one nginx worker (bench/gateway_stages.lua)
-  local srv = assert(nginx.start{ http_block = "lua_shared_dict wxhw_callbacks 256m;\n",
+  local srv = assert(nginx.start{ http_block = "lua_shared_dict wxhw_callbacks 256m;\n  lua_shared_dict wxhw_metrics 1m;\n",
     server_block = "location = /stages { content_by_lua_file " .. nginx.repo .. "/bench/gateway_stages.lua; }" })
   local shm = "/dev/shm/wxhw-bench-stages-" .. srv.pid .. ".kv"
-  local p = io.popen("curl -s '" .. srv.base_url .. "/stages?dict=wxhw_callbacks&shm=" .. shm .. "&n=" .. (arg[2] or "20000") .. "'")
+  local p = io.popen("curl -s '" .. srv.base_url .. "/stages?dict=wxhw_callbacks&shm=" .. shm .. "&metrics=wxhw_metrics&n=" .. (arg[2] or "20000") ..
+    (os.getenv("PROFILE") and ("&profile=" .. os.getenv("PROFILE")) or "") .. "'")
   io.write(p:read("*a")); p:close()
   os.remove(shm)
   local elog = srv:error_log(); if #elog > 0 then io.stderr:write(elog:sub(1, 2000), "\n") end
@@ -278,7 +279,7 @@ local ok, err = pcall(function()
   row("push, lua_shared_dict dedup", b.push_dict)
   row("push, no dedup store", b.push_nodedup)
   row("static, plain wrk GET", b.static_get)
-  local kvs = require("wxhw.call.store").shm{ path = SHM, entries = TOTAL, value_bytes = SHM_VALUE_BYTES }
+  local kvs = require("wxhw.kv").shm{ path = SHM, entries = TOTAL, value_bytes = SHM_VALUE_BYTES }
   if kvs then
     local st = kvs:stats()
     print(("shm dedup table: %d entries of capacity %d, %d evictions"):format(st.entries, st.capacity, st.evictions))

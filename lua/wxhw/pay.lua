@@ -32,7 +32,7 @@ Pay.__index = Pay
 M.Pay = Pay
 
 M.AUTH_TYPE = "WECHATPAY2-SHA256-RSA2048"
-M.USER_AGENT = "wxhw/" .. tostring(require("wxhw").version) .. " (Lua)"
+M.USER_AGENT = "wxhw/" .. tostring(require("wxhw.http").version) .. " (Lua)"
 M.OAEP_MAX = 214 -- plaintext bytes for a 2048-bit key (OAEP SHA-1)
 
 -- 19.5/s with a burst of 1 spaces calls 51 ms apart: never 21 in any 1 s

@@ -2,7 +2,7 @@
 -- reply was late or rejected; the copy is answered with the first reply,
 -- byte for byte, without running the handler again.
 --
--- Entry states in the kv store (wxhw.call.store interface):
+-- Entry states in the kv store (wxhw.kv interface):
 --   "P" .. owner [.. pad]   the first copy is being handled (claimed with
 --                  add()) by `owner` (wxhw.owner: boot id, pid, start time)
 --                  for a short lease (opts.lease)
@@ -21,7 +21,7 @@
 -- dict reuses a node only for a value of equal length; otherwise it frees,
 -- allocates and re-links it in its tree, which costs more than the lookup
 -- and, with several workers, moves more cache lines between cores). A reply
--- that does not fit is stored unpadded. The shm store (wxhw.call.store.shm)
+-- that does not fit is stored unpadded. The shm store (wxhw.kv.shm)
 -- is never padded; a reply longer than its value_bytes is not stored: done()
 -- returns nil, err and copies get a plain "success" (see ACK below).
 local crypto = require "wxhw.crypto"
@@ -45,7 +45,7 @@ M.RETRY_AFTER = 5
 
 function M.new(opts)
   opts = opts or {}
-  local store = opts.store or require("wxhw.call.store").memory()
+  local store = opts.store or require("wxhw.kv").memory()
   -- The shm store has fixed slots: padding would only waste its value_bytes.
   local eb = store.kind ~= "shm" and opts.entry_bytes or nil
   local lease = opts.lease or M.LEASE

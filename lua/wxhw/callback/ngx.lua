@@ -7,8 +7,8 @@
 -- Reads the raw body (also when nginx buffered it to a file), passes the
 -- query, headers and method to the plain handler and writes its answer.
 -- Nothing here blocks: handlers use cosockets (wxhw.call.remote) and
--- ngx.shared stores (wxhw.call.store.ngx_shared) or the shm table
--- (wxhw.call.store.shm: a mutex held for a probe and a copy).
+-- ngx.shared stores (wxhw.kv.ngx_shared) or the shm table
+-- (wxhw.kv.shm: a mutex held for a probe and a copy).
 local M = {}
 
 local function raw_body()
@@ -97,7 +97,7 @@ M.ENTRY_BYTES = 512 - 128
 --   "dict_name"                       a lua_shared_dict (claims padded to
 --                                     ENTRY_BYTES, see wxhw.callback.dedup)
 --   { shm = path, entries = N[, value_bytes = n] }
---                                     a wxhw.call.store.shm table every worker
+--                                     a wxhw.kv.shm table every worker
 --                                     maps (no padding: it has fixed slots)
 -- The shm table is opened once per worker (lazily, so init_worker or the first
 -- request; nothing needs to exist before the fork).
@@ -108,14 +108,14 @@ function M.dedup(where)
     local store = shm_cache[key]
     if not store then
       local err
-      store, err = require("wxhw.call.store").shm{ path = where.shm, entries = where.entries,
+      store, err = require("wxhw.kv").shm{ path = where.shm, entries = where.entries,
                                                    value_bytes = where.value_bytes or M.SHM_VALUE_BYTES }
       if not store then error("wxhw.callback.ngx.dedup: " .. tostring(err), 2) end
       shm_cache[key] = store
     end
     return { store = store, sleep = ngx.sleep } -- luacheck: ignore ngx
   end
-  local store = require("wxhw.call.store").ngx_shared(where)
+  local store = require("wxhw.kv").ngx_shared(where)
   return { store = store, sleep = ngx.sleep, entry_bytes = M.ENTRY_BYTES } -- luacheck: ignore ngx
 end
 

@@ -2,7 +2,11 @@
 -- and certificate, the platform certificate key, and the "WeChat Pay public
 -- key" (PUB_KEY_ID_ mode) key. Made once per seed with the OpenSSL CLI and
 -- reused from the keys directory (generation is random; reuse keeps a seed's
--- keys stable across runs on one machine).
+-- keys stable across runs on one machine). The CLI runs without a shell
+-- (wxhw.fileio's posix_spawn); directories are made and removed in process.
+local fileio = require "wxhw.fileio"
+local proc = fileio.proc
+
 local M = {}
 
 local FILES = { "merchant_key.pem", "merchant_cert.pem", "platform_key.pem", "platform_cert.pem",
@@ -20,11 +24,32 @@ local function read(p)
   return s
 end
 
-local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+-- Runs the openssl CLI with argv (no shell, output discarded).
+local function openssl(argv)
+  table.insert(argv, 1, "openssl")
+  local pid, err = proc.spawn(argv, { stdin = "null", stdout = "null", stderr = "null" })
+  local how, code
+  if pid then how, code = proc.wait(pid) end
+  if how ~= "exit" or code ~= 0 then
+    error("key generation failed: " .. table.concat(argv, " ") .. (err and (": " .. tostring(err)) or ""), 0)
+  end
+end
 
-local function run(cmd)
-  local ok = os.execute(cmd .. " >/dev/null 2>&1")
-  if not ok then error("key generation failed: " .. cmd, 0) end
+local function private_dir(path)
+  local ok, err = fileio.mkdir_p(path, "700")
+  if not ok then error("key generation failed: " .. tostring(err), 0) end
+  assert(fileio.chmod(path, "700"))
+end
+
+-- A directory of the files named in FILES (or the given names) and nothing else.
+local function remove_dir(path, names)
+  for _, f in ipairs(names or FILES) do os.remove(path .. "/" .. f) end
+  os.remove(path)
+end
+
+local function self_signed(key, crt, cn, ser)
+  openssl{ "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", crt, "-days", "3650",
+           "-subj", "/C=CN/O=wxhw emulator/CN=" .. cn, "-set_serial", "0x" .. ser }
 end
 
 local function complete(dir)
@@ -42,25 +67,21 @@ end
 function M.load(dir, seed, rng)
   if not complete(dir) then
     local tmp = dir .. ".tmp" .. math.floor(os.clock() * 1e6) .. math.random(1, 1e9)
-    run("mkdir -p " .. q(tmp) .. " && chmod 700 " .. q(tmp))
+    private_dir(tmp)
     local ms, ps = serial(rng), serial(rng)
-    local function cert(key, crt, cn, ser)
-      run("openssl req -x509 -newkey rsa:2048 -nodes -keyout " .. q(tmp .. "/" .. key) .. " -out " ..
-        q(tmp .. "/" .. crt) .. " -days 3650 -subj " .. q("/C=CN/O=wxhw emulator/CN=" .. cn) ..
-        " -set_serial 0x" .. ser)
-    end
-    cert("merchant_key.pem", "merchant_cert.pem", "1900000001 (seed " .. seed .. ")", ms)
-    cert("platform_key.pem", "platform_cert.pem", "Tenpay.com Root CA emulated (seed " .. seed .. ")", ps)
-    run("openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out " .. q(tmp .. "/pubkey_key.pem"))
-    run("openssl pkey -in " .. q(tmp .. "/pubkey_key.pem") .. " -pubout -out " .. q(tmp .. "/pubkey_public.pem"))
-    run("mkdir -p " .. q(dir:match("^(.*)/[^/]*$") or "."))
+    self_signed(tmp .. "/merchant_key.pem", tmp .. "/merchant_cert.pem", "1900000001 (seed " .. seed .. ")", ms)
+    self_signed(tmp .. "/platform_key.pem", tmp .. "/platform_cert.pem",
+                "Tenpay.com Root CA emulated (seed " .. seed .. ")", ps)
+    openssl{ "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", tmp .. "/pubkey_key.pem" }
+    openssl{ "pkey", "-in", tmp .. "/pubkey_key.pem", "-pubout", "-out", tmp .. "/pubkey_public.pem" }
+    assert(fileio.mkdir_p(dir:match("^(.*)/[^/]*$") or "."))
     -- Another emulator may have won the race; then use its keys.
     if not os.rename(tmp, dir) then
       if not complete(dir) then
-        run("mkdir -p " .. q(dir))
+        private_dir(dir)
         for _, f in ipairs(FILES) do os.rename(tmp .. "/" .. f, dir .. "/" .. f) end
       end
-      os.execute("rm -rf " .. q(tmp))
+      remove_dir(tmp)
     end
   end
   local k = { dir = dir, paths = {} }
@@ -77,13 +98,11 @@ end
 function M.new_platform(rng, label)
   local tmp = os.tmpname()
   os.remove(tmp)
-  run("mkdir -p " .. q(tmp) .. " && chmod 700 " .. q(tmp))
-  local ok, err = pcall(run, "openssl req -x509 -newkey rsa:2048 -nodes -keyout " .. q(tmp .. "/k.pem") ..
-    " -out " .. q(tmp .. "/c.pem") .. " -days 3650 -subj " .. q("/C=CN/O=wxhw emulator/CN=" .. label) ..
-    " -set_serial 0x" .. serial(rng))
+  private_dir(tmp)
+  local ok, err = pcall(self_signed, tmp .. "/k.pem", tmp .. "/c.pem", label, serial(rng))
   local key, cert
   if ok then key, cert = read(tmp .. "/k.pem"), read(tmp .. "/c.pem") end
-  os.execute("rm -rf " .. q(tmp))
+  remove_dir(tmp, { "k.pem", "c.pem" })
   if not ok then error(err, 0) end
   return key, cert
 end
