@@ -69,7 +69,7 @@ function M.new(o)
   -- The client sends through a mux over the transport: a request outside
   -- mux:run goes straight through; the device listing runs its pages'
   -- pipelines side by side inside one (wxhw.pay.iot).
-  local t, terr = o.transport, nil
+  local t, terr = o.transport
   if t == nil or (type(t) == "table" and not t.request) then
     t, terr = transport.new(t or {})
     if not t then return nil, terr end
