@@ -221,7 +221,7 @@ end
 -- (calls counted by `instruments`, a wxhw.metrics.instruments, when given).
 function M.daemon(conf, instruments)
   local call = require "wxhw.call"
-  local store = require("wxhw.call.store")
+  local store = require("wxhw.kv")
   local kv = conf.calls.redis and assert(store.redis(conf.calls.redis)) or store.memory()
   local calls = call.new{ store = kv, ring_timeout = conf.calls.ring_timeout, time_limit = conf.calls.time_limit,
                           notify_device = conf.calls.notify_device, on_transition = conf.calls.on_transition }
