@@ -8,7 +8,7 @@ local socket = require "socket"
 local unix = require "socket.unix"
 local cjson = require "cjson.safe"
 local clock = require "wxhw.clock"
-local frame = require "wxhw.relay.frame"
+local frame = require "wxhw.media.frame"
 
 local M = {}
 
