@@ -80,6 +80,7 @@ end
 local function forwarding(src)
   local code = src:gsub("%-%-[^\n]*", ""):gsub("%s+", " ")
   return code:match('^ ?return require ?%(? ?["\'][%w_.]+["\'] ?%)? ?$') ~= nil
+    or code:match('^ ?return require ?%( ?["\'][%w_.]+["\'] ?%)%.[%w_]+ ?$') ~= nil
 end
 
 -- every edge: { from, to, file }
@@ -144,6 +145,7 @@ describe("the layers of lua/wxhw", function()
     assert.truthy(verdict{ from = "wxhw.pay", to = "wxhw" }:find("top%-level"))
     assert.is_nil(verdict{ from = "wxhw.callback.mp", to = "wxhw.json" })
     assert.is_true(forwarding('return require "wxhw.kv"\n'))
+    assert.is_true(forwarding('-- moved\nreturn require("wxhw.redis").Cosocket\n'))
     assert.is_false(forwarding('local x = require "wxhw.kv"\nreturn x\n'))
   end)
 end)
