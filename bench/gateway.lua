@@ -1,7 +1,7 @@
 -- bench/gateway driver (see bench/gateway).
 --
 -- Fairness: one nginx (2 workers unless WXHW_BENCH_WORKERS, lua_code_cache
--- on, access_log off) serves every location; every location is driven by the
+-- on, access_log off, listen ... reuseport) serves every location; every location is driven by the
 -- same wrk client (1 thread, 32 connections) replaying the same POST bodies
 -- through the same Lua script, so client-side costs (request()/response()
 -- callbacks, body bytes) are equal on both sides of the ratio. Rounds are
@@ -92,6 +92,10 @@ end
 
 local srv = assert(nginx.start{
   workers = workers,
+  -- a listening socket per worker (as examples/nginx.conf): without it the
+  -- kernel woke whichever worker came first and all 32 of wrk's connections
+  -- stayed on one, so a push location ran on one worker while the other idled
+  reuseport = true,
   http_block = "lua_code_cache on;\n  lua_shared_dict wxhw_callbacks 256m;\n  lua_shared_dict wxhw_metrics 1m;\n" ..
     "  init_worker_by_lua_block {\n" ..
     "    local callback = require 'wxhw.callback'\n" ..

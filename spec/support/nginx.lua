@@ -7,6 +7,7 @@
 --     http_block = "lua_shared_dict counters 1m;",   -- optional
 --     main_block = "env HOME;",                     -- optional, top level
 --     workers = 1,                                  -- default 1
+--     reuseport = true,                             -- one listening socket per worker (kernel spreads connections)
 --     user = "nobody root",                         -- workers' user and group (as root; default root root)
 --     lua_package_path = "/x/?.lua",                -- prepended to the defaults
 --     lua_package_cpath = "/x/?.so",                -- prepended to the defaults
@@ -189,7 +190,7 @@ local function render(o, prefix, port, ssl_port)
   add(('  lua_package_path "%s";\n  lua_package_cpath "%s";\n'):format(path, cpath))
   add("  keepalive_requests 100000;\n")
   add(o.http_block or "")
-  add(("\n  server {\n    listen 127.0.0.1:%d;\n    %s"):format(port, tls))
+  add(("\n  server {\n    listen 127.0.0.1:%d%s;\n    %s"):format(port, o.reuseport and " reuseport" or "", tls))
   add(o.server_block or "")
   add("\n  }\n}\n")
   return table.concat(t)
