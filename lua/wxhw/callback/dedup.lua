@@ -88,9 +88,15 @@ local function slot(self, k)
 end
 
 --- Key for a push: an explicit id when the message carries one (MsgId,
--- WeCom base_info.req_id), else a digest of the decrypted message.
-function M.key(kind, id, plaintext)
-  if id ~= nil and id ~= "" then return kind .. ":id:" .. json.id(id) end
+-- WeCom base_info.req_id), named with the account (`scope`) when given,
+-- else a digest of the decrypted message (which names its account itself).
+function M.key(kind, id, plaintext, scope)
+  if id ~= nil and id ~= "" then
+    -- an id is unique within its account only: `scope` (the appid, the
+    -- receive_id) keeps two accounts sharing a store apart
+    if scope then return kind .. ":id:" .. scope .. ":" .. json.id(id) end
+    return kind .. ":id:" .. json.id(id)
+  end
   return kind .. ":sha1:" .. crypto.hex(crypto.sha1(plaintext))
 end
 

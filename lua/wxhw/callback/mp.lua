@@ -90,7 +90,7 @@ local function mp_request(c, info, method, query, headers, raw_body)
   end
   local fn, status, h, body = handler_for(o, info, event)
   if not fn then return status, h, body end
-  local key = dedup_mod.key("mp", msg.MsgId, plaintext)
+  local key = dedup_mod.key("mp", msg.MsgId, plaintext, o.appid)
   local ctx = with_headers({ kind = "mp", event = event, format = fmt, query = query, plaintext = plaintext,
                              secure = secure }, headers)
   return with_ctype(once(c.dd, key, info, mp_run, c, fn, msg, ctx))

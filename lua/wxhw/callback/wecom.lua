@@ -64,7 +64,7 @@ local function wecom_request(c, info, method, query, headers, raw_body)
   local fn, status, h, body = handler_for(o, info, ev)
   if not fn then return status, h, body end
   local base = type(msg.base_info) == "table" and msg.base_info or {}
-  local key = dedup_mod.key("wecom", base.req_id, plaintext)
+  local key = dedup_mod.key("wecom", base.req_id, plaintext, o.receive_id)
   local ctx = with_headers({ kind = "wecom", format = fmt, query = query, plaintext = plaintext,
                              deadline = c.deadlines[ev] }, headers)
   return with_ctype(once(c.dd, key, info, wecom_run, c, fn, msg, ctx))
