@@ -98,6 +98,43 @@ describe("msgcrypt reply body #c", function()
     end
   end)
 
+  it("a reply table is sealed as the JSON object it is, flat ones written in C, others through cjson", function()
+    local function opened(body)
+      local env = cjson.decode(body)
+      return cjson.decode((assert(mc:decrypt(env.MsgSignature, ("%d"):format(env.TimeStamp), env.Nonce, env.Encrypt))))
+    end
+    local function same(a, b)
+      if type(a) ~= "table" or type(b) ~= "table" then return a == b end
+      for k, v in pairs(a) do if not same(v, b[k]) then return false end end
+      for k in pairs(b) do if a[k] == nil then return false end end
+      return true
+    end
+    local rnd = 4242
+    local function rand(n) rnd = (rnd * 1103515245 + 12345) % 2147483648; return rnd % n + 1 end
+    local pieces = { "a", "\"", "\\", "/", "\n", "\t", "\0", "\127", "\31", "中文", "é", " ", "}", "{", "," }
+    local function str()
+      local t = {}
+      for i = 1, rand(6) - 1 do t[i] = pieces[rand(#pieces)] end
+      return table.concat(t)
+    end
+    local values = { function() return str() end, function() return rand(2) == 1 end, function() return cjson.null end,
+                     function() return rand(2^31) - 2^30 end, function() return 2^53 end, function() return -2^53 end }
+    local e = crypto.msgcrypt_engine(TOKEN, KEY, APPID)
+    for i = 1, 400 do
+      local t = {}
+      for _ = 1, rand(6) - 1 do t["k" .. str()] = values[rand(#values)]() end
+      local body = assert(mc:reply_body(t, "mp_json", 1700000000))
+      assert.is_true(same(t, opened(body)), "table " .. i)
+      assert.is_string(e:seal_json(t, "1700000000", false), "a flat table is written in C")
+    end
+    -- not flat, or numbers only cjson prints: the engine declines, cjson writes them
+    for _, t in ipairs{ { a = { 1, 2 } }, { a = 1.5 }, { 1, 2, 3 }, { a = 2^60 }, { [true] = 1 } } do
+      assert.is_false(e:seal_json(t, "1700000000", false))
+      local want = cjson.encode(t) -- nil for a table JSON cannot hold ({ [true] = 1 })
+      if want then assert.is_true(same(cjson.decode(want), opened(assert(mc:reply_body(t, "mp_json", 1700000000))))) end
+    end
+  end)
+
   it("the engine refuses a timestamp that would need escaping or is not a number", function()
     local e = crypto.msgcrypt_engine(TOKEN, KEY, APPID)
     for _, ts in ipairs{ "", "0123", "17e8", '1"', ("9"):rep(21) } do

@@ -39,6 +39,8 @@ typedef struct {
   EVP_MD *sha1;
   unsigned char *scratch; /* grown on demand, wiped and freed on close */
   size_t cap;
+  char *json; /* a reply table's JSON (seal_json), grown likewise */
+  size_t json_cap;
   unsigned char iv[16];
   char *token, *rid; /* one allocation, wiped on close */
   size_t token_len, rid_len;
@@ -65,6 +67,7 @@ static void engine_free(engine *e) {
   EVP_MD_CTX_free(e->md);
   EVP_MD_free(e->sha1);
   if (e->scratch) OPENSSL_clear_free(e->scratch, e->cap);
+  if (e->json) OPENSSL_clear_free(e->json, e->json_cap);
   if (e->token) OPENSSL_clear_free(e->token, e->token_len + e->rid_len);
   OPENSSL_cleanse(e->iv, sizeof e->iv);
   if (e->pool) {
@@ -393,7 +396,93 @@ static char *put(char *o, const char *s, size_t n) {
 }
 #define PUT(o, lit) put(o, lit, sizeof lit - 1)
 
-/* e:seal_json(plaintext, timestamp, wecom) --> the whole passive reply body,
+/* Room for n more bytes of reply JSON at *len. */
+static char *json_room(lua_State *L, engine *e, size_t len, size_t n) {
+  if (len + n > e->json_cap) {
+    size_t cap = e->json_cap ? e->json_cap : 256;
+    char *p;
+    while (cap < len + n) cap *= 2;
+    p = (char *)OPENSSL_malloc(cap);
+    if (!p) luaL_error(L, "out of memory");
+    if (e->json) {
+      memcpy(p, e->json, len);
+      OPENSSL_clear_free(e->json, e->json_cap);
+    }
+    e->json = p, e->json_cap = cap;
+  }
+  return e->json + len;
+}
+
+static size_t json_quoted(lua_State *L, engine *e, size_t len, const char *s, size_t n) {
+  static const char hex[] = "0123456789abcdef";
+  char *o = json_room(L, e, len, n * 6 + 2), *start = o;
+  size_t i;
+  *o++ = '"';
+  for (i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)s[i];
+    if (c == '"' || c == '\\') {
+      *o++ = '\\', *o++ = (char)c;
+    } else if (c < 0x20 || c == 0x7f) {
+      *o++ = '\\', *o++ = 'u', *o++ = '0', *o++ = '0', *o++ = hex[c >> 4], *o++ = hex[c & 15];
+    } else {
+      *o++ = (char)c;
+    }
+  }
+  *o++ = '"';
+  return len + (size_t)(o - start);
+}
+
+/* The reply table at idx as a JSON object in e->json when it is flat:
+ * string keys; string, boolean, cjson.null or integral number (|n| <= 2^53)
+ * values. Returns its length, or 0 to leave it to cjson (anything else,
+ * fractions included: cjson prints those with its own precision). Members
+ * in lua_next order, as cjson writes them. */
+static size_t flat_json(lua_State *L, engine *e, int idx) {
+  size_t len = 1, n;
+  int first = 1;
+  *json_room(L, e, 0, 1) = '{';
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    int vt = lua_type(L, -1);
+    const char *k;
+    if (lua_type(L, -2) != LUA_TSTRING) {
+      lua_pop(L, 2);
+      return 0;
+    }
+    k = lua_tolstring(L, -2, &n);
+    if (!first) *json_room(L, e, len++, 1) = ',';
+    first = 0;
+    len = json_quoted(L, e, len, k, n);
+    *json_room(L, e, len++, 1) = ':';
+    if (vt == LUA_TSTRING) {
+      const char *v = lua_tolstring(L, -1, &n);
+      len = json_quoted(L, e, len, v, n);
+    } else if (vt == LUA_TBOOLEAN) {
+      int b = lua_toboolean(L, -1);
+      memcpy(json_room(L, e, len, 5), b ? "true" : "false", b ? 4 : 5);
+      len += b ? 4 : 5;
+    } else if (vt == LUA_TLIGHTUSERDATA && lua_touserdata(L, -1) == NULL) {
+      memcpy(json_room(L, e, len, 4), "null", 4);
+      len += 4;
+    } else if (vt == LUA_TNUMBER) {
+      lua_Number v = lua_tonumber(L, -1);
+      if (!(v >= -9007199254740992.0 && v <= 9007199254740992.0) || v != (lua_Number)(long long)v) {
+        lua_pop(L, 2);
+        return 0;
+      }
+      len += (size_t)snprintf(json_room(L, e, len, 24), 24, "%lld", (long long)v);
+    } else {
+      lua_pop(L, 2);
+      return 0;
+    }
+    lua_pop(L, 1);
+  }
+  *json_room(L, e, len++, 1) = '}';
+  return len;
+}
+
+/* e:seal_json(plaintext or reply table, timestamp, wecom) --> the whole
+ * passive reply body (false for a table flat_json leaves to cjson),
  * {"Encrypt":..,"MsgSignature":..,"TimeStamp":<digits>,"Nonce":..} (Mini
  * Program) or WeCom's lower-case keys with the timestamp as a JSON string,
  * with a drawn nonce. The timestamp must be digits without a leading zero:
@@ -405,14 +494,25 @@ static int l_seal_json(lua_State *L) {
   int wecom = lua_toboolean(L, 4);
   char sig[SIG_HEX], *o, *start, *enc;
   size_t blen, i;
-  span nonce;
+  span nonce, plain;
   if (ts.n == 0 || ts.n > 20 || ts.s[0] == '0') return luaL_argerror(L, 3, "timestamp must be digits");
   for (i = 0; i < ts.n; i++)
     if (ts.s[i] < '0' || ts.s[i] > '9') return luaL_argerror(L, 3, "timestamp must be digits");
   lua_settop(L, 3);
+  if (lua_type(L, 2) == LUA_TTABLE) {
+    /* a handler's reply table: its JSON without a Lua string in between */
+    size_t jn = flat_json(L, e, 2);
+    if (jn == 0) {
+      lua_pushboolean(L, 0);
+      return 1;
+    }
+    plain.s = e->json, plain.n = jn;
+  } else {
+    plain = arg_span(L, 2);
+  }
   lua_pushnil(L); /* slot 4: a drawn nonce */
   lua_pushnil(L); /* slot 5: random prefix from the pool */
-  enc = seal_into(L, e, arg_span(L, 2), ts, 1, &blen, sig);
+  enc = seal_into(L, e, plain, ts, 1, &blen, sig);
   if (!enc) return 3;
   nonce = arg_span(L, 4);
   start = o = enc + blen;

@@ -205,13 +205,18 @@ end
 --- The passive reply body alone (what a callback answers): for the JSON
 -- styles with a digits-only timestamp, one C call builds the whole body
 -- (wxhw.crypto engine seal_json); otherwise as reply().
+-- `plaintext` may also be a table for the JSON styles (a handler's reply):
+-- a flat one is written as JSON in the same C call, any other goes through
+-- cjson first.
 function MsgCrypt:reply_body(plaintext, style, timestamp)
   local ts, plain_ts = ts_string(timestamp or os.time())
-  if plain_ts and type(plaintext) == "string" and (style == "mp_json" or style == "wecom_json") then
+  local json_style = style == "mp_json" or style == "wecom_json"
+  if plain_ts and json_style and (type(plaintext) == "string" or type(plaintext) == "table") then
     local body, reason, message = self._eng:seal_json(plaintext, ts, style == "wecom_json")
-    if not body then return fail(reason, message) end
-    return body
+    if body then return body end
+    if body == nil then return fail(reason, message) end
   end
+  if type(plaintext) == "table" and json_style then plaintext = assert(cjson.encode(plaintext)) end
   return (self:reply(plaintext, style, timestamp))
 end
 

@@ -37,6 +37,13 @@ local function mp_run(c, info, fn, msg, ctx)
   local t0 = c.o.on_event and clock.monotonic()
   local r1, r2 = fn(msg, ctx)
   local fmt = ctx.format
+  -- a reply table for a secure JSON push is sealed from the table
+  -- (wxhw.msgcrypt reply_body): no JSON string is made for it in Lua
+  if type(r1) == "table" and fmt == "json" and ctx.secure and ctx.event ~= "iot_voip_notify" then
+    if t0 then info.handler_ms = (clock.monotonic() - t0) * 1000 end
+    info.dispatched = true
+    return encrypted_reply(c, r1, fmt, "mp_json")
+  end
   local what, reply = handler_result(r1, r2, fmt)
   if t0 then info.handler_ms = (clock.monotonic() - t0) * 1000 end
   info.dispatched = true

@@ -21,7 +21,11 @@ local function wecom_run(c, info, fn, msg, ctx)
   local t0 = clock.monotonic()
   local r1, r2 = fn(msg, ctx)
   local fmt = ctx.format
-  local what, reply = handler_result(r1, r2, fmt)
+  -- a reply table for a JSON push is sealed from the table (wxhw.msgcrypt
+  -- reply_body): no JSON string is made for it in Lua
+  local what, reply
+  if type(r1) == "table" and fmt == "json" then what, reply = "reply", r1
+  else what, reply = handler_result(r1, r2, fmt) end
   local took = clock.monotonic() - t0
   info.handler_ms, info.dispatched = took * 1000, true
   if ctx.deadline and took > ctx.deadline then info.late = true end
