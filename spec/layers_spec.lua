@@ -34,7 +34,6 @@ local SIDEWAYS = {
   ["callback>msgcrypt"] = "pushes are msgcrypt envelopes",
   ["wecom>msgcrypt"] = "WeCom callbacks are msgcrypt envelopes",
   ["wecom>callback"] = "wecom.callback builds on the callback endpoints",
-  ["pay>callback"] = "none expected",
   ["gateway>call"] = "the gateway runs the call supervisor",
   ["gateway>relay"] = "and the media relay",
   ["cli>provision"] = "wxhw provision", ["cli>emulator"] = "wxhw emulator",
@@ -43,7 +42,6 @@ local SIDEWAYS = {
   ["gateway>metrics"] = "the gateway serves /metrics and instruments its endpoints",
   ["metrics>call"] = "wxhw.metrics.instruments counts call states (the only metrics module at this layer)",
 }
-SIDEWAYS["pay>callback"] = nil
 
 -- Outside the primitives, only the one Lua module over each C class of the
 -- stores may reach the core.

@@ -45,7 +45,8 @@ if rawget(_G, "jit") then
                     "int clock_gettime(int clk_id, struct wxhw_timespec *tp);")
     local ts = ffi.new("struct wxhw_timespec")
     local C, CLOCK_MONOTONIC = ffi.C, 1
-    if pcall(function() return C.clock_gettime(CLOCK_MONOTONIC, ts) end) and C.clock_gettime(CLOCK_MONOTONIC, ts) == 0 then
+    local works, rc = pcall(C.clock_gettime, CLOCK_MONOTONIC, ts)
+    if works and rc == 0 then
       M.monotonic = function()
         C.clock_gettime(CLOCK_MONOTONIC, ts)
         return tonumber(ts.tv_sec) + tonumber(ts.tv_nsec) * 1e-9

@@ -38,13 +38,11 @@ local function mp_run(c, info, fn, msg, ctx)
   local r1, r2 = fn(msg, ctx)
   local fmt = ctx.format
   -- a reply table for a secure JSON push is sealed from the table
-  -- (wxhw.msgcrypt reply_body): no JSON string is made for it in Lua
-  if type(r1) == "table" and fmt == "json" and ctx.secure and ctx.event ~= "iot_voip_notify" then
-    if t0 then info.handler_ms = (clock.monotonic() - t0) * 1000 end
-    info.dispatched = true
-    return encrypted_reply(c, r1, fmt, "mp_json")
-  end
-  local what, reply = handler_result(r1, r2, fmt)
+  -- (wxhw.msgcrypt reply_body): no JSON string is made for it in Lua (the
+  -- VoIP answer is built from the table by voip_reply)
+  local what, reply
+  if type(r1) == "table" and fmt == "json" and ctx.secure then what, reply = "reply", r1
+  else what, reply = handler_result(r1, r2, fmt) end
   if t0 then info.handler_ms = (clock.monotonic() - t0) * 1000 end
   info.dispatched = true
   if what == "fail" then return 500, TEXT["Content-Type"], "handler failed", false end
