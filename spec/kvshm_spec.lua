@@ -274,4 +274,39 @@ describe("kvshm #c", function()
     assert.matches("HEALTHY\tok\tnil\t1", out, 1, true)
     assert.equal(1, t:stats().entries)
   end)
+
+  -- The kernel marks a dead owner's robust mutex only when it can reach it;
+  -- here the holder unmaps the table first, so the lock word keeps its id
+  -- and, before csrc/store/shmfile.c reclaimed such locks, every later
+  -- locker slept forever. Once as a zombie (exited, not yet reaped by its
+  -- parent: the id still exists), once reaped.
+  for _, reaped in ipairs{ false, true } do
+    it("is not wedged by a holder gone without the kernel's cleanup (" .. (reaped and "reaped" or "a zombie") .. ")",
+      function()
+        t:set("dirty", "before")
+        local p = procs.spawn([[
+          local t = assert(require("wxhw.core").kvshm.open(arg[1], 100, 64))
+          t:_test_exit_holding_lock("dirty")
+        ]], path)
+        local state
+        for _ = 1, 250 do
+          local f = io.open("/proc/" .. p.pid .. "/stat")
+          state = f and f:read("*l"):match("^%d+ %b() (%a)")
+          if f then f:close() end
+          if state == "Z" then break end
+          sleep(0.02)
+        end
+        assert.equal("Z", state)
+        if reaped then p.wait() end
+        local check = procs.spawn([[
+          local t = assert(require("wxhw.core").kvshm.open(arg[1], 100, 64))
+          assert(t:add("after", "ok"))
+          print("HEALTHY", t:get("after"), t:get("dirty"), t:stats().recoveries)
+        ]], path)
+        local out = wait_bounded(check, 5)
+        assert.matches("HEALTHY\tok\tnil\t1", out, 1, true)
+        assert.equal(1, t:stats().entries)
+        p.wait()
+      end)
+  end
 end)

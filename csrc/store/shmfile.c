@@ -1,10 +1,14 @@
 /* A file mapped by several processes with one robust mutex (shmfile.h). */
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/futex.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "shmfile.h"
@@ -18,15 +22,79 @@ void wxhw_shm_mutex_init(pthread_mutex_t *mu) {
   pthread_mutexattr_destroy(&a);
 }
 
-int wxhw_shm_lock(pthread_mutex_t *mu, void (*repair)(void *arg), void *arg) {
-  int rc = pthread_mutex_lock(mu);
-  if (rc == EOWNERDEAD) {
-    /* The previous holder died inside a critical section. */
-    if (repair) repair(arg);
-    pthread_mutex_consistent(mu);
-    rc = 0;
+/* A robust mutex still has two ways to wedge when processes are killed
+ * (both seen under kill -9 on Linux 6.18 with glibc 2.36, in C alone):
+ *   - a waiter woken by an unlock is killed before it takes the lock while a
+ *     third process barges in: the wake-up is spent, FUTEX_WAITERS is gone,
+ *     and the other waiters sleep with the lock free;
+ *   - the futex word keeps the id of an owner that is gone (the kernel's
+ *     robust-list cleanup did not run for it): nobody will ever wake them.
+ * So a waiter sleeps in slices. Each slice that expires retries (which heals
+ * the first case) and, when the word names a thread that no longer exists
+ * or is a zombie (its exit cleanup is over), marks it owner-dead the way the
+ * kernel would, so the next attempt gets EOWNERDEAD and repairs the table.
+ * A slice only ends while another process holds the lock or a wake-up was
+ * lost: the uncontended path is one compare-and-swap, as before. Processes
+ * sharing a table must share a pid namespace (nginx workers do): the word
+ * holds a thread id as the owner sees it. */
+#define WAIT_SLICE_NS 20000000L /* 20 ms */
+
+static int thread_gone(pid_t tid) {
+  char path[64], st[256];
+  ssize_t n;
+  int fd;
+  if (kill(tid, 0) != 0) return errno == ESRCH;
+  /* Alive or a zombie: /proc/<tid>/stat says which ("pid (comm) S ..."). */
+  snprintf(path, sizeof path, "/proc/%d/stat", (int)tid);
+  fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return errno == ENOENT;
+  n = read(fd, st, sizeof st - 1);
+  close(fd);
+  if (n <= 0) return 0;
+  st[n] = 0;
+  {
+    const char *r = strrchr(st, ')'); /* comm may hold spaces and parens */
+    return r && r[1] == ' ' && (r[2] == 'Z' || r[2] == 'X');
   }
-  return rc;
+}
+
+static void reclaim_if_orphaned(pthread_mutex_t *mu) {
+#ifdef __GLIBC__
+  unsigned *word = (unsigned *)&mu->__data.__lock; /* glibc's futex word */
+  unsigned v = __atomic_load_n(word, __ATOMIC_ACQUIRE);
+  pid_t tid = (pid_t)(v & FUTEX_TID_MASK);
+  if (tid == 0 || (v & FUTEX_OWNER_DIED) || !thread_gone(tid)) return;
+  /* What the kernel does for a dead owner: keep the waiters bit, drop the
+   * id, set owner-died, and wake one waiter. Fails harmlessly if the word
+   * moved meanwhile. */
+  if (__atomic_compare_exchange_n(word, &v, (v & FUTEX_WAITERS) | FUTEX_OWNER_DIED, 0, __ATOMIC_ACQ_REL,
+                                  __ATOMIC_ACQUIRE))
+    syscall(SYS_futex, word, FUTEX_WAKE, 1, NULL, NULL, 0);
+#else
+  (void)mu; /* other C libraries: the timed retry alone */
+#endif
+}
+
+int wxhw_shm_lock(pthread_mutex_t *mu, void (*repair)(void *arg), void *arg) {
+  for (;;) {
+    struct timespec until;
+    int rc;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_nsec += WAIT_SLICE_NS;
+    if (until.tv_nsec >= 1000000000L) {
+      until.tv_sec++;
+      until.tv_nsec -= 1000000000L;
+    }
+    rc = pthread_mutex_clocklock(mu, CLOCK_MONOTONIC, &until);
+    if (rc == EOWNERDEAD) {
+      /* The previous holder died inside a critical section. */
+      if (repair) repair(arg);
+      pthread_mutex_consistent(mu);
+      return 0;
+    }
+    if (rc != ETIMEDOUT) return rc;
+    reclaim_if_orphaned(mu);
+  }
 }
 
 static int init_file(int fd, const wxhw_shmfile_spec *spec, char *err, size_t errlen) {

@@ -43,8 +43,16 @@ function M.wait_bounded(p, secs)
     if st == "" or st:match("^%d+ %b() Z") then return p.wait() end
     require("socket").sleep(0.02)
   end
+  -- what it was doing, for the failure message: R is a loop, S a wait
+  local function proc(name)
+    local f = io.open("/proc/" .. p.pid .. "/" .. name)
+    local v = f and f:read("*l") or "?"
+    if f then f:close() end
+    return v
+  end
+  local state = ("stat: %s; wchan: %s; syscall: %s"):format(proc("stat"), proc("wchan"), proc("syscall"))
   p.kill()
-  return p.wait() .. "\nKILLED: hung"
+  return p.wait() .. "\nKILLED: hung (" .. state .. ")"
 end
 
 return M
