@@ -98,6 +98,11 @@ local srv = assert(nginx.start{
   reuseport = true,
   http_block = "lua_code_cache on;\n  lua_shared_dict wxhw_callbacks 256m;\n  lua_shared_dict wxhw_metrics 1m;\n" ..
     "  init_worker_by_lua_block {\n" ..
+    -- JITV=1: LuaJIT's trace log of each worker, to /tmp/wxhw-jitv-<worker>.txt
+    (os.getenv("JITV") and "    require('jit.v').start('/tmp/wxhw-jitv-' .. ngx.worker.id() .. '.txt')\n" or "") ..
+    -- JITP=<jit.p mode>: a profile of each worker over the whole run, to /tmp/wxhw-jitp-<worker>.txt
+    (os.getenv("JITP") and ("    require('jit.p').start(%q, '/tmp/wxhw-jitp-' .. ngx.worker.id() .. '.txt')\n")
+      :format(os.getenv("JITP")) or "") ..
     "    local callback = require 'wxhw.callback'\n" ..
     "    local ffi = require 'ffi'\n" ..
     "    pcall(ffi.cdef, 'int open(const char *, int, int); int close(int); ' ..\n" ..
@@ -126,7 +131,8 @@ local srv = assert(nginx.start{
     "      handlers = { bench_event = function() return { errcode = 0, errmsg = 'ok' } end } }\n" ..
     ("    PUSH_DICT = callback.mini_program{ token = %q, encoding_aes_key = %q, appid = %q,\n"):format(TOKEN, KEY, APPID) ..
     "      dedup = require('wxhw.callback.ngx').dedup('wxhw_callbacks'),\n" ..
-    "      handlers = { bench_event = function() return { errcode = 0, errmsg = 'ok' } end } }\n  }\n",
+    "      handlers = { bench_event = function() return { errcode = 0, errmsg = 'ok' } end } }\n  }\n" ..
+    (os.getenv("JITP") and "  exit_worker_by_lua_block { require('jit.p').stop() }\n" or ""),
   server_block = [[
     location = /push { content_by_lua_block { require("wxhw.callback.ngx").serve(PUSH) } }
     location = /push_nodedup { content_by_lua_block { require("wxhw.callback.ngx").serve(PUSH_NODEDUP) } }

@@ -35,6 +35,33 @@ describe("callback dedup entries", function()
     assert.equal("dup", state); assert.equal(204, status); assert.is_nil(ctype); assert.equal(body, b)
   end)
 
+  it("gives back any reply byte for byte, padded or not (random statuses, types and bodies)", function()
+    math.randomseed(7)
+    local plain = dedup.new{ store = store, prefix = "plain:" }
+    local function bytes(n, no_newline)
+      local t = {}
+      for i = 1, n do
+        local b = math.random(0, 255)
+        if no_newline and b == 10 then b = 11 end
+        t[i] = string.char(b)
+      end
+      return table.concat(t)
+    end
+    for i = 1, 400 do
+      local status = math.random(100, 599)
+      local ctype = math.random() < 0.2 and nil or bytes(math.random(1, 40), true)
+      local body = bytes(math.random(0, i % 3 == 0 and 600 or 200))
+      for _, d in ipairs{ dd, plain } do
+        local key = "r" .. i
+        assert.equal("new", d:claim(key))
+        d:done(key, status, ctype, body)
+        local state, st, ct, b = d:claim(key)
+        assert.equal("dup", state)
+        assert.equal(status, st); assert.equal(ctype, ct); assert.equal(body, b)
+      end
+    end
+  end)
+
   it("abandon releases a padded claim; without entry_bytes nothing is padded", function()
     assert.equal("new", dd:claim("a"))
     dd:abandon("a")

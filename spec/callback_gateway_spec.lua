@@ -257,6 +257,56 @@ describe("callback.mini_program", function()
     assert.equal(3, n)
   end)
 
+  -- The endpoint runs without a pcall of its own (only the handler is
+  -- called under one), so a reply it cannot use must fail the push as a
+  -- return value, never as an error: 500, the reason in on_event's info,
+  -- nothing cached (the retransmission runs the handler again).
+  it("fails a push whose handler returns what cannot be sent, and does not cache it", function()
+    local cases = {
+      { "debug_demo", function() return { f = print } end, "json", "cannot be encoded" },
+      { "debug_demo", function() return { a = { b = {} }, f = print } end, "json", "cannot be encoded" },
+      { "debug_demo", function() return { [{}] = 1 } end, "xml", "cannot be encoded" },
+      { "debug_demo", function() return print end, "json", "returned a function" },
+      { "iot_voip_notify", function() return { errcode = "0" } end, "json", "must return { errcode = integer" },
+      { "debug_demo", function() error({ code = 7 }) end, "json", "table:" },
+    }
+    for _, case in ipairs(cases) do
+      local event, bad, fmt, why = case[1], case[2], case[3], case[4]
+      local n = 0
+      local g = new_gw{ handlers = { [event] = function()
+        n = n + 1
+        if n == 1 then return bad() end
+      end } }
+      local msg = copy(VOIP)
+      msg.Event = event
+      local q, body
+      if fmt == "xml" then q, body = push(mc, callback.encode_xml(msg), nil, nil, "xml")
+      else q, body = push(mc, msg) end
+      local st, _, b = g("POST", q, {}, body)
+      assert.equal(500, st, why)
+      assert.equal("handler failed", b)
+      assert.truthy(events[#events].error and events[#events].error:find(why, 1, true), why)
+      assert.equal(200, (g("POST", q, {}, body)), why)
+      assert.equal(2, n, why)
+    end
+  end)
+
+  it("a raising on_event hook never fails the push; a trusted one is called directly", function()
+    local g = new_gw{ on_event = function() error("hook broke") end }
+    local q, body = push(mc, VOIP)
+    assert.equal(200, (g("POST", q, {}, body)))
+    -- trusted: no pcall between the endpoint and the hook (its error is not swallowed)
+    local seen = 0
+    local trusted = callback.trusted_hook(function(info) seen = seen + 1; if info.event == "boom" then error("raised") end end)
+    g = new_gw{ on_event = trusted, handlers = { boom = function() end } }
+    q, body = push(mc, VOIP)
+    assert.equal(200, (g("POST", q, {}, body)))
+    assert.equal(1, seen)
+    local m = copy(VOIP); m.Event = "boom"
+    q, body = push(mc, m)
+    assert.has_error(function() g("POST", q, {}, body) end, "raised")
+  end)
+
   it("answers 503 for a duplicate while the first copy is still running", function()
     local store = kv.memory()
     local g = new_gw{ dedup = { store = store } }

@@ -268,6 +268,9 @@ describe("nginx: request headers are read only when a handler asks #nosan", func
             return 200, { ["Content-Type"] = "text/plain" }, tostring(headers["x-tag"])
           end)
         } }
+        location = /raises { content_by_lua_block {
+          require("wxhw.callback.ngx").serve(function() error("boom in own handler") end)
+        } }
       ]] .. counter_location("/reads", "reads"),
     })
     local mc = assert(msgcrypt.new{ token = TOKEN, encoding_aes_key = KEY, receive_id = APPID })
@@ -279,6 +282,9 @@ describe("nginx: request headers are read only when a handler asks #nosan", func
     local s2, reply = request(srv.port, "POST", "/push?" .. qs, body, pump, "X-Tag: t2\r\n")
     local _, reads_after_peek = request(srv.port, "GET", "/reads", nil, pump)
     local s3, own = request(srv.port, "GET", "/own", nil, pump, "X-Tag: t3\r\n")
+    -- serve has no pcall of its own (a trace could not return through it):
+    -- what a handler raises is OpenResty's 500, logged with its traceback
+    local s4 = request(srv.port, "POST", "/raises", "x", pump)
     local log = srv:error_log()
     srv:stop()
     assert.equal(200, s1, log)
@@ -290,6 +296,8 @@ describe("nginx: request headers are read only when a handler asks #nosan", func
     -- a handler not made by wxhw.callback gets the header table itself
     assert.equal(200, s3, log)
     assert.equal("t3", own)
+    assert.equal(500, s4)
+    assert.matches("boom in own handler", log, 1, true)
     assert.matches("content%-length", r.names)
     assert.matches("x%-tag", r.names)
   end)

@@ -91,6 +91,25 @@ describe("wxhw.callback.refusals", function()
     assert.same({ "wxhw callback: refused pay push (405 method_not_allowed)",
                   "wxhw callback: refused pay push (400 empty_body)" }, { lines[2], lines[3] })
   end)
+
+  it("logs a failed handler once per interval with its error, and no later push repeats it", function()
+    local lines = {}
+    local mp = require("wxhw.callback").mini_program{ token = TOKEN, encoding_aes_key = KEY, appid = APPID,
+      max_skew = false, log_refusals = refusals.new{ write = function(l) lines[#lines + 1] = l end },
+      handlers = { x = function(msg) if msg.Fail then error("database down at " .. msg.Fail) end end } }
+    local mc = assert(msgcrypt.new{ token = TOKEN, encoding_aes_key = KEY, receive_id = APPID })
+    local function send(i, fail)
+      local body, sig = mc:push_body(('{"MsgType":"event","Event":"x","MsgId":%d%s}'):format(i,
+        fail and ',"Fail":"' .. ("z"):rep(400) .. '"' or ""), "mp_json", "1", "n" .. i, "gh")
+      return (mp("POST", { timestamp = "1", nonce = "n" .. i, msg_signature = sig, encrypt_type = "aes" }, {}, body))
+    end
+    assert.equal(500, send(1, true))
+    assert.equal(200, send(2))
+    assert.equal(500, send(3, true))
+    assert.equal(1, #lines)
+    assert.matches("^wxhw callback: mp handler failed: .*database down at zzz", lines[1])
+    assert.is_true(#lines[1] < 400) -- the error is cut
+  end)
 end)
 
 describe("gateway operations in nginx #slow #nosan", function()

@@ -216,7 +216,11 @@ function MsgCrypt:reply_body(plaintext, style, timestamp)
     if body then return body end
     if body == nil then return fail(reason, message) end
   end
-  if type(plaintext) == "table" and json_style then plaintext = assert(cjson.encode(plaintext)) end
+  if type(plaintext) == "table" and json_style then
+    local text, why = cjson.encode(plaintext)
+    if not text then return fail("gen_reply", "reply table cannot be encoded as JSON: " .. tostring(why)) end
+    plaintext = text
+  end
   return (self:reply(plaintext, style, timestamp))
 end
 

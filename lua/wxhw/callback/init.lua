@@ -31,6 +31,8 @@ M.max_body, M.refused = E.max_body, E.refused
 M.shared_content_type = E.shared_content_type
 M.lazy_headers, M.takes_lazy_headers = E.lazy_headers, E.takes_lazy_headers
 M.header = E.header
+--- marks an on_event hook that cannot raise (called without pcall)
+M.trusted_hook = E.trusted_hook
 --- "a=1&b=%2F" --> { a = "1", b = "/" } (wxhw.url.parse_query).
 M.parse_query = url.parse_query
 --- flat XML both ways (wxhw.xml)

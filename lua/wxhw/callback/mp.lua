@@ -7,6 +7,7 @@ local plain, refuse, with_headers, skew_ok = E.plain, E.refuse, E.with_headers, 
 local make_dedup, endpoint, once, with_ctype = E.make_dedup, E.endpoint, E.once, E.with_ctype
 local common_opts, mc_or_raise, handler_result, encrypted_reply = E.common_opts, E.mc_or_raise, E.handler_result, E.encrypted_reply
 local handler_for, decode_message, TEXT, JSON = E.handler_for, E.decode_message, E.TEXT, E.JSON
+local call_handler, handler_failed = E.call_handler, E.handler_failed
 
 local M = {}
 
@@ -18,12 +19,12 @@ local M = {}
 -- cloud-server-sdk): an encrypted envelope has no top-level errcode.
 local VOIP_OK = '{"errcode":0,"errmsg":"ok"}'
 
-local function voip_reply(what, result, reply)
+local function voip_reply(info, what, result, reply)
   if what == "ack" then return 200, JSON["Content-Type"], VOIP_OK end
   if type(result) == "table" then
     local code = result.errcode
     if type(code) ~= "number" or code % 1 ~= 0 then
-      error("iot_voip_notify handler must return { errcode = integer, errmsg = string }", 0)
+      return handler_failed(info, "iot_voip_notify handler must return { errcode = integer, errmsg = string }")
     end
     -- errcode first, as the doc prints it
     reply = ('{"errcode":%d,"errmsg":%s}'):format(code, cjson.encode(tostring(result.errmsg or "")))
@@ -35,7 +36,7 @@ end
 local function mp_run(c, info, fn, msg, ctx)
   -- handler_ms is for the on_event hook only: no clock reads without one
   local t0 = c.o.on_event and clock.monotonic()
-  local r1, r2 = fn(msg, ctx)
+  local r1, r2 = call_handler(info, fn, msg, ctx)
   local fmt = ctx.format
   -- a reply table for a secure JSON push is sealed from the table
   -- (wxhw.msgcrypt reply_body): no JSON string is made for it in Lua (the
@@ -45,12 +46,12 @@ local function mp_run(c, info, fn, msg, ctx)
   else what, reply = handler_result(r1, r2, fmt) end
   if t0 then info.handler_ms = (clock.monotonic() - t0) * 1000 end
   info.dispatched = true
-  if what == "fail" then return 500, TEXT["Content-Type"], "handler failed", false end
-  if ctx.event == "iot_voip_notify" then return voip_reply(what, r1, reply) end
+  if what == "fail" then return handler_failed(info, reply) end
+  if ctx.event == "iot_voip_notify" then return voip_reply(info, what, r1, reply) end
   if what == "ack" or reply == "" or reply == "success" or not ctx.secure then
     return 200, TEXT["Content-Type"], reply or "success"
   end
-  return encrypted_reply(c, reply, fmt, "mp_json")
+  return encrypted_reply(c, info, reply, fmt, "mp_json")
 end
 
 local function mp_request(c, info, method, query, headers, raw_body)

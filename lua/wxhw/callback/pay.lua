@@ -15,10 +15,11 @@ local function pay_fail(status, message)
 end
 
 local function pay_run(_, info, fn, n, ctx)
-  local r1, r2 = fn(n, ctx)
-  local what = handler_result(r1, r2)
+  local r1, r2 = E.call_handler(info, fn, n, ctx)
+  local what, why = handler_result(r1, r2)
   info.dispatched = true
   if what == "fail" then
+    if why then info.error = why end
     return 500, JSON["Content-Type"], cjson.encode({ code = "FAIL", message = "handler failed" }), false
   end
   return 204, nil, ""

@@ -48,11 +48,10 @@ function M.new(opts)
                         last = {}, suppressed = {} }, M)
 end
 
---- Notes one refusal; writes a line unless one for the same product and
--- reason went out less than `interval` seconds ago.
-function M:note(kind, reason, status)
+-- Writes `line` unless one under the same key went out less than
+-- `interval` seconds ago (then counts it for the next line).
+local function limited(self, key, line)
   if not self.write then return end
-  local key = tostring(kind) .. " " .. tostring(reason)
   local now = self.clock()
   local last = self.last[key]
   if last and now - last < self.interval then
@@ -61,9 +60,25 @@ function M:note(kind, reason, status)
   end
   local n = self.suppressed[key] or 0
   self.last[key], self.suppressed[key] = now, 0
-  local line = ("wxhw callback: refused %s push (%s %s)"):format(tostring(kind), tostring(status), tostring(reason))
   if n > 0 then line = line .. ("; %d more since the last line"):format(n) end
   pcall(self.write, line)
+end
+
+--- Notes one refusal; writes a line unless one for the same product and
+-- reason went out less than `interval` seconds ago.
+function M:note(kind, reason, status)
+  if not self.write then return end
+  limited(self, tostring(kind) .. " " .. tostring(reason),
+          ("wxhw callback: refused %s push (%s %s)"):format(tostring(kind), tostring(status), tostring(reason)))
+end
+
+--- Notes a handler that failed (raised, or returned what cannot be sent):
+-- the error's first 300 bytes, the handler's own words, at most one line per
+-- product per interval.
+function M:failure(kind, message)
+  if not self.write then return end
+  limited(self, tostring(kind) .. " \0failed",
+          ("wxhw callback: %s handler failed: %s"):format(tostring(kind), tostring(message):sub(1, 300)))
 end
 
 local shared

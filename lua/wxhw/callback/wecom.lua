@@ -19,7 +19,7 @@ M.wecom_deadlines = { model_ticket = 1.0, bind = 3.0, unbind = 1.0, verify_devic
 
 local function wecom_run(c, info, fn, msg, ctx)
   local t0 = clock.monotonic()
-  local r1, r2 = fn(msg, ctx)
+  local r1, r2 = E.call_handler(info, fn, msg, ctx)
   local fmt = ctx.format
   -- a reply table for a JSON push is sealed from the table (wxhw.msgcrypt
   -- reply_body): no JSON string is made for it in Lua
@@ -29,9 +29,9 @@ local function wecom_run(c, info, fn, msg, ctx)
   local took = clock.monotonic() - t0
   info.handler_ms, info.dispatched = took * 1000, true
   if ctx.deadline and took > ctx.deadline then info.late = true end
-  if what == "fail" then return 500, TEXT["Content-Type"], "handler failed", false end
+  if what == "fail" then return E.handler_failed(info, reply) end
   if what == "ack" or reply == "" or reply == "success" then return 200, TEXT["Content-Type"], "success" end
-  return encrypted_reply(c, reply, fmt, "wecom_json")
+  return encrypted_reply(c, info, reply, fmt, "wecom_json")
 end
 
 local function wecom_request(c, info, method, query, headers, raw_body)

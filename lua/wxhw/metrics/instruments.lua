@@ -11,6 +11,7 @@
 -- Nothing here reads a secret: labels are products, event names, outcomes,
 -- refusal reasons, API paths, errcodes and call states.
 local machine = require "wxhw.call.machine"
+local trusted_hook = require("wxhw.callback").trusted_hook
 
 local M = {}
 M.__index = M
@@ -47,14 +48,15 @@ function M.new(reg)
   local waits = reg:counter("wxhw_ratelimit_waits_total", "Waits for a rate-limit bucket.")
   local waited = reg:counter("wxhw_ratelimit_wait_seconds_total", "Seconds spent waiting for rate-limit buckets.")
 
-  --- callback on_event(info): one push.
-  function self.on_event(info)
+  --- callback on_event(info): one push. Counters on Lua tables, nothing
+  -- that raises: endpoints call it without pcall (callback.trusted_hook).
+  self.on_event = trusted_hook(function(info)
     local kind, o = info.kind or "unknown", outcome(info)
     pushes:inc(1, kind, info.event or "none", o)
     if o == "duplicate" then dups:inc(1, kind)
     elseif o == "refused" then refusals:inc(1, kind, info.reason or tostring(info.status)) end
     if info.handler_ms then latency:observe(info.handler_ms / 1000, kind) end
-  end
+  end)
 
   --- refusals outside an endpoint (an unknown path)
   function self.refused(kind, reason) pushes:inc(1, kind, "none", "refused"); refusals:inc(1, kind, reason) end
