@@ -305,6 +305,24 @@ describe("callback.mini_program", function()
     local m = copy(VOIP); m.Event = "boom"
     q, body = push(mc, m)
     assert.has_error(function() g("POST", q, {}, body) end, "raised")
+    -- a trusted hook's info table is used again: nothing of one push shows in the next
+    local seen_info = {}
+    g = new_gw{ on_event = callback.trusted_hook(function(info)
+      local c = {}
+      for k, v in pairs(info) do c[k] = v end
+      seen_info[#seen_info + 1] = c
+    end) }
+    q, body = push(mc, VOIP)
+    g("POST", q, {}, body)
+    g("POST", q, {}, body) -- a duplicate
+    local q2, body2 = push(mc, { MsgType = "event", Event = "nobody_wants_this", CreateTime = 1714112440 })
+    g("POST", q2, {}, body2)
+    assert.is_true(seen_info[2].duplicate)
+    assert.is_nil(seen_info[3].duplicate)
+    assert.is_nil(seen_info[3].dispatched)
+    assert.is_nil(seen_info[3].handler_ms)
+    assert.is_true(seen_info[3].unknown)
+    assert.equal("mp", seen_info[3].kind)
   end)
 
   it("answers 503 for a duplicate while the first copy is still running", function()

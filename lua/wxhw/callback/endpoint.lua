@@ -122,8 +122,9 @@ end
 -- --stages: 11.9 against 8.1 µs a push with metrics on).
 local TRUSTED = setmetatable({}, { __mode = "k" })
 
---- Marks fn as an on_event hook that cannot raise: endpoints call it
--- directly. Returns fn.
+--- Marks fn as an on_event hook that cannot raise and keeps nothing of
+-- the info table it gets (the endpoint uses that table again): endpoints
+-- call it directly. Returns fn.
 function M.trusted_hook(fn)
   TRUSTED[fn] = true
   return fn
@@ -175,6 +176,12 @@ local function new_info(kind)
   return info
 end
 
+-- LuaJIT's table.clear: the endpoint's own info table is emptied and used
+-- again when nothing keeps it (no hook, or a trusted one); elsewhere a
+-- fresh table per push.
+local clear_table = select(2, pcall(require, "table.clear"))
+if type(clear_table) ~= "function" then clear_table = nil end
+
 local function endpoint(o, kind, request, c)
   local scratch = { kind = kind }
   local limit = o.max_body == nil and M.MAX_BODY or o.max_body
@@ -182,8 +189,15 @@ local function endpoint(o, kind, request, c)
   local refusals = o.log_refusals
   if refusals == nil then refusals = refusals_mod.default() end
   local fn = function(method, query, headers, raw_body)
-    local info = o.on_event and new_info(kind) or scratch
-    scratch.reason, scratch.error = nil, nil
+    local hook, info = o.on_event, scratch
+    if clear_table and (not hook or TRUSTED[hook]) then
+      clear_table(scratch)
+      scratch.kind = kind
+    elseif hook then
+      info = new_info(kind)
+    else
+      scratch.reason, scratch.error = nil, nil -- the two fields read below
+    end
     local status, h, body
     if type(raw_body) == "string" and #raw_body > limit then
       info.reason = "body_too_large"
