@@ -62,6 +62,15 @@ describe("callback dedup entries", function()
     end
   end)
 
+  it("a damaged reply entry is no answer: claim says so (the push is then handled unguarded)", function()
+    for _, v in ipairs{ "D200", "Dx\nct\nbody", "E200\nct\nzz\nbody", "E200\nct" } do
+      store:set("dup:bad", v, 60)
+      local state, err = dd:claim("bad")
+      assert.is_nil(state, v)
+      assert.matches("cannot be read", err)
+    end
+  end)
+
   it("abandon releases a padded claim; without entry_bytes nothing is padded", function()
     assert.equal("new", dd:claim("a"))
     dd:abandon("a")

@@ -269,6 +269,14 @@ describe("callback.mini_program", function()
       { "debug_demo", function() return print end, "json", "returned a function" },
       { "iot_voip_notify", function() return { errcode = "0" } end, "json", "must return { errcode = integer" },
       { "debug_demo", function() error({ code = 7 }) end, "json", "table:" },
+      { "debug_demo", function() error(setmetatable({}, { __tostring = function() error("x") end })) end, "json",
+        "a table error value" },
+      { "iot_voip_notify", function() return { errcode = 1e300 } end, "json", "must return { errcode = integer" },
+      { "iot_voip_notify", function() return { errcode = 2 ^ 63 } end, "xml", "must return { errcode = integer" },
+      { "iot_voip_notify", function() return { errcode = 0, errmsg = {} } end, "json", "errmsg = string" },
+      { "iot_voip_notify", function()
+        return setmetatable({}, { __index = function() error("no") end })
+      end, "json", "must return { errcode = integer" },
     }
     for _, case in ipairs(cases) do
       local event, bad, fmt, why = case[1], case[2], case[3], case[4]
@@ -289,6 +297,23 @@ describe("callback.mini_program", function()
       assert.equal(200, (g("POST", q, {}, body)), why)
       assert.equal(2, n, why)
     end
+  end)
+
+  it("answers a VoIP push in XML from the table alone, and a null MsgId names no push", function()
+    local n = 0
+    local g = new_gw{ handlers = {
+      iot_voip_notify = function() return { errcode = 0, errmsg = "ok", [true] = "not for XML" } end,
+      debug_demo = function() n = n + 1 end } }
+    local q, body = push(mc, callback.encode_xml(VOIP), nil, nil, "xml")
+    local st, _, b = g("POST", q, {}, body)
+    assert.equal(200, st)
+    assert.same({ errcode = 0, errmsg = "ok" }, cjson.decode(b))
+    -- two different pushes with "MsgId": null are both handled
+    for i = 1, 2 do
+      q, body = push(mc, '{"MsgType":"event","Event":"debug_demo","MsgId":null,"N":' .. i .. '}')
+      assert.equal(200, (g("POST", q, {}, body)))
+    end
+    assert.equal(2, n)
   end)
 
   it("a raising on_event hook never fails the push; a trusted one is called directly", function()

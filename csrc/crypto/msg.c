@@ -322,7 +322,7 @@ static char *seal_into(lua_State *L, engine *e, span plain, span ts, int envelop
   unsigned pad;
   span nonce;
   if (plain.n > MSG_MAX_INPUT) {
-    luaL_argerror(L, 2, "too large");
+    fail3(L, "gen_reply", "reply of %zu bytes is too large to seal", plain.n);
     return NULL;
   }
   lua_settop(L, 5); /* slot 4 receives a drawn nonce */

@@ -221,7 +221,9 @@ function MsgCrypt:reply_body(plaintext, style, timestamp)
     if not text then return fail("gen_reply", "reply table cannot be encoded as JSON: " .. tostring(why)) end
     plaintext = text
   end
-  return (self:reply(plaintext, style, timestamp))
+  local body, err = self:reply(plaintext, style, timestamp)
+  if not body then return nil, err end
+  return body
 end
 
 --- Builds an encrypted passive reply body. style: "mp_json" (Mini Program),

@@ -91,7 +91,10 @@ end
 -- WeCom base_info.req_id), named with the account (`scope`) when given,
 -- else a digest of the decrypted message (which names its account itself).
 function M.key(kind, id, plaintext, scope)
-  if id ~= nil and id ~= "" then
+  -- a string or a number only: a null or boolean MsgId names no push (every
+  -- push carrying one would share a key, and all but the first be lost)
+  local t = type(id)
+  if (t == "string" and id ~= "") or t == "number" then
     -- an id is unique within its account only: `scope` (the appid, the
     -- receive_id) keeps two accounts sharing a store apart
     if scope then return kind .. ":id:" .. scope .. ":" .. json.id(id) end
@@ -148,7 +151,12 @@ local function contended(self, k, claim)
   local waited, tries = 0, 1
   while true do
     local v = self.store:get(k)
-    if v and is_done(v) then return "dup", decode(v) end
+    if v and is_done(v) then
+      local status, ctype, body = decode(v)
+      -- a damaged entry: the push is handled unguarded, as when the store fails
+      if not status then return nil, "de-dup entry for " .. k .. " cannot be read" end
+      return "dup", status, ctype, body
+    end
     if v == nil and tries < 100 then -- luacheck: ignore
       -- expired or abandoned between add() and get(): claim again
     elseif v and tries < 100 and owner.gone(claimant(v)) then

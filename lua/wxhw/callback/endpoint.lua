@@ -230,10 +230,19 @@ end
 -- endpoint itself runs without pcall frames: under LuaJIT a trace that
 -- starts below one (after any C call) cannot return through it ("NYI:
 -- return to lower frame"), which left most of a push interpreted in nginx.
+-- An error value as text, whatever it is (its __tostring may raise, or
+-- return something else).
+local function error_text(e)
+  if type(e) == "string" then return e end
+  local ok, text = pcall(tostring, e)
+  if ok and type(text) == "string" then return text end
+  return "a " .. type(e) .. " error value"
+end
+
 local function call_handler(info, fn, msg, ctx)
   local ok, r1, r2 = pcall(fn, msg, ctx)
   if ok then return r1, r2 end
-  info.error = tostring(r1)
+  info.error = error_text(r1)
   return false
 end
 

@@ -19,15 +19,20 @@ local M = {}
 -- cloud-server-sdk): an encrypted envelope has no top-level errcode.
 local VOIP_OK = '{"errcode":0,"errmsg":"ok"}'
 
+local BAD_VOIP = "iot_voip_notify handler must return { errcode = integer, errmsg = string }"
+
 local function voip_reply(info, what, result, reply)
   if what == "ack" then return 200, JSON["Content-Type"], VOIP_OK end
   if type(result) == "table" then
-    local code = result.errcode
-    if type(code) ~= "number" or code % 1 ~= 0 then
-      return handler_failed(info, "iot_voip_notify handler must return { errcode = integer, errmsg = string }")
+    -- read raw: a reply table's metamethods are not ours to run
+    local code, msg = rawget(result, "errcode"), rawget(result, "errmsg")
+    -- integers both runtimes print exactly
+    if type(code) ~= "number" or code % 1 ~= 0 or code < -2 ^ 53 or code > 2 ^ 53 then
+      return handler_failed(info, BAD_VOIP)
     end
+    if msg ~= nil and type(msg) ~= "string" then return handler_failed(info, BAD_VOIP) end
     -- errcode first, as the doc prints it
-    reply = ('{"errcode":%d,"errmsg":%s}'):format(code, cjson.encode(tostring(result.errmsg or "")))
+    reply = ('{"errcode":%.0f,"errmsg":%s}'):format(code, cjson.encode(msg or ""))
   end
   return 200, JSON["Content-Type"], reply
 end
@@ -42,7 +47,9 @@ local function mp_run(c, info, fn, msg, ctx)
   -- (wxhw.msgcrypt reply_body): no JSON string is made for it in Lua (the
   -- VoIP answer is built from the table by voip_reply)
   local what, reply
-  if type(r1) == "table" and fmt == "json" and ctx.secure then what, reply = "reply", r1
+  -- (and the VoIP answer is built from the table by voip_reply, in any format)
+  if type(r1) == "table" and (fmt == "json" and ctx.secure or ctx.event == "iot_voip_notify") then
+    what, reply = "reply", r1
   else what, reply = handler_result(r1, r2, fmt) end
   if t0 then info.handler_ms = (clock.monotonic() - t0) * 1000 end
   info.dispatched = true

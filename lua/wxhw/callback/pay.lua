@@ -4,7 +4,7 @@ local cjson = require "cjson.safe"
 local errors = require "wxhw.errors"
 local dedup_mod = require "wxhw.callback.dedup"
 local resolve_headers, make_dedup, endpoint, once = E.resolve_headers, E.make_dedup, E.endpoint, E.once
-local with_ctype, handler_result, JSON = E.with_ctype, E.handler_result, E.JSON
+local with_ctype, JSON = E.with_ctype, E.JSON
 
 local M = {}
 
@@ -16,10 +16,10 @@ end
 
 local function pay_run(_, info, fn, n, ctx)
   local r1, r2 = E.call_handler(info, fn, n, ctx)
-  local what, why = handler_result(r1, r2)
   info.dispatched = true
-  if what == "fail" then
-    if why then info.error = why end
+  -- Pay's answer has no body: only false or nil, err fail (a returned
+  -- table is not encoded for nothing)
+  if r1 == false or (r1 == nil and r2 ~= nil) then
     return 500, JSON["Content-Type"], cjson.encode({ code = "FAIL", message = "handler failed" }), false
   end
   return 204, nil, ""
