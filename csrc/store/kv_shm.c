@@ -561,36 +561,29 @@ static int l_stats(lua_State *L) {
 }
 
 #ifdef WXHW_TEST_HOOKS
-/* Test-only: take the lock, mark the key's slot as being written, and never
- * return; the spec kills the process to check that the others recover. */
-static int l_test_die_holding_lock(lua_State *L) {
+/* Test-only: take the lock, mark the key's slot as being written, and then
+ *   "pause": never return (the spec kills the process);
+ *   "exit":  unmap the table and exit. The kernel's robust-list cleanup
+ *            cannot reach an unmapped futex, so the lock word keeps this
+ *            process's id: the owner-gone case the kernel leaves to us
+ *            (shmfile.c).
+ * The other processes must recover either way. */
+static int l_test_hold_lock(lua_State *L) {
+  static const char *const how[] = {"pause", "exit", NULL};
   kv_t *s = check_kv(L);
   probe_t p;
   size_t klen;
   const char *key = check_key(L, 2, &klen);
+  int exit_now = luaL_checkoption(L, 3, "pause", how);
   init_probe(s, &p, key, klen);
   lock_or_raise(L, s);
   probe(s, &p, wxhw_monotonic());
   s->h->dirty = p.found >= 0 ? p.found : p.free;
+  if (exit_now) {
+    munmap(s->h, s->maplen);
+    _exit(0);
+  }
   for (;;) pause();
-  return 0;
-}
-
-/* Test-only: take the lock, mark the key's slot as being written, unmap the
- * table and exit. The kernel's robust-list cleanup cannot reach an unmapped
- * futex, so the lock word keeps this process's id: the owner-gone case that
- * the kernel leaves to us (shmfile.c). */
-static int l_test_exit_holding_lock(lua_State *L) {
-  kv_t *s = check_kv(L);
-  probe_t p;
-  size_t klen;
-  const char *key = check_key(L, 2, &klen);
-  init_probe(s, &p, key, klen);
-  lock_or_raise(L, s);
-  probe(s, &p, wxhw_monotonic());
-  s->h->dirty = p.found >= 0 ? p.found : p.free;
-  munmap(s->h, s->maplen);
-  _exit(0);
   return 0;
 }
 #endif
@@ -622,8 +615,7 @@ int wxhw_open_kvshm(lua_State *L) {
                                      {"cas", l_cas},       {"delete", l_delete}, {"keys", l_keys},
                                      {"stats", l_stats},   {"close", l_close}, {"bind", l_bind},
 #ifdef WXHW_TEST_HOOKS
-                                     {"_test_die_holding_lock", l_test_die_holding_lock},
-                                     {"_test_exit_holding_lock", l_test_exit_holding_lock},
+                                     {"_test_hold_lock", l_test_hold_lock},
 #endif
                                      {NULL, NULL}};
   static const luaL_Reg meta[] = {
