@@ -49,6 +49,15 @@ describe("hostile input costs linear time #slow", function()
   local mc
   setup(function() mc = assert(msgcrypt.new{ token = TOKEN, encoding_aes_key = KEY, receive_id = APPID }) end)
 
+  it("the check itself fails a quadratic parser (also after its second look)", function()
+    -- one plain find over the whole input per 64 bytes of it
+    local r = linear.check(function(s)
+      for i = 1, #s, 64 do s:find("x", i % 7 + 1, true) end
+    end, function(n) return ("a"):rep(n) end)
+    assert.is_false(r.ok)
+    assert.matches("not linear", r.why)
+  end)
+
   for name, make in pairs(ENVELOPES) do
     it("envelope_encrypt and MsgCrypt:open: " .. name, function()
       expect_linear("envelope " .. name, function(s) msgcrypt.envelope_encrypt(s) end, make)
