@@ -109,6 +109,13 @@ describe("wxhw.callback.refusals", function()
     assert.equal(1, #lines)
     assert.matches("^wxhw callback: mp handler failed: .*database down at zzz", lines[1])
     assert.is_true(#lines[1] < 400) -- the error is cut
+    -- a handler's own nil, err is a failure with its reason too
+    local soft = require("wxhw.callback").mini_program{ token = TOKEN, encoding_aes_key = KEY, appid = APPID,
+      max_skew = false, log_refusals = refusals.new{ write = function(l) lines[#lines + 1] = l end },
+      handlers = { x = function() return nil, "queue full" end } }
+    local body, sig = mc:push_body('{"MsgType":"event","Event":"x","MsgId":9}', "mp_json", "1", "n9", "gh")
+    assert.equal(500, (soft("POST", { timestamp = "1", nonce = "n9", msg_signature = sig, encrypt_type = "aes" }, {}, body)))
+    assert.equal("wxhw callback: mp handler failed: queue full", lines[2])
   end)
 end)
 

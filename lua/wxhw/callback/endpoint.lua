@@ -224,12 +224,6 @@ local function endpoint(o, kind, request, c)
   return fn
 end
 
--- The user's handler, the one part of a push that runs under pcall: its
--- error becomes a failure (handler_result's "fail", the message in
--- info.error). Nothing else on the path raises for a push's content, so the
--- endpoint itself runs without pcall frames: under LuaJIT a trace that
--- starts below one (after any C call) cannot return through it ("NYI:
--- return to lower frame"), which left most of a push interpreted in nginx.
 -- An error value as text, whatever it is (its __tostring may raise, or
 -- return something else).
 local function error_text(e)
@@ -239,6 +233,12 @@ local function error_text(e)
   return "a " .. type(e) .. " error value"
 end
 
+-- The user's handler, the one part of a push that runs under pcall: its
+-- error becomes a failure (handler_result's "fail", the message in
+-- info.error). Nothing else on the path raises for a push's content, so the
+-- endpoint itself runs without pcall frames: under LuaJIT a trace that
+-- starts below one (after any C call) cannot return through it ("NYI:
+-- return to lower frame"), which left most of a push interpreted in nginx.
 local function call_handler(info, fn, msg, ctx)
   local ok, r1, r2 = pcall(fn, msg, ctx)
   if ok then return r1, r2 end
@@ -309,10 +309,13 @@ end
 
 -- Result of a handler --> "ack" | "reply", text | "fail"[, why].
 -- nil/true: acknowledged; string/table: a reply to encrypt; false or
--- nil, err: failure, not cached, so WeChat's retransmission runs it again;
--- anything else (or a table cjson cannot encode) fails with `why`.
+-- nil, err: failure, not cached, so WeChat's retransmission runs it again
+-- (`why`: err when it is a string); anything else (or a table cjson cannot
+-- encode) fails with `why`.
 local function handler_result(ok_or_reply, err, fmt)
-  if ok_or_reply == false or (ok_or_reply == nil and err ~= nil) then return "fail" end
+  if ok_or_reply == false or (ok_or_reply == nil and err ~= nil) then
+    return "fail", type(err) == "string" and err or nil
+  end
   if ok_or_reply == nil or ok_or_reply == true then return "ack" end
   if type(ok_or_reply) == "string" then return "reply", ok_or_reply end
   if type(ok_or_reply) == "table" then

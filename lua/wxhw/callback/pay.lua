@@ -20,6 +20,7 @@ local function pay_run(_, info, fn, n, ctx)
   -- Pay's answer has no body: only false or nil, err fail (a returned
   -- table is not encoded for nothing)
   if r1 == false or (r1 == nil and r2 ~= nil) then
+    if type(r2) == "string" and not info.error then info.error = r2 end
     return 500, JSON["Content-Type"], cjson.encode({ code = "FAIL", message = "handler failed" }), false
   end
   return 204, nil, ""
