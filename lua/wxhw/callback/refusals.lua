@@ -14,6 +14,7 @@
 -- line logged in a request's context carries nginx's `request: "POST
 -- /wx/push?...msg_signature=..."`, the query with the signature.
 local clock = require "wxhw.clock"
+local errors = require "wxhw.errors"
 
 local M = {}
 M.__index = M
@@ -78,7 +79,7 @@ end
 function M:failure(kind, message)
   if not self.write then return end
   limited(self, tostring(kind) .. " \0failed",
-          ("wxhw callback: %s handler failed: %s"):format(tostring(kind), tostring(message):sub(1, 300)))
+          ("wxhw callback: %s handler failed: %s"):format(tostring(kind), errors.cut(message, 300)))
 end
 
 local shared
