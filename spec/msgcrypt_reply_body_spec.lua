@@ -103,12 +103,7 @@ describe("msgcrypt reply body #c", function()
       local env = cjson.decode(body)
       return cjson.decode((assert(mc:decrypt(env.MsgSignature, ("%d"):format(env.TimeStamp), env.Nonce, env.Encrypt))))
     end
-    local function same(a, b)
-      if type(a) ~= "table" or type(b) ~= "table" then return a == b end
-      for k, v in pairs(a) do if not same(v, b[k]) then return false end end
-      for k in pairs(b) do if a[k] == nil then return false end end
-      return true
-    end
+    local same = require("luassert.util").deepcompare -- the comparison assert.same makes
     local rnd = 4242
     local function rand(n) rnd = (rnd * 1103515245 + 12345) % 2147483648; return rnd % n + 1 end
     local pieces = { "a", "\"", "\\", "/", "\n", "\t", "\0", "\127", "\31", "中文", "é", " ", "}", "{", "," }
